@@ -1,0 +1,374 @@
+//! The host side of the box: its directory, starting and stopping QEMU, status.
+//!
+//! Layout of the box directory (`<data-dir>/box/`):
+//! ```text
+//! state.json      pid and forwarded port of the running box (absent when stopped)
+//! data.ext4       the box's persistent data disk (sparse; workstations live here)
+//! share/bin/hearth   this hearth binary, shared read-only into the box over 9p
+//! share/token     the control channel secret (new at every start, mode 0600)
+//! console.log     the box's serial console; qemu.log: QEMU's own output
+//! .lock           held while starting or stopping
+//! ```
+//! QEMU runs detached (own session), so the box outlives the command that started it.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::client::BoxClient;
+use crate::qemu::{self, BoxSpec};
+use crate::BoxError;
+
+/// What is recorded about a running box.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BoxState {
+    pub pid: u32,
+    pub port: u16,
+    pub started_at: u64,
+    /// QEMU spawned → control server answered.
+    pub ready_ms: u64,
+    pub cpus: u32,
+    pub mem_mib: u64,
+    pub egress: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    pub qemu: PathBuf,
+    pub mkfs: PathBuf,
+    pub kernel: PathBuf,
+    pub rootfs: PathBuf,
+    pub cache_dir: PathBuf,
+    /// The hearth binary to run inside (normally this very executable).
+    pub hearth_bin: PathBuf,
+    pub cpus: u32,
+    pub mem_mib: u64,
+    pub data_disk_gib: u64,
+    pub egress: bool,
+    pub ready_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum BoxStatus {
+    Stopped,
+    Running { state: BoxState, uptime_ms: u64 },
+    /// QEMU is alive but the control server does not answer.
+    Unresponsive { state: BoxState, error: String },
+}
+
+pub struct BoxDir {
+    root: PathBuf,
+}
+
+/// Held while starting or stopping; released on drop.
+struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
+
+const CONSOLE_TAIL_BYTES: u64 = 4096;
+
+impl BoxDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn console_log(&self) -> PathBuf {
+        self.root.join("console.log")
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    fn share(&self) -> PathBuf {
+        self.root.join("share")
+    }
+
+    fn lock(&self) -> Result<DirLock, BoxError> {
+        fs::create_dir_all(&self.root).map_err(|e| BoxError::io(format!("creating {}", self.root.display()), e))?;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join(".lock"))
+            .map_err(|e| BoxError::io("opening the box lock", e))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map(DirLock)
+            .map_err(|(_, e)| BoxError::io("locking the box directory", e.into()))
+    }
+
+    /// The recorded state, if its QEMU is still alive.
+    pub fn running(&self) -> Option<BoxState> {
+        let state: BoxState = serde_json::from_slice(&fs::read(self.state_path()).ok()?).ok()?;
+        is_qemu_alive(state.pid).then_some(state)
+    }
+
+    pub fn token(&self) -> Result<String, BoxError> {
+        fs::read_to_string(self.share().join("token"))
+            .map(|t| t.trim().to_string())
+            .map_err(|e| BoxError::io("reading the box token", e))
+    }
+
+    /// An authenticated connection to the running box.
+    pub fn client(&self) -> Result<BoxClient, BoxError> {
+        let state = self.running().ok_or(BoxError::NotRunning)?;
+        BoxClient::connect(state.port, &self.token()?, Duration::from_secs(10))
+    }
+
+    pub fn status(&self) -> BoxStatus {
+        let Some(state) = self.running() else { return BoxStatus::Stopped };
+        match self.token().and_then(|t| BoxClient::connect(state.port, &t, Duration::from_secs(5))) {
+            Ok(c) => BoxStatus::Running { uptime_ms: c.uptime_ms, state },
+            Err(e) => BoxStatus::Unresponsive { state, error: e.to_string() },
+        }
+    }
+
+    /// Boots the box and returns once its control server answers.
+    pub fn start(&self, opts: &StartOptions) -> Result<BoxState, BoxError> {
+        let _lock = self.lock()?;
+        if let Some(s) = self.running() {
+            return Err(BoxError::AlreadyRunning(s.pid));
+        }
+        let _ = fs::remove_file(self.state_path());
+        for p in [&opts.kernel, &opts.rootfs] {
+            if !p.is_file() {
+                return Err(BoxError::MissingArtifact(p.display().to_string()));
+            }
+        }
+        let data_disk = self.root.join("data.ext4");
+        if !data_disk.exists() {
+            create_data_disk(&opts.mkfs, &data_disk, opts.data_disk_gib)?;
+        }
+        let token = self.prepare_share(&opts.hearth_bin)?;
+        let port = free_port()?;
+        let spec = BoxSpec {
+            kernel: opts.kernel.clone(),
+            rootfs: opts.rootfs.clone(),
+            data_disk,
+            share_dir: self.share(),
+            cache_dir: opts.cache_dir.clone(),
+            console_log: self.console_log(),
+            pid_file: self.root.join("qemu.pid"),
+            cpus: opts.cpus,
+            mem_mib: opts.mem_mib,
+            control_port: port,
+            egress: opts.egress,
+        };
+        let qemu_log_path = self.root.join("qemu.log");
+        let qemu_log = fs::File::create(&qemu_log_path).map_err(|e| BoxError::io("creating qemu.log", e))?;
+        let qemu_err = qemu_log.try_clone().map_err(|e| BoxError::io("cloning qemu.log", e))?;
+        let started = Instant::now();
+        let mut cmd = Command::new(&opts.qemu);
+        cmd.args(qemu::args(&spec)).stdin(Stdio::null()).stdout(qemu_log).stderr(qemu_err);
+        // SAFETY: setsid is async-signal-safe; it detaches QEMU from our session and
+        // terminal so the box outlives this command and ^C here does not reach it.
+        unsafe {
+            cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+        }
+        let child = cmd.spawn().map_err(|e| BoxError::io(format!("starting {}", opts.qemu.display()), e))?;
+        let pid = child.id();
+        let state = BoxState {
+            pid,
+            port,
+            started_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            ready_ms: 0,
+            cpus: opts.cpus,
+            mem_mib: opts.mem_mib,
+            egress: opts.egress,
+        };
+        self.write_state(&state)?;
+        let deadline = started + opts.ready_timeout;
+        loop {
+            if !is_qemu_alive(pid) {
+                let _ = fs::remove_file(self.state_path());
+                return Err(BoxError::QemuExited {
+                    status: "see its log".into(),
+                    qemu_log: read_tail(&qemu_log_path),
+                    tail: read_tail(&self.console_log()),
+                });
+            }
+            if BoxClient::connect(port, &token, Duration::from_secs(2)).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                reap(pid);
+                let _ = fs::remove_file(self.state_path());
+                return Err(BoxError::NotReady { secs: opts.ready_timeout.as_secs(), tail: read_tail(&self.console_log()) });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let state = BoxState { ready_ms: started.elapsed().as_millis() as u64, ..state };
+        self.write_state(&state)?;
+        Ok(state)
+    }
+
+    /// Shuts the box down cleanly (the box syncs and unmounts its data disk), falling back to
+    /// SIGTERM and SIGKILL. Returns false if it was not running.
+    pub fn stop(&self, timeout: Duration) -> Result<bool, BoxError> {
+        let _lock = self.lock()?;
+        let Some(state) = self.running() else {
+            let _ = fs::remove_file(self.state_path());
+            return Ok(false);
+        };
+        let clean = self.token().and_then(|t| BoxClient::connect(state.port, &t, Duration::from_secs(5))).and_then(|c| c.shutdown());
+        let pid = Pid::from_raw(state.pid as i32);
+        if clean.is_err() || !wait_exit(state.pid, timeout) {
+            let _ = kill(pid, Signal::SIGTERM);
+            if !wait_exit(state.pid, Duration::from_secs(5)) {
+                let _ = kill(pid, Signal::SIGKILL);
+                wait_exit(state.pid, Duration::from_secs(5));
+            }
+        }
+        fs::remove_file(self.state_path()).map_err(|e| BoxError::io("removing state.json", e))?;
+        Ok(true)
+    }
+
+    fn write_state(&self, state: &BoxState) -> Result<(), BoxError> {
+        let tmp = self.root.join("state.json.tmp");
+        fs::write(&tmp, serde_json::to_vec_pretty(state).expect("state serializes")).map_err(|e| BoxError::io("writing state.json", e))?;
+        fs::rename(&tmp, self.state_path()).map_err(|e| BoxError::io("writing state.json", e))
+    }
+
+    /// Copies the hearth binary into the share and writes a fresh token; returns the token.
+    fn prepare_share(&self, hearth_bin: &Path) -> Result<String, BoxError> {
+        let bin_dir = self.share().join("bin");
+        fs::create_dir_all(&bin_dir).map_err(|e| BoxError::io("creating the box share", e))?;
+        let tmp = bin_dir.join(".hearth.tmp");
+        fs::copy(hearth_bin, &tmp).map_err(|e| BoxError::io(format!("copying {}", hearth_bin.display()), e))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(|e| BoxError::io("chmod hearth", e))?;
+        fs::rename(&tmp, bin_dir.join("hearth")).map_err(|e| BoxError::io("placing hearth in the share", e))?;
+        let mut raw = [0u8; 32];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut raw))
+            .map_err(|e| BoxError::io("reading /dev/urandom", e))?;
+        let token = hex::encode(raw);
+        let token_path = self.share().join("token");
+        let _ = fs::remove_file(&token_path);
+        let mut f = fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&token_path)
+            .map_err(|e| BoxError::io("writing the box token", e))?;
+        std::io::Write::write_all(&mut f, token.as_bytes()).map_err(|e| BoxError::io("writing the box token", e))?;
+        Ok(token)
+    }
+}
+
+/// A sparse ext4 image, made under a temporary name and renamed when complete.
+fn create_data_disk(mkfs: &Path, path: &Path, gib: u64) -> Result<(), BoxError> {
+    let tmp = path.with_extension("ext4.tmp");
+    let f = fs::File::create(&tmp).map_err(|e| BoxError::io("creating the data disk", e))?;
+    f.set_len(gib << 30).map_err(|e| BoxError::io("sizing the data disk", e))?;
+    drop(f);
+    let out = Command::new(mkfs)
+        .args(["-q", "-F", "-L", "hearth-data", "-E", "lazy_itable_init=1,lazy_journal_init=1"])
+        .arg(&tmp)
+        .output()
+        .map_err(|e| BoxError::io(format!("running {}", mkfs.display()), e))?;
+    if !out.status.success() {
+        let _ = fs::remove_file(&tmp);
+        return Err(BoxError::io(
+            "formatting the data disk",
+            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        ));
+    }
+    fs::rename(&tmp, path).map_err(|e| BoxError::io("placing the data disk", e))
+}
+
+fn free_port() -> Result<u16, BoxError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| BoxError::io("finding a free port", e))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| BoxError::io("finding a free port", e))
+}
+
+/// Reaps `pid` if it is our child and has exited (no-op otherwise).
+fn reap(pid: u32) {
+    let _ = waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
+}
+
+/// Alive and still a QEMU (a recycled pid is not our box).
+fn is_qemu_alive(pid: u32) -> bool {
+    reap(pid);
+    if kill(Pid::from_raw(pid as i32), None) == Err(Errno::ESRCH) {
+        return false;
+    }
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("qemu-system"))
+        .unwrap_or(false)
+}
+
+fn wait_exit(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if !is_qemu_alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !is_qemu_alive(pid)
+}
+
+/// The last few KiB of a log, for error messages.
+pub fn read_tail(path: &Path) -> String {
+    let Ok(mut f) = fs::File::open(path) else { return format!("({} missing)", path.display()) };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(CONSOLE_TAIL_BYTES)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_box_reports_stopped_and_stop_is_a_no_op() {
+        let d = tempfile::tempdir().unwrap();
+        let b = BoxDir::new(d.path());
+        assert!(matches!(b.status(), BoxStatus::Stopped));
+        assert!(!b.stop(Duration::from_secs(1)).unwrap());
+        assert!(matches!(b.client(), Err(BoxError::NotRunning)));
+    }
+
+    #[test]
+    fn a_stale_state_file_with_a_non_qemu_pid_is_not_running() {
+        let d = tempfile::tempdir().unwrap();
+        let b = BoxDir::new(d.path());
+        let state = BoxState { pid: std::process::id(), port: 1, started_at: 0, ready_ms: 0, cpus: 1, mem_mib: 1, egress: false };
+        b.write_state(&state).unwrap();
+        assert!(b.running().is_none(), "our own pid is alive but is not QEMU");
+    }
+
+    #[test]
+    fn missing_artifacts_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let opts = StartOptions {
+            qemu: "qemu-system-x86_64".into(),
+            mkfs: "mkfs.ext4".into(),
+            kernel: d.path().join("no-vmlinux"),
+            rootfs: d.path().join("no-rootfs"),
+            cache_dir: d.path().into(),
+            hearth_bin: "/bin/true".into(),
+            cpus: 1,
+            mem_mib: 256,
+            data_disk_gib: 1,
+            egress: false,
+            ready_timeout: Duration::from_secs(1),
+        };
+        assert!(matches!(BoxDir::new(d.path().join("box")).start(&opts), Err(BoxError::MissingArtifact(p)) if p.contains("no-vmlinux")));
+    }
+}

@@ -1,0 +1,96 @@
+//! The QEMU command line that boots the box.
+//!
+//! Facts that cost days (DESIGN.md): `-M q35` (microvm panics at boot most of the time),
+//! `-accel tcg,thread=multi -cpu max` (TCG's max CPU has SVM with nested paging),
+//! `random.trust_cpu=on` (else Firecracker stalls on entropy), `quiet` console.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::{CACHE_TAG, CONTROL_PORT, SHARE_TAG};
+
+#[derive(Debug, Clone)]
+pub struct BoxSpec {
+    pub kernel: PathBuf,
+    pub rootfs: PathBuf,
+    pub data_disk: PathBuf,
+    /// Read-only 9p share holding the hearth binary and the box token.
+    pub share_dir: PathBuf,
+    /// Read-only 9p share of the artifact cache.
+    pub cache_dir: PathBuf,
+    pub console_log: PathBuf,
+    pub pid_file: PathBuf,
+    pub cpus: u32,
+    pub mem_mib: u64,
+    /// Host loopback port forwarded to the control server.
+    pub control_port: u16,
+    /// Let the box reach the outside network (QEMU user networking without `restrict=on`).
+    pub egress: bool,
+}
+
+pub const KERNEL_ARGS: &str = "console=ttyS0 quiet random.trust_cpu=on root=/dev/vda ro rootfstype=ext4 init=/init panic=-1";
+
+pub fn args(spec: &BoxSpec) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |parts: &[&str]| a.extend(parts.iter().map(OsString::from));
+    push(&["-M", "q35", "-accel", "tcg,thread=multi", "-cpu", "max"]);
+    push(&["-smp", &spec.cpus.to_string(), "-m", &spec.mem_mib.to_string()]);
+    push(&["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
+    push(&["-serial", &format!("file:{}", spec.console_log.display())]);
+    push(&["-pidfile", &spec.pid_file.to_string_lossy()]);
+    push(&["-kernel", &spec.kernel.to_string_lossy(), "-append", KERNEL_ARGS]);
+    push(&["-drive", &format!("file={},format=raw,if=virtio,readonly=on", spec.rootfs.display())]);
+    push(&["-drive", &format!("file={},format=raw,if=virtio", spec.data_disk.display())]);
+    for (dir, tag) in [(&spec.share_dir, SHARE_TAG), (&spec.cache_dir, CACHE_TAG)] {
+        push(&["-virtfs", &format!("local,path={},mount_tag={tag},security_model=none,readonly=on", dir.display())]);
+    }
+    let restrict = if spec.egress { "off" } else { "on" };
+    push(&[
+        "-netdev",
+        &format!("user,id=net0,restrict={restrict},hostfwd=tcp:127.0.0.1:{}-:{CONTROL_PORT}", spec.control_port),
+    ]);
+    push(&["-device", "virtio-net-pci,netdev=net0"]);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> BoxSpec {
+        BoxSpec {
+            kernel: "/c/vmlinux".into(),
+            rootfs: "/c/box.ext4".into(),
+            data_disk: "/b/data.ext4".into(),
+            share_dir: "/b/share".into(),
+            cache_dir: "/c".into(),
+            console_log: "/b/console.log".into(),
+            pid_file: "/b/qemu.pid".into(),
+            cpus: 2,
+            mem_mib: 4096,
+            control_port: 40000,
+            egress: false,
+        }
+    }
+
+    #[test]
+    fn command_line_has_the_flags_that_matter() {
+        let a: Vec<String> = args(&spec()).into_iter().map(|s| s.into_string().unwrap()).collect();
+        let joined = a.join(" ");
+        for needle in ["-M q35", "-accel tcg,thread=multi", "-cpu max", "random.trust_cpu=on", "restrict=on",
+            "hostfwd=tcp:127.0.0.1:40000-:7070", "file=/c/box.ext4,format=raw,if=virtio,readonly=on", "-no-reboot",
+            "mount_tag=hearth-cache,security_model=none,readonly=on"] {
+            assert!(joined.contains(needle), "missing {needle}: {joined}");
+        }
+        // The kernel command line is one argument.
+        assert!(a.contains(&KERNEL_ARGS.to_string()));
+    }
+
+    #[test]
+    fn egress_lifts_restrict() {
+        let mut s = spec();
+        s.egress = true;
+        let joined: Vec<String> = args(&s).into_iter().map(|s| s.into_string().unwrap()).collect();
+        assert!(joined.join(" ").contains("restrict=off"));
+    }
+}

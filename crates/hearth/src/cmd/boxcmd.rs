@@ -1,0 +1,169 @@
+//! `hearth box start|stop|status|run` (and `init`, PID 1 inside the box).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use hearth_box::host::BoxStatus;
+use hearth_box::{BoxDir, StartOptions};
+use hearth_image::{refs, tools};
+use hearth_proto::boxctl::BoxRequest;
+
+use crate::cmd::image::ensure_artifacts;
+use crate::paths::Paths;
+
+#[derive(Subcommand)]
+pub(crate) enum BoxCmd {
+    /// Boot the box (building missing artifacts first) and wait until it answers.
+    Start(StartArgs),
+    /// Shut the box down cleanly (its data disk is synced and unmounted).
+    Stop,
+    /// Is the box running, and does it answer?
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command inside the box and return its output and exit status. Starts the box
+    /// for the command (and stops it after) if it is not running.
+    Run(RunArgs),
+    /// PID 1 inside the box (started by the box image's /init).
+    #[command(hide = true)]
+    Init,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct StartArgs {
+    /// vCPUs of the box [default: the host's core count].
+    #[arg(long)]
+    cpus: Option<u32>,
+    /// Memory of the box in MiB [default: half the host's memory, at most 8192].
+    #[arg(long)]
+    mem_mib: Option<u64>,
+    /// Size of the box's persistent data disk when it is first created (sparse).
+    #[arg(long, default_value_t = 64)]
+    data_disk_gib: u64,
+    /// Let the box reach the network beyond this host (default: no egress, restrict=on).
+    #[arg(long)]
+    egress: bool,
+    /// Seconds to wait for the box to answer.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+}
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    start: StartArgs,
+    /// Kill the command after this many seconds.
+    #[arg(long)]
+    cmd_timeout: Option<u64>,
+    /// Extra environment, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Working directory inside the box.
+    #[arg(long)]
+    cwd: Option<String>,
+    /// The command and its arguments (after --).
+    #[arg(last = true, required = true)]
+    argv: Vec<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+pub(crate) fn run(cmd: BoxCmd, paths: &Paths) -> anyhow::Result<ExitCode> {
+    let dir = BoxDir::new(paths.box_dir());
+    match cmd {
+        BoxCmd::Start(a) => {
+            let state = start(paths, &dir, &a, true)?;
+            println!("box ready in {:.1} s (pid {}, control port 127.0.0.1:{})", state.ready_ms as f64 / 1000.0, state.pid, state.port);
+            Ok(ExitCode::SUCCESS)
+        }
+        BoxCmd::Stop => {
+            if dir.stop(Duration::from_secs(30))? {
+                println!("box stopped");
+            } else {
+                println!("box was not running");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BoxCmd::Status { json } => status(&dir, json),
+        BoxCmd::Run(a) => run_in_box(paths, &dir, a),
+        BoxCmd::Init => hearth_box::inside::init::run(),
+    }
+}
+
+fn start(paths: &Paths, dir: &BoxDir, a: &StartArgs, rebuild: bool) -> anyhow::Result<hearth_box::host::BoxState> {
+    let cache = ensure_artifacts(paths, rebuild)?;
+    let artifact = |name: &str, file: &str| {
+        cache.resolve(name).map(|a| a.file(file)).with_context(|| format!("artifact {name} is missing: run `hearth image build`"))
+    };
+    let opts = StartOptions {
+        qemu: tools::require("qemu-system-x86_64")?,
+        mkfs: tools::require("mkfs.ext4")?,
+        kernel: artifact(refs::BOX_KERNEL, "vmlinux")?,
+        rootfs: artifact(refs::BOX_ROOTFS, "rootfs.ext4")?,
+        cache_dir: cache.root().to_path_buf(),
+        hearth_bin: std::env::current_exe().context("locating this executable")?,
+        cpus: a.cpus.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2)),
+        mem_mib: a.mem_mib.unwrap_or_else(default_box_mem_mib),
+        data_disk_gib: a.data_disk_gib,
+        egress: a.egress,
+        ready_timeout: Duration::from_secs(a.timeout),
+    };
+    eprintln!("hearth: starting the box ({} vCPUs, {} MiB; console: {})", opts.cpus, opts.mem_mib, dir.console_log().display());
+    Ok(dir.start(&opts)?)
+}
+
+/// Half the host's memory, at most 8 GiB, at least 1 GiB.
+fn default_box_mem_mib() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .unwrap_or(4 << 20);
+    (total_kib / 1024 / 2).clamp(1024, 8192)
+}
+
+fn status(dir: &BoxDir, json: bool) -> anyhow::Result<ExitCode> {
+    let st = dir.status();
+    if json {
+        let v = match &st {
+            BoxStatus::Stopped => serde_json::json!({"state": "stopped"}),
+            BoxStatus::Running { state, uptime_ms } => serde_json::json!({"state": "running", "box": state, "uptime_ms": uptime_ms}),
+            BoxStatus::Unresponsive { state, error } => serde_json::json!({"state": "unresponsive", "box": state, "error": error}),
+        };
+        println!("{v}");
+    } else {
+        match &st {
+            BoxStatus::Stopped => println!("stopped"),
+            BoxStatus::Running { state, uptime_ms } => println!(
+                "running: pid {}, control port 127.0.0.1:{}, {} vCPUs, {} MiB, up {:.0} s, became ready in {:.1} s",
+                state.pid, state.port, state.cpus, state.mem_mib, *uptime_ms as f64 / 1000.0, state.ready_ms as f64 / 1000.0
+            ),
+            BoxStatus::Unresponsive { state, error } => println!("unresponsive: pid {} is alive but does not answer: {error}", state.pid),
+        }
+    }
+    Ok(match st {
+        BoxStatus::Running { .. } => ExitCode::SUCCESS,
+        _ => ExitCode::from(3),
+    })
+}
+
+fn run_in_box(paths: &Paths, dir: &BoxDir, a: RunArgs) -> anyhow::Result<ExitCode> {
+    let ephemeral = dir.running().is_none();
+    if ephemeral {
+        start(paths, dir, &a.start, false)?;
+    }
+    let req = BoxRequest::Run { argv: a.argv, env: a.env, cwd: a.cwd, timeout_secs: a.cmd_timeout };
+    let result = dir.client().and_then(|c| c.run(req, &mut std::io::stdout(), &mut std::io::stderr()));
+    if ephemeral {
+        dir.stop(Duration::from_secs(30)).context("stopping the box after the command")?;
+    }
+    let exit = result?;
+    if exit.timed_out {
+        bail!("the command timed out in the box and was killed");
+    }
+    Ok(ExitCode::from(exit.status().clamp(0, 255) as u8))
+}

@@ -1,0 +1,6 @@
+//! One module per command.
+
+pub(crate) mod boxcmd;
+pub(crate) mod doctor;
+pub(crate) mod image;
+pub(crate) mod probe;

@@ -1,0 +1,69 @@
+//! The box, end to end: QEMU boots the box kernel and image, the real Firecracker inside it
+//! boots our guest kernel and image to the agent's readiness line, the box's data disk
+//! keeps its files across a stop and start, and `hearth box run` returns output and status.
+
+mod common;
+
+use common::{hearth, run, run_ok};
+
+#[test]
+fn the_box_boots_guests_with_real_firecracker_and_keeps_its_disk() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    let started = run_ok(hearth(d).args(["box", "start", "--mem-mib", "4096"]));
+    assert!(started.contains("box ready in"), "{started}");
+    let status: serde_json::Value = serde_json::from_str(&run_ok(hearth(d).args(["box", "status", "--json"]))).unwrap();
+    assert_eq!(status["state"], "running", "{status}");
+    let pid = status["box"]["pid"].as_u64().unwrap();
+
+    // The boot check: three boots of the default workstation image inside the box.
+    let probe: serde_json::Value =
+        serde_json::from_str(&run_ok(hearth(d).args(["box", "run", "--", "hearth", "probe", "--count", "3", "--json"]))).unwrap();
+    assert_eq!(probe["summary"]["ready"], 3, "{probe:#}");
+    for r in probe["reports"].as_array().unwrap() {
+        assert_eq!(r["ready"], true, "{r:#}");
+        assert!(r["guest_boot_ms"].as_u64().unwrap() > 0, "{r:#}");
+        assert!(r["console_tail"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("hearth-agent: ready")));
+    }
+
+    // Inside the box KVM runs guests, so doctor's probe passes there.
+    let doctor: serde_json::Value = serde_json::from_str(&run_ok(hearth(d).args(["box", "run", "--", "hearth", "doctor", "--json"]))).unwrap();
+    assert_eq!(doctor["mode"], "kvm", "{doctor:#}");
+
+    // Output, exit status, errors.
+    let (code, out, err) = run(hearth(d).args(["box", "run", "--", "sh", "-c", "echo to-out; echo to-err >&2; exit 7"]));
+    assert_eq!((code, out.as_str(), err.as_str()), (7, "to-out\n", "to-err\n"));
+    let (code, _, err) = run(hearth(d).args(["box", "run", "--", "/no/such/binary"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot run /no/such/binary"), "{err}");
+    let (code, _, err) = run(hearth(d).args(["box", "run", "--cmd-timeout", "1", "--", "sleep", "60"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("timed out"), "{err}");
+
+    // Persistence: a file on the data disk survives a clean stop and a new start.
+    run_ok(hearth(d).args(["box", "run", "--", "sh", "-c", "echo kept > \"$HEARTH_DATA_DIR/marker\""]));
+    assert!(run_ok(hearth(d).args(["box", "stop"])).contains("box stopped"));
+    let (code, out, _) = run(hearth(d).args(["box", "status"]));
+    assert_eq!((code, out.trim()), (3, "stopped"));
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "QEMU {pid} still running after stop");
+    // `box run` on a stopped box starts it for the command and stops it after.
+    let out = run_ok(hearth(d).args(["box", "run", "--mem-mib", "2048", "--", "cat", "/run/hearth/data/marker"]));
+    assert_eq!(out, "kept\n");
+    let (code, out, _) = run(hearth(d).args(["box", "status"]));
+    assert_eq!((code, out.trim()), (3, "stopped"));
+}
+
+#[test]
+fn doctor_probes_kvm_with_a_real_boot() {
+    let data = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(hearth(data.path()).args(["doctor", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(code, 0, "{v:#}");
+    let probe = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "kvm runs guests").expect("probe check present");
+    let detail = probe["detail"].as_str().unwrap();
+    match v["mode"].as_str().unwrap() {
+        "kvm" => assert!(detail.starts_with("probe boot: agent ready"), "{detail}"),
+        "box" => assert!(detail.contains("hearth will use the box"), "{detail}"),
+        other => panic!("unexpected mode {other}: {v:#}"),
+    }
+}

@@ -1,0 +1,38 @@
+//! Helpers for the end-to-end tests: run the real `hearth` binary against a temporary
+//! data dir and the shared artifact cache (built by `hearth image build` before the tests).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The artifact cache the tests share: $HEARTH_CACHE_DIR or hearth's default.
+pub(crate) fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("HEARTH_CACHE_DIR") {
+        return d.into();
+    }
+    let data = match std::env::var_os("HEARTH_DATA_DIR") {
+        Some(d) => PathBuf::from(d),
+        None if nix::unistd::geteuid().is_root() => PathBuf::from("/var/lib/hearth"),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".local/share/hearth"),
+    };
+    data.join("cache")
+}
+
+pub(crate) fn hearth(data_dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    c.env("HEARTH_DATA_DIR", data_dir).env("HEARTH_CACHE_DIR", cache_dir());
+    c
+}
+
+/// Runs and returns (status code, stdout, stderr).
+pub(crate) fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = cmd.output().expect("hearth runs");
+    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+pub(crate) fn run_ok(cmd: &mut Command) -> String {
+    let (code, out, err) = run(cmd);
+    assert_eq!(code, 0, "{cmd:?} failed\nstdout:\n{out}\nstderr:\n{err}");
+    out
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hearth needs on the host (kernel source and build tools,
+# mmdebstrap, e2fsprogs, QEMU for the box). Skips apt entirely when all are present.
+set -euo pipefail
+packages=(
+  linux-source-6.1 bc bison flex libelf-dev make gcc xz-utils   # kernels
+  mmdebstrap e2fsprogs python3 python3-pip                       # root filesystems, Firecracker wheel
+  qemu-system-x86                                                # the box
+  iproute2 nftables                                              # workstation networking
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#packages[@]} host packages present"
+  exit 0
+fi
+echo "deps: installing ${missing[*]}"
+sudo_=""
+[ "$(id -u)" -eq 0 ] || sudo_="sudo"
+$sudo_ apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -q --no-install-recommends "${missing[@]}"
