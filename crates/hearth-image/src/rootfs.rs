@@ -90,11 +90,42 @@ pub fn build_base(recipe: &Recipe, sources: &[PathBuf], out: &Path, step: &Step)
     fsck(&out.join("rootfs.ext4"), step)
 }
 
+/// Host variables a build inside the chroot may need to reach the network (proxies, a pip
+/// index). Nothing else of the host's environment leaks into an image build.
+const PASSED_ENV: &[&str] = &[
+    "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_DEFAULT_TIMEOUT",
+];
+
+/// `chroot "$1" env -i …`: commands in the image get a clean, explicit environment.
+/// (The host's REQUESTS_CA_BUNDLE, say, names a file that in the chroot is a different
+/// bundle, and requests lets it override pip's --cert.)
+fn chroot_env(host_ca: bool) -> String {
+    let mut vars = vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        "HOME=/root".into(),
+        "LANG=C.UTF-8".into(),
+    ];
+    for name in PASSED_ENV {
+        if let Ok(v) = std::env::var(name) {
+            vars.push(shell_quote(&format!("{name}={v}")));
+        }
+    }
+    if host_ca {
+        let ca = format!("{STAGE_IN_CHROOT}/{HOST_CA}");
+        for name in ["PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"] {
+            vars.push(format!("{name}={ca}"));
+        }
+    }
+    format!("chroot \"$1\" env -i {}", vars.join(" "))
+}
+
 /// The mmdebstrap hooks, in order. Each announces its step so a failure names it.
 fn customize_hooks(recipe: &Recipe, stage: &Path, host_ca: bool) -> Vec<String> {
     let spec = &recipe.spec;
     let step = |name: &str, body: String| format!("echo '{STEP_MARKER}{name}' >&2; set -e; {body}");
     let staged = |f: &str| format!("{STAGE_IN_CHROOT}/{f}");
+    let chroot = chroot_env(host_ca);
     let mut hooks = vec![step(
         "stage",
         format!("mkdir -p \"$1{STAGE_IN_CHROOT}\"; cp -a {}/. \"$1{STAGE_IN_CHROOT}/\"", shell_quote(&stage.to_string_lossy())),
@@ -102,16 +133,15 @@ fn customize_hooks(recipe: &Recipe, stage: &Path, host_ca: bool) -> Vec<String> 
     if let Some(u) = &spec.user {
         hooks.push(step(
             "user",
-            format!("chroot \"$1\" useradd --create-home --uid {} --user-group --shell /bin/bash {}", u.uid, shell_quote(&u.name)),
+            format!("{chroot} useradd --create-home --uid {} --user-group --shell /bin/bash {}", u.uid, shell_quote(&u.name)),
         ));
     }
     if let Some(req) = &spec.requirements {
-        let cert = if host_ca { format!("--cert {} ", shell_quote(&staged(HOST_CA))) } else { String::new() };
         hooks.push(step(
             "venv",
             format!(
-                "chroot \"$1\" python3 -m venv /opt/venv; \
-                 chroot \"$1\" /opt/venv/bin/pip install {cert}--no-cache-dir --disable-pip-version-check --no-input -r {}; \
+                "{chroot} python3 -m venv /opt/venv; \
+                 {chroot} /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-input -r {}; \
                  printf 'export PATH=/opt/venv/bin:$PATH\\n' > \"$1/etc/profile.d/10-hearth-venv.sh\"",
                 shell_quote(&staged(req))
             ),
@@ -124,10 +154,10 @@ fn customize_hooks(recipe: &Recipe, stage: &Path, host_ca: bool) -> Vec<String> 
         ));
     }
     if let Some(hook) = &spec.hook {
-        hooks.push(step("hook", format!("chroot \"$1\" sh -e {}", shell_quote(&staged(hook)))));
+        hooks.push(step("hook", format!("{chroot} sh -e {}", shell_quote(&staged(hook)))));
     }
     if let Some(check) = &spec.check {
-        hooks.push(step("check", format!("chroot \"$1\" sh -c {}", shell_quote(check))));
+        hooks.push(step("check", format!("{chroot} sh -c {}", shell_quote(check))));
     }
     hooks.push(step("cleanup", format!("rm -rf \"$1{STAGE_IN_CHROOT}\"")));
     hooks
@@ -212,7 +242,7 @@ mod tests {
     fn hooks_follow_the_recipe_in_order() {
         let r = Recipe::datascience();
         let hooks = customize_hooks(&r, Path::new("/x/stage"), true);
-        assert!(hooks.iter().any(|h| h.contains("--cert '/tmp/hearth-recipe/host-ca.crt'")));
+        assert!(hooks.iter().any(|h| h.contains("env -i") && h.contains("REQUESTS_CA_BUNDLE=/tmp/hearth-recipe/host-ca.crt")));
         let steps: Vec<&str> = hooks
             .iter()
             .map(|h| h.split(STEP_MARKER).nth(1).unwrap().split('\'').next().unwrap())

@@ -25,6 +25,9 @@ fn a_second_build_reuses_every_artifact_and_says_so() {
     }
 }
 
+/// A bad recipe: its name, recipe.toml, extra files, and what the error must say.
+type BadRecipe = (&'static str, &'static str, &'static [(&'static str, &'static str)], &'static [&'static str]);
+
 fn recipe(dir: &std::path::Path, toml: &str, files: &[(&str, &str)]) {
     fs::create_dir_all(dir).unwrap();
     fs::write(dir.join("recipe.toml"), toml).unwrap();
@@ -41,7 +44,7 @@ fn bad_recipes_fail_at_the_named_step_and_leave_the_cache_alone() {
     let default_image = cache_dir().join(
         serde_json::from_slice::<serde_json::Value>(&refs_before).unwrap()["rootfs/datascience"].as_str().unwrap(),
     );
-    let cases: [(&str, &str, &[(&str, &str)], &[&str]); 3] = [
+    let cases: [BadRecipe; 3] = [
         (
             "missing-req",
             "name='missing-req'\nsuite='bookworm'\nrequirements='requirements.txt'\n",

@@ -61,8 +61,10 @@ pub(crate) fn run(a: DoctorArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
         (None, true) => check("qemu (the box)", Status::Warn, "not installed; not needed while KVM runs guests", "apt-get install qemu-system-x86"),
         (None, false) => check("qemu (the box)", Status::Fail, "not installed, and KVM cannot run guests here", "apt-get install qemu-system-x86"),
     });
-    checks.push(file_check("/dev/net/tun", "tun device", "modprobe tun (workstation networking needs it)"));
-    checks.push(file_check("/sys/fs/cgroup/cgroup.controllers", "cgroup v2", "boot with systemd.unified_cgroup_hierarchy=1"));
+    // Workstations need these on the host that runs Firecracker: here, or inside the box
+    // (which brings its own), so they only fail when KVM runs guests directly.
+    checks.push(file_check("/dev/net/tun", "tun device", "modprobe tun (workstation networking needs it)", guests_run));
+    checks.push(file_check("/sys/fs/cgroup/cgroup.controllers", "cgroup v2", "boot with systemd.unified_cgroup_hierarchy=1", guests_run));
     checks.push(disk_check(&paths.data_dir));
     checks.push(match Path::new(hearth_image::kernel::SOURCE_TARBALL).exists() {
         true => check("kernel source", Status::Ok, hearth_image::kernel::SOURCE_TARBALL, ""),
@@ -130,10 +132,11 @@ fn kvm_runs_guests(paths: &Paths, device_ok: bool) -> Check {
     }
 }
 
-fn file_check(path: &str, name: &str, fix: &str) -> Check {
-    match Path::new(path).exists() {
-        true => check(name, Status::Ok, path, ""),
-        false => check(name, Status::Fail, format!("{path} missing"), fix),
+fn file_check(path: &str, name: &str, fix: &str, needed_here: bool) -> Check {
+    match (Path::new(path).exists(), needed_here) {
+        (true, _) => check(name, Status::Ok, path, ""),
+        (false, true) => check(name, Status::Fail, format!("{path} missing"), fix),
+        (false, false) => check(name, Status::Warn, format!("{path} missing (not needed: the box has its own)"), fix),
     }
 }
 
@@ -142,7 +145,7 @@ fn disk_check(data_dir: &Path) -> Check {
     let existing = data_dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
     match nix::sys::statvfs::statvfs(existing) {
         Ok(s) => {
-            let free_gib = s.blocks_available() * s.fragment_size() >> 30;
+            let free_gib = (s.blocks_available() * s.fragment_size()) >> 30;
             let detail = format!("{free_gib} GiB free at {}", existing.display());
             if free_gib >= MIN_FREE_GIB {
                 check("free disk", Status::Ok, detail, "")
