@@ -45,7 +45,7 @@ fn the_box_boots_guests_with_real_firecracker_and_keeps_its_disk() {
     assert!(run_ok(hearth(d).args(["box", "stop"])).contains("box stopped"));
     let (code, out, _) = run(hearth(d).args(["box", "status"]));
     assert_eq!((code, out.trim()), (3, "stopped"));
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "QEMU {pid} still running after stop");
+    assert!(!common::is_running(pid), "QEMU {pid} still running after stop");
     // `box run` on a stopped box starts it for the command and stops it after.
     let out = run_ok(hearth(d).args(["box", "run", "--mem-mib", "2048", "--", "cat", "/run/hearth/data/marker"]));
     assert_eq!(out, "kept\n");

@@ -36,3 +36,11 @@ pub(crate) fn run_ok(cmd: &mut Command) -> String {
     assert_eq!(code, 0, "{cmd:?} failed\nstdout:\n{out}\nstderr:\n{err}");
     out
 }
+
+/// True if the process exists and is not a zombie (an exited QEMU whose parent, the init
+/// of this machine, has not reaped it yet is not running).
+pub(crate) fn is_running(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')).unwrap_or(false))
+        .unwrap_or(false)
+}
