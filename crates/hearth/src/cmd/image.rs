@@ -67,7 +67,7 @@ fn build(paths: &Paths, recipe_dir: Option<PathBuf>, agent: Option<PathBuf>) -> 
     };
     let plan = BuildPlan { agent: agent_path(agent)?, recipe, recipe_only: recipe_dir.is_some() };
     let cache = paths.cache();
-    eprintln!("hearth: building artifacts into {}", cache.root().display());
+    eprintln!("hearth: artifact cache at {}", cache.root().display());
     let report = hearth_image::build(&cache, &plan, &Reporter::new())?;
     let mut rows: Vec<Vec<String>> = report
         .built
