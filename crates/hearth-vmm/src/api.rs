@@ -72,8 +72,10 @@ impl ApiClient {
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        stream.write_all(head.as_bytes()).map_err(io)?;
-        stream.write_all(body).map_err(io)?;
+        // One write: the request arrives whole, never split between head and body.
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        stream.write_all(&request).map_err(io)?;
         let (status, resp) = read_response(&mut BufReader::new(stream)).map_err(|e| match e {
             ReadError::Io(source) => io(source),
             ReadError::Malformed(detail) => ApiError::Malformed { method, uri: uri.to_string(), detail },
@@ -147,10 +149,28 @@ mod tests {
         let listener = UnixListener::bind(&path).unwrap();
         let h = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
-            let mut buf = vec![0; 4096];
-            let n = s.read(&mut buf).unwrap();
+            // Read the whole request (head, then Content-Length bytes) before answering.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                    if body.len() >= len || n == 0 {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
             s.write_all(response.as_bytes()).unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
+            String::from_utf8_lossy(&got).into_owned()
         });
         (dir, path, h)
     }

@@ -30,6 +30,8 @@ pub struct ProbeSpec {
     pub vcpus: u8,
     pub mem_mib: u32,
     pub timeout: Duration,
+    /// Appended to the guest kernel command line (diagnostics: `printk.time=1`, say).
+    pub extra_boot_args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,7 +66,7 @@ pub fn probe_boot(spec: &ProbeSpec) -> Result<ProbeReport, VmmError> {
     let api = fc.api().clone();
     api.put("/boot-source", &BootSource {
         kernel_image_path: path_str(&spec.kernel),
-        boot_args: GUEST_BOOT_ARGS.into(),
+        boot_args: std::iter::once(GUEST_BOOT_ARGS).chain(spec.extra_boot_args.iter().map(String::as_str)).collect::<Vec<_>>().join(" "),
         initrd_path: None,
     })?;
     api.put("/drives/rootfs", &Drive {
@@ -198,6 +200,7 @@ mod tests {
             vcpus: 1,
             mem_mib: 128,
             timeout: Duration::from_secs(1),
+            extra_boot_args: vec![],
         };
         assert!(matches!(probe_boot(&spec), Err(VmmError::Spawn { .. })));
     }

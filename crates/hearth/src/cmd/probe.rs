@@ -25,6 +25,9 @@ pub(crate) struct ProbeArgs {
     mem_mib: u32,
     #[arg(long)]
     json: bool,
+    /// Extra guest kernel argument for diagnostics (repeatable), e.g. `--boot-arg printk.time=1`.
+    #[arg(long = "boot-arg")]
+    boot_args: Vec<String>,
 }
 
 /// The probe spec for the cached artifacts, or an error naming what is missing.
@@ -40,12 +43,14 @@ pub(crate) fn spec_from_cache(cache: &Cache, paths: &Paths, timeout: Duration, v
         vcpus,
         mem_mib,
         timeout,
+        extra_boot_args: vec![],
     })
 }
 
 pub(crate) fn run(a: ProbeArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
     anyhow::ensure!((1..=1000).contains(&a.count), "--count must be 1..=1000");
-    let spec = spec_from_cache(&paths.cache(), paths, Duration::from_secs(a.timeout), a.vcpus, a.mem_mib)?;
+    let mut spec = spec_from_cache(&paths.cache(), paths, Duration::from_secs(a.timeout), a.vcpus, a.mem_mib)?;
+    spec.extra_boot_args = a.boot_args.clone();
     let mut reports: Vec<ProbeReport> = Vec::new();
     for i in 0..a.count {
         let r = probe_boot(&spec).with_context(|| format!("probe boot {}", i + 1))?;
