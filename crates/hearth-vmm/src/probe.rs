@@ -39,6 +39,8 @@ pub struct ProbeReport {
     pub ready: bool,
     /// Firecracker spawned → API socket accepting.
     pub spawn_to_api_ms: f64,
+    /// How long Firecracker took to answer the InstanceStart call (loads the kernel, starts vCPUs).
+    pub instance_start_call_ms: f64,
     /// InstanceStart sent → the agent's readiness line read from the console.
     pub instance_start_to_ready_ms: Option<f64>,
     /// The guest's own uptime when the agent announced itself.
@@ -78,6 +80,7 @@ pub fn probe_boot(spec: &ProbeSpec) -> Result<ProbeReport, VmmError> {
     api.put("/machine-config", &MachineConfig { vcpu_count: spec.vcpus, mem_size_mib: spec.mem_mib, smt: None })?;
     let t_start = Instant::now();
     api.put("/actions", &InstanceAction { action_type: ActionType::InstanceStart })?;
+    let instance_start_call = t_start.elapsed();
 
     let deadline = t_start + spec.timeout;
     let mut tail = Vec::new();
@@ -109,6 +112,7 @@ pub fn probe_boot(spec: &ProbeSpec) -> Result<ProbeReport, VmmError> {
     Ok(ProbeReport {
         ready,
         spawn_to_api_ms: ms(spawn_to_api),
+        instance_start_call_ms: ms(instance_start_call),
         instance_start_to_ready_ms: start_to_ready,
         guest_boot_ms,
         failure,

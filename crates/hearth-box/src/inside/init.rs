@@ -18,9 +18,11 @@ use nix::unistd::Pid;
 use super::server::{serve, ServerConfig};
 use crate::{BOX_ADDR, CACHE_MOUNT, CACHE_TAG, CONTROL_PORT, DATA_DEVICE, DATA_MOUNT, READY_LINE, SHARE_MOUNT};
 
+/// The cache share is mounted `cache=loose`: artifacts are immutable (content-addressed), so
+/// the box may keep their pages (kernel, firecracker, guest image blocks) in its page cache.
 const BOX_MOUNTS: &[MountSpec] = &[
     MountSpec { source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MsFlags::empty(), data: None },
-    MountSpec { source: CACHE_TAG, target: CACHE_MOUNT, fstype: "9p", flags: MsFlags::MS_RDONLY, data: Some("trans=virtio,version=9p2000.L,msize=524288") },
+    MountSpec { source: CACHE_TAG, target: CACHE_MOUNT, fstype: "9p", flags: MsFlags::MS_RDONLY, data: Some("trans=virtio,version=9p2000.L,msize=524288,cache=loose") },
     MountSpec { source: DATA_DEVICE, target: DATA_MOUNT, fstype: "ext4", flags: MsFlags::MS_NOATIME, data: None },
 ];
 

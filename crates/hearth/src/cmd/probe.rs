@@ -28,6 +28,9 @@ pub(crate) struct ProbeArgs {
     /// Extra guest kernel argument for diagnostics (repeatable), e.g. `--boot-arg printk.time=1`.
     #[arg(long = "boot-arg")]
     boot_args: Vec<String>,
+    /// Keep the probe's work directory (the last boot's console.log) and print its path.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// The probe spec for the cached artifacts, or an error naming what is missing.
@@ -63,7 +66,11 @@ pub(crate) fn run(a: ProbeArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
         }
         reports.push(r);
     }
-    let _ = std::fs::remove_dir_all(&spec.work_dir);
+    if a.keep {
+        eprintln!("probe files kept in {}", spec.work_dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&spec.work_dir);
+    }
     let mut ready: Vec<f64> = reports.iter().filter_map(|r| r.instance_start_to_ready_ms).collect();
     ready.sort_by(f64::total_cmp);
     let summary = serde_json::json!({
