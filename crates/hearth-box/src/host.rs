@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use hearth_fs::DirLock;
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
@@ -70,9 +71,6 @@ pub struct BoxDir {
     root: PathBuf,
 }
 
-/// Held while starting or stopping; released on drop.
-struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
-
 const CONSOLE_TAIL_BYTES: u64 = 4096;
 
 impl BoxDir {
@@ -96,17 +94,9 @@ impl BoxDir {
         self.root.join("share")
     }
 
+    /// Held while starting or stopping.
     fn lock(&self) -> Result<DirLock, BoxError> {
-        fs::create_dir_all(&self.root).map_err(|e| BoxError::io(format!("creating {}", self.root.display()), e))?;
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.root.join(".lock"))
-            .map_err(|e| BoxError::io("opening the box lock", e))?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map(DirLock)
-            .map_err(|(_, e)| BoxError::io("locking the box directory", e.into()))
+        DirLock::acquire(&self.root).map_err(|e| BoxError::io("locking the box directory", e))
     }
 
     /// The recorded state, if its QEMU is still alive.
@@ -237,9 +227,8 @@ impl BoxDir {
     }
 
     fn write_state(&self, state: &BoxState) -> Result<(), BoxError> {
-        let tmp = self.root.join("state.json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(state).expect("state serializes")).map_err(|e| BoxError::io("writing state.json", e))?;
-        fs::rename(&tmp, self.state_path()).map_err(|e| BoxError::io("writing state.json", e))
+        hearth_fs::write_atomic(&self.state_path(), &serde_json::to_vec_pretty(state).expect("state serializes"))
+            .map_err(|e| BoxError::io("recording the box state", e))
     }
 
     /// Copies the hearth binary into the share and writes a fresh token; returns the token.

@@ -13,11 +13,11 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use hearth_fs::DirLock;
 use serde::{Deserialize, Serialize};
 
 use crate::ImageError;
@@ -62,9 +62,6 @@ pub struct Cache {
     root: PathBuf,
 }
 
-/// An exclusive hold on the cache, released on drop.
-pub struct CacheLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
-
 impl Cache {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
@@ -75,17 +72,8 @@ impl Cache {
     }
 
     /// Waits for and takes the cache lock: one builder or collector at a time.
-    pub fn lock(&self) -> Result<CacheLock, ImageError> {
-        fs::create_dir_all(&self.root).map_err(|e| ImageError::io(format!("creating {}", self.root.display()), e))?;
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.root.join(".lock"))
-            .map_err(|e| ImageError::io("opening the cache lock", e))?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map(CacheLock)
-            .map_err(|(_, e)| ImageError::io("locking the cache", e.into()))
+    pub fn lock(&self) -> Result<DirLock, ImageError> {
+        DirLock::acquire(&self.root).map_err(|e| ImageError::io("locking the cache", e))
     }
 
     pub fn log_path(&self, kind: &str, hash: &str) -> PathBuf {
@@ -211,14 +199,9 @@ impl Cache {
     }
 }
 
-/// Writes a file by writing a sibling temporary and renaming it over the target.
+/// Writes a file atomically (see hearth-fs).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ImageError> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let io = |e| ImageError::io(format!("writing {}", path.display()), e);
-    let mut f = fs::File::create(&tmp).map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)
+    hearth_fs::write_atomic(path, data).map_err(|e| ImageError::io("writing cache metadata", e))
 }
 
 /// Removes a directory tree, first detaching anything mounted under it (a failed rootfs

@@ -1,0 +1,89 @@
+//! File system primitives shared by hearth's components.
+//!
+//! - [`write_atomic`]: write a sibling temporary, fsync, rename over the target, so a reader
+//!   (or a crash) sees the old file or the new one, never half of either.
+//! - [`DirLock`]: an exclusive `flock` on `<dir>/.lock`, held for the lock's lifetime, so two
+//!   hearth processes never build into one cache or start one box at the same time.
+//!
+//! Errors are plain `std::io::Error`s with the path in the message; callers wrap them.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+
+fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// Writes `data` to `path` atomically (temporary sibling, fsync, rename).
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| with_path(e, "writing", path))
+}
+
+/// An exclusive lock on a directory, released when dropped.
+pub struct DirLock {
+    _flock: nix::fcntl::Flock<File>,
+}
+
+impl DirLock {
+    /// Creates `dir` if needed and waits for its `.lock`.
+    pub fn acquire(dir: &Path) -> io::Result<Self> {
+        fs::create_dir_all(dir).map_err(|e| with_path(e, "creating", dir))?;
+        let path = dir.join(".lock");
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| with_path(e, "opening", &path))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map(|flock| DirLock { _flock: flock })
+            .map_err(|(_, e)| with_path(e.into(), "locking", &path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn atomic_write_replaces_whole_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporaries left");
+        assert!(write_atomic(&d.path().join("missing/dir/x"), b"x").unwrap_err().to_string().contains("missing/dir/x"));
+    }
+
+    #[test]
+    fn the_lock_excludes_a_second_holder_until_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let first = DirLock::acquire(d.path()).unwrap();
+        let got = Arc::new(AtomicBool::new(false));
+        let (dir, g) = (d.path().to_path_buf(), got.clone());
+        let t = std::thread::spawn(move || {
+            let _second = DirLock::acquire(&dir).unwrap();
+            g.store(true, Ordering::SeqCst);
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!got.load(Ordering::SeqCst), "second holder got the lock while the first held it");
+        drop(first);
+        t.join().unwrap();
+        assert!(got.load(Ordering::SeqCst));
+    }
+}
