@@ -26,7 +26,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::client::BoxClient;
+use crate::client::{self, BoxClient};
 use crate::qemu::{self, BoxSpec};
 use crate::BoxError;
 
@@ -114,12 +114,12 @@ impl BoxDir {
     /// An authenticated connection to the running box.
     pub fn client(&self) -> Result<BoxClient, BoxError> {
         let state = self.running().ok_or(BoxError::NotRunning)?;
-        BoxClient::connect(state.port, &self.token()?, Duration::from_secs(10))
+        client::connect(state.port, &self.token()?, Duration::from_secs(10))
     }
 
     pub fn status(&self) -> BoxStatus {
         let Some(state) = self.running() else { return BoxStatus::Stopped };
-        match self.token().and_then(|t| BoxClient::connect(state.port, &t, Duration::from_secs(5))) {
+        match self.token().and_then(|t| client::connect(state.port, &t, Duration::from_secs(5))) {
             Ok(c) => BoxStatus::Running { uptime_ms: c.uptime_ms, state },
             Err(e) => BoxStatus::Unresponsive { state, error: e.to_string() },
         }
@@ -189,7 +189,7 @@ impl BoxDir {
                     tail: read_tail(&self.console_log()),
                 });
             }
-            if BoxClient::connect(port, &token, Duration::from_secs(2)).is_ok() {
+            if client::connect(port, &token, Duration::from_secs(2)).is_ok() {
                 break;
             }
             if Instant::now() > deadline {
@@ -213,7 +213,7 @@ impl BoxDir {
             let _ = fs::remove_file(self.state_path());
             return Ok(false);
         };
-        let clean = self.token().and_then(|t| BoxClient::connect(state.port, &t, Duration::from_secs(5))).and_then(|c| c.shutdown());
+        let clean = self.token().and_then(|t| client::connect(state.port, &t, Duration::from_secs(5))).and_then(|c| Ok(c.shutdown()?));
         let pid = Pid::from_raw(state.pid as i32);
         if clean.is_err() || !wait_exit(state.pid, timeout) {
             let _ = kill(pid, Signal::SIGTERM);

@@ -5,8 +5,9 @@
 //! Layout:
 //! - [`qemu`]: the QEMU command line (pure: a spec in, arguments out).
 //! - [`host`]: the host side: the box directory, start / stop / status, the data disk.
-//! - [`client`]: the control channel client (`hearth box run`).
-//! - [`inside`]: what runs in the box: `hearth box init` as PID 1 and the control server.
+//! - [`client`]: connecting to the box's control server (`hearth box run`).
+//! - [`inside`]: what runs in the box: `hearth box init` as PID 1, serving the control
+//!   protocol (hearth-exec) on the forwarded port.
 //!
 //! The same hearth binary runs on both sides: the host shares it into the box over 9p,
 //! together with the artifact cache, so rebuilding hearth never rebuilds the box image.
@@ -50,9 +51,7 @@ pub enum BoxError {
     #[error("QEMU exited while the box was starting ({status}); QEMU log: {qemu_log}\nconsole log tail:\n{tail}")]
     QemuExited { status: String, qemu_log: String, tail: String },
     #[error("box control channel: {0}")]
-    Protocol(String),
-    #[error("box refused the request: {0}")]
-    Refused(String),
+    Exec(#[from] hearth_exec::ExecError),
     #[error("{what} failed")]
     Io { what: String, #[source] source: std::io::Error },
 }
@@ -60,11 +59,5 @@ pub enum BoxError {
 impl BoxError {
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io { what: what.into(), source }
-    }
-}
-
-impl From<hearth_proto::FrameError> for BoxError {
-    fn from(e: hearth_proto::FrameError) -> Self {
-        BoxError::Protocol(e.to_string())
     }
 }

@@ -2,13 +2,14 @@
 //!
 //! Layout:
 //! - [`frame`]: the length-delimited frame codec every hearth byte stream uses
-//!   (box control channel today, the guest agent protocol next). Pure: it decodes
+//!   (the box's control channel and the guest agent's). Pure: it decodes
 //!   from buffers and readers, it never opens a socket.
-//! - [`boxctl`]: the messages of the box control channel (`hearth box run`).
+//! - [`control`]: the control protocol spoken by the box and by the guest agent
+//!   (hello, exec, health, shutdown).
 //!
 //! This crate must not depend on any other hearth crate: everything else depends on it.
 
-pub mod boxctl;
+pub mod control;
 pub mod frame;
 
 pub use frame::{Frame, FrameError, MAX_FRAME_LEN};

@@ -15,11 +15,15 @@ use nix::mount::MsFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::server::{serve, ServerConfig};
+use hearth_exec::server::{serve_incoming, ConnLimit, ServerConfig};
+use hearth_proto::control::capability;
 use crate::{BOX_ADDR, CACHE_MOUNT, CACHE_TAG, CONTROL_PORT, DATA_DEVICE, DATA_MOUNT, READY_LINE, SHARE_MOUNT};
 
 /// The cache share is mounted `cache=loose`: artifacts are immutable (content-addressed), so
 /// the box may keep their pages (kernel, firecracker, guest image blocks) in its page cache.
+/// Connections the control server serves at once.
+const MAX_CONNECTIONS: usize = 64;
+
 const BOX_MOUNTS: &[MountSpec] = &[
     MountSpec { source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MsFlags::empty(), data: None },
     MountSpec { source: CACHE_TAG, target: CACHE_MOUNT, fstype: "9p", flags: MsFlags::MS_RDONLY, data: Some("trans=virtio,version=9p2000.L,msize=524288,cache=loose") },
@@ -92,18 +96,15 @@ fn server_main() -> i32 {
         }
     };
     let cfg = ServerConfig {
-        token,
+        token: Some(token),
         env: command_env(),
         on_shutdown: Box::new(shutdown),
         uptime_ms: hearth_init::uptime_ms,
+        capabilities: [capability::EXEC, capability::HEALTH, capability::SHUTDOWN].map(String::from).to_vec(),
     };
-    match serve(listener, Arc::new(cfg)) {
-        Ok(()) => 0,
-        Err(e) => {
-            console(&format!("hearth-box: control server stopped: {e}"));
-            1
-        }
-    }
+    serve_incoming(listener.incoming(), Arc::new(cfg), ConnLimit::new(MAX_CONNECTIONS));
+    console("hearth-box: control server stopped");
+    1
 }
 
 /// Stops everything, flushes and unmounts the data disk, powers off (QEMU then exits).

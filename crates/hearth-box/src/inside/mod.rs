@@ -1,4 +1,3 @@
-//! What runs inside the box: `hearth box init` (PID 1) and its control server.
+//! What runs inside the box: `hearth box init` (PID 1), which serves the control protocol.
 
 pub mod init;
-pub mod server;

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use hearth_box::host::BoxStatus;
 use hearth_box::{BoxDir, StartOptions};
 use hearth_image::{refs, tools};
-use hearth_proto::boxctl::BoxRequest;
+use hearth_proto::control::ExecSpec;
 
 use crate::cmd::image::ensure_artifacts;
 use crate::paths::Paths;
@@ -156,8 +156,8 @@ fn run_in_box(paths: &Paths, dir: &BoxDir, a: RunArgs) -> anyhow::Result<ExitCod
     if ephemeral {
         start(paths, dir, &a.start, false)?;
     }
-    let req = BoxRequest::Run { argv: a.argv, env: a.env, cwd: a.cwd, timeout_secs: a.cmd_timeout };
-    let result = dir.client().and_then(|c| c.run(req, &mut std::io::stdout(), &mut std::io::stderr()));
+    let spec = ExecSpec { env: a.env, cwd: a.cwd, timeout_secs: a.cmd_timeout, ..ExecSpec::new(a.argv) };
+    let result = dir.client().and_then(|c| Ok(c.exec(spec, &mut std::io::stdout(), &mut std::io::stderr())?));
     if ephemeral {
         dir.stop(Duration::from_secs(30)).context("stopping the box after the command")?;
     }

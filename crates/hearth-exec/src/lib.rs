@@ -1,0 +1,20 @@
+//! The control protocol ([`hearth_proto::control`]) over any stream: a server that runs
+//! commands for a remote caller and a client that asks it to.
+//!
+//! Layout:
+//! - [`conn`]: the streams it runs over (TCP into the box, vsock into guests, unix sockets
+//!   in tests and to Firecracker's vsock socket on the host).
+//! - [`server`]: one connection's life: hello (and token), one request, limits, timeouts.
+//! - [`client`]: the caller's side.
+//! - [`user`]: running a command as another user (uid, gid, groups, home).
+//!
+//! The box's init and the guest agent both serve this; neither owns it.
+
+pub mod client;
+pub mod conn;
+pub mod server;
+pub mod user;
+
+pub use client::{ExecClient, ExecError, ExecExit};
+pub use conn::Conn;
+pub use server::{serve_conn, ConnLimit, ServerConfig};

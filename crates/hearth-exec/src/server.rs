@@ -1,0 +1,417 @@
+//! One connection's life on the serving side: hello (and the token, where one is set), one
+//! request, answered with limits everywhere.
+//!
+//! A command's output is streamed back as it comes; a command is killed with its whole
+//! process group when it times out, writes more than its output limit, or its client goes
+//! away, so nothing keeps running for nobody.
+
+use std::io::{self, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hearth_proto::control::{Event, ExecSpec, Request, PROTOCOL_VERSION, TAG_CONTROL, TAG_STDERR, TAG_STDOUT};
+use hearth_proto::frame::{read_frame, write_frame};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::conn::Conn;
+use crate::user;
+
+/// A client must say hello within this time.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct ServerConfig {
+    /// When set, hello must carry it (the box: its port is reachable by every local user).
+    /// Unset for the guest agent: only the host can open its vsock.
+    pub token: Option<String>,
+    /// Environment every command starts with (a request's env is added on top).
+    pub env: Vec<(String, String)>,
+    /// Called after a shutdown request was acknowledged.
+    pub on_shutdown: Box<dyn Fn() + Send + Sync>,
+    /// Milliseconds since boot, reported in hello and health.
+    pub uptime_ms: fn() -> u64,
+    pub capabilities: Vec<String>,
+}
+
+/// Bounds the connections served at once.
+#[derive(Clone)]
+pub struct ConnLimit {
+    active: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// One admitted connection; leaving frees its place.
+pub struct ConnSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl ConnLimit {
+    pub fn new(max: usize) -> Self {
+        Self { active: Arc::new(AtomicUsize::new(0)), max }
+    }
+
+    pub fn try_acquire(&self) -> Option<ConnSlot> {
+        if self.active.fetch_add(1, Ordering::SeqCst) >= self.max {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(ConnSlot(self.active.clone()))
+    }
+}
+
+/// Serves every connection `incoming` yields, a thread each, at most `limit` at once.
+pub fn serve_incoming<C: Conn>(incoming: impl Iterator<Item = io::Result<C>>, cfg: Arc<ServerConfig>, limit: ConnLimit) {
+    for conn in incoming {
+        let Ok(mut conn) = conn else { continue };
+        let Some(slot) = limit.try_acquire() else {
+            let _ = send(&mut conn, &Event::Error { message: "too many connections".into() });
+            continue;
+        };
+        let cfg = cfg.clone();
+        std::thread::spawn(move || {
+            let _ = serve_conn(conn, &cfg);
+            drop(slot);
+        });
+    }
+}
+
+fn send<C: Conn>(conn: &mut C, ev: &Event) -> Result<(), String> {
+    write_frame(conn, TAG_CONTROL, &serde_json::to_vec(ev).expect("events serialize")).map_err(|e| e.to_string())
+}
+
+fn recv<C: Conn>(conn: &mut C) -> Result<Request, String> {
+    match read_frame(conn) {
+        Ok(Some(f)) if f.tag == TAG_CONTROL => serde_json::from_slice(&f.payload).map_err(|e| format!("bad request: {e}")),
+        Ok(Some(f)) => Err(format!("expected a control frame, got tag {}", f.tag)),
+        Ok(None) => Err("connection closed".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Compares without an early exit, so timing does not leak how much of the token matched.
+fn token_matches(given: &str, want: &str) -> bool {
+    given.len() == want.len() && given.bytes().zip(want.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn refuse<C: Conn>(conn: &mut C, message: String) -> Result<(), String> {
+    let _ = send(conn, &Event::Error { message: message.clone() });
+    Err(message)
+}
+
+/// Serves one connection to its end. Errors are what the client was told.
+pub fn serve_conn<C: Conn>(mut conn: C, cfg: &ServerConfig) -> Result<(), String> {
+    conn.set_read_timeout_conn(Some(HELLO_TIMEOUT)).map_err(|e| e.to_string())?;
+    match recv(&mut conn) {
+        Ok(Request::Hello { version, .. }) if version != PROTOCOL_VERSION => {
+            return refuse(&mut conn, format!("protocol version {version} not supported; this server speaks {PROTOCOL_VERSION}"))
+        }
+        Ok(Request::Hello { token, .. }) => {
+            if let Some(want) = &cfg.token {
+                if !token.as_deref().is_some_and(|t| token_matches(t, want)) {
+                    return refuse(&mut conn, "wrong token".into());
+                }
+            }
+        }
+        Ok(_) => return refuse(&mut conn, "say hello first".into()),
+        Err(e) => return refuse(&mut conn, e),
+    }
+    let hello = Event::Hello { version: PROTOCOL_VERSION, uptime_ms: (cfg.uptime_ms)(), capabilities: cfg.capabilities.clone() };
+    send(&mut conn, &hello)?;
+    match recv(&mut conn) {
+        Ok(Request::Exec(spec)) => {
+            if let Err(e) = spec.validate() {
+                return refuse(&mut conn, e);
+            }
+            conn.set_read_timeout_conn(None).map_err(|e| e.to_string())?;
+            exec(conn, cfg, &spec)
+        }
+        Ok(Request::Health) => {
+            let ev = Event::Health { uptime_ms: (cfg.uptime_ms)(), mem_available_kib: mem_available_kib(), load1: load1() };
+            send(&mut conn, &ev)
+        }
+        Ok(Request::Shutdown) => {
+            let _ = send(&mut conn, &Event::ShuttingDown);
+            conn.shutdown_conn();
+            drop(conn);
+            (cfg.on_shutdown)();
+            Ok(())
+        }
+        Ok(Request::Hello { .. }) => refuse(&mut conn, "hello was already said".into()),
+        Err(e) => refuse(&mut conn, e),
+    }
+}
+
+fn mem_available_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn load1() -> f64 {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
+}
+
+fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) -> Result<(), String> {
+    let mut cmd = Command::new(&spec.argv[0]);
+    cmd.args(&spec.argv[1..])
+        .env_clear()
+        .envs(cfg.env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(name) = &spec.user {
+        let account = match user::lookup(name) {
+            Ok(a) => a,
+            Err(e) => return refuse(&mut conn, e),
+        };
+        user::apply(&mut cmd, &account).or_else(|e| refuse(&mut conn, e))?;
+    }
+    cmd.envs(spec.env.iter().cloned());
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return refuse(&mut conn, format!("cannot run {}: {e}", spec.argv[0])),
+    };
+    let pgid = Pid::from_raw(child.id() as i32);
+    let writer = Arc::new(Mutex::new(conn.try_clone_conn().map_err(|e| e.to_string())?));
+    send(&mut *writer.lock().expect("no panics while held"), &Event::Started { pid: child.id() })?;
+    let gone = Arc::new(AtomicBool::new(false));
+    let budget = Arc::new(AtomicU64::new(spec.output_limit()));
+    let over = Arc::new(AtomicBool::new(false));
+    let streams: [(Option<Box<dyn Read + Send>>, u8); 2] = [
+        (child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), TAG_STDOUT),
+        (child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), TAG_STDERR),
+    ];
+    let pumps: Vec<_> = streams
+        .into_iter()
+        .filter_map(|(r, tag)| r.map(|r| (r, tag)))
+        .map(|(r, tag)| {
+            let (writer, gone, budget, over) = (writer.clone(), gone.clone(), budget.clone(), over.clone());
+            std::thread::spawn(move || pump(r, tag, &writer, &gone, &budget, &over))
+        })
+        .collect();
+    // The client sends nothing after its request: a read returning means it went away.
+    {
+        let (mut watch, gone) = (conn.try_clone_conn().map_err(|e| e.to_string())?, gone.clone());
+        std::thread::spawn(move || {
+            let _ = watch.read(&mut [0u8; 1]);
+            gone.store(true, Ordering::SeqCst);
+        });
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let deadline = spec.timeout_secs.map(|t| Instant::now() + Duration::from_secs(t));
+    let mut timed_out = false;
+    let status = loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(status) => break status.map_err(|e| e.to_string())?,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let expired = deadline.is_some_and(|d| Instant::now() > d);
+                if expired || gone.load(Ordering::SeqCst) || over.load(Ordering::SeqCst) {
+                    timed_out |= expired;
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err("lost the command's wait thread".into()),
+        }
+    };
+    // Daemons the command left in its group would hold the pipes open forever.
+    let _ = killpg(pgid, Signal::SIGKILL);
+    for p in pumps {
+        let _ = p.join();
+    }
+    let exited = Event::Exited {
+        code: status.code(),
+        signal: status.signal(),
+        timed_out,
+        truncated: over.load(Ordering::SeqCst),
+    };
+    let result = send(&mut *writer.lock().expect("no panics while held"), &exited);
+    conn.shutdown_conn();
+    result
+}
+
+/// Copies one output stream into frames until EOF, the client leaving, or the budget ending.
+fn pump<C: Conn>(mut r: Box<dyn Read + Send>, tag: u8, writer: &Mutex<C>, gone: &AtomicBool, budget: &AtomicU64, over: &AtomicBool) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Take up to n bytes of the budget shared with the other stream, atomically.
+        let left = budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| Some(b.saturating_sub(n as u64))).unwrap_or(0);
+        let send_n = n.min(usize::try_from(left).unwrap_or(usize::MAX));
+        if send_n < n {
+            over.store(true, Ordering::SeqCst);
+        }
+        if send_n > 0 && write_frame(&mut *writer.lock().expect("no panics while held"), tag, &buf[..send_n]).is_err() {
+            gone.store(true, Ordering::SeqCst);
+            return;
+        }
+        if send_n < n {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{ExecClient, ExecError};
+    use hearth_proto::frame::read_frame;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::path::PathBuf;
+    use std::sync::atomic::AtomicU32;
+
+    struct Server {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        shutdowns: Arc<AtomicU32>,
+    }
+
+    fn server(token: Option<&str>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctl.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let shutdowns = Arc::new(AtomicU32::new(0));
+        let s = shutdowns.clone();
+        let cfg = Arc::new(ServerConfig {
+            token: token.map(str::to_string),
+            env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("HEARTH_TEST_ENV".into(), "base".into())],
+            on_shutdown: Box::new(move || {
+                s.fetch_add(1, Ordering::SeqCst);
+            }),
+            uptime_ms: || 42,
+            capabilities: vec!["exec".into()],
+        });
+        std::thread::spawn(move || serve_incoming(listener.incoming(), cfg, ConnLimit::new(8)));
+        Server { _dir: dir, path, shutdowns }
+    }
+
+    impl Server {
+        fn client(&self, token: Option<&str>) -> Result<ExecClient<UnixStream>, ExecError> {
+            ExecClient::hello(UnixStream::connect(&self.path).unwrap(), token, Duration::from_secs(5))
+        }
+
+        fn exec(&self, spec: ExecSpec) -> (Result<crate::ExecExit, ExecError>, String, String) {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let r = self.client(None).unwrap().exec(spec, &mut out, &mut err);
+            (r, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+        }
+    }
+
+    #[test]
+    fn runs_commands_and_streams_both_outputs() {
+        let s = server(None);
+        let c = s.client(None).unwrap();
+        assert_eq!((c.uptime_ms, c.capabilities.clone()), (42, vec!["exec".to_string()]));
+        let (r, out, err) = s.exec(ExecSpec::new(["sh", "-c", "echo out $HEARTH_TEST_ENV; echo err >&2; exit 7"]));
+        assert_eq!(r.unwrap().status(), 7);
+        assert_eq!((out.as_str(), err.as_str()), ("out base\n", "err\n"));
+    }
+
+    #[test]
+    fn request_env_and_cwd_apply() {
+        let s = server(None);
+        let spec = ExecSpec { env: vec![("X".into(), "y".into())], cwd: Some("/tmp".into()), ..ExecSpec::new(["sh", "-c", "echo $X; pwd"]) };
+        let (r, out, _) = s.exec(spec);
+        assert_eq!((r.unwrap().status(), out.as_str()), (0, "y\n/tmp\n"));
+    }
+
+    #[test]
+    fn timeouts_kill_the_command() {
+        let s = server(None);
+        let (r, _, _) = s.exec(ExecSpec { timeout_secs: Some(1), ..ExecSpec::new(["sleep", "30"]) });
+        let exit = r.unwrap();
+        assert!(exit.timed_out);
+        assert_eq!(exit.signal, Some(9));
+    }
+
+    #[test]
+    fn output_beyond_the_limit_is_cut_and_the_command_killed() {
+        let s = server(None);
+        let (r, out, _) = s.exec(ExecSpec { max_output_bytes: Some(1000), ..ExecSpec::new(["yes"]) });
+        let exit = r.unwrap();
+        assert!(exit.truncated, "{exit:?}");
+        assert_eq!(out.len(), 1000);
+    }
+
+    #[test]
+    fn commands_run_as_the_named_user() {
+        let s = server(None);
+        if !nix::unistd::geteuid().is_root() {
+            // Switching users needs root; as another user the server must refuse clearly.
+            let (r, _, _) = s.exec(ExecSpec { user: Some("nobody".into()), ..ExecSpec::new(["id", "-u"]) });
+            assert!(r.is_err());
+            return;
+        }
+        let (r, out, _) = s.exec(ExecSpec { user: Some("nobody".into()), ..ExecSpec::new(["sh", "-c", "id -u; echo $USER"]) });
+        assert_eq!(r.unwrap().status(), 0);
+        let nobody = crate::user::lookup("nobody").unwrap();
+        assert_eq!(out, format!("{}\nnobody\n", nobody.uid));
+        let (r, _, _) = s.exec(ExecSpec { user: Some("hearth-no-such-user".into()), ..ExecSpec::new(["true"]) });
+        assert!(matches!(r, Err(ExecError::Refused(m)) if m.contains("no such user")));
+    }
+
+    #[test]
+    fn missing_binary_is_an_error_and_the_server_keeps_serving() {
+        let s = server(None);
+        let (r, _, _) = s.exec(ExecSpec::new(["/no/such/binary"]));
+        assert!(matches!(r, Err(ExecError::Refused(m)) if m.contains("cannot run /no/such/binary")));
+        assert_eq!(s.exec(ExecSpec::new(["true"])).0.unwrap().status(), 0);
+    }
+
+    #[test]
+    fn tokens_garbage_and_bad_requests_are_refused() {
+        let s = server(Some("sekrit"));
+        assert!(matches!(s.client(Some("nope")), Err(ExecError::Refused(m)) if m == "wrong token"));
+        assert!(matches!(s.client(None), Err(ExecError::Refused(m)) if m == "wrong token"));
+        assert!(s.client(Some("sekrit")).is_ok());
+        // An oversized frame header, an unknown message, a truncated stream.
+        for bytes in [&[0xffu8, 0xff, 0xff, 0xff, 1][..], b"\x00\x00\x00\x10\x01{\"type\":\"zap\"}", b"\x00\x00\x00\x09\x01{\"ty"] {
+            let mut raw = UnixStream::connect(&s.path).unwrap();
+            std::io::Write::write_all(&mut raw, bytes).unwrap();
+            raw.shutdown(std::net::Shutdown::Write).unwrap();
+            let reply = read_frame(&mut raw).unwrap().unwrap();
+            assert!(String::from_utf8_lossy(&reply.payload).contains("\"type\":\"error\""), "{bytes:?}");
+        }
+        let ok = ExecClient::hello(UnixStream::connect(&s.path).unwrap(), Some("sekrit"), Duration::from_secs(5)).unwrap();
+        assert_eq!(ok.exec_collect(ExecSpec::new(["true"])).unwrap().0.status(), 0);
+    }
+
+    #[test]
+    fn health_reports_the_machine() {
+        let s = server(None);
+        match s.client(None).unwrap().health().unwrap() {
+            Event::Health { uptime_ms, mem_available_kib, .. } => assert!(uptime_ms == 42 && mem_available_kib > 0),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn shutdown_is_acknowledged_then_performed() {
+        let s = server(None);
+        s.client(None).unwrap().shutdown().unwrap();
+        for _ in 0..100 {
+            if s.shutdowns.load(Ordering::SeqCst) == 1 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("shutdown callback not called");
+    }
+}
