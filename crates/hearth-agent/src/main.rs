@@ -1,11 +1,39 @@
 //! hearth-agent: PID 1 in every workstation.
 //!
-//! Today it does the init duties (early mounts, reaping) and announces readiness with its
-//! boot time on the serial console, which the host watches for. The agent protocol over vsock
-//! (exec, files, PTY sessions) arrives with the runtime issue.
+//! PID 1 does the init duties (early mounts, reaping orphans) and supervises one child that
+//! serves the control protocol (docs/protocol.md) on vsock port 1024: exec (as any user of
+//! the image), health, shutdown. Once that listener is bound, the child announces readiness
+//! with the guest's boot time on the serial console, which the host watches for.
+//! Overlay root, network and PTY sessions arrive with the rest of the runtime issue.
 
-/// The line the host waits for on the serial console; `probe` in hearth-vmm parses it.
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_exec::server::{serve_incoming, ConnLimit, ServerConfig};
+use hearth_init::console;
+use hearth_proto::control::{capability, AGENT_VSOCK_PORT};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The line the host waits for on the serial console; hearth-vmm's probe parses it.
 const READY_PREFIX: &str = "hearth-agent: ready";
+/// Control connections served at once.
+const MAX_CONNECTIONS: usize = 128;
+/// VMADDR_CID_ANY: accept connections addressed to this guest.
+const CID_ANY: u32 = u32::MAX;
+
+/// Environment every command starts with: the image's venv first on PATH.
+fn command_env() -> Vec<(String, String)> {
+    [
+        ("PATH", "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ("HOME", "/root"),
+        ("LANG", "C.UTF-8"),
+        ("TERM", "xterm-256color"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
 
 fn main() {
     if std::process::id() != 1 {
@@ -14,8 +42,42 @@ fn main() {
     }
     if let Err(e) = hearth_init::mount_all(hearth_init::BASIC_MOUNTS) {
         // PID 1 must not exit: report and keep going with what is mounted.
-        hearth_init::console(&format!("hearth-agent: {e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()));
+        let cause = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
+        console(&format!("hearth-agent: {e}: {cause}"));
     }
-    hearth_init::console(&format!("{READY_PREFIX} boot_ms={} version={}", hearth_init::uptime_ms(), env!("CARGO_PKG_VERSION")));
-    hearth_init::reap_forever()
+    hearth_init::supervise("hearth-agent", serve)
+}
+
+/// The supervised child: bind, announce, serve.
+fn serve() -> i32 {
+    let listener = match vsock::VsockListener::bind_with_cid_port(CID_ANY, AGENT_VSOCK_PORT) {
+        Ok(l) => l,
+        Err(e) => {
+            console(&format!("hearth-agent: cannot listen on vsock port {AGENT_VSOCK_PORT}: {e}"));
+            return 1;
+        }
+    };
+    console(&format!("{READY_PREFIX} boot_ms={} version={}", hearth_init::uptime_ms(), env!("CARGO_PKG_VERSION")));
+    let cfg = ServerConfig {
+        token: None,
+        env: command_env(),
+        on_shutdown: Box::new(shutdown),
+        uptime_ms: hearth_init::uptime_ms,
+        capabilities: [capability::EXEC, capability::EXEC_AS_USER, capability::HEALTH, capability::SHUTDOWN]
+            .map(String::from)
+            .to_vec(),
+    };
+    serve_incoming(listener.incoming(), Arc::new(cfg), ConnLimit::new(MAX_CONNECTIONS));
+    console("hearth-agent: control listener stopped");
+    1
+}
+
+/// Ordered shutdown: ask every process to stop, then force, flush, reboot (Firecracker runs
+/// guests with `reboot=k`, so a reboot ends the VM).
+fn shutdown() {
+    console("hearth-agent: shutting down");
+    let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    hearth_init::power_off()
 }

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 /// Version of this protocol; a server refuses a client of another version.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The guest agent's vsock port for control connections.
+pub const AGENT_VSOCK_PORT: u32 = 1024;
+
 /// Frame tags.
 pub const TAG_CONTROL: u8 = 1;
 pub const TAG_STDOUT: u8 = 2;

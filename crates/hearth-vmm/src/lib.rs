@@ -5,6 +5,7 @@
 //! - [`models`]: the request bodies we send, with exactly the documented keys
 //!   (Firecracker denies unknown fields).
 //! - [`process`]: spawning a Firecracker process and waiting until its API answers.
+//! - [`vsock`]: reaching a guest's vsock port through Firecracker's unix socket.
 //! - [`probe`]: a throwaway boot of the guest kernel + root filesystem to the agent's
 //!   readiness line, with timings: the boot check, `hearth doctor`'s KVM probe, and the
 //!   boot benchmark all use it.
@@ -15,6 +16,7 @@ pub mod api;
 pub mod models;
 pub mod probe;
 pub mod process;
+pub mod vsock;
 
 pub use api::{ApiClient, ApiError};
 

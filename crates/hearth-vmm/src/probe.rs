@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::models::{ActionType, BootSource, Drive, InstanceAction, MachineConfig};
+use hearth_exec::ExecClient;
+use hearth_proto::control::{ExecSpec, AGENT_VSOCK_PORT};
+
+use crate::models::{ActionType, BootSource, Drive, InstanceAction, MachineConfig, Vsock};
 use crate::process::{Firecracker, VmmError};
 use crate::{AGENT_READY_PREFIX, GUEST_BOOT_ARGS};
 
@@ -32,6 +35,20 @@ pub struct ProbeSpec {
     pub timeout: Duration,
     /// Appended to the guest kernel command line (diagnostics: `printk.time=1`, say).
     pub extra_boot_args: Vec<String>,
+    /// A command to run through the agent (over vsock) once it is ready.
+    pub exec: Option<ExecSpec>,
+}
+
+/// What the command run through the agent did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecOutcome {
+    /// Exit status (128 + signal when killed); absent when the exec itself failed.
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Agent ready → vsock connected, hello, command run, exit received.
+    pub round_trip_ms: f64,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +66,7 @@ pub struct ProbeReport {
     pub failure: Option<String>,
     pub console_tail: Vec<String>,
     pub console_log: PathBuf,
+    pub exec: Option<ExecOutcome>,
 }
 
 /// Boots once and reports. The Firecracker process is always killed and reaped before return.
@@ -56,6 +74,9 @@ pub fn probe_boot(spec: &ProbeSpec) -> Result<ProbeReport, VmmError> {
     std::fs::create_dir_all(&spec.work_dir)
         .map_err(|source| VmmError::Io { what: format!("creating {}", spec.work_dir.display()), source })?;
     let socket = spec.work_dir.join("api.sock");
+    let vsock_uds = spec.work_dir.join("v.sock");
+    // Its path is the VM's: a file left by an earlier VM would make this one fail.
+    let _ = std::fs::remove_file(&vsock_uds);
     let console_log = spec.work_dir.join("console.log");
     let (reader, writer) = std::io::pipe().map_err(|source| VmmError::Io { what: "creating a pipe".into(), source })?;
     let writer2 = writer.try_clone().map_err(|source| VmmError::Io { what: "cloning a pipe".into(), source })?;
@@ -78,6 +99,7 @@ pub fn probe_boot(spec: &ProbeSpec) -> Result<ProbeReport, VmmError> {
         is_read_only: true,
     })?;
     api.put("/machine-config", &MachineConfig { vcpu_count: spec.vcpus, mem_size_mib: spec.mem_mib, smt: None })?;
+    api.put("/vsock", &Vsock { guest_cid: 3, uds_path: path_str(&vsock_uds) })?;
     let t_start = Instant::now();
     api.put("/actions", &InstanceAction { action_type: ActionType::InstanceStart })?;
     let instance_start_call = t_start.elapsed();
@@ -104,7 +126,12 @@ pub fn probe_boot(spec: &ProbeSpec) -> Result<ProbeReport, VmmError> {
             }
         }
     }
+    let exec = match (&outcome, &spec.exec) {
+        (Ok(_), Some(e)) => Some(exec_in_guest(&vsock_uds, e.clone())),
+        _ => None,
+    };
     fc.kill();
+    let _ = std::fs::remove_file(&vsock_uds);
     let (ready, start_to_ready, guest_boot_ms, failure) = match outcome {
         Ok((d, boot)) => (true, Some(ms(d)), boot, None),
         Err(why) => (false, None, None, Some(explain(&why, &tail))),
@@ -118,7 +145,31 @@ pub fn probe_boot(spec: &ProbeSpec) -> Result<ProbeReport, VmmError> {
         failure,
         console_tail: tail,
         console_log,
+        exec,
     })
+}
+
+/// Most of a command's output kept in a report.
+const MAX_KEPT_OUTPUT: usize = 64 << 10;
+
+/// Runs one command through the agent's control protocol over vsock.
+fn exec_in_guest(uds: &Path, spec: ExecSpec) -> ExecOutcome {
+    let started = Instant::now();
+    let result = crate::vsock::connect(uds, AGENT_VSOCK_PORT, Duration::from_secs(10))
+        .map_err(|e| e.to_string())
+        .and_then(|s| ExecClient::hello(s, None, Duration::from_secs(10)).map_err(|e| e.to_string()))
+        .and_then(|c| c.exec_collect(spec).map_err(|e| e.to_string()));
+    let keep = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(MAX_KEPT_OUTPUT)]).into_owned();
+    match result {
+        Ok((exit, out, err)) => ExecOutcome {
+            status: Some(exit.status()),
+            stdout: keep(&out),
+            stderr: keep(&err),
+            round_trip_ms: ms(started.elapsed()),
+            error: None,
+        },
+        Err(e) => ExecOutcome { status: None, stdout: String::new(), stderr: String::new(), round_trip_ms: ms(started.elapsed()), error: Some(e) },
+    }
 }
 
 /// Reads output lines on a thread, copies them to `log`, and sends each with its arrival time.
@@ -205,6 +256,7 @@ mod tests {
             mem_mib: 128,
             timeout: Duration::from_secs(1),
             extra_boot_args: vec![],
+            exec: None,
         };
         assert!(matches!(probe_boot(&spec), Err(VmmError::Spawn { .. })));
     }

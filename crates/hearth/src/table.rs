@@ -1,20 +1,26 @@
 //! Plain aligned tables for terminal output.
 
 pub(crate) fn print(headers: &[&str], rows: &[Vec<String>]) {
+    let _ = write(&mut std::io::stdout(), headers, rows);
+}
+
+/// Writes the table to `out` (stderr, where stdout carries something else).
+pub(crate) fn write(out: &mut dyn std::io::Write, headers: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    let mut line = |cells: &[String]| {
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
+        writeln!(out, "{}", padded.join("  ").trim_end())
     };
-    line(headers.iter().map(|h| h.to_string()).collect());
+    line(&headers.iter().map(|h| h.to_string()).collect::<Vec<_>>())?;
     for row in rows {
-        line(row.clone());
+        line(row)?;
     }
+    Ok(())
 }
 
 pub(crate) fn bytes(n: u64) -> String {

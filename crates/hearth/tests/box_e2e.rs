@@ -26,6 +26,17 @@ fn the_box_boots_guests_with_real_firecracker_and_keeps_its_disk() {
         assert!(r["console_tail"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("hearth-agent: ready")));
     }
 
+    // The agent serves exec over vsock: as the image's user, with the venv on PATH.
+    let py = "import numpy, pandas, getpass; print(numpy.arange(4).sum(), getpass.getuser())";
+    let out = run_ok(hearth(d).args(["box", "run", "--", "hearth", "probe", "--user", "scientist", "--", "python3", "-c", py]));
+    assert_eq!(out, "6 scientist\n");
+    let (code, out, err) = run(hearth(d).args(["box", "run", "--", "hearth", "probe", "--", "sh", "-c", "echo $HOME; exit 3"]));
+    assert_eq!((code, out.as_str()), (1, "/root\n"), "{err}");
+    assert!(err.contains("command exited 3"), "{err}");
+    let (code, _, err) = run(hearth(d).args(["box", "run", "--", "hearth", "probe", "--", "/no/such/binary"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot run /no/such/binary"), "{err}");
+
     // Inside the box KVM runs guests, so doctor's probe passes there.
     let doctor: serde_json::Value = serde_json::from_str(&run_ok(hearth(d).args(["box", "run", "--", "hearth", "doctor", "--json"]))).unwrap();
     assert_eq!(doctor["mode"], "kvm", "{doctor:#}");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hearth_image::{refs, Cache};
+use hearth_proto::control::ExecSpec;
 use hearth_vmm::probe::{probe_boot, ProbeReport, ProbeSpec};
 
 use crate::paths::Paths;
@@ -31,6 +32,13 @@ pub(crate) struct ProbeArgs {
     /// Keep the probe's work directory (the last boot's console.log) and print its path.
     #[arg(long)]
     keep: bool,
+    /// Run the command (after --) as this user of the image.
+    #[arg(long)]
+    user: Option<String>,
+    /// A command to run in each guest through the agent once it is ready; its output is
+    /// printed and the probe fails if it fails.
+    #[arg(last = true)]
+    command: Vec<String>,
 }
 
 /// The probe spec for the cached artifacts, or an error naming what is missing.
@@ -47,6 +55,7 @@ pub(crate) fn spec_from_cache(cache: &Cache, paths: &Paths, timeout: Duration, v
         mem_mib,
         timeout,
         extra_boot_args: vec![],
+        exec: None,
     })
 }
 
@@ -54,6 +63,9 @@ pub(crate) fn run(a: ProbeArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
     anyhow::ensure!((1..=1000).contains(&a.count), "--count must be 1..=1000");
     let mut spec = spec_from_cache(&paths.cache(), paths, Duration::from_secs(a.timeout), a.vcpus, a.mem_mib)?;
     spec.extra_boot_args = a.boot_args.clone();
+    if !a.command.is_empty() {
+        spec.exec = Some(ExecSpec { user: a.user.clone(), timeout_secs: Some(a.timeout), ..ExecSpec::new(a.command.clone()) });
+    }
     let mut reports: Vec<ProbeReport> = Vec::new();
     for i in 0..a.count {
         let r = probe_boot(&spec).with_context(|| format!("probe boot {}", i + 1))?;
@@ -61,6 +73,15 @@ pub(crate) fn run(a: ProbeArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
             match (&r.instance_start_to_ready_ms, &r.failure) {
                 (Some(ms), _) => eprintln!("boot {}: agent ready {ms:.0} ms after InstanceStart (guest uptime {} ms)", i + 1, r.guest_boot_ms.unwrap_or(0)),
                 (None, Some(why)) => eprintln!("boot {}: not ready: {why}\nconsole tail:\n{}", i + 1, r.console_tail.join("\n")),
+                (None, None) => {}
+            }
+        }
+        if let (Some(e), false) = (&r.exec, a.json) {
+            print!("{}", e.stdout);
+            eprint!("{}", e.stderr);
+            match (&e.error, e.status) {
+                (Some(err), _) => eprintln!("boot {}: exec failed: {err}", i + 1),
+                (None, Some(s)) => eprintln!("boot {}: command exited {s} ({:.0} ms round trip)", i + 1, e.round_trip_ms),
                 (None, None) => {}
             }
         }
@@ -84,7 +105,11 @@ pub(crate) fn run(a: ProbeArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({"summary": summary, "reports": reports}))?);
     } else {
         let f = |v: Option<f64>| v.map(|x| format!("{x:.0} ms")).unwrap_or_else(|| "-".into());
-        table::print(
+        // With a command, stdout is the command's: the summary goes to stderr.
+        let mut out: Box<dyn std::io::Write> =
+            if a.command.is_empty() { Box::new(std::io::stdout()) } else { Box::new(std::io::stderr()) };
+        table::write(
+            &mut out,
             &["BOOTS", "READY", "MIN", "MEDIAN", "P95", "MAX"],
             &[vec![
                 reports.len().to_string(),
@@ -94,9 +119,11 @@ pub(crate) fn run(a: ProbeArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
                 f(percentile(&ready, 0.95)),
                 f(ready.last().copied()),
             ]],
-        );
+        )?;
     }
-    Ok(if ready.len() == reports.len() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let exec_ok = reports.iter().all(|r| r.exec.as_ref().is_none_or(|e| e.status == Some(0)));
+    let ok = ready.len() == reports.len() && exec_ok;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Nearest-rank percentile of sorted values.
