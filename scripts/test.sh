@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The project's test command: host packages, the build, the artifacts (built once, then
-# reused from the cache by content hash), then every test, including the boot check that
-# runs the real Firecracker in the box, then a bounded fuzzing run of the wire decoders.
+# reused from the cache by content hash), a bounded fuzzing run of the wire decoders, then
+# every test, including the boot check that runs the real Firecracker in the box.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 cargo build --workspace --locked
 ./target/debug/hearth image build
-cargo test --workspace --locked
 ./scripts/fuzz.sh 30
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# One closing line for the whole workspace (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
