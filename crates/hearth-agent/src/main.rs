@@ -4,7 +4,11 @@
 //! serves the control protocol (docs/protocol.md) on vsock port 1024: exec (as any user of
 //! the image), health, shutdown. Once that listener is bound, the child announces readiness
 //! with the guest's boot time on the serial console, which the host watches for.
-//! Overlay root, network and PTY sessions arrive with the rest of the runtime issue.
+//! Before that, PID 1 enters the workstation's overlay root ([`root`]) and sets the hostname
+//! the host passed on the kernel command line. Network and PTY sessions arrive with the rest
+//! of the runtime issue.
+
+mod root;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +16,6 @@ use std::time::Duration;
 use hearth_exec::server::{serve_incoming, ConnLimit, ServerConfig};
 use hearth_init::console;
 use hearth_proto::control::{capability, AGENT_VSOCK_PORT};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 /// The line the host waits for on the serial console; hearth-vmm's probe parses it.
 const READY_PREFIX: &str = "hearth-agent: ready";
@@ -40,12 +42,30 @@ fn main() {
         eprintln!("hearth-agent runs as PID 1 inside a workstation (kernel command line init=/sbin/hearth-agent)");
         std::process::exit(2);
     }
+    basic_mounts();
+    let params = root::parse_cmdline(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    if let Some(upper) = &params.overlay {
+        match root::enter_overlay_root(upper) {
+            // The new root has its own empty /proc, /dev, /run…
+            Ok(()) => basic_mounts(),
+            // PID 1 must not exit: keep serving from the read-only base, and say so.
+            Err(e) => console(&format!("hearth-agent: overlay root failed, staying on the read-only base: {e}")),
+        }
+    }
+    if let Some(name) = &params.hostname {
+        if let Err(e) = root::set_hostname(name) {
+            console(&format!("hearth-agent: {e}"));
+        }
+    }
+    hearth_init::supervise("hearth-agent", serve)
+}
+
+fn basic_mounts() {
     if let Err(e) = hearth_init::mount_all(hearth_init::BASIC_MOUNTS) {
         // PID 1 must not exit: report and keep going with what is mounted.
         let cause = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
         console(&format!("hearth-agent: {e}: {cause}"));
     }
-    hearth_init::supervise("hearth-agent", serve)
 }
 
 /// The supervised child: bind, announce, serve.
@@ -72,12 +92,8 @@ fn serve() -> i32 {
     1
 }
 
-/// Ordered shutdown: ask every process to stop, then force, flush, reboot (Firecracker runs
-/// guests with `reboot=k`, so a reboot ends the VM).
+/// Ordered shutdown. Firecracker runs guests with `reboot=k`, so the final reboot ends the VM.
+/// The overlay's upper disk is mounted outside PID 1's chroot: sync covers it.
 fn shutdown() {
-    console("hearth-agent: shutting down");
-    let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-    hearth_init::power_off()
+    hearth_init::shut_down("hearth-agent", Duration::from_millis(300), &[])
 }

@@ -20,9 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hearth_fs::DirLock;
-use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -194,7 +192,7 @@ impl BoxDir {
             }
             if Instant::now() > deadline {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                reap(pid);
+                hearth_init::proc::reap(pid);
                 let _ = fs::remove_file(self.state_path());
                 return Err(BoxError::NotReady { secs: opts.ready_timeout.as_secs(), tail: read_tail(&self.console_log()) });
             }
@@ -233,12 +231,13 @@ impl BoxDir {
 
     /// Copies the hearth binary into the share and writes a fresh token; returns the token.
     fn prepare_share(&self, hearth_bin: &Path) -> Result<String, BoxError> {
+        // Binaries shared for an earlier box (`share_binary`) go with it.
         let bin_dir = self.share().join("bin");
+        if bin_dir.exists() {
+            fs::remove_dir_all(&bin_dir).map_err(|e| BoxError::io("clearing the box share", e))?;
+        }
         fs::create_dir_all(&bin_dir).map_err(|e| BoxError::io("creating the box share", e))?;
-        let tmp = bin_dir.join(".hearth.tmp");
-        fs::copy(hearth_bin, &tmp).map_err(|e| BoxError::io(format!("copying {}", hearth_bin.display()), e))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(|e| BoxError::io("chmod hearth", e))?;
-        fs::rename(&tmp, bin_dir.join("hearth")).map_err(|e| BoxError::io("placing hearth in the share", e))?;
+        copy_executable(hearth_bin, &bin_dir.join("hearth"))?;
         let mut raw = [0u8; 32];
         fs::File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut raw))
@@ -255,6 +254,36 @@ impl BoxDir {
         std::io::Write::write_all(&mut f, token.as_bytes()).map_err(|e| BoxError::io("writing the box token", e))?;
         Ok(token)
     }
+}
+
+impl BoxDir {
+    /// Makes a host binary runnable in the running box: copies it into the share under a
+    /// name unique to its contents and returns its path inside the box. A file already in
+    /// the share is never rewritten (the box may be running it).
+    pub fn share_binary(&self, host_path: &Path) -> Result<String, BoxError> {
+        let data = fs::read(host_path).map_err(|e| BoxError::io(format!("reading {}", host_path.display()), e))?;
+        let name = host_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "bin".into());
+        let digest = hex::encode(&sha256(&data)[..6]);
+        let file = format!("{name}-{digest}");
+        let dest = self.share().join("bin").join(&file);
+        if !dest.exists() {
+            copy_executable(host_path, &dest)?;
+        }
+        Ok(format!("{}/bin/{file}", crate::SHARE_MOUNT))
+    }
+}
+
+/// Copies to a temporary name, makes it executable, renames into place.
+fn copy_executable(from: &Path, to: &Path) -> Result<(), BoxError> {
+    let tmp = to.with_extension("tmp");
+    fs::copy(from, &tmp).map_err(|e| BoxError::io(format!("copying {}", from.display()), e))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(|e| BoxError::io("chmod", e))?;
+    fs::rename(&tmp, to).map_err(|e| BoxError::io(format!("placing {}", to.display()), e))
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
 }
 
 /// A sparse ext4 image, made under a temporary name and renamed when complete.
@@ -283,31 +312,13 @@ fn free_port() -> Result<u16, BoxError> {
     l.local_addr().map(|a| a.port()).map_err(|e| BoxError::io("finding a free port", e))
 }
 
-/// Reaps `pid` if it is our child and has exited (no-op otherwise).
-fn reap(pid: u32) {
-    let _ = waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
-}
-
 /// Alive and still a QEMU (a recycled pid is not our box).
 fn is_qemu_alive(pid: u32) -> bool {
-    reap(pid);
-    if kill(Pid::from_raw(pid as i32), None) == Err(Errno::ESRCH) {
-        return false;
-    }
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains("qemu-system"))
-        .unwrap_or(false)
+    hearth_init::proc::is_alive(pid, "qemu-system")
 }
 
 fn wait_exit(pid: u32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if !is_qemu_alive(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    !is_qemu_alive(pid)
+    hearth_init::proc::wait_gone(pid, "qemu-system", timeout)
 }
 
 /// The last few KiB of a log, for error messages.

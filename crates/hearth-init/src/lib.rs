@@ -143,6 +143,24 @@ pub fn supervise(name: &str, main: fn() -> i32) -> ! {
     }
 }
 
+/// An ordered stop of the whole machine, from PID 1's supervised child: every other process
+/// gets SIGTERM, then (after `grace`) SIGKILL; file systems are synced, `unmount` targets
+/// unmounted (failures logged: they were synced), and the machine powers off.
+pub fn shut_down(name: &str, grace: Duration, unmount: &[&str]) -> ! {
+    console(&format!("{name}: shutting down"));
+    // kill(-1) reaches every process but PID 1 and the caller.
+    let _ = nix::sys::signal::kill(Pid::from_raw(-1), nix::sys::signal::Signal::SIGTERM);
+    std::thread::sleep(grace);
+    let _ = nix::sys::signal::kill(Pid::from_raw(-1), nix::sys::signal::Signal::SIGKILL);
+    nix::unistd::sync();
+    for target in unmount {
+        if let Err(e) = nix::mount::umount(*target) {
+            console(&format!("{name}: unmounting {target} failed: {e}; it was synced"));
+        }
+    }
+    power_off()
+}
+
 /// Flushes file systems and stops the machine. `-no-reboot` QEMU and Firecracker
 /// (`reboot=k`) both exit when their guest asks to reboot, so that is what a stop is.
 pub fn power_off() -> ! {
@@ -167,5 +185,42 @@ mod tests {
     #[test]
     fn uptime_is_positive() {
         assert!(uptime_ms() > 0);
+    }
+}
+
+/// Processes this crate's callers supervise from outside PID 1 (QEMU, Firecracker).
+pub mod proc {
+    use nix::errno::Errno;
+    use nix::sys::signal::kill;
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    use nix::unistd::Pid;
+
+    /// Reaps `pid` if it is our child and has exited (no-op otherwise).
+    pub fn reap(pid: u32) {
+        let _ = waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
+    }
+
+    /// True if `pid` is alive and its command line contains `name` (a recycled pid is not
+    /// ours). Reaps it first if it is our exited child, so a zombie never counts as alive.
+    pub fn is_alive(pid: u32, name: &str) -> bool {
+        reap(pid);
+        if kill(Pid::from_raw(pid as i32), None) == Err(Errno::ESRCH) {
+            return false;
+        }
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(name))
+            .unwrap_or(false)
+    }
+
+    /// Waits up to `timeout` for `pid` to stop being alive.
+    pub fn wait_gone(pid: u32, name: &str, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if !is_alive(pid, name) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        !is_alive(pid, name)
     }
 }

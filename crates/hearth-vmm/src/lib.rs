@@ -5,6 +5,8 @@
 //! - [`models`]: the request bodies we send, with exactly the documented keys
 //!   (Firecracker denies unknown fields).
 //! - [`process`]: spawning a Firecracker process and waiting until its API answers.
+//! - [`vm`]: one workstation VM: detached Firecracker, its directory, launch / attach /
+//!   stop / kill / pause / resume, overlay disks.
 //! - [`vsock`]: reaching a guest's vsock port through Firecracker's unix socket.
 //! - [`probe`]: a throwaway boot of the guest kernel + root filesystem to the agent's
 //!   readiness line, with timings: the boot check, `hearth doctor`'s KVM probe, and the
@@ -16,6 +18,7 @@ pub mod api;
 pub mod models;
 pub mod probe;
 pub mod process;
+pub mod vm;
 pub mod vsock;
 
 pub use api::{ApiClient, ApiError};

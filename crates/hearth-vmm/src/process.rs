@@ -18,6 +18,12 @@ pub enum VmmError {
     Api(#[from] ApiError),
     #[error("{what} failed")]
     Io { what: String, #[source] source: std::io::Error },
+    #[error("{why}; serial console tail:\n{console_tail}")]
+    NotReady { why: String, console_tail: String },
+    #[error(transparent)]
+    Vsock(#[from] crate::vsock::VsockError),
+    #[error("guest agent: {0}")]
+    Agent(#[from] hearth_exec::ExecError),
 }
 
 /// A Firecracker process this process started and will reap.

@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use hearth_init::{console, MountSpec};
 use nix::mount::MsFlags;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 use hearth_exec::server::{serve_incoming, ConnLimit, ServerConfig};
 use hearth_proto::control::capability;
@@ -109,14 +107,5 @@ fn server_main() -> i32 {
 
 /// Stops everything, flushes and unmounts the data disk, powers off (QEMU then exits).
 fn shutdown() {
-    console("hearth-box: shutting down");
-    // kill(-1) reaches every process but PID 1 and ourselves.
-    let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-    nix::unistd::sync();
-    if let Err(e) = nix::mount::umount(DATA_MOUNT) {
-        console(&format!("hearth-box: unmounting the data disk failed: {e}; it was synced"));
-    }
-    hearth_init::power_off()
+    hearth_init::shut_down("hearth-box", Duration::from_millis(500), &[DATA_MOUNT])
 }

@@ -64,6 +64,9 @@ pub(crate) struct RunArgs {
     /// Working directory inside the box.
     #[arg(long)]
     cwd: Option<String>,
+    /// The command is a host binary: share it into the box first (e.g. a test binary).
+    #[arg(long)]
+    host_bin: bool,
     /// The command and its arguments (after --).
     #[arg(last = true, required = true)]
     argv: Vec<String>,
@@ -156,8 +159,14 @@ fn run_in_box(paths: &Paths, dir: &BoxDir, a: RunArgs) -> anyhow::Result<ExitCod
     if ephemeral {
         start(paths, dir, &a.start, false)?;
     }
-    let spec = ExecSpec { env: a.env, cwd: a.cwd, timeout_secs: a.cmd_timeout, ..ExecSpec::new(a.argv) };
-    let result = dir.client().and_then(|c| Ok(c.exec(spec, &mut std::io::stdout(), &mut std::io::stderr())?));
+    let result = (|| -> anyhow::Result<_> {
+        let mut argv = a.argv;
+        if a.host_bin {
+            argv[0] = dir.share_binary(std::path::Path::new(&argv[0]))?;
+        }
+        let spec = ExecSpec { env: a.env, cwd: a.cwd, timeout_secs: a.cmd_timeout, ..ExecSpec::new(argv) };
+        Ok(dir.client()?.exec(spec, &mut std::io::stdout(), &mut std::io::stderr())?)
+    })();
     if ephemeral {
         dir.stop(Duration::from_secs(30)).context("stopping the box after the command")?;
     }

@@ -1,0 +1,281 @@
+//! One workstation VM: a detached Firecracker process and the directory that holds
+//! everything it owns.
+//!
+//! Layout of a VM directory:
+//! ```text
+//! api.sock          Firecracker's API socket
+//! v.sock            the hybrid vsock socket (host → guest agent: CONNECT 1024)
+//! console.log       the guest's serial console and Firecracker's own log, appended
+//! firecracker.pid   the running process (absent once stopped)
+//! ```
+//! The process runs in its own session, so it outlives the process that launched it; a later
+//! process re-attaches with [`Vm::attach`]. Disks are the caller's: the base image is shared
+//! read-only, the overlay disk (or none, for a read-only workstation) belongs to the workstation.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hearth_exec::ExecClient;
+use hearth_proto::control::AGENT_VSOCK_PORT;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+use crate::api::ApiClient;
+use crate::models::{ActionType, BootSource, Drive, InstanceAction, MachineConfig, Vsock};
+use crate::process::VmmError;
+use crate::{AGENT_READY_PREFIX, GUEST_BOOT_ARGS};
+
+/// What a VM writes on its upper layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    /// An ext4 disk (the workstation's own; its size is the disk quota).
+    Disk(PathBuf),
+    /// Memory: a read-only workstation, whose writes vanish at stop.
+    Tmpfs,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub firecracker: PathBuf,
+    pub kernel: PathBuf,
+    pub base_image: PathBuf,
+    pub overlay: Overlay,
+    pub vcpus: u8,
+    pub mem_mib: u32,
+    pub smt: bool,
+    pub hostname: String,
+    /// Appended to the kernel command line (tests use it to break a boot on purpose).
+    pub extra_boot_args: Vec<String>,
+}
+
+/// How a stop went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopKind {
+    /// The agent synced and powered the guest off.
+    Clean,
+    /// The agent did not answer; Ctrl-Alt-Del did it.
+    CtrlAltDel,
+    /// Nothing else worked: SIGKILL.
+    Killed,
+    /// It was not running.
+    NotRunning,
+}
+
+/// A launched VM, identified by its directory and process.
+#[derive(Debug, Clone)]
+pub struct Vm {
+    dir: PathBuf,
+    pid: u32,
+}
+
+const PROCESS_NAME: &str = "firecracker";
+const PID_FILE: &str = "firecracker.pid";
+/// Console bytes quoted in a failure.
+const TAIL_BYTES: u64 = 3000;
+
+impl Vm {
+    /// Boots a VM whose files live in `dir`, returning once its agent announced readiness.
+    /// A guest that is not ready within `ready_timeout` is killed; the error quotes its console.
+    pub fn launch(dir: &Path, cfg: &VmConfig, ready_timeout: Duration) -> Result<Vm, VmmError> {
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| VmmError::Io { what: what.clone(), source }
+        };
+        fs::create_dir_all(dir).map_err(io("creating the VM directory"))?;
+        for stale in ["api.sock", "v.sock", PID_FILE] {
+            let _ = fs::remove_file(dir.join(stale));
+        }
+        let console_path = dir.join("console.log");
+        let console = fs::OpenOptions::new().create(true).append(true).open(&console_path).map_err(io("opening console.log"))?;
+        let console_start = console.metadata().map(|m| m.len()).unwrap_or(0);
+        let console_err = console.try_clone().map_err(io("cloning console.log"))?;
+        let api_sock = dir.join("api.sock");
+        let mut cmd = Command::new(&cfg.firecracker);
+        cmd.arg("--api-sock").arg(&api_sock).args(["--id", "hearth"]).current_dir(dir);
+        cmd.stdin(Stdio::null()).stdout(console).stderr(console_err);
+        // SAFETY: setsid is async-signal-safe. Its own session: the VM outlives us and our
+        // terminal's signals.
+        unsafe {
+            cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+        }
+        let child = cmd.spawn().map_err(|source| VmmError::Spawn { binary: cfg.firecracker.clone(), source })?;
+        let vm = Vm { dir: dir.to_path_buf(), pid: child.id() };
+        hearth_fs::write_atomic(&dir.join(PID_FILE), vm.pid.to_string().as_bytes()).map_err(io("writing the pid file"))?;
+        let booted = vm.configure_and_start(cfg).and_then(|()| vm.wait_ready(&console_path, console_start, ready_timeout));
+        if let Err(e) = booted {
+            vm.kill();
+            return Err(e);
+        }
+        Ok(vm)
+    }
+
+    fn configure_and_start(&self, cfg: &VmConfig) -> Result<(), VmmError> {
+        let api = self.api();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !api.is_listening() {
+            if !self.is_running() || Instant::now() > deadline {
+                return Err(VmmError::ApiNotReady { socket: api.socket().to_path_buf(), timeout: Duration::from_secs(10) });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let overlay_arg = match cfg.overlay {
+            Overlay::Disk(_) => "hearth.overlay=/dev/vdb",
+            Overlay::Tmpfs => "hearth.overlay=tmpfs",
+        };
+        let mut args = vec![GUEST_BOOT_ARGS.to_string(), overlay_arg.into(), format!("hearth.hostname={}", cfg.hostname)];
+        args.extend(cfg.extra_boot_args.iter().cloned());
+        api.put("/boot-source", &BootSource { kernel_image_path: path_str(&cfg.kernel), boot_args: args.join(" "), initrd_path: None })?;
+        api.put("/drives/base", &Drive { drive_id: "base".into(), path_on_host: path_str(&cfg.base_image), is_root_device: true, is_read_only: true })?;
+        if let Overlay::Disk(disk) = &cfg.overlay {
+            api.put("/drives/overlay", &Drive { drive_id: "overlay".into(), path_on_host: path_str(disk), is_root_device: false, is_read_only: false })?;
+        }
+        api.put("/machine-config", &MachineConfig { vcpu_count: cfg.vcpus, mem_size_mib: cfg.mem_mib, smt: cfg.smt.then_some(true) })?;
+        api.put("/vsock", &Vsock { guest_cid: 3, uds_path: path_str(&self.dir.join("v.sock")) })?;
+        api.put("/actions", &InstanceAction { action_type: ActionType::InstanceStart })?;
+        Ok(())
+    }
+
+    /// Watches the console file (not the vsock: polling it steals CPU from a booting guest).
+    fn wait_ready(&self, console: &Path, from: u64, timeout: Duration) -> Result<(), VmmError> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = String::new();
+        let mut offset = from;
+        loop {
+            if let Ok(mut f) = fs::File::open(console) {
+                let _ = f.seek(SeekFrom::Start(offset));
+                let mut buf = Vec::new();
+                if f.read_to_end(&mut buf).is_ok() {
+                    offset += buf.len() as u64;
+                    seen.push_str(&String::from_utf8_lossy(&buf));
+                }
+            }
+            if seen.contains(AGENT_READY_PREFIX) {
+                return Ok(());
+            }
+            let why = if !self.is_running() {
+                "Firecracker exited before the agent was ready"
+            } else if Instant::now() > deadline {
+                "the agent was not ready in time"
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            let tail = seen.len().saturating_sub(TAIL_BYTES as usize);
+            let tail_start = seen.ceil_char_boundary(tail);
+            return Err(VmmError::NotReady { why: why.into(), console_tail: seen[tail_start..].to_string() });
+        }
+    }
+
+    /// Re-attaches to the VM in `dir` if its Firecracker is still running.
+    pub fn attach(dir: &Path) -> Option<Vm> {
+        let pid: u32 = fs::read_to_string(dir.join(PID_FILE)).ok()?.trim().parse().ok()?;
+        let vm = Vm { dir: dir.to_path_buf(), pid };
+        vm.is_running().then_some(vm)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn console_log(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+
+    pub fn api(&self) -> ApiClient {
+        ApiClient::new(self.dir.join("api.sock"))
+    }
+
+    pub fn is_running(&self) -> bool {
+        hearth_init::proc::is_alive(self.pid, PROCESS_NAME)
+    }
+
+    /// A control connection to the guest agent (hello done).
+    pub fn agent(&self, timeout: Duration) -> Result<ExecClient<UnixStream>, VmmError> {
+        let stream = crate::vsock::connect(&self.dir.join("v.sock"), AGENT_VSOCK_PORT, timeout)?;
+        Ok(ExecClient::hello(stream, None, timeout)?)
+    }
+
+    pub fn pause(&self) -> Result<(), VmmError> {
+        self.api().patch("/vm", &serde_json::json!({"state": "Paused"}))?;
+        Ok(())
+    }
+
+    pub fn resume(&self) -> Result<(), VmmError> {
+        self.api().patch("/vm", &serde_json::json!({"state": "Resumed"}))?;
+        Ok(())
+    }
+
+    /// Stops the guest: the agent's ordered shutdown, else Ctrl-Alt-Del, else SIGKILL;
+    /// `timeout` for each of the first two.
+    pub fn stop(&self, timeout: Duration) -> StopKind {
+        if !self.is_running() {
+            self.forget();
+            return StopKind::NotRunning;
+        }
+        let kind = if self.agent(Duration::from_secs(5)).and_then(|a| Ok(a.shutdown()?)).is_ok()
+            && hearth_init::proc::wait_gone(self.pid, PROCESS_NAME, timeout)
+        {
+            StopKind::Clean
+        } else if self.api().put("/actions", &InstanceAction { action_type: ActionType::SendCtrlAltDel }).is_ok()
+            && hearth_init::proc::wait_gone(self.pid, PROCESS_NAME, timeout)
+        {
+            StopKind::CtrlAltDel
+        } else {
+            self.kill();
+            StopKind::Killed
+        };
+        self.forget();
+        kind
+    }
+
+    /// SIGKILL, then forget the process. The console log stays.
+    pub fn kill(&self) {
+        if self.is_running() {
+            let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+            hearth_init::proc::wait_gone(self.pid, PROCESS_NAME, Duration::from_secs(5));
+        }
+        self.forget();
+    }
+
+    /// Removes what only a running VM needs (sockets, pid file).
+    fn forget(&self) {
+        for f in ["api.sock", "v.sock", PID_FILE] {
+            let _ = fs::remove_file(self.dir.join(f));
+        }
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Creates a sparse ext4 disk of `bytes` (an overlay disk), atomically.
+pub fn create_ext4_disk(path: &Path, bytes: u64, mkfs: &Path) -> Result<(), VmmError> {
+    let io = |what: &'static str| move |source| VmmError::Io { what: what.into(), source };
+    let tmp = path.with_extension("tmp");
+    fs::File::create(&tmp).and_then(|f| f.set_len(bytes)).map_err(io("creating the disk"))?;
+    let out = Command::new(mkfs)
+        .args(["-q", "-F", "-L", "hearth-overlay", "-E", "lazy_itable_init=1,lazy_journal_init=1"])
+        .arg(&tmp)
+        .output()
+        .map_err(io("running mkfs.ext4"))?;
+    if !out.status.success() {
+        let _ = fs::remove_file(&tmp);
+        return Err(VmmError::Io {
+            what: "formatting the disk".into(),
+            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        });
+    }
+    fs::rename(&tmp, path).map_err(io("placing the disk"))
+}
