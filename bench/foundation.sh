@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 H=${1:-target/release/hearth}
 out=bench/out; mkdir -p "$out"
+# The shared artifact cache, not one under the throwaway data dir (that would rebuild everything).
+default_cache=$([ "$(id -u)" = 0 ] && echo /var/lib/hearth/cache || echo "$HOME/.local/share/hearth/cache")
+export HEARTH_CACHE_DIR=${HEARTH_CACHE_DIR:-$default_cache}
 data=$(mktemp -d /tmp/hearth-bench.XXXXXX)
 trap '"$H" --data-dir "$data" box stop >/dev/null 2>&1 || true; rm -rf "$data"' EXIT
 

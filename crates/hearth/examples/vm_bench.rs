@@ -1,0 +1,95 @@
+//! Workstation VM timings with the real Firecracker, for bench/runtime.sh (run it in the box:
+//! `hearth box run --host-bin -- target/release/examples/vm_bench [boots] [mem MiB] [disk|tmpfs]`).
+//! Prints JSON.
+//!
+//! Measures, per boot: launch (spawn → configure → InstanceStart → agent ready), exec round
+//! trips through the agent (vsock connect + hello + `true` + exit), the same command run
+//! locally in the box in the same run (the floor), Firecracker's RSS with the guest idle, and
+//! a clean stop.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hearth_image::{refs, Cache};
+use hearth_proto::control::ExecSpec;
+use hearth_vmm::vm::{create_ext4_disk, Overlay, Vm, VmConfig};
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn p99(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 * 0.99).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn main() {
+    let arg = |i: usize| std::env::args().nth(i);
+    let boots: usize = arg(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let mem_mib: u32 = arg(2).and_then(|a| a.parse().ok()).unwrap_or(512);
+    let tmpfs = arg(3).as_deref() == Some("tmpfs");
+    let cache = Cache::new(std::env::var("HEARTH_CACHE_DIR").expect("HEARTH_CACHE_DIR (run in the box)"));
+    let file = |name: &str, f: &str| cache.resolve(name).expect("artifacts built").file(f);
+    let root = PathBuf::from(std::env::var("HEARTH_DATA_DIR").expect("HEARTH_DATA_DIR")).join("vm-bench");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let disk = root.join("overlay.ext4");
+    create_ext4_disk(&disk, 1 << 30, Path::new("mkfs.ext4")).unwrap();
+    let cfg = VmConfig {
+        firecracker: file(refs::FIRECRACKER, "firecracker"),
+        kernel: file(refs::GUEST_KERNEL, "vmlinux"),
+        base_image: file(&refs::rootfs(refs::DEFAULT_RECIPE), "rootfs.ext4"),
+        overlay: if tmpfs { Overlay::Tmpfs } else { Overlay::Disk(disk) },
+        vcpus: 1,
+        mem_mib,
+        smt: false,
+        hostname: "bench".into(),
+        extra_boot_args: vec![],
+    };
+    let (mut launch, mut stop, mut rss, mut exec, mut local) = (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..boots {
+        let t = Instant::now();
+        let vm = Vm::launch(&root.join("vm"), &cfg, Duration::from_secs(120)).expect("launch");
+        launch.push(ms(t.elapsed()));
+        for _ in 0..30 {
+            let t = Instant::now();
+            let (exit, _, _) = vm.agent(Duration::from_secs(10)).unwrap().exec_collect(ExecSpec::new(["true"])).unwrap();
+            assert_eq!(exit.status(), 0);
+            exec.push(ms(t.elapsed()));
+            let t = Instant::now();
+            assert!(Command::new("true").status().unwrap().success());
+            local.push(ms(t.elapsed()));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        rss.push(rss_kib(vm.pid()) as f64 / 1024.0);
+        let t = Instant::now();
+        vm.stop(Duration::from_secs(30));
+        stop.push(ms(t.elapsed()));
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let summary = |v: Vec<f64>| {
+        let (min, max) = (v.iter().cloned().fold(f64::MAX, f64::min), v.iter().cloned().fold(0.0, f64::max));
+        format!("{{\"n\": {}, \"min\": {min:.1}, \"median\": {:.1}, \"p99\": {:.1}, \"max\": {max:.1}}}", v.len(), median(v.clone()), p99(v))
+    };
+    println!("{{");
+    println!("  \"config\": {{\"boots\": {boots}, \"mem_mib\": {mem_mib}, \"overlay\": \"{}\"}},", if tmpfs { "tmpfs" } else { "disk" });
+    println!("  \"launch_to_agent_ready_ms\": {},", summary(launch));
+    println!("  \"exec_true_round_trip_ms\": {},", summary(exec));
+    println!("  \"local_fork_exec_true_ms\": {},", summary(local));
+    println!("  \"firecracker_rss_idle_mib\": {},", summary(rss));
+    println!("  \"clean_stop_ms\": {}", summary(stop));
+    println!("}}");
+}
