@@ -10,7 +10,9 @@ H=target/release/hearth
 default_cache=$([ "$(id -u)" = 0 ] && echo /var/lib/hearth/cache || echo "$HOME/.local/share/hearth/cache")
 export HEARTH_CACHE_DIR=${HEARTH_CACHE_DIR:-$default_cache}
 data=$(mktemp -d /tmp/hearth-bench.XXXXXX)
-trap '"$H" --data-dir "$data" box stop >/dev/null 2>&1 || true; rm -rf "$data"' EXIT
+mkdir -p bench/out
+# The box's console log is kept (bench/out/runtime-box-console.log) for post-mortems.
+trap 'cp "$data/box/console.log" bench/out/runtime-box-console.log 2>/dev/null; "$H" --data-dir "$data" box stop >/dev/null 2>&1 || true; rm -rf "$data"' EXIT
 "$H" image build >/dev/null 2>&1
 "$H" --data-dir "$data" box start --mem-mib 4096 >/dev/null
 "$H" --data-dir "$data" box run --host-bin -- target/release/examples/vm_bench "${1:-5}" "${2:-512}" "${3:-disk}"

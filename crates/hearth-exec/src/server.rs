@@ -217,7 +217,13 @@ fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) -> Result<(),
     let mut timed_out = false;
     let status = loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(status) => break status.map_err(|e| e.to_string())?,
+            Ok(Ok(status)) => break status,
+            Ok(Err(e)) => {
+                // Tell the client why, rather than closing on it without an `exited`.
+                let message = format!("waiting for {} failed: {e}", spec.argv[0]);
+                let _ = send(&mut *writer.lock().expect("no panics while held"), &Event::Error { message: message.clone() });
+                return Err(message);
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let expired = deadline.is_some_and(|d| Instant::now() > d);
                 if expired || gone.load(Ordering::SeqCst) || over.load(Ordering::SeqCst) {
@@ -225,7 +231,11 @@ fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) -> Result<(),
                     let _ = killpg(pgid, Signal::SIGKILL);
                 }
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Err("lost the command's wait thread".into()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let message = "lost the command's wait thread".to_string();
+                let _ = send(&mut *writer.lock().expect("no panics while held"), &Event::Error { message: message.clone() });
+                return Err(message);
+            }
         }
     };
     // Daemons the command left in its group would hold the pipes open forever.

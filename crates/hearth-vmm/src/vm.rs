@@ -84,31 +84,11 @@ impl Vm {
     /// Boots a VM whose files live in `dir`, returning once its agent announced readiness.
     /// A guest that is not ready within `ready_timeout` is killed; the error quotes its console.
     pub fn launch(dir: &Path, cfg: &VmConfig, ready_timeout: Duration) -> Result<Vm, VmmError> {
-        let io = |what: &str| {
-            let what = what.to_string();
-            move |source| VmmError::Io { what: what.clone(), source }
-        };
-        fs::create_dir_all(dir).map_err(io("creating the VM directory"))?;
-        for stale in ["api.sock", "v.sock", PID_FILE] {
-            let _ = fs::remove_file(dir.join(stale));
-        }
-        let console_path = dir.join("console.log");
-        let console = fs::OpenOptions::new().create(true).append(true).open(&console_path).map_err(io("opening console.log"))?;
-        let console_start = console.metadata().map(|m| m.len()).unwrap_or(0);
-        let console_err = console.try_clone().map_err(io("cloning console.log"))?;
-        let api_sock = dir.join("api.sock");
-        let mut cmd = Command::new(&cfg.firecracker);
-        cmd.arg("--api-sock").arg(&api_sock).args(["--id", "hearth"]).current_dir(dir);
-        cmd.stdin(Stdio::null()).stdout(console).stderr(console_err);
-        // SAFETY: setsid is async-signal-safe. Its own session: the VM outlives us and our
-        // terminal's signals.
-        unsafe {
-            cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
-        }
-        let child = cmd.spawn().map_err(|source| VmmError::Spawn { binary: cfg.firecracker.clone(), source })?;
-        let vm = Vm { dir: dir.to_path_buf(), pid: child.id() };
-        hearth_fs::write_atomic(&dir.join(PID_FILE), vm.pid.to_string().as_bytes()).map_err(io("writing the pid file"))?;
-        let booted = vm.configure_and_start(cfg).and_then(|()| vm.wait_ready(&console_path, console_start, ready_timeout));
+        let (vm, console_start) = Vm::spawn(dir, &cfg.firecracker)?;
+        let booted = vm
+            .wait_api()
+            .and_then(|()| vm.configure_and_start(cfg))
+            .and_then(|()| vm.wait_ready(&vm.console_log(), console_start, ready_timeout));
         if let Err(e) = booted {
             vm.kill();
             return Err(e);
@@ -116,7 +96,40 @@ impl Vm {
         Ok(vm)
     }
 
-    fn configure_and_start(&self, cfg: &VmConfig) -> Result<(), VmmError> {
+    /// Starts a detached Firecracker for `dir` (stale sockets removed, console appended to,
+    /// pid file written). Returns the VM and where this run's console output begins.
+    fn spawn(dir: &Path, firecracker: &Path) -> Result<(Vm, u64), VmmError> {
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| VmmError::Io { what: what.clone(), source }
+        };
+        fs::create_dir_all(dir).map_err(io("creating the VM directory"))?;
+        // v.sock too: its path comes back from a snapshot, and a stale file breaks the VM.
+        for stale in ["api.sock", "v.sock", PID_FILE] {
+            let _ = fs::remove_file(dir.join(stale));
+        }
+        let console = fs::OpenOptions::new().create(true).append(true).open(dir.join("console.log")).map_err(io("opening console.log"))?;
+        let console_start = console.metadata().map(|m| m.len()).unwrap_or(0);
+        let console_err = console.try_clone().map_err(io("cloning console.log"))?;
+        let mut cmd = Command::new(firecracker);
+        cmd.arg("--api-sock").arg(dir.join("api.sock")).args(["--id", "hearth"]).current_dir(dir);
+        cmd.stdin(Stdio::null()).stdout(console).stderr(console_err);
+        // SAFETY: setsid is async-signal-safe. Its own session: the VM outlives us and our
+        // terminal's signals.
+        unsafe {
+            cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+        }
+        let child = cmd.spawn().map_err(|source| VmmError::Spawn { binary: firecracker.to_path_buf(), source })?;
+        let vm = Vm { dir: dir.to_path_buf(), pid: child.id() };
+        if let Err(e) = hearth_fs::write_atomic(&dir.join(PID_FILE), vm.pid.to_string().as_bytes()) {
+            vm.kill();
+            return Err(io("writing the pid file")(e));
+        }
+        Ok((vm, console_start))
+    }
+
+    /// Waits until the API socket accepts connections (not merely exists).
+    fn wait_api(&self) -> Result<(), VmmError> {
         let api = self.api();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !api.is_listening() {
@@ -125,6 +138,11 @@ impl Vm {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        Ok(())
+    }
+
+    fn configure_and_start(&self, cfg: &VmConfig) -> Result<(), VmmError> {
+        let api = self.api();
         let overlay_arg = match cfg.overlay {
             Overlay::Disk(_) => "hearth.overlay=/dev/vdb",
             Overlay::Tmpfs => "hearth.overlay=tmpfs",
@@ -204,6 +222,47 @@ impl Vm {
     pub fn agent(&self, timeout: Duration) -> Result<ExecClient<UnixStream>, VmmError> {
         let stream = crate::vsock::connect(&self.dir.join("v.sock"), AGENT_VSOCK_PORT, timeout)?;
         Ok(ExecClient::hello(stream, None, timeout)?)
+    }
+
+    /// Pauses the VM and writes a full snapshot (device state + guest memory). The VM stays
+    /// paused; resume it or kill it.
+    pub fn snapshot(&self, state: &Path, mem: &Path) -> Result<(), VmmError> {
+        self.pause()?;
+        self.api().put("/snapshot/create", &serde_json::json!({
+            "snapshot_type": "Full",
+            "snapshot_path": path_str(state),
+            "mem_file_path": path_str(mem),
+        }))?;
+        Ok(())
+    }
+
+    /// Starts a fresh Firecracker for `dir` from a snapshot of a VM that lived in the same
+    /// directory (its disks and vsock path are restored as they were) and resumes it;
+    /// returns once the agent answers.
+    pub fn restore(dir: &Path, firecracker: &Path, state: &Path, mem: &Path, timeout: Duration) -> Result<Vm, VmmError> {
+        let (vm, _) = Vm::spawn(dir, firecracker)?;
+        let restored = vm.wait_api().and_then(|()| {
+            vm.api().put("/snapshot/load", &serde_json::json!({
+                "snapshot_path": path_str(state),
+                "mem_backend": {"backend_type": "File", "backend_path": path_str(mem)},
+                "resume_vm": true,
+            }))?;
+            // The restored guest resets its vsock transport first: a connection made right
+            // after the load can be dropped before hello. Retry until the agent answers.
+            let deadline = Instant::now() + timeout;
+            loop {
+                match vm.agent(Duration::from_secs(5)) {
+                    Ok(_) => return Ok(()),
+                    Err(e) if Instant::now() > deadline => return Err(e),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        if let Err(e) = restored {
+            vm.kill();
+            return Err(e);
+        }
+        Ok(vm)
     }
 
     pub fn pause(&self) -> Result<(), VmmError> {

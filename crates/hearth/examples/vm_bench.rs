@@ -5,7 +5,8 @@
 //! Measures, per boot: launch (spawn → configure → InstanceStart → agent ready), exec round
 //! trips through the agent (vsock connect + hello + `true` + exit), the same command run
 //! locally in the box in the same run (the floor), Firecracker's RSS with the guest idle, and
-//! a clean stop.
+//! a clean stop; then restores of a full snapshot into fresh Firecracker processes (spawn →
+//! load → the agent answers hello).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -79,6 +80,22 @@ fn main() {
         vm.stop(Duration::from_secs(30));
         stop.push(ms(t.elapsed()));
     }
+    // Snapshot restore: one read-only VM booted and snapshotted, then restored again and again
+    // from the same files into fresh Firecracker processes.
+    let ro = VmConfig { overlay: Overlay::Tmpfs, ..cfg.clone() };
+    let vm = Vm::launch(&root.join("snap"), &ro, Duration::from_secs(120)).expect("launch for snapshot");
+    let (state, mem) = (root.join("snap.state"), root.join("snap.mem"));
+    vm.snapshot(&state, &mem).expect("snapshot");
+    vm.kill();
+    let mut restore = vec![];
+    for _ in 0..boots {
+        let t = Instant::now();
+        let vm = Vm::restore(&root.join("snap"), &ro.firecracker, &state, &mem, Duration::from_secs(60)).expect("restore");
+        restore.push(ms(t.elapsed()));
+        let (exit, _, _) = vm.agent(Duration::from_secs(10)).unwrap().exec_collect(ExecSpec::new(["true"])).unwrap();
+        assert_eq!(exit.status(), 0);
+        vm.kill();
+    }
     let _ = std::fs::remove_dir_all(&root);
     let summary = |v: Vec<f64>| {
         let (min, max) = (v.iter().cloned().fold(f64::MAX, f64::min), v.iter().cloned().fold(0.0, f64::max));
@@ -90,6 +107,7 @@ fn main() {
     println!("  \"exec_true_round_trip_ms\": {},", summary(exec));
     println!("  \"local_fork_exec_true_ms\": {},", summary(local));
     println!("  \"firecracker_rss_idle_mib\": {},", summary(rss));
-    println!("  \"clean_stop_ms\": {}", summary(stop));
+    println!("  \"clean_stop_ms\": {},", summary(stop));
+    println!("  \"snapshot_restore_to_agent_answer_ms\": {}", summary(restore));
     println!("}}");
 }

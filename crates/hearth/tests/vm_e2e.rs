@@ -102,6 +102,17 @@ fn workstation_lifecycle_with_overlay_and_read_only_disks() {
     assert_eq!(sh(&vm2, None, "echo root-write > /etc/hearth-test && cat /etc/hearth-test").1, "root-write\n");
     vm2.stop(Duration::from_secs(30));
 
+    // Pause and resume; then a full snapshot, the VM killed, and a restore into a fresh
+    // Firecracker: memory came back (a file on the guest's tmpfs /tmp is still there).
+    vm.pause().unwrap();
+    vm.resume().unwrap();
+    assert_eq!(sh(&vm, None, "echo in-memory > /tmp/marker; cat /tmp/marker").1, "in-memory\n");
+    let (state, mem) = (root.join("rw.state"), root.join("rw.mem"));
+    vm.snapshot(&state, &mem).unwrap();
+    vm.kill();
+    let vm = Vm::restore(&root.join("rw"), &rw.firecracker, &state, &mem, Duration::from_secs(60)).unwrap();
+    assert_eq!(sh(&vm, Some("scientist"), "cat /tmp/marker ~/notes").1, "in-memory\nkept\n");
+
     // SIGKILL: the VM is gone, its console log stays for the post-mortem.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(vm.pid() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     assert!(hearth_init::proc::wait_gone(vm.pid(), "firecracker", Duration::from_secs(5)));
