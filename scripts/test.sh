@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 cargo build --workspace --locked
 ./target/debug/hearth image build
+./target/debug/hearth image gc   # artifacts no ref names any more (an older agent's image, say)
 ./scripts/fuzz.sh 30
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
