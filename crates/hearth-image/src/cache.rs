@@ -31,6 +31,12 @@ pub struct Meta {
     pub inputs: Vec<String>,
     pub built_at: u64,
     pub build_secs: f64,
+    /// Sizes measured once at build time (the unpacked kernel source is 70k files: not
+    /// something to walk on every lookup). Zero in metas written before they were recorded.
+    #[serde(default)]
+    pub apparent_bytes: u64,
+    #[serde(default)]
+    pub disk_bytes: u64,
 }
 
 /// One artifact found in the cache.
@@ -84,7 +90,10 @@ impl Cache {
     pub fn get(&self, kind: &str, hash: &str) -> Option<Artifact> {
         let dir = self.root.join(kind).join(hash);
         let meta: Meta = serde_json::from_slice(&fs::read(dir.join("meta.json")).ok()?).ok()?;
-        let (apparent_bytes, disk_bytes) = dir_sizes(&dir);
+        let (apparent_bytes, disk_bytes) = match (meta.apparent_bytes, meta.disk_bytes) {
+            (0, 0) => dir_sizes(&dir),
+            sizes => sizes,
+        };
         Some(Artifact {
             kind: meta.kind,
             hash: meta.hash,
@@ -118,12 +127,15 @@ impl Cache {
         let started = Instant::now();
         let result = build(&out, &log);
         let finished = result.and_then(|()| {
+            let (apparent_bytes, disk_bytes) = dir_sizes(&out);
             let meta = Meta {
                 kind: kind.into(),
                 hash: hash.into(),
                 inputs,
                 built_at: now_secs(),
                 build_secs: started.elapsed().as_secs_f64(),
+                apparent_bytes,
+                disk_bytes,
             };
             write_atomic(&out.join("meta.json"), &serde_json::to_vec_pretty(&meta).expect("meta serializes"))?;
             let dest = self.root.join(kind).join(hash);
