@@ -4,7 +4,7 @@
 //! - [`api`]: a typed client for Firecracker's HTTP API over its unix socket.
 //! - [`models`]: the request bodies we send, with exactly the documented keys
 //!   (Firecracker denies unknown fields).
-//! - [`process`]: spawning a Firecracker process and waiting until its API answers.
+//! - [`error`]: the crate's errors.
 //! - [`vm`]: one workstation VM: detached Firecracker, its directory, launch / attach /
 //!   stop / kill / pause / resume, overlay disks.
 //! - [`vsock`]: reaching a guest's vsock port through Firecracker's unix socket.
@@ -15,13 +15,14 @@
 //! This crate knows nothing about where artifacts come from: callers pass paths.
 
 pub mod api;
+pub mod error;
 pub mod models;
 pub mod probe;
-pub mod process;
 pub mod vm;
 pub mod vsock;
 
 pub use api::{ApiClient, ApiError};
+pub use error::VmmError;
 
 /// The guest kernel command line. `quiet` because every console byte is an exit to the VMM
 /// (expensive in the box); no `i8042.nopnp` so SendCtrlAltDel still reaches the guest.

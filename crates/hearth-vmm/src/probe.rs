@@ -1,34 +1,30 @@
-//! A throwaway boot: Firecracker + guest kernel + root filesystem, up to the agent's
-//! readiness line on the serial console, then killed.
+//! A throwaway workstation boot: [`Vm::launch`] with a memory-only upper layer, timed, an
+//! optional command run through the agent, then killed.
 //!
 //! It answers "can this host run our guests?" (hearth doctor) and "how long does a boot take?"
 //! (the boot check and its benchmark). A guest that does not come up is a normal outcome
 //! reported in [`ProbeReport`], not an error; errors are for a probe that could not even run.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use hearth_proto::control::ExecSpec;
 use serde::Serialize;
 
-use hearth_exec::ExecClient;
-use hearth_proto::control::{ExecSpec, AGENT_VSOCK_PORT};
-
-use crate::models::{ActionType, BootSource, Drive, InstanceAction, MachineConfig, Vsock};
-use crate::process::{Firecracker, VmmError};
-use crate::{AGENT_READY_PREFIX, GUEST_BOOT_ARGS};
+use crate::error::VmmError;
+use crate::vm::{Overlay, Vm, VmConfig};
 
 /// How many console lines a report keeps.
 const TAIL_LINES: usize = 30;
+/// Most of a command's output kept in a report.
+const MAX_KEPT_OUTPUT: usize = 64 << 10;
 
 #[derive(Debug, Clone)]
 pub struct ProbeSpec {
     pub firecracker: PathBuf,
     pub kernel: PathBuf,
     pub rootfs: PathBuf,
-    /// Holds the API socket and the console log of this probe.
+    /// The probe VM's directory (sockets, console log).
     pub work_dir: PathBuf,
     pub vcpus: u8,
     pub mem_mib: u32,
@@ -55,9 +51,9 @@ pub struct ExecOutcome {
 pub struct ProbeReport {
     pub ready: bool,
     /// Firecracker spawned → API socket accepting.
-    pub spawn_to_api_ms: f64,
+    pub spawn_to_api_ms: Option<f64>,
     /// How long Firecracker took to answer the InstanceStart call (loads the kernel, starts vCPUs).
-    pub instance_start_call_ms: f64,
+    pub instance_start_call_ms: Option<f64>,
     /// InstanceStart sent → the agent's readiness line read from the console.
     pub instance_start_to_ready_ms: Option<f64>,
     /// The guest's own uptime when the agent announced itself.
@@ -69,143 +65,69 @@ pub struct ProbeReport {
     pub exec: Option<ExecOutcome>,
 }
 
-/// Boots once and reports. The Firecracker process is always killed and reaped before return.
+/// Boots once and reports. The VM is always killed before return.
 pub fn probe_boot(spec: &ProbeSpec) -> Result<ProbeReport, VmmError> {
-    std::fs::create_dir_all(&spec.work_dir)
-        .map_err(|source| VmmError::Io { what: format!("creating {}", spec.work_dir.display()), source })?;
-    let socket = spec.work_dir.join("api.sock");
-    let vsock_uds = spec.work_dir.join("v.sock");
-    // Its path is the VM's: a file left by an earlier VM would make this one fail.
-    let _ = std::fs::remove_file(&vsock_uds);
+    let cfg = VmConfig {
+        firecracker: spec.firecracker.clone(),
+        kernel: spec.kernel.clone(),
+        base_image: spec.rootfs.clone(),
+        overlay: Overlay::Tmpfs,
+        vcpus: spec.vcpus,
+        mem_mib: spec.mem_mib,
+        smt: false,
+        hostname: "probe".into(),
+        extra_boot_args: spec.extra_boot_args.clone(),
+    };
     let console_log = spec.work_dir.join("console.log");
-    let (reader, writer) = std::io::pipe().map_err(|source| VmmError::Io { what: "creating a pipe".into(), source })?;
-    let writer2 = writer.try_clone().map_err(|source| VmmError::Io { what: "cloning a pipe".into(), source })?;
-
-    let t_spawn = Instant::now();
-    let mut fc = Firecracker::spawn(&spec.firecracker, &socket, "probe", Stdio::from(writer), Stdio::from(writer2))?;
-    let spawn_to_api = t_spawn.elapsed();
-    let lines = follow_lines(reader, &console_log)?;
-
-    let api = fc.api().clone();
-    api.put("/boot-source", &BootSource {
-        kernel_image_path: path_str(&spec.kernel),
-        boot_args: std::iter::once(GUEST_BOOT_ARGS).chain(spec.extra_boot_args.iter().map(String::as_str)).collect::<Vec<_>>().join(" "),
-        initrd_path: None,
-    })?;
-    api.put("/drives/rootfs", &Drive {
-        drive_id: "rootfs".into(),
-        path_on_host: path_str(&spec.rootfs),
-        is_root_device: true,
-        is_read_only: true,
-    })?;
-    api.put("/machine-config", &MachineConfig { vcpu_count: spec.vcpus, mem_size_mib: spec.mem_mib, smt: None })?;
-    api.put("/vsock", &Vsock { guest_cid: 3, uds_path: path_str(&vsock_uds) })?;
-    let t_start = Instant::now();
-    api.put("/actions", &InstanceAction { action_type: ActionType::InstanceStart })?;
-    let instance_start_call = t_start.elapsed();
-
-    let deadline = t_start + spec.timeout;
-    let mut tail = Vec::new();
-    let mut outcome = Err(format!("no readiness line within {:?}", spec.timeout));
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok((at, line)) => {
-                if let Some(rest) = line.split_once(AGENT_READY_PREFIX).map(|(_, r)| r) {
-                    outcome = Ok((at.duration_since(t_start), parse_boot_ms(rest)));
-                    push_tail(&mut tail, line);
-                    break;
-                }
-                push_tail(&mut tail, line);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => break,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = fc.try_wait().map(|s| s.to_string()).unwrap_or_else(|| "closed its output".into());
-                outcome = Err(format!("Firecracker exited before the agent was ready ({status})"));
-                break;
-            }
+    // One probe's console per report.
+    let _ = std::fs::remove_file(&console_log);
+    let mut report = ProbeReport {
+        ready: false,
+        spawn_to_api_ms: None,
+        instance_start_call_ms: None,
+        instance_start_to_ready_ms: None,
+        guest_boot_ms: None,
+        failure: None,
+        console_tail: vec![],
+        console_log: console_log.clone(),
+        exec: None,
+    };
+    match Vm::launch_timed(&spec.work_dir, &cfg, spec.timeout) {
+        Ok((vm, t)) => {
+            report.ready = true;
+            report.spawn_to_api_ms = Some(t.spawn_to_api_ms);
+            report.instance_start_call_ms = Some(t.instance_start_call_ms);
+            report.instance_start_to_ready_ms = Some(t.instance_start_to_ready_ms);
+            report.guest_boot_ms = t.guest_boot_ms;
+            report.exec = spec.exec.clone().map(|e| exec_in_guest(&vm, e));
+            vm.kill();
         }
+        Err(VmmError::NotReady { why, console_tail }) => {
+            let tail: Vec<String> = console_tail.lines().map(str::to_string).collect();
+            report.failure = Some(explain(&why, &tail));
+        }
+        Err(e) => return Err(e),
     }
-    let exec = match (&outcome, &spec.exec) {
-        (Ok(_), Some(e)) => Some(exec_in_guest(&vsock_uds, e.clone())),
-        _ => None,
-    };
-    fc.kill();
-    let _ = std::fs::remove_file(&vsock_uds);
-    let (ready, start_to_ready, guest_boot_ms, failure) = match outcome {
-        Ok((d, boot)) => (true, Some(ms(d)), boot, None),
-        Err(why) => (false, None, None, Some(explain(&why, &tail))),
-    };
-    Ok(ProbeReport {
-        ready,
-        spawn_to_api_ms: ms(spawn_to_api),
-        instance_start_call_ms: ms(instance_start_call),
-        instance_start_to_ready_ms: start_to_ready,
-        guest_boot_ms,
-        failure,
-        console_tail: tail,
-        console_log,
-        exec,
-    })
+    report.console_tail = last_lines(&console_log, TAIL_LINES);
+    Ok(report)
 }
-
-/// Most of a command's output kept in a report.
-const MAX_KEPT_OUTPUT: usize = 64 << 10;
 
 /// Runs one command through the agent's control protocol over vsock.
-fn exec_in_guest(uds: &Path, spec: ExecSpec) -> ExecOutcome {
+fn exec_in_guest(vm: &Vm, spec: ExecSpec) -> ExecOutcome {
     let started = Instant::now();
-    let result = crate::vsock::connect(uds, AGENT_VSOCK_PORT, Duration::from_secs(10))
-        .map_err(|e| e.to_string())
-        .and_then(|s| ExecClient::hello(s, None, Duration::from_secs(10)).map_err(|e| e.to_string()))
-        .and_then(|c| c.exec_collect(spec).map_err(|e| e.to_string()));
+    let result = vm.agent(Duration::from_secs(10)).map_err(|e| e.to_string()).and_then(|c| c.exec_collect(spec).map_err(|e| e.to_string()));
     let keep = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(MAX_KEPT_OUTPUT)]).into_owned();
+    let round_trip_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
-        Ok((exit, out, err)) => ExecOutcome {
-            status: Some(exit.status()),
-            stdout: keep(&out),
-            stderr: keep(&err),
-            round_trip_ms: ms(started.elapsed()),
-            error: None,
-        },
-        Err(e) => ExecOutcome { status: None, stdout: String::new(), stderr: String::new(), round_trip_ms: ms(started.elapsed()), error: Some(e) },
+        Ok((exit, out, err)) => ExecOutcome { status: Some(exit.status()), stdout: keep(&out), stderr: keep(&err), round_trip_ms, error: None },
+        Err(e) => ExecOutcome { status: None, stdout: String::new(), stderr: String::new(), round_trip_ms, error: Some(e) },
     }
 }
 
-/// Reads output lines on a thread, copies them to `log`, and sends each with its arrival time.
-fn follow_lines(reader: std::io::PipeReader, log: &Path) -> Result<mpsc::Receiver<(Instant, String)>, VmmError> {
-    let mut file = std::fs::File::create(log)
-        .map_err(|source| VmmError::Io { what: format!("creating {}", log.display()), source })?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(reader);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    let at = Instant::now();
-                    let _ = file.write_all(&buf);
-                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                    // The receiver may be gone (probe finished): keep draining so the VMM never blocks.
-                    let _ = tx.send((at, line));
-                }
-            }
-        }
-    });
-    Ok(rx)
-}
-
-fn push_tail(tail: &mut Vec<String>, line: String) {
-    if tail.len() == TAIL_LINES {
-        tail.remove(0);
-    }
-    tail.push(line);
-}
-
-fn parse_boot_ms(rest: &str) -> Option<u64> {
-    rest.split_whitespace().find_map(|w| w.strip_prefix("boot_ms=")).and_then(|v| v.parse().ok())
+fn last_lines(path: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let lines: Vec<String> = text.lines().map(|l| l.trim_end().to_string()).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
 }
 
 /// Names the failure from what Firecracker printed, where it says something specific.
@@ -219,22 +141,14 @@ fn explain(why: &str, tail: &[String]) -> String {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn path_str(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn readiness_line_yields_boot_time() {
-        assert_eq!(parse_boot_ms(" boot_ms=812 version=0.1.0"), Some(812));
-        assert_eq!(parse_boot_ms(" version=0.1.0"), None);
+        assert_eq!(crate::vm::parse_boot_ms(" boot_ms=812 version=0.1.0\r\nmore"), Some(812));
+        assert_eq!(crate::vm::parse_boot_ms(" version=0.1.0"), None);
     }
 
     #[test]

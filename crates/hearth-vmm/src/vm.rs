@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::api::ApiClient;
 use crate::models::{ActionType, BootSource, Drive, InstanceAction, MachineConfig, Vsock};
-use crate::process::VmmError;
+use crate::error::VmmError;
 use crate::{AGENT_READY_PREFIX, GUEST_BOOT_ARGS};
 
 /// What a VM writes on its upper layer.
@@ -68,6 +68,19 @@ pub enum StopKind {
     NotRunning,
 }
 
+/// Where a launch spent its time.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LaunchTimings {
+    /// Firecracker spawned → API socket accepting.
+    pub spawn_to_api_ms: f64,
+    /// How long Firecracker took to answer InstanceStart (loads the kernel, starts vCPUs).
+    pub instance_start_call_ms: f64,
+    /// InstanceStart sent → the agent's readiness line seen in the console log.
+    pub instance_start_to_ready_ms: f64,
+    /// The guest's own uptime when the agent announced itself.
+    pub guest_boot_ms: Option<u64>,
+}
+
 /// A launched VM, identified by its directory and process.
 #[derive(Debug, Clone)]
 pub struct Vm {
@@ -84,16 +97,34 @@ impl Vm {
     /// Boots a VM whose files live in `dir`, returning once its agent announced readiness.
     /// A guest that is not ready within `ready_timeout` is killed; the error quotes its console.
     pub fn launch(dir: &Path, cfg: &VmConfig, ready_timeout: Duration) -> Result<Vm, VmmError> {
+        Vm::launch_timed(dir, cfg, ready_timeout).map(|(vm, _)| vm)
+    }
+
+    /// [`Vm::launch`], also saying where the time went.
+    pub fn launch_timed(dir: &Path, cfg: &VmConfig, ready_timeout: Duration) -> Result<(Vm, LaunchTimings), VmmError> {
+        let t_spawn = Instant::now();
         let (vm, console_start) = Vm::spawn(dir, &cfg.firecracker)?;
-        let booted = vm
-            .wait_api()
-            .and_then(|()| vm.configure_and_start(cfg))
-            .and_then(|()| vm.wait_ready(&vm.console_log(), console_start, ready_timeout));
-        if let Err(e) = booted {
-            vm.kill();
-            return Err(e);
+        let booted = vm.wait_api().and_then(|()| {
+            let spawn_to_api = t_spawn.elapsed();
+            vm.configure(cfg)?;
+            let t_start = Instant::now();
+            vm.api().put("/actions", &InstanceAction { action_type: ActionType::InstanceStart })?;
+            let start_call = t_start.elapsed();
+            let (seen_at, guest_boot_ms) = vm.wait_ready(&vm.console_log(), console_start, ready_timeout)?;
+            Ok(LaunchTimings {
+                spawn_to_api_ms: ms(spawn_to_api),
+                instance_start_call_ms: ms(start_call),
+                instance_start_to_ready_ms: ms(seen_at.duration_since(t_start)),
+                guest_boot_ms,
+            })
+        });
+        match booted {
+            Ok(timings) => Ok((vm, timings)),
+            Err(e) => {
+                vm.kill();
+                Err(e)
+            }
         }
-        Ok(vm)
     }
 
     /// Starts a detached Firecracker for `dir` (stale sockets removed, console appended to,
@@ -141,7 +172,7 @@ impl Vm {
         Ok(())
     }
 
-    fn configure_and_start(&self, cfg: &VmConfig) -> Result<(), VmmError> {
+    fn configure(&self, cfg: &VmConfig) -> Result<(), VmmError> {
         let api = self.api();
         let overlay_arg = match cfg.overlay {
             Overlay::Disk(_) => "hearth.overlay=/dev/vdb",
@@ -156,12 +187,12 @@ impl Vm {
         }
         api.put("/machine-config", &MachineConfig { vcpu_count: cfg.vcpus, mem_size_mib: cfg.mem_mib, smt: cfg.smt.then_some(true) })?;
         api.put("/vsock", &Vsock { guest_cid: 3, uds_path: path_str(&self.dir.join("v.sock")) })?;
-        api.put("/actions", &InstanceAction { action_type: ActionType::InstanceStart })?;
         Ok(())
     }
 
     /// Watches the console file (not the vsock: polling it steals CPU from a booting guest).
-    fn wait_ready(&self, console: &Path, from: u64, timeout: Duration) -> Result<(), VmmError> {
+    /// Returns when the readiness line was seen and the guest uptime it reports.
+    fn wait_ready(&self, console: &Path, from: u64, timeout: Duration) -> Result<(Instant, Option<u64>), VmmError> {
         let deadline = Instant::now() + timeout;
         let mut seen = String::new();
         let mut offset = from;
@@ -174,15 +205,18 @@ impl Vm {
                     seen.push_str(&String::from_utf8_lossy(&buf));
                 }
             }
-            if seen.contains(AGENT_READY_PREFIX) {
-                return Ok(());
+            if let Some((_, rest)) = seen.split_once(AGENT_READY_PREFIX) {
+                if rest.contains('\n') {
+                    return Ok((Instant::now(), parse_boot_ms(rest)));
+                }
             }
             let why = if !self.is_running() {
                 "Firecracker exited before the agent was ready"
             } else if Instant::now() > deadline {
                 "the agent was not ready in time"
             } else {
-                std::thread::sleep(Duration::from_millis(20));
+                // Short: this poll sets the resolution of the boot-time measurement.
+                std::thread::sleep(Duration::from_millis(5));
                 continue;
             };
             let tail = seen.len().saturating_sub(TAIL_BYTES as usize);
@@ -313,6 +347,15 @@ impl Vm {
             let _ = fs::remove_file(self.dir.join(f));
         }
     }
+}
+
+/// The guest uptime in the readiness line (`… ready boot_ms=812 …`).
+pub(crate) fn parse_boot_ms(rest: &str) -> Option<u64> {
+    rest.lines().next()?.split_whitespace().find_map(|w| w.strip_prefix("boot_ms=")).and_then(|v| v.parse().ok())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn path_str(p: &Path) -> String {
