@@ -83,9 +83,10 @@ fn serve() -> i32 {
         env: command_env(),
         on_shutdown: Box::new(shutdown),
         uptime_ms: hearth_init::uptime_ms,
-        capabilities: [capability::EXEC, capability::EXEC_AS_USER, capability::HEALTH, capability::SHUTDOWN]
+        capabilities: [capability::EXEC, capability::EXEC_AS_USER, capability::HEALTH, capability::SET_TIME, capability::SHUTDOWN]
             .map(String::from)
             .to_vec(),
+        allow_set_time: true,
     };
     serve_incoming(listener.incoming(), Arc::new(cfg), ConnLimit::new(MAX_CONNECTIONS));
     console("hearth-agent: control listener stopped");

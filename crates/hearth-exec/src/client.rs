@@ -108,6 +108,16 @@ impl<C: Conn> ExecClient<C> {
         }
     }
 
+    /// Sets the server's wall clock.
+    pub fn set_time(mut self, unix_ms: u64) -> Result<(), ExecError> {
+        send(&mut self.conn, &Request::SetTime { unix_ms })?;
+        match recv_control(&mut self.conn)? {
+            Some(Event::TimeSet) => Ok(()),
+            Some(Event::Error { message }) => Err(ExecError::Refused(message)),
+            other => Err(ExecError::Protocol(format!("expected time_set, got {other:?}"))),
+        }
+    }
+
     /// Asks the server to stop everything and power off; returns once acknowledged.
     pub fn shutdown(mut self) -> Result<(), ExecError> {
         send(&mut self.conn, &Request::Shutdown)?;

@@ -34,6 +34,8 @@ pub struct ServerConfig {
     /// Milliseconds since boot, reported in hello and health.
     pub uptime_ms: fn() -> u64,
     pub capabilities: Vec<String>,
+    /// Whether `set_time` requests are served (the guest agent: yes; the box keeps its own).
+    pub allow_set_time: bool,
 }
 
 /// Bounds the connections served at once.
@@ -136,6 +138,11 @@ pub fn serve_conn<C: Conn>(mut conn: C, cfg: &ServerConfig) -> Result<(), String
             let ev = Event::Health { uptime_ms: (cfg.uptime_ms)(), mem_available_kib: mem_available_kib(), load1: load1() };
             send(&mut conn, &ev)
         }
+        Ok(Request::SetTime { unix_ms }) if cfg.allow_set_time => match set_wall_clock(unix_ms) {
+            Ok(()) => send(&mut conn, &Event::TimeSet),
+            Err(e) => refuse(&mut conn, e),
+        },
+        Ok(Request::SetTime { .. }) => refuse(&mut conn, "this server does not set its clock".into()),
         Ok(Request::Shutdown) => {
             let _ = send(&mut conn, &Event::ShuttingDown);
             conn.shutdown_conn();
@@ -146,6 +153,11 @@ pub fn serve_conn<C: Conn>(mut conn: C, cfg: &ServerConfig) -> Result<(), String
         Ok(Request::Hello { .. }) => refuse(&mut conn, "hello was already said".into()),
         Err(e) => refuse(&mut conn, e),
     }
+}
+
+fn set_wall_clock(unix_ms: u64) -> Result<(), String> {
+    let ts = nix::sys::time::TimeSpec::new((unix_ms / 1000) as i64, ((unix_ms % 1000) * 1_000_000) as i64);
+    nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts).map_err(|e| format!("setting the clock: {e}"))
 }
 
 fn mem_available_kib() -> u64 {
@@ -307,6 +319,7 @@ mod tests {
             }),
             uptime_ms: || 42,
             capabilities: vec!["exec".into()],
+            allow_set_time: false,
         });
         std::thread::spawn(move || serve_incoming(listener.incoming(), cfg, ConnLimit::new(8)));
         Server { _dir: dir, path, shutdowns }
@@ -401,6 +414,12 @@ mod tests {
         }
         let ok = ExecClient::hello(UnixStream::connect(&s.path).unwrap(), Some("sekrit"), Duration::from_secs(5)).unwrap();
         assert_eq!(ok.exec_collect(ExecSpec::new(["true"])).unwrap().0.status(), 0);
+    }
+
+    #[test]
+    fn set_time_is_refused_where_not_allowed() {
+        let s = server(None);
+        assert!(matches!(s.client(None).unwrap().set_time(1), Err(ExecError::Refused(m)) if m.contains("does not set its clock")));
     }
 
     #[test]

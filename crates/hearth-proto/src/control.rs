@@ -34,6 +34,7 @@ pub mod capability {
     pub const EXEC_AS_USER: &str = "exec-as-user";
     pub const HEALTH: &str = "health";
     pub const SHUTDOWN: &str = "shutdown";
+    pub const SET_TIME: &str = "set-time";
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +65,11 @@ pub enum Request {
     },
     Exec(ExecSpec),
     Health,
+    /// Set the machine's wall clock (a guest has no battery-backed clock, and a restored
+    /// snapshot wakes with the time it was taken). Answered by `time_set`.
+    SetTime {
+        unix_ms: u64,
+    },
     /// Stop everything, flush and unmount, power off.
     Shutdown,
 }
@@ -94,6 +100,7 @@ pub enum Event {
         mem_available_kib: u64,
         load1: f64,
     },
+    TimeSet,
     ShuttingDown,
     Error {
         message: String,

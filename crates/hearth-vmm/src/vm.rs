@@ -111,6 +111,7 @@ impl Vm {
             vm.api().put("/actions", &InstanceAction { action_type: ActionType::InstanceStart })?;
             let start_call = t_start.elapsed();
             let (seen_at, guest_boot_ms) = vm.wait_ready(&vm.console_log(), console_start, ready_timeout)?;
+            vm.sync_clock()?;
             Ok(LaunchTimings {
                 spawn_to_api_ms: ms(spawn_to_api),
                 instance_start_call_ms: ms(start_call),
@@ -286,7 +287,8 @@ impl Vm {
             let deadline = Instant::now() + timeout;
             loop {
                 match vm.agent(Duration::from_secs(5)) {
-                    Ok(_) => return Ok(()),
+                    // It woke with the clock of the moment it was snapshotted.
+                    Ok(_) => return vm.sync_clock(),
                     Err(e) if Instant::now() > deadline => return Err(e),
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -297,6 +299,12 @@ impl Vm {
             return Err(e);
         }
         Ok(vm)
+    }
+
+    /// Sets the guest's wall clock to the host's (no RTC in the guest; restores wake stale).
+    pub fn sync_clock(&self) -> Result<(), VmmError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Ok(self.agent(Duration::from_secs(10))?.set_time(now.as_millis() as u64)?)
     }
 
     pub fn pause(&self) -> Result<(), VmmError> {

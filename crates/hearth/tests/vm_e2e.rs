@@ -110,8 +110,14 @@ fn workstation_lifecycle_with_overlay_and_read_only_disks() {
     let (state, mem) = (root.join("rw.state"), root.join("rw.mem"));
     vm.snapshot(&state, &mem).unwrap();
     vm.kill();
+    // Long enough that a guest waking with its snapshot's clock would be visibly behind.
+    std::thread::sleep(Duration::from_secs(8));
     let vm = Vm::restore(&root.join("rw"), &rw.firecracker, &state, &mem, Duration::from_secs(60)).unwrap();
     assert_eq!(sh(&vm, Some("scientist"), "cat /tmp/marker ~/notes").1, "in-memory\nkept\n");
+    // The guest's wall clock follows the host's, after boot and after a restore.
+    let guest_now: u64 = sh(&vm, None, "date +%s").1.trim().parse().unwrap();
+    let host_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(guest_now.abs_diff(host_now) <= 5, "guest clock {guest_now}, host {host_now}");
 
     // SIGKILL: the VM is gone, its console log stays for the post-mortem.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(vm.pid() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();

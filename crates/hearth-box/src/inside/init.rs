@@ -99,6 +99,7 @@ fn server_main() -> i32 {
         on_shutdown: Box::new(shutdown),
         uptime_ms: hearth_init::uptime_ms,
         capabilities: [capability::EXEC, capability::HEALTH, capability::SHUTDOWN].map(String::from).to_vec(),
+        allow_set_time: false,
     };
     serve_incoming(listener.incoming(), Arc::new(cfg), ConnLimit::new(MAX_CONNECTIONS));
     console("hearth-box: control server stopped");
