@@ -137,7 +137,8 @@ impl BoxDir {
         }
         let data_disk = self.root.join("data.ext4");
         if !data_disk.exists() {
-            create_data_disk(&opts.mkfs, &data_disk, opts.data_disk_gib)?;
+            hearth_fs::create_ext4_image(&data_disk, opts.data_disk_gib << 30, "hearth-data", &opts.mkfs)
+                .map_err(|e| BoxError::io("creating the box data disk", e))?;
         }
         let token = self.prepare_share(&opts.hearth_bin)?;
         let port = free_port()?;
@@ -284,27 +285,6 @@ fn copy_executable(from: &Path, to: &Path) -> Result<(), BoxError> {
 fn sha256(data: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(data).into()
-}
-
-/// A sparse ext4 image, made under a temporary name and renamed when complete.
-fn create_data_disk(mkfs: &Path, path: &Path, gib: u64) -> Result<(), BoxError> {
-    let tmp = path.with_extension("ext4.tmp");
-    let f = fs::File::create(&tmp).map_err(|e| BoxError::io("creating the data disk", e))?;
-    f.set_len(gib << 30).map_err(|e| BoxError::io("sizing the data disk", e))?;
-    drop(f);
-    let out = Command::new(mkfs)
-        .args(["-q", "-F", "-L", "hearth-data", "-E", "lazy_itable_init=1,lazy_journal_init=1"])
-        .arg(&tmp)
-        .output()
-        .map_err(|e| BoxError::io(format!("running {}", mkfs.display()), e))?;
-    if !out.status.success() {
-        let _ = fs::remove_file(&tmp);
-        return Err(BoxError::io(
-            "formatting the data disk",
-            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-        ));
-    }
-    fs::rename(&tmp, path).map_err(|e| BoxError::io("placing the data disk", e))
 }
 
 fn free_port() -> Result<u16, BoxError> {

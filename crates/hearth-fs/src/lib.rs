@@ -5,6 +5,9 @@
 //! - [`DirLock`]: an exclusive `flock` on `<dir>/.lock`, held for the lock's lifetime, so two
 //!   hearth processes never build into one cache or start one box at the same time.
 //!
+//! - [`create_ext4_image`]: a sparse ext4 disk image (the box's data disk, workstations'
+//!   overlay disks), formatted under a temporary name and renamed into place when complete.
+//!
 //! Errors are plain `std::io::Error`s with the path in the message; callers wrap them.
 
 use std::fs::{self, File};
@@ -28,6 +31,27 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(|e| with_path(e, "writing", path))
+}
+
+/// Creates a sparse ext4 image of `bytes` at `path` with `mkfs` (mkfs.ext4), labelled
+/// `label`, atomically: a half-formatted image never sits at `path`.
+pub fn create_ext4_image(path: &Path, bytes: u64, label: &str, mkfs: &Path) -> io::Result<()> {
+    let tmp = path.with_extension("mkfs-tmp");
+    let result = (|| {
+        File::create(&tmp)?.set_len(bytes)?;
+        let out = std::process::Command::new(mkfs)
+            .args(["-q", "-F", "-L", label, "-E", "lazy_itable_init=1,lazy_journal_init=1"])
+            .arg(&tmp)
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!("{}: {}", mkfs.display(), String::from_utf8_lossy(&out.stderr).trim())));
+        }
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| with_path(e, "creating the ext4 image", path))
 }
 
 /// An exclusive lock on a directory, released when dropped.
@@ -68,6 +92,20 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporaries left");
         assert!(write_atomic(&d.path().join("missing/dir/x"), b"x").unwrap_err().to_string().contains("missing/dir/x"));
+    }
+
+    #[test]
+    fn ext4_images_are_sparse_and_formatted_or_absent() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("disk.ext4");
+        let mkfs = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"].iter().map(Path::new).find(|p| p.exists()).expect("e2fsprogs");
+        create_ext4_image(&p, 64 << 20, "test", mkfs).unwrap();
+        let md = fs::metadata(&p).unwrap();
+        assert_eq!(md.len(), 64 << 20);
+        assert!(std::os::unix::fs::MetadataExt::blocks(&md) * 512 < 64 << 20, "not sparse");
+        let bad = d.path().join("bad.ext4");
+        assert!(create_ext4_image(&bad, 64 << 20, "test", Path::new("/bin/false")).is_err());
+        assert!(!bad.exists() && fs::read_dir(d.path()).unwrap().count() == 1, "leftovers after a failed mkfs");
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct ProbeReport {
     pub instance_start_to_ready_ms: Option<f64>,
     /// The guest's own uptime when the agent announced itself.
     pub guest_boot_ms: Option<u64>,
+    /// Boots it took (see `Vm::launch_timed`).
+    pub attempts: u32,
     /// Why the guest did not come up, when it did not.
     pub failure: Option<String>,
     pub console_tail: Vec<String>,
@@ -87,6 +89,7 @@ pub fn probe_boot(spec: &ProbeSpec) -> Result<ProbeReport, VmmError> {
         instance_start_call_ms: None,
         instance_start_to_ready_ms: None,
         guest_boot_ms: None,
+        attempts: 0,
         failure: None,
         console_tail: vec![],
         console_log: console_log.clone(),
@@ -99,6 +102,7 @@ pub fn probe_boot(spec: &ProbeSpec) -> Result<ProbeReport, VmmError> {
             report.instance_start_call_ms = Some(t.instance_start_call_ms);
             report.instance_start_to_ready_ms = Some(t.instance_start_to_ready_ms);
             report.guest_boot_ms = t.guest_boot_ms;
+            report.attempts = t.attempts;
             report.exec = spec.exec.clone().map(|e| exec_in_guest(&vm, e));
             vm.kill();
         }
