@@ -144,3 +144,46 @@ fn recv_control<C: Conn>(conn: &mut C) -> Result<Option<Event>, ExecError> {
 fn parse_event(payload: &[u8]) -> Result<Event, ExecError> {
     serde_json::from_slice(payload).map_err(|e| ExecError::Protocol(format!("bad control message: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_proto::frame::read_frame;
+    use std::os::unix::net::UnixStream;
+
+    /// A server that says hello, takes the exec, starts streaming, then drops the connection.
+    fn dying_server(conn: UnixStream) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut c = conn;
+            read_frame(&mut c).unwrap();
+            send_event(&mut c, &Event::Hello { version: PROTOCOL_VERSION, uptime_ms: 1, capabilities: vec![] });
+            read_frame(&mut c).unwrap();
+            send_event(&mut c, &Event::Started { pid: 9 });
+            write_frame(&mut c, TAG_STDOUT, b"partial").unwrap();
+        })
+    }
+
+    fn send_event(c: &mut UnixStream, ev: &Event) {
+        write_frame(c, TAG_CONTROL, &serde_json::to_vec(ev).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_connection_dropped_mid_exec_is_a_clear_error_not_a_hang() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let server = dying_server(theirs);
+        let client = ExecClient::hello(ours, None, Duration::from_secs(5)).unwrap();
+        let mut out = Vec::new();
+        let err = client.exec(ExecSpec::new(["sleep", "100"]), &mut out, &mut std::io::sink()).unwrap_err();
+        server.join().unwrap();
+        assert_eq!(out, b"partial");
+        assert!(err.to_string().contains("closed the connection before the command ended"), "{err}");
+    }
+
+    #[test]
+    fn a_silent_server_times_out_at_hello() {
+        // The peer stays open and says nothing: only the hello timeout can end this call.
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let Err(err) = ExecClient::hello(ours, None, Duration::from_millis(300)) else { panic!("hello succeeded with a mute peer") };
+        assert!(err.to_string().contains("protocol error"), "{err}");
+    }
+}
