@@ -183,7 +183,6 @@ impl BoxDir {
             if !is_qemu_alive(pid) {
                 let _ = fs::remove_file(self.state_path());
                 return Err(BoxError::QemuExited {
-                    status: "see its log".into(),
                     qemu_log: read_tail(&qemu_log_path),
                     tail: read_tail(&self.console_log()),
                 });

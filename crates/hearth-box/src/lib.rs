@@ -44,12 +44,10 @@ pub enum BoxError {
     AlreadyRunning(u32),
     #[error("missing artifact `{0}`: run `hearth image build`")]
     MissingArtifact(String),
-    #[error("missing host tool `{tool}`: install the Debian package {package}")]
-    MissingTool { tool: String, package: String },
     #[error("the box did not become ready within {secs} s; console log tail:\n{tail}")]
     NotReady { secs: u64, tail: String },
-    #[error("QEMU exited while the box was starting ({status}); QEMU log: {qemu_log}\nconsole log tail:\n{tail}")]
-    QemuExited { status: String, qemu_log: String, tail: String },
+    #[error("QEMU exited while the box was starting; QEMU log: {qemu_log}\nconsole log tail:\n{tail}")]
+    QemuExited { qemu_log: String, tail: String },
     #[error("box control channel: {0}")]
     Exec(#[from] hearth_exec::ExecError),
     #[error("{what} failed")]

@@ -197,7 +197,9 @@ fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) -> Result<(),
     };
     let pgid = Pid::from_raw(child.id() as i32);
     let writer = Arc::new(Mutex::new(conn.try_clone_conn().map_err(|e| e.to_string())?));
-    send(&mut *writer.lock().expect("no panics while held"), &Event::Started { pid: child.id() })?;
+    // The pumps write output frames through the same writer: control events take the lock too.
+    let send_shared = |ev: &Event| send(&mut *writer.lock().expect("no panics while held"), ev);
+    send_shared(&Event::Started { pid: child.id() })?;
     let gone = Arc::new(AtomicBool::new(false));
     let budget = Arc::new(AtomicU64::new(spec.output_limit()));
     let over = Arc::new(AtomicBool::new(false));
@@ -233,7 +235,7 @@ fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) -> Result<(),
             Ok(Err(e)) => {
                 // Tell the client why, rather than closing on it without an `exited`.
                 let message = format!("waiting for {} failed: {e}", spec.argv[0]);
-                let _ = send(&mut *writer.lock().expect("no panics while held"), &Event::Error { message: message.clone() });
+                let _ = send_shared(&Event::Error { message: message.clone() });
                 return Err(message);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -245,7 +247,7 @@ fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) -> Result<(),
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let message = "lost the command's wait thread".to_string();
-                let _ = send(&mut *writer.lock().expect("no panics while held"), &Event::Error { message: message.clone() });
+                let _ = send_shared(&Event::Error { message: message.clone() });
                 return Err(message);
             }
         }
@@ -261,7 +263,7 @@ fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) -> Result<(),
         timed_out,
         truncated: over.load(Ordering::SeqCst),
     };
-    let result = send(&mut *writer.lock().expect("no panics while held"), &exited);
+    let result = send_shared(&exited);
     conn.shutdown_conn();
     result
 }

@@ -165,6 +165,11 @@ impl Cache {
         self.get(kind, hash)
     }
 
+    /// The path of `file` in the artifact `name` refers to, or an error saying how to get it.
+    pub fn resolve_file(&self, name: &str, file: &str) -> Result<PathBuf, ImageError> {
+        self.resolve(name).map(|a| a.file(file)).ok_or_else(|| ImageError::MissingArtifact(name.to_string()))
+    }
+
     /// Points `name` at an artifact (atomically rewrites refs.json). Hold the lock.
     pub fn set_ref(&self, name: &str, artifact: &Artifact) -> Result<(), ImageError> {
         let mut refs = self.refs();

@@ -68,6 +68,8 @@ pub enum ImageError {
     Io { what: String, #[source] source: std::io::Error },
     #[error("artifact cache: {0}")]
     Corrupt(String),
+    #[error("artifact {0} is missing: run `hearth image build`")]
+    MissingArtifact(String),
 }
 
 impl ImageError {

@@ -121,7 +121,7 @@ fn exec_in_guest(vm: &Vm, spec: ExecSpec) -> ExecOutcome {
     let started = Instant::now();
     let result = vm.agent(Duration::from_secs(10)).map_err(|e| e.to_string()).and_then(|c| c.exec_collect(spec).map_err(|e| e.to_string()));
     let keep = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(MAX_KEPT_OUTPUT)]).into_owned();
-    let round_trip_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let round_trip_ms = crate::vm::ms(started.elapsed());
     match result {
         Ok((exit, out, err)) => ExecOutcome { status: Some(exit.status()), stdout: keep(&out), stderr: keep(&err), round_trip_ms, error: None },
         Err(e) => ExecOutcome { status: None, stdout: String::new(), stderr: String::new(), round_trip_ms, error: Some(e) },

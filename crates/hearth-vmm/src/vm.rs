@@ -387,7 +387,7 @@ pub(crate) fn parse_boot_ms(rest: &str) -> Option<u64> {
     rest.lines().next()?.split_whitespace().find_map(|w| w.strip_prefix("boot_ms=")).and_then(|v| v.parse().ok())
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

@@ -43,7 +43,7 @@ fn main() {
     let mem_mib: u32 = arg(2).and_then(|a| a.parse().ok()).unwrap_or(512);
     let tmpfs = arg(3).as_deref() == Some("tmpfs");
     let cache = Cache::new(std::env::var("HEARTH_CACHE_DIR").expect("HEARTH_CACHE_DIR (run in the box)"));
-    let file = |name: &str, f: &str| cache.resolve(name).expect("artifacts built").file(f);
+    let file = |name: &str, f: &str| cache.resolve_file(name, f).expect("artifacts built");
     let root = PathBuf::from(std::env::var("HEARTH_DATA_DIR").expect("HEARTH_DATA_DIR")).join("vm-bench");
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();

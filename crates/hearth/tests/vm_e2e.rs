@@ -31,7 +31,7 @@ fn delegated_to_box(test: &str) -> bool {
 }
 
 fn config(cache: &Cache, overlay: Overlay, hostname: &str) -> VmConfig {
-    let file = |name: &str, f: &str| cache.resolve(name).unwrap_or_else(|| panic!("artifact {name} missing")).file(f);
+    let file = |name: &str, f: &str| cache.resolve_file(name, f).unwrap();
     VmConfig {
         firecracker: file(refs::FIRECRACKER, "firecracker"),
         kernel: file(refs::GUEST_KERNEL, "vmlinux"),

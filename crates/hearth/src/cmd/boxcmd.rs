@@ -100,14 +100,11 @@ pub(crate) fn run(cmd: BoxCmd, paths: &Paths) -> anyhow::Result<ExitCode> {
 
 fn start(paths: &Paths, dir: &BoxDir, a: &StartArgs, rebuild: bool) -> anyhow::Result<hearth_box::host::BoxState> {
     let cache = ensure_artifacts(paths, rebuild)?;
-    let artifact = |name: &str, file: &str| {
-        cache.resolve(name).map(|a| a.file(file)).with_context(|| format!("artifact {name} is missing: run `hearth image build`"))
-    };
     let opts = StartOptions {
         qemu: tools::require("qemu-system-x86_64")?,
         mkfs: tools::require("mkfs.ext4")?,
-        kernel: artifact(refs::BOX_KERNEL, "vmlinux")?,
-        rootfs: artifact(refs::BOX_ROOTFS, "rootfs.ext4")?,
+        kernel: cache.resolve_file(refs::BOX_KERNEL, "vmlinux")?,
+        rootfs: cache.resolve_file(refs::BOX_ROOTFS, "rootfs.ext4")?,
         cache_dir: cache.root().to_path_buf(),
         hearth_bin: std::env::current_exe().context("locating this executable")?,
         cpus: a.cpus.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2)),

@@ -43,13 +43,10 @@ pub(crate) struct ProbeArgs {
 
 /// The probe spec for the cached artifacts, or an error naming what is missing.
 pub(crate) fn spec_from_cache(cache: &Cache, paths: &Paths, timeout: Duration, vcpus: u8, mem_mib: u32) -> anyhow::Result<ProbeSpec> {
-    let file = |name: &str, file: &str| {
-        cache.resolve(name).map(|a| a.file(file)).with_context(|| format!("artifact {name} is missing: run `hearth image build`"))
-    };
     Ok(ProbeSpec {
-        firecracker: file(refs::FIRECRACKER, "firecracker")?,
-        kernel: file(refs::GUEST_KERNEL, "vmlinux")?,
-        rootfs: file(&refs::rootfs(refs::DEFAULT_RECIPE), "rootfs.ext4")?,
+        firecracker: cache.resolve_file(refs::FIRECRACKER, "firecracker")?,
+        kernel: cache.resolve_file(refs::GUEST_KERNEL, "vmlinux")?,
+        rootfs: cache.resolve_file(&refs::rootfs(refs::DEFAULT_RECIPE), "rootfs.ext4")?,
         work_dir: paths.data_dir.join("probe").join(std::process::id().to_string()),
         vcpus,
         mem_mib,
