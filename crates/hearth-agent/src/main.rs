@@ -2,11 +2,11 @@
 //!
 //! PID 1 does the init duties (early mounts, reaping orphans) and supervises one child that
 //! serves the control protocol (docs/protocol.md) on vsock port 1024: exec (as any user of
-//! the image), health, shutdown. Once that listener is bound, the child announces readiness
+//! the image, with stdin), files, terminal sessions (which live in that child), health,
+//! clock, shutdown. Once that listener is bound, the child announces readiness
 //! with the guest's boot time on the serial console, which the host watches for.
 //! Before that, PID 1 enters the workstation's overlay root ([`root`]) and sets the hostname
-//! the host passed on the kernel command line. Network and PTY sessions arrive with the rest
-//! of the runtime issue.
+//! the host passed on the kernel command line.
 
 mod root;
 
@@ -83,10 +83,20 @@ fn serve() -> i32 {
         env: command_env(),
         on_shutdown: Box::new(shutdown),
         uptime_ms: hearth_init::uptime_ms,
-        capabilities: [capability::EXEC, capability::EXEC_AS_USER, capability::HEALTH, capability::SET_TIME, capability::SHUTDOWN]
+        capabilities: [
+            capability::EXEC,
+            capability::EXEC_AS_USER,
+            capability::EXEC_STDIN,
+            capability::FILES,
+            capability::PTY,
+            capability::HEALTH,
+            capability::SET_TIME,
+            capability::SHUTDOWN,
+        ]
             .map(String::from)
             .to_vec(),
         allow_set_time: true,
+        ptys: Default::default(),
     };
     serve_incoming(listener.incoming(), Arc::new(cfg), ConnLimit::new(MAX_CONNECTIONS));
     console("hearth-agent: control listener stopped");

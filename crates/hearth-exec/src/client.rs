@@ -1,9 +1,13 @@
-//! The calling side: hello, then one request per connection.
+//! The calling side: hello, then short requests (`&mut self`) or one streaming request that
+//! takes the connection (`self`).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::Duration;
 
-use hearth_proto::control::{Event, ExecSpec, Request, PROTOCOL_VERSION, TAG_CONTROL, TAG_STDERR, TAG_STDOUT};
+use hearth_proto::control::{
+    DirEntry, Event, ExecSpec, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, PROTOCOL_VERSION, TAG_CONTROL, TAG_DATA, TAG_PTY,
+    TAG_SCREEN, TAG_SCROLLBACK, TAG_STDERR, TAG_STDIN, TAG_STDOUT,
+};
 use hearth_proto::frame::{read_frame, write_frame};
 
 use crate::conn::Conn;
@@ -51,8 +55,7 @@ pub struct ExecClient<C: Conn> {
 impl<C: Conn> ExecClient<C> {
     /// Says hello on a fresh connection; `timeout` bounds the exchange.
     pub fn hello(mut conn: C, token: Option<&str>, timeout: Duration) -> Result<Self, ExecError> {
-        let io = |what| move |source| ExecError::Io { what, source };
-        conn.set_read_timeout_conn(Some(timeout)).map_err(io("setting a read timeout"))?;
+        conn.set_read_timeout_conn(Some(timeout)).map_err(io_err("setting a read timeout"))?;
         send(&mut conn, &Request::Hello { version: PROTOCOL_VERSION, token: token.map(str::to_string) })?;
         let (uptime_ms, capabilities) = match recv_control(&mut conn)? {
             Some(Event::Hello { version, uptime_ms, capabilities }) if version == PROTOCOL_VERSION => (uptime_ms, capabilities),
@@ -62,33 +65,56 @@ impl<C: Conn> ExecClient<C> {
             Some(Event::Error { message }) => return Err(ExecError::Refused(message)),
             other => return Err(ExecError::Protocol(format!("expected hello, got {other:?}"))),
         };
-        conn.set_read_timeout_conn(None).map_err(io("clearing the read timeout"))?;
+        conn.set_read_timeout_conn(None).map_err(io_err("clearing the read timeout"))?;
         Ok(Self { conn, uptime_ms, capabilities })
     }
 
     /// Runs a command, copying its output to `stdout` and `stderr` as it comes.
-    pub fn exec(mut self, spec: ExecSpec, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<ExecExit, ExecError> {
+    pub fn exec(self, spec: ExecSpec, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<ExecExit, ExecError> {
+        self.exec_io(spec, None, stdout, stderr)
+    }
+
+    /// Runs a command with `stdin` (when given) streamed to it, copying its output as it comes.
+    pub fn exec_io(
+        mut self,
+        mut spec: ExecSpec,
+        stdin: Option<&mut (dyn Read + Send)>,
+        stdout: &mut dyn Write,
+        stderr: &mut dyn Write,
+    ) -> Result<ExecExit, ExecError> {
         // Nothing may hang: the server's own limits end a command, plus a margin for the wire.
         let wait = spec.timeout_secs.map(|t| Duration::from_secs(t + 30));
-        self.conn.set_read_timeout_conn(wait).map_err(|source| ExecError::Io { what: "setting a read timeout", source })?;
+        self.conn.set_read_timeout_conn(wait).map_err(io_err("setting a read timeout"))?;
+        spec.stdin = stdin.is_some();
         send(&mut self.conn, &Request::Exec(spec))?;
-        loop {
-            let Some(frame) = read_frame(&mut self.conn)? else {
-                return Err(ExecError::Protocol("the server closed the connection before the command ended".into()));
-            };
-            let written = match frame.tag {
-                TAG_STDOUT => stdout.write_all(&frame.payload).and_then(|()| stdout.flush()),
-                TAG_STDERR => stderr.write_all(&frame.payload).and_then(|()| stderr.flush()),
-                TAG_CONTROL => match parse_event(&frame.payload)? {
-                    Event::Started { .. } => Ok(()),
-                    Event::Exited { code, signal, timed_out, truncated } => return Ok(ExecExit { code, signal, timed_out, truncated }),
-                    Event::Error { message } => return Err(ExecError::Refused(message)),
-                    other => return Err(ExecError::Protocol(format!("unexpected {other:?}"))),
-                },
-                t => return Err(ExecError::Protocol(format!("unknown frame tag {t}"))),
-            };
-            written.map_err(|source| ExecError::Io { what: "writing command output", source })?;
-        }
+        let feeder = self.conn.try_clone_conn().map_err(io_err("cloning the connection"))?;
+        std::thread::scope(|scope| {
+            if let Some(stdin) = stdin {
+                // A server that stops taking stdin (the command ended) ends the feeding too.
+                scope.spawn(move || feed(feeder, stdin));
+            }
+            loop {
+                let Some(frame) = read_frame(&mut self.conn)? else {
+                    return Err(ExecError::Protocol("the server closed the connection before the command ended".into()));
+                };
+                let written = match frame.tag {
+                    TAG_STDOUT => stdout.write_all(&frame.payload).and_then(|()| stdout.flush()),
+                    TAG_STDERR => stderr.write_all(&frame.payload).and_then(|()| stderr.flush()),
+                    TAG_CONTROL => match parse_event(&frame.payload)? {
+                        Event::Started { .. } => Ok(()),
+                        Event::Exited { code, signal, timed_out, truncated } => {
+                            // Unblocks a feeder still reading a stdin nobody wants any more.
+                            self.conn.shutdown_conn();
+                            return Ok(ExecExit { code, signal, timed_out, truncated });
+                        }
+                        Event::Error { message } => return Err(ExecError::Refused(message)),
+                        other => return Err(ExecError::Protocol(format!("unexpected {other:?}"))),
+                    },
+                    t => return Err(ExecError::Protocol(format!("unknown frame tag {t}"))),
+                };
+                written.map_err(io_err("writing command output"))?;
+            }
+        })
     }
 
     /// Runs a command and collects its output (for short commands).
@@ -98,23 +124,29 @@ impl<C: Conn> ExecClient<C> {
         Ok((exit, out, err))
     }
 
-    /// Asks for the server's health.
-    pub fn health(mut self) -> Result<Event, ExecError> {
-        send(&mut self.conn, &Request::Health)?;
+    /// Sends a short request and returns its answer; an `error` answer is `Refused`.
+    pub fn request(&mut self, req: &Request) -> Result<Event, ExecError> {
+        send(&mut self.conn, req)?;
         match recv_control(&mut self.conn)? {
-            Some(ev @ Event::Health { .. }) => Ok(ev),
             Some(Event::Error { message }) => Err(ExecError::Refused(message)),
-            other => Err(ExecError::Protocol(format!("expected health, got {other:?}"))),
+            Some(ev) => Ok(ev),
+            None => Err(ExecError::Protocol("the server closed the connection".into())),
+        }
+    }
+
+    /// Asks for the server's health.
+    pub fn health(&mut self) -> Result<Event, ExecError> {
+        match self.request(&Request::Health)? {
+            ev @ Event::Health { .. } => Ok(ev),
+            other => Err(unexpected("health", other)),
         }
     }
 
     /// Sets the server's wall clock.
-    pub fn set_time(mut self, unix_ms: u64) -> Result<(), ExecError> {
-        send(&mut self.conn, &Request::SetTime { unix_ms })?;
-        match recv_control(&mut self.conn)? {
-            Some(Event::TimeSet) => Ok(()),
-            Some(Event::Error { message }) => Err(ExecError::Refused(message)),
-            other => Err(ExecError::Protocol(format!("expected time_set, got {other:?}"))),
+    pub fn set_time(&mut self, unix_ms: u64) -> Result<(), ExecError> {
+        match self.request(&Request::SetTime { unix_ms })? {
+            Event::TimeSet => Ok(()),
+            other => Err(unexpected("time_set", other)),
         }
     }
 
@@ -126,6 +158,215 @@ impl<C: Conn> ExecClient<C> {
             other => Err(ExecError::Protocol(format!("expected shutting_down, got {other:?}"))),
         }
     }
+
+    /// Lists a directory: its entries (sorted by name) and whether the list was cut.
+    pub fn list_dir(&mut self, path: &str) -> Result<(Vec<DirEntry>, bool), ExecError> {
+        match self.request(&Request::ListDir { path: path.into() })? {
+            Event::DirListing { entries, truncated } => Ok((entries, truncated)),
+            other => Err(unexpected("dir_listing", other)),
+        }
+    }
+
+    /// Copies a file of at most `max_bytes` into `out`; returns its size.
+    pub fn read_file(mut self, path: &str, max_bytes: Option<u64>, out: &mut dyn Write) -> Result<u64, ExecError> {
+        match self.request(&Request::ReadFile { path: path.into(), max_bytes })? {
+            Event::File { .. } => {}
+            other => return Err(unexpected("file", other)),
+        }
+        loop {
+            match read_frame(&mut self.conn)? {
+                Some(f) if f.tag == TAG_DATA => out.write_all(&f.payload).map_err(io_err("writing the file out"))?,
+                Some(f) if f.tag == TAG_CONTROL => {
+                    return match parse_event(&f.payload)? {
+                        Event::Done { bytes } => Ok(bytes),
+                        Event::Error { message } => Err(ExecError::Refused(message)),
+                        other => Err(unexpected("done", other)),
+                    }
+                }
+                Some(f) => return Err(ExecError::Protocol(format!("unexpected frame tag {}", f.tag))),
+                None => return Err(ExecError::Protocol("the server closed the connection inside a file".into())),
+            }
+        }
+    }
+
+    /// Replaces a file atomically with `size` bytes from `src`; returns the bytes written.
+    pub fn write_file(mut self, file: WriteFile<'_>, src: &mut dyn Read) -> Result<u64, ExecError> {
+        let req = Request::WriteFile {
+            path: file.path.into(),
+            size: file.size,
+            mode: file.mode,
+            user: file.user.map(str::to_string),
+            create_dirs: file.create_dirs,
+        };
+        match self.request(&req)? {
+            Event::Ready => {}
+            other => return Err(unexpected("ready", other)),
+        }
+        let mut buf = vec![0u8; DATA_CHUNK];
+        let mut left = file.size;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = src.read(&mut buf[..want]).map_err(io_err("reading the file to send"))?;
+            if n == 0 {
+                return Err(ExecError::Protocol(format!("the source ended {left} bytes short of the announced size")));
+            }
+            write_frame(&mut self.conn, TAG_DATA, &buf[..n])?;
+            left -= n as u64;
+        }
+        match recv_control(&mut self.conn)? {
+            Some(Event::Done { bytes }) => Ok(bytes),
+            Some(Event::Error { message }) => Err(ExecError::Refused(message)),
+            other => Err(ExecError::Protocol(format!("expected done, got {other:?}"))),
+        }
+    }
+
+    /// Opens a terminal session.
+    pub fn pty_open(&mut self, spec: PtySpec) -> Result<PtyInfo, ExecError> {
+        match self.request(&Request::PtyOpen(spec))? {
+            Event::PtyOpened { info } => Ok(info),
+            other => Err(unexpected("pty_opened", other)),
+        }
+    }
+
+    pub fn pty_list(&mut self) -> Result<Vec<PtyInfo>, ExecError> {
+        match self.request(&Request::PtyList)? {
+            Event::PtyList { sessions } => Ok(sessions),
+            other => Err(unexpected("pty_list", other)),
+        }
+    }
+
+    /// Resizes, signals or closes a session: requests answered by `ok`.
+    pub fn pty_ok(&mut self, req: &Request) -> Result<(), ExecError> {
+        match self.request(req)? {
+            Event::Ok => Ok(()),
+            other => Err(unexpected("ok", other)),
+        }
+    }
+
+    /// Attaches to a session: its replay now, its live output from [`PtyStream::next`].
+    pub fn pty_attach(mut self, id: &str, scrollback_lines: Option<usize>, read_only: bool) -> Result<PtyStream<C>, ExecError> {
+        let (info, scrollback_bytes, screen_bytes) =
+            match self.request(&Request::PtyAttach { id: id.into(), scrollback_lines, read_only })? {
+                Event::PtyAttached { info, scrollback_bytes, screen_bytes } => (info, scrollback_bytes, screen_bytes),
+                other => return Err(unexpected("pty_attached", other)),
+            };
+        let mut replay = |tag: u8, len: u64| -> Result<Vec<u8>, ExecError> {
+            let mut out = Vec::new();
+            while (out.len() as u64) < len {
+                match read_frame(&mut self.conn)? {
+                    Some(f) if f.tag == tag => out.extend_from_slice(&f.payload),
+                    other => return Err(ExecError::Protocol(format!("expected replay frames with tag {tag}, got {other:?}"))),
+                }
+            }
+            Ok(out)
+        };
+        let scrollback = replay(TAG_SCROLLBACK, scrollback_bytes)?;
+        let screen = replay(TAG_SCREEN, screen_bytes)?;
+        Ok(PtyStream { id: id.into(), conn: self.conn, info, scrollback, screen })
+    }
+}
+
+/// A file to write: where, how big, how.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteFile<'a> {
+    pub path: &'a str,
+    pub size: u64,
+    pub mode: Option<u32>,
+    pub user: Option<&'a str>,
+    pub create_dirs: bool,
+}
+
+/// An attached terminal session.
+pub struct PtyStream<C: Conn> {
+    id: String,
+    conn: C,
+    pub info: PtyInfo,
+    /// Scrollback lines, formatted, each ended by CRLF.
+    pub scrollback: Vec<u8>,
+    /// Escape sequences that draw the exact screen (contents, cursor, modes) on a blank terminal.
+    pub screen: Vec<u8>,
+}
+
+/// What an attached session says next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PtyEvent {
+    Output(Vec<u8>),
+    Resized { rows: u16, cols: u16 },
+    Exited(ExitStatus),
+    /// This reader fell too far behind and was dropped.
+    Lagged,
+    /// The stream ended (detached, or the server went away).
+    Closed,
+}
+
+impl<C: Conn> PtyStream<C> {
+    /// The next thing the session says; `timeout` bounds the wait (None: forever).
+    pub fn next(&mut self, timeout: Option<Duration>) -> Result<PtyEvent, ExecError> {
+        self.conn.set_read_timeout_conn(timeout).map_err(io_err("setting a read timeout"))?;
+        Ok(match read_frame(&mut self.conn)? {
+            None => PtyEvent::Closed,
+            Some(f) if f.tag == TAG_PTY => PtyEvent::Output(f.payload),
+            Some(f) if f.tag == TAG_CONTROL => match parse_event(&f.payload)? {
+                Event::PtyResized { rows, cols } => PtyEvent::Resized { rows, cols },
+                Event::PtyExited { status } => PtyEvent::Exited(status),
+                Event::PtyLagged => PtyEvent::Lagged,
+                Event::Error { message } => return Err(ExecError::Refused(message)),
+                other => return Err(unexpected("a pty event", other)),
+            },
+            Some(f) => return Err(ExecError::Protocol(format!("unexpected frame tag {}", f.tag))),
+        })
+    }
+
+    /// A handle that types into the session and resizes it, usable from another thread.
+    pub fn input(&self) -> Result<PtyInput<C>, ExecError> {
+        Ok(PtyInput { id: self.id.clone(), conn: self.conn.try_clone_conn().map_err(io_err("cloning the connection"))? })
+    }
+
+    /// Detaches (the session lives on).
+    pub fn detach(self) {
+        self.conn.shutdown_conn();
+    }
+}
+
+/// The writing half of an attached session.
+pub struct PtyInput<C: Conn> {
+    id: String,
+    conn: C,
+}
+
+impl<C: Conn> PtyInput<C> {
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), ExecError> {
+        bytes.chunks(DATA_CHUNK).try_for_each(|c| write_frame(&mut self.conn, TAG_PTY, c))?;
+        Ok(())
+    }
+
+    pub fn resize(&mut self, rows: u16, cols: u16) -> Result<(), ExecError> {
+        send(&mut self.conn, &Request::PtyResize { id: self.id.clone(), rows, cols })
+    }
+}
+
+/// Copies `stdin` into `TAG_STDIN` frames, then ends it with an empty one.
+fn feed<C: Conn>(mut conn: C, stdin: &mut (dyn Read + Send)) {
+    let mut buf = vec![0u8; DATA_CHUNK];
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if write_frame(&mut conn, TAG_STDIN, &buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = write_frame(&mut conn, TAG_STDIN, &[]);
+}
+
+fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> ExecError {
+    move |source| ExecError::Io { what, source }
+}
+
+fn unexpected(wanted: &str, got: Event) -> ExecError {
+    ExecError::Protocol(format!("expected {wanted}, got {got:?}"))
 }
 
 fn send<C: Conn>(conn: &mut C, req: &Request) -> Result<(), ExecError> {

@@ -10,6 +10,7 @@ pub trait Conn: Read + Write + Send + Sized + 'static {
     fn try_clone_conn(&self) -> io::Result<Self>;
     fn shutdown_conn(&self);
     fn set_read_timeout_conn(&self, t: Option<Duration>) -> io::Result<()>;
+    fn set_write_timeout_conn(&self, t: Option<Duration>) -> io::Result<()>;
 }
 
 macro_rules! impl_conn {
@@ -23,6 +24,9 @@ macro_rules! impl_conn {
             }
             fn set_read_timeout_conn(&self, t: Option<Duration>) -> io::Result<()> {
                 self.set_read_timeout(t)
+            }
+            fn set_write_timeout_conn(&self, t: Option<Duration>) -> io::Result<()> {
+                self.set_write_timeout(t)
             }
         }
     };

@@ -4,7 +4,10 @@
 //! Layout:
 //! - [`conn`]: the streams it runs over (TCP into the box, vsock into guests, unix sockets
 //!   in tests and to Firecracker's vsock socket on the host).
-//! - [`server`]: one connection's life: hello (and token), one request, limits, timeouts.
+//! - [`server`]: one connection's life: hello (and token), requests, limits, timeouts.
+//! - [`exec`]: running one command, streaming its stdin, stdout and stderr.
+//! - [`files`]: reading, writing (atomically) and listing files.
+//! - [`pty`]: terminal sessions that outlive their connections: screen, scrollback, attach.
 //! - [`client`]: the caller's side.
 //! - [`user`]: running a command as another user (uid, gid, groups, home).
 //!
@@ -12,9 +15,12 @@
 
 pub mod client;
 pub mod conn;
+mod exec;
+mod files;
+pub mod pty;
 pub mod server;
 pub mod user;
 
-pub use client::{ExecClient, ExecError, ExecExit};
+pub use client::{ExecClient, ExecError, ExecExit, PtyEvent, PtyInput, PtyStream, WriteFile};
 pub use conn::Conn;
 pub use server::{serve_conn, ConnLimit, ServerConfig};

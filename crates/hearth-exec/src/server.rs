@@ -1,27 +1,24 @@
-//! One connection's life on the serving side: hello (and the token, where one is set), one
-//! request, answered with limits everywhere.
-//!
-//! A command's output is streamed back as it comes; a command is killed with its whole
-//! process group when it times out, writes more than its output limit, or its client goes
-//! away, so nothing keeps running for nobody.
+//! One connection's life on the serving side: hello (and the token, where one is set), then
+//! requests, answered with limits everywhere. Short requests are answered and the next one
+//! read; a streaming request (exec, a file transfer, a pty attach) owns the connection to
+//! its end, in its own module.
 
-use std::io::{self, Read};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use hearth_proto::control::{Event, ExecSpec, Request, PROTOCOL_VERSION, TAG_CONTROL, TAG_STDERR, TAG_STDOUT};
+use hearth_proto::control::{validate_path, Event, Request, PROTOCOL_VERSION, TAG_CONTROL};
 use hearth_proto::frame::{read_frame, write_frame};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 
 use crate::conn::Conn;
-use crate::user;
+use crate::files::{self, WriteSpec};
+use crate::pty::{self, Sessions};
 
 /// A client must say hello within this time.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection idle between requests longer than this is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub struct ServerConfig {
     /// When set, hello must carry it (the box: its port is reachable by every local user).
@@ -36,6 +33,8 @@ pub struct ServerConfig {
     pub capabilities: Vec<String>,
     /// Whether `set_time` requests are served (the guest agent: yes; the box keeps its own).
     pub allow_set_time: bool,
+    /// The terminal sessions this server keeps.
+    pub ptys: Sessions,
 }
 
 /// Bounds the connections served at once.
@@ -84,7 +83,7 @@ pub fn serve_incoming<C: Conn>(incoming: impl Iterator<Item = io::Result<C>>, cf
     }
 }
 
-fn send<C: Conn>(conn: &mut C, ev: &Event) -> Result<(), String> {
+pub(crate) fn send<C: Conn>(conn: &mut C, ev: &Event) -> Result<(), String> {
     write_frame(conn, TAG_CONTROL, &serde_json::to_vec(ev).expect("events serialize")).map_err(|e| e.to_string())
 }
 
@@ -92,7 +91,7 @@ fn recv<C: Conn>(conn: &mut C) -> Result<Request, String> {
     match read_frame(conn) {
         Ok(Some(f)) if f.tag == TAG_CONTROL => serde_json::from_slice(&f.payload).map_err(|e| format!("bad request: {e}")),
         Ok(Some(f)) => Err(format!("expected a control frame, got tag {}", f.tag)),
-        Ok(None) => Err("connection closed".into()),
+        Ok(None) => Err(CLOSED.into()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -102,7 +101,7 @@ fn token_matches(given: &str, want: &str) -> bool {
     given.len() == want.len() && given.bytes().zip(want.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-fn refuse<C: Conn>(conn: &mut C, message: String) -> Result<(), String> {
+pub(crate) fn refuse<C: Conn>(conn: &mut C, message: String) -> Result<(), String> {
     let _ = send(conn, &Event::Error { message: message.clone() });
     Err(message)
 }
@@ -126,32 +125,67 @@ pub fn serve_conn<C: Conn>(mut conn: C, cfg: &ServerConfig) -> Result<(), String
     }
     let hello = Event::Hello { version: PROTOCOL_VERSION, uptime_ms: (cfg.uptime_ms)(), capabilities: cfg.capabilities.clone() };
     send(&mut conn, &hello)?;
-    match recv(&mut conn) {
-        Ok(Request::Exec(spec)) => {
-            if let Err(e) = spec.validate() {
+    loop {
+        conn.set_read_timeout_conn(Some(IDLE_TIMEOUT)).map_err(|e| e.to_string())?;
+        let req = match recv(&mut conn) {
+            Ok(r) => r,
+            // The client is done with this connection.
+            Err(e) if e == CLOSED => return Ok(()),
+            Err(e) => return refuse(&mut conn, e),
+        };
+        if let Some(path) = request_path(&req) {
+            if let Err(e) = validate_path(path) {
                 return refuse(&mut conn, e);
             }
-            conn.set_read_timeout_conn(None).map_err(|e| e.to_string())?;
-            exec(conn, cfg, &spec)
         }
-        Ok(Request::Health) => {
-            let ev = Event::Health { uptime_ms: (cfg.uptime_ms)(), mem_available_kib: mem_available_kib(), load1: load1() };
-            send(&mut conn, &ev)
-        }
-        Ok(Request::SetTime { unix_ms }) if cfg.allow_set_time => match set_wall_clock(unix_ms) {
-            Ok(()) => send(&mut conn, &Event::TimeSet),
-            Err(e) => refuse(&mut conn, e),
-        },
-        Ok(Request::SetTime { .. }) => refuse(&mut conn, "this server does not set its clock".into()),
-        Ok(Request::Shutdown) => {
-            let _ = send(&mut conn, &Event::ShuttingDown);
-            conn.shutdown_conn();
-            drop(conn);
-            (cfg.on_shutdown)();
-            Ok(())
-        }
-        Ok(Request::Hello { .. }) => refuse(&mut conn, "hello was already said".into()),
-        Err(e) => refuse(&mut conn, e),
+        let answer = match req {
+            // Streaming requests: the connection is theirs from here.
+            Request::Exec(spec) => {
+                if let Err(e) = spec.validate() {
+                    return refuse(&mut conn, e);
+                }
+                conn.set_read_timeout_conn(None).map_err(|e| e.to_string())?;
+                return crate::exec::exec(conn, cfg, &spec);
+            }
+            Request::ReadFile { path, max_bytes } => return files::read_file(conn, &path, max_bytes),
+            Request::WriteFile { path, size, mode, user, create_dirs } => {
+                return files::write_file(conn, WriteSpec { path: &path, size, mode, user: user.as_deref(), create_dirs })
+            }
+            Request::PtyAttach { id, scrollback_lines, read_only } => {
+                conn.set_read_timeout_conn(None).map_err(|e| e.to_string())?;
+                return cfg.ptys.attach(conn, &id, scrollback_lines, read_only);
+            }
+            Request::Shutdown => {
+                let _ = send(&mut conn, &Event::ShuttingDown);
+                conn.shutdown_conn();
+                drop(conn);
+                (cfg.on_shutdown)();
+                return Ok(());
+            }
+            // Short requests: one answer each, then the next request.
+            Request::Health => Event::Health { uptime_ms: (cfg.uptime_ms)(), mem_available_kib: mem_available_kib(), load1: load1() },
+            Request::SetTime { unix_ms } if cfg.allow_set_time => {
+                set_wall_clock(unix_ms).map_or_else(|message| Event::Error { message }, |()| Event::TimeSet)
+            }
+            Request::SetTime { .. } => Event::Error { message: "this server does not set its clock".into() },
+            Request::ListDir { path } => files::list_dir(&path).unwrap_or_else(|message| Event::Error { message }),
+            req @ (Request::PtyOpen(_) | Request::PtyList | Request::PtyResize { .. } | Request::PtySignal { .. } | Request::PtyClose { .. }) => {
+                pty::handle(&cfg.ptys, cfg, req)
+            }
+            Request::Hello { .. } => return refuse(&mut conn, "hello was already said".into()),
+        };
+        send(&mut conn, &answer)?;
+    }
+}
+
+/// What `recv` says when the client closed the connection between requests.
+const CLOSED: &str = "connection closed";
+
+/// The path a file request names.
+fn request_path(req: &Request) -> Option<&str> {
+    match req {
+        Request::ReadFile { path, .. } | Request::WriteFile { path, .. } | Request::ListDir { path } => Some(path),
+        _ => None,
     }
 }
 
@@ -171,131 +205,11 @@ fn load1() -> f64 {
     std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
 }
 
-fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) -> Result<(), String> {
-    let mut cmd = Command::new(&spec.argv[0]);
-    cmd.args(&spec.argv[1..])
-        .env_clear()
-        .envs(cfg.env.iter().cloned())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    if let Some(name) = &spec.user {
-        let account = match user::lookup(name) {
-            Ok(a) => a,
-            Err(e) => return refuse(&mut conn, e),
-        };
-        user::apply(&mut cmd, &account).or_else(|e| refuse(&mut conn, e))?;
-    }
-    cmd.envs(spec.env.iter().cloned());
-    if let Some(dir) = &spec.cwd {
-        cmd.current_dir(dir);
-    }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return refuse(&mut conn, format!("cannot run {}: {e}", spec.argv[0])),
-    };
-    let pgid = Pid::from_raw(child.id() as i32);
-    let writer = Arc::new(Mutex::new(conn.try_clone_conn().map_err(|e| e.to_string())?));
-    // The pumps write output frames through the same writer: control events take the lock too.
-    let send_shared = |ev: &Event| send(&mut *writer.lock().expect("no panics while held"), ev);
-    send_shared(&Event::Started { pid: child.id() })?;
-    let gone = Arc::new(AtomicBool::new(false));
-    let budget = Arc::new(AtomicU64::new(spec.output_limit()));
-    let over = Arc::new(AtomicBool::new(false));
-    let streams: [(Option<Box<dyn Read + Send>>, u8); 2] = [
-        (child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), TAG_STDOUT),
-        (child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), TAG_STDERR),
-    ];
-    let pumps: Vec<_> = streams
-        .into_iter()
-        .filter_map(|(r, tag)| r.map(|r| (r, tag)))
-        .map(|(r, tag)| {
-            let (writer, gone, budget, over) = (writer.clone(), gone.clone(), budget.clone(), over.clone());
-            std::thread::spawn(move || pump(r, tag, &writer, &gone, &budget, &over))
-        })
-        .collect();
-    // The client sends nothing after its request: a read returning means it went away.
-    {
-        let (mut watch, gone) = (conn.try_clone_conn().map_err(|e| e.to_string())?, gone.clone());
-        std::thread::spawn(move || {
-            let _ = watch.read(&mut [0u8; 1]);
-            gone.store(true, Ordering::SeqCst);
-        });
-    }
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let deadline = spec.timeout_secs.map(|t| Instant::now() + Duration::from_secs(t));
-    let mut timed_out = false;
-    let status = loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Ok(status)) => break status,
-            Ok(Err(e)) => {
-                // Tell the client why, rather than closing on it without an `exited`.
-                let message = format!("waiting for {} failed: {e}", spec.argv[0]);
-                let _ = send_shared(&Event::Error { message: message.clone() });
-                return Err(message);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let expired = deadline.is_some_and(|d| Instant::now() > d);
-                if expired || gone.load(Ordering::SeqCst) || over.load(Ordering::SeqCst) {
-                    timed_out |= expired;
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let message = "lost the command's wait thread".to_string();
-                let _ = send_shared(&Event::Error { message: message.clone() });
-                return Err(message);
-            }
-        }
-    };
-    // Daemons the command left in its group would hold the pipes open forever.
-    let _ = killpg(pgid, Signal::SIGKILL);
-    for p in pumps {
-        let _ = p.join();
-    }
-    let exited = Event::Exited {
-        code: status.code(),
-        signal: status.signal(),
-        timed_out,
-        truncated: over.load(Ordering::SeqCst),
-    };
-    let result = send_shared(&exited);
-    conn.shutdown_conn();
-    result
-}
-
-/// Copies one output stream into frames until EOF, the client leaving, or the budget ending.
-fn pump<C: Conn>(mut r: Box<dyn Read + Send>, tag: u8, writer: &Mutex<C>, gone: &AtomicBool, budget: &AtomicU64, over: &AtomicBool) {
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        // Take up to n bytes of the budget shared with the other stream, atomically.
-        let left = budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| Some(b.saturating_sub(n as u64))).unwrap_or(0);
-        let send_n = n.min(usize::try_from(left).unwrap_or(usize::MAX));
-        if send_n < n {
-            over.store(true, Ordering::SeqCst);
-        }
-        if send_n > 0 && write_frame(&mut *writer.lock().expect("no panics while held"), tag, &buf[..send_n]).is_err() {
-            gone.store(true, Ordering::SeqCst);
-            return;
-        }
-        if send_n < n {
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::client::{ExecClient, ExecError};
+    use hearth_proto::control::ExecSpec;
     use hearth_proto::frame::read_frame;
     use std::os::unix::net::{UnixListener, UnixStream};
     use std::path::PathBuf;
@@ -322,6 +236,7 @@ mod tests {
             uptime_ms: || 42,
             capabilities: vec!["exec".into()],
             allow_set_time: false,
+            ptys: Default::default(),
         });
         std::thread::spawn(move || serve_incoming(listener.incoming(), cfg, ConnLimit::new(8)));
         Server { _dir: dir, path, shutdowns }

@@ -3,9 +3,10 @@
 //! Over any byte stream (TCP into the box, vsock into a guest, a unix socket in tests), in
 //! [frames](crate::frame). The client's first frame is [`Request::Hello`] (with the token
 //! where the server requires one); the server answers [`Event::Hello`] with its version and
-//! capabilities. Then one request per connection: `exec` is answered by `started`, output
-//! frames (`TAG_STDOUT`, `TAG_STDERR`, raw bytes) and `exited`; `health` by `health`;
-//! `shutdown` by `shutting_down`. Control messages are JSON in `TAG_CONTROL` frames.
+//! capabilities. Then requests: short ones (health, set_time, list_dir, the pty_* requests
+//! other than attach) are answered with one event each and the connection takes the next;
+//! streaming ones (exec, read_file, write_file, pty_attach) own the connection to its end.
+//! Control messages are JSON in `TAG_CONTROL` frames; bytes travel in their own tags.
 //! Documented in docs/protocol.md.
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,15 @@ pub const AGENT_VSOCK_PORT: u32 = 1024;
 pub const TAG_CONTROL: u8 = 1;
 pub const TAG_STDOUT: u8 = 2;
 pub const TAG_STDERR: u8 = 3;
+/// Client → server: a command's stdin (`exec` with `stdin: true`); an empty frame is EOF.
+pub const TAG_STDIN: u8 = 4;
+/// File contents, either way (`read_file`, `write_file`).
+pub const TAG_DATA: u8 = 5;
+/// Terminal bytes: server → client the PTY's output, client → server keystrokes.
+pub const TAG_PTY: u8 = 6;
+/// On attach: the session's scrollback (formatted lines joined by CRLF), then its screen.
+pub const TAG_SCROLLBACK: u8 = 7;
+pub const TAG_SCREEN: u8 = 8;
 
 /// Limits on what a client may ask for.
 pub const MAX_ARGS: usize = 1024;
@@ -27,6 +37,24 @@ pub const MAX_ENV: usize = 256;
 /// Output an exec may produce (stdout + stderr) before it is killed, when the client sets
 /// no lower limit.
 pub const MAX_OUTPUT_BYTES: u64 = 64 << 20;
+/// Longest path a request may name.
+pub const MAX_PATH_LEN: usize = 4096;
+/// Largest file `read_file` sends or `write_file` takes.
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
+/// Entries `list_dir` returns at most (the rest: `truncated`).
+pub const MAX_DIR_ENTRIES: usize = 10_000;
+/// Bytes in one data frame (file contents, stdin, terminal output).
+pub const DATA_CHUNK: usize = 64 << 10;
+/// PTY sessions one server keeps at once (exited ones count until closed).
+pub const MAX_PTYS: usize = 64;
+/// Terminal size bounds.
+pub const MAX_ROWS: u16 = 500;
+pub const MAX_COLS: u16 = 1000;
+/// Scrollback lines a session keeps: default and cap.
+pub const DEFAULT_SCROLLBACK_LINES: usize = 1000;
+pub const MAX_SCROLLBACK_LINES: usize = 10_000;
+/// Longest PTY session id; ids are `[A-Za-z0-9_.-]`.
+pub const MAX_PTY_ID_LEN: usize = 64;
 
 /// Capabilities a server may announce in its hello.
 pub mod capability {
@@ -35,6 +63,9 @@ pub mod capability {
     pub const HEALTH: &str = "health";
     pub const SHUTDOWN: &str = "shutdown";
     pub const SET_TIME: &str = "set-time";
+    pub const EXEC_STDIN: &str = "exec-stdin";
+    pub const FILES: &str = "files";
+    pub const PTY: &str = "pty";
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +84,66 @@ pub struct ExecSpec {
     /// Kill the command once it wrote more than this (capped at [`MAX_OUTPUT_BYTES`]).
     #[serde(default)]
     pub max_output_bytes: Option<u64>,
+    /// The client sends stdin as `TAG_STDIN` frames (an empty one ends it); otherwise
+    /// stdin is /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
+}
+
+/// A terminal session to open: a command on a new PTY.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtySpec {
+    /// The session's id; the server makes one up when none is given.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The command; empty: the user's login shell.
+    #[serde(default)]
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    pub rows: u16,
+    pub cols: u16,
+    /// Lines of scrollback kept (default [`DEFAULT_SCROLLBACK_LINES`], cap [`MAX_SCROLLBACK_LINES`]).
+    #[serde(default)]
+    pub scrollback_lines: Option<usize>,
+}
+
+/// What a PTY session is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtyInfo {
+    pub id: String,
+    pub pid: u32,
+    pub argv: Vec<String>,
+    pub user: Option<String>,
+    pub rows: u16,
+    pub cols: u16,
+    pub created_unix_ms: u64,
+    /// Attachments streaming from it now.
+    pub attached: u32,
+    pub title: String,
+    /// How its command ended, once it has.
+    pub exited: Option<ExitStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    pub name: String,
+    /// `file`, `dir`, `symlink` or `other`.
+    pub kind: String,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime_unix_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +163,61 @@ pub enum Request {
     },
     /// Stop everything, flush and unmount, power off.
     Shutdown,
+    /// Stream a file: answered by `file {size, mode}`, its bytes in `TAG_DATA` frames, then
+    /// `done {bytes}`. Files larger than `max_bytes` (default and cap [`MAX_FILE_BYTES`]) are refused.
+    ReadFile {
+        path: String,
+        #[serde(default)]
+        max_bytes: Option<u64>,
+    },
+    /// Replace a file atomically with `size` bytes the client sends as `TAG_DATA` frames after
+    /// the server's `ready`; answered by `done {bytes}`. The file gets `mode` (default 0644)
+    /// and, when `user` is set, that user's ownership; `create_dirs` makes missing parents.
+    WriteFile {
+        path: String,
+        size: u64,
+        #[serde(default)]
+        mode: Option<u32>,
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        create_dirs: bool,
+    },
+    /// Answered by `dir_listing`.
+    ListDir {
+        path: String,
+    },
+    /// Answered by `pty_opened`.
+    PtyOpen(PtySpec),
+    /// Answered by `pty_list`.
+    PtyList,
+    /// Answered by `ok`. Also accepted on an attach stream for that stream's session.
+    PtyResize {
+        id: String,
+        rows: u16,
+        cols: u16,
+    },
+    /// Sends a signal (a number) to the session's foreground process group; answered by `ok`.
+    PtySignal {
+        id: String,
+        signal: i32,
+    },
+    /// Hangs the session up, kills what is left of it and forgets it; answered by `ok`.
+    PtyClose {
+        id: String,
+    },
+    /// Turns this connection into a stream of the session: `pty_attached`, the scrollback and
+    /// screen (`TAG_SCROLLBACK`, `TAG_SCREEN`, as many bytes as announced), then live output
+    /// in `TAG_PTY` frames; the client's `TAG_PTY` frames are typed in (unless `read_only`).
+    /// Closing the connection detaches.
+    PtyAttach {
+        id: String,
+        /// Lines of scrollback to send (default: all kept).
+        #[serde(default)]
+        scrollback_lines: Option<usize>,
+        #[serde(default)]
+        read_only: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +251,46 @@ pub enum Event {
     Error {
         message: String,
     },
+    /// Acknowledges a request that has no other answer.
+    Ok,
+    /// Before a file's bytes.
+    File {
+        size: u64,
+        mode: u32,
+    },
+    /// The server waits for the bytes of a `write_file`.
+    Ready,
+    /// A file transfer finished: `bytes` went through.
+    Done {
+        bytes: u64,
+    },
+    DirListing {
+        entries: Vec<DirEntry>,
+        truncated: bool,
+    },
+    PtyOpened {
+        info: PtyInfo,
+    },
+    PtyList {
+        sessions: Vec<PtyInfo>,
+    },
+    /// Begins an attach stream; `scrollback_bytes` and `screen_bytes` of the two replays follow.
+    PtyAttached {
+        info: PtyInfo,
+        scrollback_bytes: u64,
+        screen_bytes: u64,
+    },
+    /// On an attach stream: the session's size changed (from any attachment).
+    PtyResized {
+        rows: u16,
+        cols: u16,
+    },
+    /// On an attach stream: the command ended; the stream closes after this.
+    PtyExited {
+        status: ExitStatus,
+    },
+    /// On an attach stream: this reader fell too far behind and is dropped (attach again).
+    PtyLagged,
 }
 
 impl ExecSpec {
@@ -135,6 +321,53 @@ impl ExecSpec {
     }
 }
 
+impl PtySpec {
+    /// Checks the limits a server enforces.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(id) = &self.id {
+            validate_pty_id(id)?;
+        }
+        validate_size(self.rows, self.cols)?;
+        if self.argv.len() > MAX_ARGS {
+            return Err(format!("argv has {} entries, at most {MAX_ARGS} allowed", self.argv.len()));
+        }
+        if self.argv.first().is_some_and(|a| a.is_empty()) {
+            return Err("argv[0] is empty".into());
+        }
+        if self.env.len() > MAX_ENV || self.env.iter().any(|(k, _)| k.is_empty() || k.contains('=')) {
+            return Err(format!("env: at most {MAX_ENV} entries, names non-empty without `=`"));
+        }
+        if self.scrollback_lines.is_some_and(|n| n > MAX_SCROLLBACK_LINES) {
+            return Err(format!("scrollback_lines: at most {MAX_SCROLLBACK_LINES}"));
+        }
+        Ok(())
+    }
+}
+
+/// A terminal size both dimensions of which are within bounds.
+pub fn validate_size(rows: u16, cols: u16) -> Result<(), String> {
+    if rows == 0 || cols == 0 || rows > MAX_ROWS || cols > MAX_COLS {
+        return Err(format!("terminal size {rows}x{cols} out of range (1..={MAX_ROWS} rows, 1..={MAX_COLS} cols)"));
+    }
+    Ok(())
+}
+
+/// A PTY id: 1 to [`MAX_PTY_ID_LEN`] characters of `[A-Za-z0-9_.-]`.
+pub fn validate_pty_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_PTY_ID_LEN || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+        return Err(format!("pty id must be 1-{MAX_PTY_ID_LEN} characters of [A-Za-z0-9_.-]"));
+    }
+    Ok(())
+}
+
+/// A path a file request may name: absolute, no NUL, bounded.
+pub fn validate_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path.contains('\0') || path.len() > MAX_PATH_LEN {
+        return Err(format!("path must be absolute, without NUL, at most {MAX_PATH_LEN} bytes"));
+    }
+    Ok(())
+}
+
 // `Eq` for Event: f64 in Health is never NaN (a load average).
 impl Eq for Event {}
 
@@ -148,7 +381,7 @@ mod tests {
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(
             s,
-            r#"{"type":"exec","argv":["true"],"env":[],"cwd":null,"user":null,"timeout_secs":5,"max_output_bytes":null}"#
+            r#"{"type":"exec","argv":["true"],"env":[],"cwd":null,"user":null,"timeout_secs":5,"max_output_bytes":null,"stdin":false}"#
         );
         assert_eq!(serde_json::from_str::<Request>(r#"{"type":"exec","argv":["a"]}"#).unwrap(), Request::Exec(ExecSpec::new(["a"])));
         assert_eq!(serde_json::from_str::<Request>(r#"{"type":"hello","version":1}"#).unwrap(), Request::Hello { version: 1, token: None });
@@ -164,5 +397,27 @@ mod tests {
         let bad_env = ExecSpec { env: vec![("A=B".into(), "c".into())], ..n(1) };
         assert!(bad_env.validate().is_err());
         assert_eq!(ExecSpec { max_output_bytes: Some(u64::MAX), ..n(1) }.output_limit(), MAX_OUTPUT_BYTES);
+    }
+
+    #[test]
+    fn pty_specs_paths_and_ids_are_bounded() {
+        let ok = PtySpec { rows: 24, cols: 80, ..PtySpec::default() };
+        assert!(ok.validate().is_ok());
+        for bad in [
+            PtySpec { rows: 0, ..ok.clone() },
+            PtySpec { cols: MAX_COLS + 1, ..ok.clone() },
+            PtySpec { id: Some("a/b".into()), ..ok.clone() },
+            PtySpec { id: Some("x".repeat(MAX_PTY_ID_LEN + 1)), ..ok.clone() },
+            PtySpec { scrollback_lines: Some(MAX_SCROLLBACK_LINES + 1), ..ok.clone() },
+            PtySpec { argv: vec![String::new()], ..ok.clone() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        assert!(validate_path("/home/x").is_ok());
+        for bad in ["relative", "/a\0b", &format!("/{}", "a".repeat(MAX_PATH_LEN))] {
+            assert!(validate_path(bad).is_err(), "{bad}");
+        }
+        let r: Request = serde_json::from_str(r#"{"type":"pty_open","rows":24,"cols":80}"#).unwrap();
+        assert_eq!(r, Request::PtyOpen(ok));
     }
 }

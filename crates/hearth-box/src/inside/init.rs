@@ -98,8 +98,9 @@ fn server_main() -> i32 {
         env: command_env(),
         on_shutdown: Box::new(shutdown),
         uptime_ms: hearth_init::uptime_ms,
-        capabilities: [capability::EXEC, capability::HEALTH, capability::SHUTDOWN].map(String::from).to_vec(),
+        capabilities: [capability::EXEC, capability::EXEC_STDIN, capability::FILES, capability::PTY, capability::HEALTH, capability::SHUTDOWN].map(String::from).to_vec(),
         allow_set_time: false,
+        ptys: Default::default(),
     };
     serve_incoming(listener.incoming(), Arc::new(cfg), ConnLimit::new(MAX_CONNECTIONS));
     console("hearth-box: control server stopped");

@@ -1,0 +1,480 @@
+//! Terminal sessions: a command on a PTY that outlives the connections watching it.
+//!
+//! Each session has one reader thread that drains the PTY into a headless terminal
+//! ([`vt100`], with bounded scrollback) and fans the bytes out to its attachments. An
+//! attachment is a connection: it first gets the exact screen and the scrollback, taken under
+//! the same lock that orders output, so nothing is lost or doubled between the replay and the
+//! live stream. Each attachment has its own queue bounded in bytes; one that falls
+//! [`MAX_QUEUED_BYTES`] behind is dropped (told `pty_lagged`), so a slow reader never stalls
+//! the shell or the other readers. Closing a connection detaches; only `pty_close` ends a
+//! session.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::num::NonZeroU16;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hearth_proto::control::{
+    validate_size, Event, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, DEFAULT_SCROLLBACK_LINES, MAX_PTYS, TAG_CONTROL, TAG_PTY,
+    TAG_SCREEN, TAG_SCROLLBACK,
+};
+use hearth_proto::frame::{read_frame, write_frame};
+use nix::fcntl::OFlag;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::conn::Conn;
+use crate::server::{refuse, send, ServerConfig};
+use crate::user;
+
+/// Output an attachment may have queued before it is dropped as too slow.
+pub const MAX_QUEUED_BYTES: usize = 4 << 20;
+/// An attachment whose peer takes no bytes for this long is dropped.
+const STALLED_WRITE: Duration = Duration::from_secs(30);
+/// After `pty_close` hangs a session up, what is left of it is killed this much later.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The sessions one server keeps.
+#[derive(Default, Clone)]
+pub struct Sessions {
+    map: Arc<Mutex<HashMap<String, Arc<Session>>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+struct Session {
+    id: String,
+    pid: u32,
+    argv: Vec<String>,
+    user: Option<String>,
+    created_unix_ms: u64,
+    /// Keystrokes go here; resizes use its fd.
+    input: Mutex<File>,
+    state: Mutex<State>,
+}
+
+/// The headless terminal: vt100 plus the title it reports through a callback.
+type Term = vt100::Parser<TermEvents>;
+
+/// What vt100 reports besides the screen.
+#[derive(Default)]
+struct TermEvents {
+    title: String,
+}
+
+/// Longest window title kept.
+const MAX_TITLE: usize = 256;
+
+impl vt100::Callbacks for TermEvents {
+    fn set_window_title(&mut self, _: &mut vt100::Screen, title: &[u8]) {
+        self.title = String::from_utf8_lossy(&title[..title.len().min(MAX_TITLE)]).into_owned();
+    }
+}
+
+fn new_term(rows: u16, cols: u16, scrollback_lines: usize) -> Term {
+    let nz = |n: u16| NonZeroU16::new(n).unwrap_or(NonZeroU16::MIN);
+    vt100::Parser::new_with_callbacks(nz(rows), nz(cols), scrollback_lines, TermEvents::default())
+}
+
+/// Feeds output to the terminal. Whatever a program prints is untrusted: should the parser
+/// ever panic on it, the session keeps running with a fresh terminal rather than dying.
+fn feed(term: &mut Term, bytes: &[u8], rows: u16, cols: u16, lines: usize) {
+    if catch_unwind(AssertUnwindSafe(|| term.process(bytes))).is_err() {
+        *term = new_term(rows, cols, lines);
+    }
+}
+
+struct State {
+    term: Term,
+    scrollback_lines: usize,
+    rows: u16,
+    cols: u16,
+    readers: Vec<Reader>,
+    exited: Option<ExitStatus>,
+}
+
+/// One attachment as the session sees it.
+struct Reader {
+    id: u64,
+    tx: mpsc::Sender<Out>,
+    queued: Arc<AtomicUsize>,
+    lagged: Arc<AtomicBool>,
+}
+
+enum Out {
+    Data(Vec<u8>),
+    Resized(u16, u16),
+    Exited(ExitStatus),
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Sessions {
+    fn get(&self, id: &str) -> Result<Arc<Session>, String> {
+        self.map.lock().expect("no panics while held").get(id).cloned().ok_or_else(|| format!("no pty session `{id}`"))
+    }
+
+    pub fn list(&self) -> Vec<PtyInfo> {
+        let mut v: Vec<_> = self.map.lock().expect("no panics while held").values().map(|s| s.info()).collect();
+        v.sort_by(|a, b| a.created_unix_ms.cmp(&b.created_unix_ms).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    /// Starts a session.
+    pub fn open(&self, spec: &PtySpec, cfg: &ServerConfig) -> Result<PtyInfo, String> {
+        spec.validate()?;
+        let mut map = self.map.lock().expect("no panics while held");
+        if map.len() >= MAX_PTYS {
+            return Err(format!("{MAX_PTYS} pty sessions already open; close one first"));
+        }
+        let id = match &spec.id {
+            Some(id) if map.contains_key(id) => return Err(format!("pty session `{id}` already exists")),
+            Some(id) => id.clone(),
+            None => loop {
+                let id = format!("t{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+                if !map.contains_key(&id) {
+                    break id;
+                }
+            },
+        };
+        let (master, child, argv) = spawn(spec, cfg)?;
+        let reader = File::from(master.try_clone().map_err(|e| format!("dup of the pty: {e}"))?);
+        let lines = spec.scrollback_lines.unwrap_or(DEFAULT_SCROLLBACK_LINES);
+        let session = Arc::new(Session {
+            id: id.clone(),
+            pid: child.id(),
+            argv,
+            user: spec.user.clone(),
+            created_unix_ms: now_unix_ms(),
+            input: Mutex::new(File::from(master)),
+            state: Mutex::new(State {
+                term: new_term(spec.rows, spec.cols, lines),
+                scrollback_lines: lines,
+                rows: spec.rows,
+                cols: spec.cols,
+                readers: Vec::new(),
+                exited: None,
+            }),
+        });
+        let s = session.clone();
+        std::thread::spawn(move || s.drain(reader, child));
+        map.insert(id, session.clone());
+        Ok(session.info())
+    }
+
+    pub fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), String> {
+        self.get(id)?.resize(rows, cols)
+    }
+
+    pub fn signal(&self, id: &str, signal: i32) -> Result<(), String> {
+        let s = self.get(id)?;
+        let sig = Signal::try_from(signal).map_err(|_| format!("{signal} is not a signal"))?;
+        // The foreground job is what Ctrl-C would reach; the session's own group otherwise.
+        let input = s.input.lock().expect("no panics while held");
+        let pgrp = nix::unistd::tcgetpgrp(&*input).unwrap_or(Pid::from_raw(s.pid as i32));
+        killpg(pgrp, sig).map_err(|e| format!("signalling {pgrp}: {e}"))
+    }
+
+    /// Hangs the session up and forgets it; what ignores the hangup is killed a little later.
+    pub fn close(&self, id: &str) -> Result<(), String> {
+        let s = self.map.lock().expect("no panics while held").remove(id).ok_or_else(|| format!("no pty session `{id}`"))?;
+        if s.state.lock().expect("no panics while held").exited.is_none() {
+            let pgid = Pid::from_raw(s.pid as i32);
+            let _ = killpg(pgid, Signal::SIGHUP);
+            let _ = killpg(pgid, Signal::SIGCONT);
+            std::thread::spawn(move || {
+                std::thread::sleep(CLOSE_GRACE);
+                if s.state.lock().expect("no panics while held").exited.is_none() {
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Streams a session over `conn` until the client detaches, lags or the command ends.
+    pub(crate) fn attach<C: Conn>(&self, mut conn: C, id: &str, scrollback_lines: Option<usize>, read_only: bool) -> Result<(), String> {
+        let session = match self.get(id) {
+            Ok(s) => s,
+            Err(e) => return refuse(&mut conn, e),
+        };
+        let (tx, rx) = mpsc::channel();
+        let (queued, lagged) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let reader_id = session.next_reader();
+        // The replay is taken and the reader registered under the lock that orders output,
+        // so the live stream starts exactly where the replay ends; it is sent after the lock
+        // is released (output meanwhile waits in the reader's queue), so a slow client
+        // never holds the session up.
+        let (head, scrollback, screen, exited) = {
+            let mut st = session.state.lock().expect("no panics while held");
+            let scrollback = scrollback_bytes(&mut st.term, scrollback_lines);
+            let screen = st.term.screen().state_formatted().into_bytes();
+            if st.exited.is_none() {
+                st.readers.push(Reader { id: reader_id, tx, queued: queued.clone(), lagged: lagged.clone() });
+            }
+            let head = Event::PtyAttached { info: session.info_locked(&st), scrollback_bytes: scrollback.len() as u64, screen_bytes: screen.len() as u64 };
+            (head, scrollback, screen, st.exited)
+        };
+        conn.set_write_timeout_conn(Some(STALLED_WRITE)).map_err(|e| e.to_string())?;
+        let sent = send(&mut conn, &head).and_then(|()| send_chunks(&mut conn, TAG_SCROLLBACK, &scrollback)).and_then(|()| send_chunks(&mut conn, TAG_SCREEN, &screen));
+        if let Err(e) = sent {
+            session.detach(reader_id);
+            return Err(e);
+        }
+        if let Some(status) = exited {
+            let _ = send(&mut conn, &Event::PtyExited { status });
+            conn.shutdown_conn();
+            return Ok(());
+        }
+        let input = conn.try_clone_conn().map_err(|e| e.to_string())?;
+        let typing = {
+            let session = session.clone();
+            std::thread::spawn(move || session.take_input(input, reader_id, read_only))
+        };
+        let result = loop {
+            match rx.recv() {
+                Ok(Out::Data(bytes)) => {
+                    queued.fetch_sub(bytes.len(), Ordering::SeqCst);
+                    if let Err(e) = write_frame(&mut conn, TAG_PTY, &bytes) {
+                        break Err(e.to_string());
+                    }
+                }
+                Ok(Out::Resized(rows, cols)) => {
+                    if let Err(e) = send(&mut conn, &Event::PtyResized { rows, cols }) {
+                        break Err(e);
+                    }
+                }
+                Ok(Out::Exited(status)) => break send(&mut conn, &Event::PtyExited { status }),
+                // Dropped by the session: too slow, or the client went away (detach).
+                Err(mpsc::RecvError) => {
+                    if lagged.load(Ordering::SeqCst) {
+                        let _ = send(&mut conn, &Event::PtyLagged);
+                    }
+                    break Ok(());
+                }
+            }
+        };
+        session.detach(reader_id);
+        conn.shutdown_conn();
+        let _ = typing.join();
+        result
+    }
+}
+
+/// Sends `bytes` as frames of at most [`DATA_CHUNK`].
+fn send_chunks<C: Conn>(conn: &mut C, tag: u8, bytes: &[u8]) -> Result<(), String> {
+    bytes.chunks(DATA_CHUNK).try_for_each(|c| write_frame(conn, tag, c).map_err(|e| e.to_string()))
+}
+
+/// The last `lines` (default: all) lines of scrollback, formatted, each ended by CRLF.
+fn scrollback_bytes(term: &mut Term, lines: Option<usize>) -> Vec<u8> {
+    let screen = term.screen_mut();
+    let total = screen.scrollback_len();
+    let want = lines.unwrap_or(total).min(total);
+    let (rows, cols) = screen.size();
+    let (rows, cols) = (rows.get(), cols.get());
+    let mut out = Vec::new();
+    // With the view scrolled back by `offset`, its first rows are scrollback lines
+    // total-offset.. ; walk the view down a screen at a time.
+    let mut offset = want;
+    while offset > 0 {
+        screen.set_scrollback(offset);
+        let take = offset.min(rows as usize);
+        for row in screen.rows_formatted(0, cols).take(take) {
+            out.extend_from_slice(row.as_bytes());
+            out.extend_from_slice(b"\x1b[m\r\n");
+        }
+        offset -= take;
+    }
+    screen.set_scrollback(0);
+    out
+}
+
+impl Session {
+    fn next_reader(&self) -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn info(&self) -> PtyInfo {
+        self.info_locked(&self.state.lock().expect("no panics while held"))
+    }
+
+    fn info_locked(&self, st: &State) -> PtyInfo {
+        PtyInfo {
+            id: self.id.clone(),
+            pid: self.pid,
+            argv: self.argv.clone(),
+            user: self.user.clone(),
+            rows: st.rows,
+            cols: st.cols,
+            created_unix_ms: self.created_unix_ms,
+            attached: st.readers.len() as u32,
+            title: st.term.callbacks().title.clone(),
+            exited: st.exited,
+        }
+    }
+
+    fn detach(&self, reader: u64) {
+        self.state.lock().expect("no panics while held").readers.retain(|r| r.id != reader);
+    }
+
+    fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
+        validate_size(rows, cols)?;
+        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        let input = self.input.lock().expect("no panics while held");
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which outlives the call.
+        if unsafe { libc::ioctl(input.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
+            return Err(format!("resizing: {}", std::io::Error::last_os_error()));
+        }
+        drop(input);
+        let mut st = self.state.lock().expect("no panics while held");
+        if let (Some(r), Some(c)) = (NonZeroU16::new(rows), NonZeroU16::new(cols)) {
+            st.term.set_size(r, c);
+        }
+        (st.rows, st.cols) = (rows, cols);
+        for r in &st.readers {
+            let _ = r.tx.send(Out::Resized(rows, cols));
+        }
+        Ok(())
+    }
+
+    /// The session's reader thread: PTY output into the terminal and out to every reader.
+    fn drain(self: Arc<Self>, mut pty: File, mut child: Child) {
+        let mut buf = vec![0u8; 16 << 10];
+        loop {
+            // EIO once the last process holding the terminal is gone.
+            let n = match pty.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut st = self.state.lock().expect("no panics while held");
+            let (rows, cols, lines) = (st.rows, st.cols, st.scrollback_lines);
+            feed(&mut st.term, &buf[..n], rows, cols, lines);
+            st.readers.retain(|r| {
+                if r.queued.fetch_add(n, Ordering::SeqCst) + n > MAX_QUEUED_BYTES {
+                    // Dropping the sender ends its stream once it drained what it has.
+                    r.lagged.store(true, Ordering::SeqCst);
+                    return false;
+                }
+                r.tx.send(Out::Data(buf[..n].to_vec())).is_ok()
+            });
+        }
+        let status = match child.wait() {
+            Ok(s) => ExitStatus { code: s.code(), signal: s.signal() },
+            Err(_) => ExitStatus { code: None, signal: None },
+        };
+        let mut st = self.state.lock().expect("no panics while held");
+        st.exited = Some(status);
+        for r in st.readers.drain(..) {
+            let _ = r.tx.send(Out::Exited(status));
+        }
+    }
+
+    /// An attachment's incoming side: keystrokes and resizes until the client goes away.
+    fn take_input<C: Conn>(&self, mut conn: C, reader: u64, read_only: bool) {
+        loop {
+            match read_frame(&mut conn) {
+                Ok(Some(f)) if f.tag == TAG_PTY => {
+                    if read_only {
+                        continue;
+                    }
+                    if self.input.lock().expect("no panics while held").write_all(&f.payload).is_err() {
+                        break;
+                    }
+                }
+                Ok(Some(f)) if f.tag == TAG_CONTROL => match serde_json::from_slice(&f.payload) {
+                    Ok(Request::PtyResize { id, rows, cols }) if id == self.id && !read_only => {
+                        let _ = self.resize(rows, cols);
+                    }
+                    _ => {} // nothing else is meaningful on a stream; ignored rather than fatal
+                },
+                _ => break,
+            }
+        }
+        // Detached: dropping the reader ends the writer side's queue.
+        self.detach(reader);
+        conn.shutdown_conn();
+    }
+}
+
+/// Opens a PTY and starts the session's command on it, as its controlling terminal.
+fn spawn(spec: &PtySpec, cfg: &ServerConfig) -> Result<(OwnedFd, Child, Vec<String>), String> {
+    let account = match &spec.user {
+        Some(name) => Some(user::lookup(name)?),
+        None => None,
+    };
+    let argv = if spec.argv.is_empty() {
+        let shell = account.as_ref().map(|a| a.shell.clone()).filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into());
+        vec![shell, "-l".into()]
+    } else {
+        spec.argv.clone()
+    };
+    let (master, slave) = open_pty(spec.rows, spec.cols).map_err(|e| format!("opening a pty: {e}"))?;
+    let stdio = || slave.try_clone().map(Stdio::from).map_err(|e| format!("dup of the pty: {e}"));
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).env_clear().envs(cfg.env.iter().cloned()).env("TERM", "xterm-256color").stdin(stdio()?).stdout(stdio()?).stderr(stdio()?);
+    // SAFETY: in the forked child before exec: a new session whose controlling terminal is
+    // the PTY on fd 0. setsid and ioctl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    if let Some(account) = &account {
+        user::apply(&mut cmd, account)?;
+    }
+    cmd.envs(spec.env.iter().cloned());
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    let child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    Ok((master, child, argv))
+}
+
+/// A PTY pair, both ends close-on-exec so no other command inherits them (an inherited slave
+/// would keep a session from ever seeing its end).
+fn open_pty(rows: u16, cols: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
+    nix::pty::grantpt(&master)?;
+    nix::pty::unlockpt(&master)?;
+    let name = nix::pty::ptsname_r(&master)?;
+    let path = CString::new(name).map_err(std::io::Error::other)?;
+    let slave = nix::fcntl::open(path.as_c_str(), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
+    // SAFETY: `open` just returned this descriptor and nothing else owns it.
+    let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(slave) };
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which outlives the call.
+    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor leaves the PtyMaster, which no longer owns it.
+    let master = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
+    Ok((master, slave))
+}
+
+/// `pty_*` requests other than attach, answered with one event.
+pub(crate) fn handle(sessions: &Sessions, cfg: &ServerConfig, req: Request) -> Event {
+    let ok = |r: Result<(), String>| r.map_or_else(|message| Event::Error { message }, |()| Event::Ok);
+    match req {
+        Request::PtyOpen(spec) => sessions.open(&spec, cfg).map_or_else(|message| Event::Error { message }, |info| Event::PtyOpened { info }),
+        Request::PtyList => Event::PtyList { sessions: sessions.list() },
+        Request::PtyResize { id, rows, cols } => ok(sessions.resize(&id, rows, cols)),
+        Request::PtySignal { id, signal } => ok(sessions.signal(&id, signal)),
+        Request::PtyClose { id } => ok(sessions.close(&id)),
+        other => Event::Error { message: format!("not a pty request: {other:?}") },
+    }
+}
