@@ -5,7 +5,10 @@
 //! ```text
 //! api.sock          Firecracker's API socket
 //! v.sock            the hybrid vsock socket (host → guest agent: CONNECT 1024)
-//! console.log       the guest's serial console and Firecracker's own log, appended
+//! console.log       the guest's serial console (and Firecracker's output before its logger
+//!                   is set up), appended across runs
+//! firecracker.log   Firecracker's own warnings and errors for the current run; the previous
+//!                   run's is kept as firecracker.log.1 (a crash's post-mortem survives a start)
 //! firecracker.pid   the running process (absent once stopped)
 //! ```
 //! The process runs in its own session, so it outlives the process that launched it; a later
@@ -27,7 +30,7 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use crate::api::ApiClient;
-use crate::models::{ActionType, BootSource, Drive, InstanceAction, MachineConfig, Vsock};
+use crate::models::{ActionType, Balloon, BootSource, Drive, Entropy, InstanceAction, Logger, MachineConfig, Vsock};
 use crate::error::VmmError;
 use crate::{AGENT_READY_PREFIX, GUEST_BOOT_ARGS};
 
@@ -92,6 +95,9 @@ pub struct Vm {
 
 const PROCESS_NAME: &str = "firecracker";
 const PID_FILE: &str = "firecracker.pid";
+const FC_LOG: &str = "firecracker.log";
+/// How often the guest reports memory statistics to the balloon device.
+const BALLOON_STATS_SECS: u32 = 5;
 /// Console bytes quoted in a failure.
 const TAIL_BYTES: u64 = 3000;
 
@@ -166,6 +172,9 @@ impl Vm {
             let _ = fs::remove_file(dir.join(stale));
         }
         let console = fs::OpenOptions::new().create(true).append(true).open(dir.join("console.log")).map_err(io("opening console.log"))?;
+        // Firecracker writes its log from offset 0 (no O_APPEND): keep the last run's aside.
+        let _ = fs::rename(dir.join(FC_LOG), dir.join(format!("{FC_LOG}.1")));
+        fs::File::create(dir.join(FC_LOG)).map_err(io("creating firecracker.log"))?;
         let console_start = console.metadata().map(|m| m.len()).unwrap_or(0);
         let console_err = console.try_clone().map_err(io("cloning console.log"))?;
         let mut cmd = Command::new(firecracker);
@@ -200,6 +209,7 @@ impl Vm {
 
     fn configure(&self, cfg: &VmConfig) -> Result<(), VmmError> {
         let api = self.api();
+        api.put("/logger", &Logger { log_path: path_str(&self.dir.join(FC_LOG)), level: "Warning".into(), show_level: true, show_log_origin: false })?;
         let overlay_arg = match cfg.overlay {
             Overlay::Disk(_) => "hearth.overlay=/dev/vdb",
             Overlay::Tmpfs => "hearth.overlay=tmpfs",
@@ -207,12 +217,15 @@ impl Vm {
         let mut args = vec![GUEST_BOOT_ARGS.to_string(), overlay_arg.into(), format!("hearth.hostname={}", cfg.hostname)];
         args.extend(cfg.extra_boot_args.iter().cloned());
         api.put("/boot-source", &BootSource { kernel_image_path: path_str(&cfg.kernel), boot_args: args.join(" "), initrd_path: None })?;
-        api.put("/drives/base", &Drive { drive_id: "base".into(), path_on_host: path_str(&cfg.base_image), is_root_device: true, is_read_only: true })?;
+        api.put("/drives/base", &Drive { drive_id: "base".into(), path_on_host: path_str(&cfg.base_image), is_root_device: true, is_read_only: true, rate_limiter: None })?;
         if let Overlay::Disk(disk) = &cfg.overlay {
-            api.put("/drives/overlay", &Drive { drive_id: "overlay".into(), path_on_host: path_str(disk), is_root_device: false, is_read_only: false })?;
+            api.put("/drives/overlay", &Drive { drive_id: "overlay".into(), path_on_host: path_str(disk), is_root_device: false, is_read_only: false, rate_limiter: None })?;
         }
         api.put("/machine-config", &MachineConfig { vcpu_count: cfg.vcpus, mem_size_mib: cfg.mem_mib, smt: cfg.smt.then_some(true) })?;
         api.put("/vsock", &Vsock { guest_cid: 3, uds_path: path_str(&self.dir.join("v.sock")) })?;
+        api.put("/entropy", &Entropy::default())?;
+        // Empty at boot; inflating it later hands an idle guest's memory back to the host.
+        api.put("/balloon", &Balloon { amount_mib: 0, deflate_on_oom: true, stats_polling_interval_s: BALLOON_STATS_SECS })?;
         Ok(())
     }
 
@@ -247,7 +260,13 @@ impl Vm {
             };
             let tail = seen.len().saturating_sub(TAIL_BYTES as usize);
             let tail_start = seen.ceil_char_boundary(tail);
-            return Err(VmmError::NotReady { why: why.into(), console_tail: seen[tail_start..].to_string() });
+            let mut console_tail = seen[tail_start..].to_string();
+            let fc_log = self.firecracker_log_tail();
+            if !fc_log.trim().is_empty() {
+                console_tail.push_str("\n--- firecracker.log ---\n");
+                console_tail.push_str(&fc_log);
+            }
+            return Err(VmmError::NotReady { why: why.into(), console_tail });
         }
     }
 
@@ -268,6 +287,26 @@ impl Vm {
 
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
+    }
+
+    /// The end of Firecracker's own log for this run.
+    pub fn firecracker_log_tail(&self) -> String {
+        let text = fs::read(self.dir.join(FC_LOG)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let start = text.ceil_char_boundary(text.len().saturating_sub(TAIL_BYTES as usize));
+        text[start..].to_string()
+    }
+
+    /// Sets the balloon's size: memory taken from the guest and handed back to the host.
+    pub fn set_balloon(&self, amount_mib: u32) -> Result<(), VmmError> {
+        self.api().patch("/balloon", &serde_json::json!({ "amount_mib": amount_mib }))?;
+        Ok(())
+    }
+
+    /// The guest's memory statistics as the balloon device last reported them (Firecracker's
+    /// JSON: target/actual MiB, free, available, major faults…).
+    pub fn balloon_stats(&self) -> Result<serde_json::Value, VmmError> {
+        let body = self.api().get("/balloon/statistics")?;
+        serde_json::from_slice(&body).map_err(|e| VmmError::Io { what: "parsing balloon statistics".into(), source: std::io::Error::other(e) })
     }
 
     pub fn api(&self) -> ApiClient {
@@ -376,8 +415,13 @@ impl Vm {
 
     /// Removes what only a running VM needs (sockets, pid file).
     fn forget(&self) {
+        Vm::forget_dir(&self.dir);
+    }
+
+    /// Removes the sockets and pid file a VM that is no longer running left in `dir`.
+    pub fn forget_dir(dir: &Path) {
         for f in ["api.sock", "v.sock", PID_FILE] {
-            let _ = fs::remove_file(self.dir.join(f));
+            let _ = fs::remove_file(dir.join(f));
         }
     }
 }

@@ -1,0 +1,72 @@
+//! Where a workstation's things live. Everything it owns is under one directory, so deleting
+//! the directory deletes the workstation:
+//!
+//! ```text
+//! <data>/workstations/<id>/
+//!   spec.json         what it was created as (written once, atomically)
+//!   state.json        its state and timestamps (replaced atomically on every change)
+//!   .lock             held while an operation runs: one operation at a time, across processes
+//!   overlay.ext4      its writable disk (absent for a read-only workstation)
+//!   vm/               the Firecracker side (see hearth_vmm::vm): api.sock, v.sock and
+//!                     firecracker.pid while running; console.log and firecracker.log kept
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// The paths of one workstation.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path, id: &str) -> Self {
+        Self { dir: root.join(id) }
+    }
+
+    pub fn spec(&self) -> PathBuf {
+        self.dir.join("spec.json")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    pub fn overlay(&self) -> PathBuf {
+        self.dir.join("overlay.ext4")
+    }
+
+    pub fn vm(&self) -> PathBuf {
+        self.dir.join("vm")
+    }
+
+    pub fn console_log(&self) -> PathBuf {
+        self.vm().join("console.log")
+    }
+}
+
+/// A workstation id: 1-63 characters of `[a-z0-9-]`, not starting with `-` (it names a
+/// directory, a hostname and, later, network devices).
+pub fn validate_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty() && id.len() <= 63 && !id.starts_with('-') && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err("must be 1-63 characters of [a-z0-9-], not starting with `-`".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_safe_names() {
+        for ok in ["a", "ws-1", &"x".repeat(63)] {
+            assert!(validate_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "A", "a/b", "..", "a b", &"x".repeat(64)] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Workstations: one Firecracker microVM plus its disks, sockets and files, from creation to
+//! deletion, through a library API the server calls.
+//!
+//! Layout:
+//! - [`spec`]: what a workstation is made of (vCPUs, memory, disk, read-only…), validated
+//!   against configured limits with the offending field named.
+//! - [`layout`]: the per-workstation directory, everything a workstation owns under it.
+//! - [`record`]: its persisted state (stopped, running, paused, crashed) and timestamps.
+//! - [`workstation`]: the lifecycle: create, start, stop, pause, resume, delete, reconcile.
+//!
+//! Owns workstation directories under `<data>/workstations/`. It does not decide who may do
+//! what (the server does), keep a database (the server does), or know where artifacts come
+//! from (callers pass paths).
+
+pub mod error;
+pub mod layout;
+pub mod record;
+pub mod spec;
+pub mod workstation;
+
+pub use error::RuntimeError;
+pub use record::{Record, State};
+pub use spec::{Limits, Spec};
+pub use workstation::{Artifacts, Runtime, Status, Workstation};

@@ -1,0 +1,42 @@
+//! A workstation's persisted state: what hearth last made of it, and when.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a workstation is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Stopped,
+    Running,
+    Paused,
+    /// Its Firecracker died without being asked to stop; the serial log is kept.
+    Crashed,
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Stopped => "stopped",
+            State::Running => "running",
+            State::Paused => "paused",
+            State::Crashed => "crashed",
+        })
+    }
+}
+
+/// `state.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub state: State,
+    pub created_unix_ms: u64,
+    pub started_unix_ms: Option<u64>,
+    pub stopped_unix_ms: Option<u64>,
+    /// How the last stop went (`clean`, `ctrl_alt_del`, `killed`, `not_running`).
+    pub last_stop: Option<String>,
+    /// Why it is crashed, when it is.
+    pub crash: Option<String>,
+}
+
+pub(crate) fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

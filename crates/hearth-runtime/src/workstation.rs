@@ -1,0 +1,306 @@
+//! The lifecycle of workstations: create, start, stop, pause, resume, delete, and the
+//! reconciliation that notices a Firecracker that died on its own.
+//!
+//! Every state-changing operation holds the workstation's directory lock, so two callers
+//! (two requests, or a server and a CLI) never start, stop or delete the same workstation at
+//! once; reads of the agent connection need no lock. The state on disk is what hearth last
+//! made of the workstation; [`Workstation::status`] compares it with the process and records
+//! a crash when the process is gone but nobody stopped it.
+
+use std::fs;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hearth_exec::ExecClient;
+use hearth_fs::DirLock;
+use hearth_vmm::vm::{create_ext4_disk, LaunchTimings, Overlay, StopKind, Vm, VmConfig};
+
+use crate::layout::{validate_id, Layout};
+use crate::record::{now_unix_ms, Record, State};
+use crate::spec::{Limits, Spec};
+use crate::RuntimeError;
+
+/// The host-side programs and kernel every workstation runs with.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    pub firecracker: PathBuf,
+    pub kernel: PathBuf,
+    /// `mkfs.ext4`, for workstations' own disks.
+    pub mkfs: PathBuf,
+}
+
+/// All workstations under one data directory.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: PathBuf,
+    artifacts: Artifacts,
+    limits: Limits,
+    /// How long a guest may take from InstanceStart to its agent's readiness line.
+    pub ready_timeout: Duration,
+    /// How long each stop step (agent shutdown, then Ctrl-Alt-Del) may take.
+    pub stop_timeout: Duration,
+}
+
+/// A workstation as it is now.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub id: String,
+    pub spec: Spec,
+    pub record: Record,
+    /// Its Firecracker, while it runs.
+    pub pid: Option<u32>,
+}
+
+/// One workstation, by id.
+#[derive(Debug, Clone)]
+pub struct Workstation {
+    rt: Runtime,
+    id: String,
+    layout: Layout,
+    spec: Spec,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RuntimeError> {
+    let bytes = fs::read(path).map_err(RuntimeError::io(format!("reading {}", path.display())))?;
+    serde_json::from_slice(&bytes).map_err(|e| RuntimeError::Io { what: format!("parsing {}", path.display()), source: std::io::Error::other(e) })
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
+    let bytes = serde_json::to_vec_pretty(value).expect("records serialize");
+    hearth_fs::write_atomic(path, &bytes).map_err(RuntimeError::io(format!("writing {}", path.display())))
+}
+
+impl Runtime {
+    /// Workstations live in `<data_dir>/workstations`.
+    pub fn new(data_dir: &Path, artifacts: Artifacts, limits: Limits) -> Result<Self, RuntimeError> {
+        let root = data_dir.join("workstations");
+        fs::create_dir_all(&root).map_err(RuntimeError::io(format!("creating {}", root.display())))?;
+        Ok(Self { root, artifacts, limits, ready_timeout: Duration::from_secs(120), stop_timeout: Duration::from_secs(30) })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Makes a stopped workstation: its directory, its own disk (unless read-only), its spec.
+    pub fn create(&self, id: &str, spec: Spec) -> Result<Workstation, RuntimeError> {
+        validate_id(id).map_err(|message| RuntimeError::Invalid { field: "id", message })?;
+        spec.validate(&self.limits)?;
+        if !spec.base_image.is_file() {
+            return Err(RuntimeError::Invalid { field: "recipe", message: format!("base image {} does not exist (build it with `hearth image build`)", spec.base_image.display()) });
+        }
+        let layout = Layout::new(&self.root, id);
+        match fs::create_dir(&layout.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(RuntimeError::Exists(id.into())),
+            Err(e) => return Err(RuntimeError::io(format!("creating {}", layout.dir.display()))(e)),
+        }
+        let made = (|| {
+            let _lock = DirLock::acquire(&layout.dir).map_err(RuntimeError::io("locking the workstation"))?;
+            if !spec.read_only {
+                create_ext4_disk(&layout.overlay(), u64::from(spec.disk_gib) << 30, &self.artifacts.mkfs)?;
+            }
+            fs::create_dir(layout.vm()).map_err(RuntimeError::io("creating the vm directory"))?;
+            let record = Record { state: State::Stopped, created_unix_ms: now_unix_ms(), started_unix_ms: None, stopped_unix_ms: None, last_stop: None, crash: None };
+            write_json(&layout.state(), &record)?;
+            // Last: a directory without spec.json is a creation that did not finish.
+            write_json(&layout.spec(), &spec)
+        })();
+        if let Err(e) = made {
+            let _ = fs::remove_dir_all(&layout.dir);
+            return Err(e);
+        }
+        Ok(Workstation { rt: self.clone(), id: id.into(), layout, spec })
+    }
+
+    /// An existing workstation.
+    pub fn get(&self, id: &str) -> Result<Workstation, RuntimeError> {
+        validate_id(id).map_err(|_| RuntimeError::NotFound(id.into()))?;
+        let layout = Layout::new(&self.root, id);
+        if !layout.spec().is_file() {
+            return Err(RuntimeError::NotFound(id.into()));
+        }
+        let spec = read_json(&layout.spec())?;
+        Ok(Workstation { rt: self.clone(), id: id.into(), layout, spec })
+    }
+
+    /// The ids of all workstations, sorted.
+    pub fn ids(&self) -> Result<Vec<String>, RuntimeError> {
+        let mut ids: Vec<String> = fs::read_dir(&self.root)
+            .map_err(RuntimeError::io(format!("listing {}", self.root.display())))?
+            .flatten()
+            .filter(|e| e.path().join("spec.json").is_file())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+impl Workstation {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn console_log(&self) -> PathBuf {
+        self.layout.console_log()
+    }
+
+    fn lock(&self) -> Result<DirLock, RuntimeError> {
+        if !self.layout.spec().is_file() {
+            return Err(RuntimeError::NotFound(self.id.clone()));
+        }
+        DirLock::acquire(&self.layout.dir).map_err(RuntimeError::io("locking the workstation"))
+    }
+
+    fn conflict(&self, state: State, op: &'static str) -> RuntimeError {
+        RuntimeError::Conflict { id: self.id.clone(), state: state.to_string(), op }
+    }
+
+    /// Its state now: a workstation recorded as running whose Firecracker is gone is marked
+    /// crashed (and stays so until started or stopped).
+    pub fn status(&self) -> Result<Status, RuntimeError> {
+        let _lock = self.lock()?;
+        let (record, vm) = self.reconcile()?;
+        Ok(Status { id: self.id.clone(), spec: self.spec.clone(), record, pid: vm.map(|v| v.pid()) })
+    }
+
+    /// Reads the record and checks it against the process; call with the lock held.
+    fn reconcile(&self) -> Result<(Record, Option<Vm>), RuntimeError> {
+        let mut record: Record = read_json(&self.layout.state())?;
+        let vm = Vm::attach(&self.layout.vm());
+        if matches!(record.state, State::Running | State::Paused) && vm.is_none() {
+            let fc_log = fs::read_to_string(self.layout.vm().join("firecracker.log")).unwrap_or_default();
+            let last = fc_log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no log line");
+            record.state = State::Crashed;
+            record.crash = Some(format!("Firecracker exited without being stopped (last log line: {last})"));
+            record.stopped_unix_ms = Some(now_unix_ms());
+            // Its sockets and pid file are stale now.
+            Vm::forget_dir(&self.layout.vm());
+            write_json(&self.layout.state(), &record)?;
+        }
+        Ok((record, vm))
+    }
+
+    fn vm_config(&self) -> VmConfig {
+        let a = &self.rt.artifacts;
+        VmConfig {
+            firecracker: a.firecracker.clone(),
+            kernel: a.kernel.clone(),
+            base_image: self.spec.base_image.clone(),
+            overlay: if self.spec.read_only { Overlay::Tmpfs } else { Overlay::Disk(self.layout.overlay()) },
+            vcpus: self.spec.vcpus,
+            mem_mib: self.spec.mem_mib,
+            smt: self.spec.smt,
+            hostname: self.spec.hostname(),
+            extra_boot_args: vec![],
+        }
+    }
+
+    /// Boots it; returns once its agent is ready. A guest that is not ready in time is killed
+    /// and the error quotes its serial console.
+    pub fn start(&self) -> Result<LaunchTimings, RuntimeError> {
+        self.start_with(&[])
+    }
+
+    /// [`Workstation::start`] with extra kernel arguments (tests break boots with them).
+    pub fn start_with(&self, extra_boot_args: &[String]) -> Result<LaunchTimings, RuntimeError> {
+        let _lock = self.lock()?;
+        let (mut record, _) = self.reconcile()?;
+        if matches!(record.state, State::Running | State::Paused) {
+            return Err(self.conflict(record.state, "start"));
+        }
+        if !self.spec.base_image.is_file() {
+            return Err(RuntimeError::Io {
+                what: format!("starting {}", self.id),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("base image {} is gone", self.spec.base_image.display())),
+            });
+        }
+        let mut cfg = self.vm_config();
+        cfg.extra_boot_args = extra_boot_args.to_vec();
+        let (_, timings) = Vm::launch_timed(&self.layout.vm(), &cfg, self.rt.ready_timeout)?;
+        record.state = State::Running;
+        record.started_unix_ms = Some(now_unix_ms());
+        record.crash = None;
+        write_json(&self.layout.state(), &record)?;
+        Ok(timings)
+    }
+
+    /// Stops it: the agent's ordered shutdown, else Ctrl-Alt-Del, else SIGKILL. Stopping a
+    /// stopped or crashed workstation makes it stopped and says `NotRunning`.
+    pub fn stop(&self) -> Result<StopKind, RuntimeError> {
+        let _lock = self.lock()?;
+        let (mut record, vm) = self.reconcile()?;
+        let kind = match vm {
+            Some(vm) => {
+                if record.state == State::Paused {
+                    // A paused guest cannot shut itself down.
+                    let _ = vm.resume();
+                }
+                vm.stop(self.rt.stop_timeout)
+            }
+            None => StopKind::NotRunning,
+        };
+        record.state = State::Stopped;
+        record.stopped_unix_ms = Some(now_unix_ms());
+        record.last_stop = Some(serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
+        write_json(&self.layout.state(), &record)?;
+        Ok(kind)
+    }
+
+    pub fn pause(&self) -> Result<(), RuntimeError> {
+        self.transition(State::Running, State::Paused, "pause", Vm::pause)
+    }
+
+    pub fn resume(&self) -> Result<(), RuntimeError> {
+        self.transition(State::Paused, State::Running, "resume", |vm| {
+            vm.resume()?;
+            // It slept through the time it was paused.
+            vm.sync_clock()
+        })
+    }
+
+    fn transition(&self, from: State, to: State, op: &'static str, f: impl FnOnce(&Vm) -> Result<(), hearth_vmm::VmmError>) -> Result<(), RuntimeError> {
+        let _lock = self.lock()?;
+        let (mut record, vm) = self.reconcile()?;
+        let vm = match vm {
+            Some(vm) if record.state == from => vm,
+            _ => return Err(self.conflict(record.state, op)),
+        };
+        f(&vm)?;
+        record.state = to;
+        write_json(&self.layout.state(), &record)
+    }
+
+    /// Its running VM, if any.
+    pub fn vm(&self) -> Option<Vm> {
+        Vm::attach(&self.layout.vm())
+    }
+
+    /// A control connection to its agent (no lock: terminals and execs run side by side).
+    pub fn agent(&self, timeout: Duration) -> Result<ExecClient<UnixStream>, RuntimeError> {
+        let vm = self.vm().ok_or_else(|| RuntimeError::Conflict { id: self.id.clone(), state: "not running".into(), op: "reach its agent" })?;
+        Ok(vm.agent(timeout)?)
+    }
+
+    /// Kills it if it runs and removes everything it owned.
+    pub fn delete(self) -> Result<(), RuntimeError> {
+        let lock = self.lock()?;
+        if let Some(vm) = Vm::attach(&self.layout.vm()) {
+            vm.kill();
+        }
+        // The lock's file goes with the directory; holding it until then keeps others out.
+        let removed = fs::remove_dir_all(&self.layout.dir).map_err(RuntimeError::io(format!("removing {}", self.layout.dir.display())));
+        drop(lock);
+        removed
+    }
+}
