@@ -8,6 +8,7 @@
 //! Before that, PID 1 enters the workstation's overlay root ([`root`]) and sets the hostname
 //! the host passed on the kernel command line.
 
+mod net;
 mod root;
 
 use std::sync::Arc;
@@ -57,7 +58,29 @@ fn main() {
             console(&format!("hearth-agent: {e}"));
         }
     }
+    network(&params);
     hearth_init::supervise("hearth-agent", serve)
+}
+
+/// Loopback always; eth0 and resolv.conf when the host gave settings. Failures are reported
+/// and the agent serves on (vsock does not need the network).
+fn network(params: &root::BootParams) {
+    let report = |r: Result<(), String>| {
+        if let Err(e) = r {
+            console(&format!("hearth-agent: network: {e}"));
+        }
+    };
+    report(net::loopback_up());
+    if let Some(v) = &params.net {
+        report(net::parse_net(v).and_then(|p| net::configure(&p)));
+    }
+    if let Some(v) = &params.dns {
+        report(net::parse_dns(v).and_then(|ips| {
+            // resolv.conf is often a dangling symlink in images; replace whatever is there.
+            let _ = std::fs::remove_file("/etc/resolv.conf");
+            hearth_fs::write_atomic(std::path::Path::new("/etc/resolv.conf"), net::resolv_conf(&ips).as_bytes()).map_err(|e| format!("writing /etc/resolv.conf: {e}"))
+        }));
+    }
 }
 
 fn basic_mounts() {
@@ -91,11 +114,12 @@ fn serve() -> i32 {
             capability::PTY,
             capability::HEALTH,
             capability::SET_TIME,
+            capability::ADD_ENTROPY,
             capability::SHUTDOWN,
         ]
             .map(String::from)
             .to_vec(),
-        allow_set_time: true,
+        allow_machine_settings: true,
         ptys: Default::default(),
     };
     serve_incoming(listener.incoming(), Arc::new(cfg), ConnLimit::new(MAX_CONNECTIONS));

@@ -19,6 +19,10 @@ pub(crate) struct BootParams {
     pub(crate) overlay: Option<String>,
     /// `hearth.hostname=NAME`.
     pub(crate) hostname: Option<String>,
+    /// `hearth.net=ADDR/PREFIX,GATEWAY,MTU` (raw; see [`crate::net`]).
+    pub(crate) net: Option<String>,
+    /// `hearth.dns=IP[,IP…]`.
+    pub(crate) dns: Option<String>,
 }
 
 pub(crate) fn parse_cmdline(cmdline: &str) -> BootParams {
@@ -28,6 +32,10 @@ pub(crate) fn parse_cmdline(cmdline: &str) -> BootParams {
             p.overlay = Some(v.to_string());
         } else if let Some(v) = word.strip_prefix("hearth.hostname=") {
             p.hostname = Some(v.to_string());
+        } else if let Some(v) = word.strip_prefix("hearth.net=") {
+            p.net = Some(v.to_string());
+        } else if let Some(v) = word.strip_prefix("hearth.dns=") {
+            p.dns = Some(v.to_string());
         }
     }
     p
@@ -67,8 +75,14 @@ mod tests {
 
     #[test]
     fn parses_what_the_host_passes() {
-        let p = parse_cmdline("console=ttyS0 quiet hearth.overlay=/dev/vdb hearth.hostname=ws-1 init=/sbin/hearth-agent");
-        assert_eq!(p, BootParams { overlay: Some("/dev/vdb".into()), hostname: Some("ws-1".into()) });
+        let p = parse_cmdline("console=ttyS0 quiet hearth.overlay=/dev/vdb hearth.hostname=ws-1 hearth.net=10.0.0.2/30,10.0.0.1,1500 hearth.dns=1.1.1.1 init=/sbin/hearth-agent");
+        let want = BootParams {
+            overlay: Some("/dev/vdb".into()),
+            hostname: Some("ws-1".into()),
+            net: Some("10.0.0.2/30,10.0.0.1,1500".into()),
+            dns: Some("1.1.1.1".into()),
+        };
+        assert_eq!(p, want);
         assert_eq!(parse_cmdline("quiet"), BootParams::default());
     }
 }

@@ -150,6 +150,11 @@ impl<C: Conn> ExecClient<C> {
         }
     }
 
+    /// Mixes `seed` into the server's randomness.
+    pub fn add_entropy(&mut self, seed: &[u8]) -> Result<(), ExecError> {
+        self.pty_ok(&Request::AddEntropy { seed: seed.to_vec() })
+    }
+
     /// Asks the server to stop everything and power off; returns once acknowledged.
     pub fn shutdown(mut self) -> Result<(), ExecError> {
         send(&mut self.conn, &Request::Shutdown)?;

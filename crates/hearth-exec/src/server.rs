@@ -31,8 +31,9 @@ pub struct ServerConfig {
     /// Milliseconds since boot, reported in hello and health.
     pub uptime_ms: fn() -> u64,
     pub capabilities: Vec<String>,
-    /// Whether `set_time` requests are served (the guest agent: yes; the box keeps its own).
-    pub allow_set_time: bool,
+    /// Whether `set_time` and `add_entropy` are served (the guest agent: yes; the box keeps
+    /// its own clock and randomness).
+    pub allow_machine_settings: bool,
     /// The terminal sessions this server keeps.
     pub ptys: Sessions,
 }
@@ -164,10 +165,12 @@ pub fn serve_conn<C: Conn>(mut conn: C, cfg: &ServerConfig) -> Result<(), String
             }
             // Short requests: one answer each, then the next request.
             Request::Health => Event::Health { uptime_ms: (cfg.uptime_ms)(), mem_available_kib: mem_available_kib(), load1: load1() },
-            Request::SetTime { unix_ms } if cfg.allow_set_time => {
+            Request::SetTime { unix_ms } if cfg.allow_machine_settings => {
                 set_wall_clock(unix_ms).map_or_else(|message| Event::Error { message }, |()| Event::TimeSet)
             }
             Request::SetTime { .. } => Event::Error { message: "this server does not set its clock".into() },
+            Request::AddEntropy { seed } if cfg.allow_machine_settings => add_entropy(&seed).map_or_else(|message| Event::Error { message }, |()| Event::Ok),
+            Request::AddEntropy { .. } => Event::Error { message: "this server does not take entropy".into() },
             Request::ListDir { path } => files::list_dir(&path).unwrap_or_else(|message| Event::Error { message }),
             req @ (Request::PtyOpen(_) | Request::PtyList | Request::PtyResize { .. } | Request::PtySignal { .. } | Request::PtyClose { .. }) => {
                 pty::handle(&cfg.ptys, cfg, req)
@@ -187,6 +190,15 @@ fn request_path(req: &Request) -> Option<&str> {
         Request::ReadFile { path, .. } | Request::WriteFile { path, .. } | Request::ListDir { path } => Some(path),
         _ => None,
     }
+}
+
+/// Mixes `seed` into the kernel's pool (writing /dev/urandom mixes without crediting; the
+/// guest's virtio-rng and trusted CPU randomness are what credit it).
+fn add_entropy(seed: &[u8]) -> Result<(), String> {
+    if seed.len() > hearth_proto::control::MAX_ENTROPY_SEED {
+        return Err(format!("seed of {} bytes, at most {} allowed", seed.len(), hearth_proto::control::MAX_ENTROPY_SEED));
+    }
+    std::fs::OpenOptions::new().write(true).open("/dev/urandom").and_then(|mut f| std::io::Write::write_all(&mut f, seed)).map_err(|e| format!("writing /dev/urandom: {e}"))
 }
 
 fn set_wall_clock(unix_ms: u64) -> Result<(), String> {
@@ -235,7 +247,7 @@ mod tests {
             }),
             uptime_ms: || 42,
             capabilities: vec!["exec".into()],
-            allow_set_time: false,
+            allow_machine_settings: false,
             ptys: Default::default(),
         });
         std::thread::spawn(move || serve_incoming(listener.incoming(), cfg, ConnLimit::new(8)));
@@ -336,7 +348,9 @@ mod tests {
     #[test]
     fn set_time_is_refused_where_not_allowed() {
         let s = server(None);
-        assert!(matches!(s.client(None).unwrap().set_time(1), Err(ExecError::Refused(m)) if m.contains("does not set its clock")));
+        let mut c = s.client(None).unwrap();
+        assert!(matches!(c.set_time(1), Err(ExecError::Refused(m)) if m.contains("does not set its clock")));
+        assert!(matches!(c.add_entropy(b"seed"), Err(ExecError::Refused(m)) if m.contains("does not take entropy")));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub const MAX_ENV: usize = 256;
 /// Output an exec may produce (stdout + stderr) before it is killed, when the client sets
 /// no lower limit.
 pub const MAX_OUTPUT_BYTES: u64 = 64 << 20;
+/// Largest entropy seed a client may send.
+pub const MAX_ENTROPY_SEED: usize = 512;
 /// Longest path a request may name.
 pub const MAX_PATH_LEN: usize = 4096;
 /// Largest file `read_file` sends or `write_file` takes.
@@ -63,6 +65,7 @@ pub mod capability {
     pub const HEALTH: &str = "health";
     pub const SHUTDOWN: &str = "shutdown";
     pub const SET_TIME: &str = "set-time";
+    pub const ADD_ENTROPY: &str = "add-entropy";
     pub const EXEC_STDIN: &str = "exec-stdin";
     pub const FILES: &str = "files";
     pub const PTY: &str = "pty";
@@ -160,6 +163,12 @@ pub enum Request {
     /// snapshot wakes with the time it was taken). Answered by `time_set`.
     SetTime {
         unix_ms: u64,
+    },
+    /// Mix host randomness into the guest's pool (at most [`MAX_ENTROPY_SEED`] bytes): a
+    /// restored snapshot otherwise wakes with the random state every other restore of it has.
+    /// Answered by `ok`.
+    AddEntropy {
+        seed: Vec<u8>,
     },
     /// Stop everything, flush and unmount, power off.
     Shutdown,

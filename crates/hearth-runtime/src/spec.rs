@@ -51,7 +51,7 @@ impl Spec {
         if self.vcpus == 0 || self.vcpus > limits.max_vcpus {
             return invalid("vcpu_count", format!("must be 1-{}", limits.max_vcpus));
         }
-        if self.smt && self.vcpus % 2 != 0 {
+        if self.smt && !self.vcpus.is_multiple_of(2) {
             return invalid("smt_enabled", "needs an even vcpu_count".into());
         }
         if self.mem_mib < limits.min_mem_mib || self.mem_mib > limits.max_mem_mib {

@@ -203,6 +203,7 @@ impl Workstation {
             smt: self.spec.smt,
             hostname: self.spec.hostname(),
             extra_boot_args: vec![],
+            network: None,
         }
     }
 
@@ -265,7 +266,7 @@ impl Workstation {
         self.transition(State::Paused, State::Running, "resume", |vm| {
             vm.resume()?;
             // It slept through the time it was paused.
-            vm.sync_clock()
+            vm.sync_guest()
         })
     }
 

@@ -46,6 +46,19 @@ pub struct RateLimiter {
     pub ops: Option<TokenBucket>,
 }
 
+/// A virtio-net device backed by a tap on the host.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkInterface {
+    pub iface_id: String,
+    pub host_dev_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_mac: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rx_rate_limiter: Option<RateLimiter>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_rate_limiter: Option<RateLimiter>,
+}
+
 /// The virtio-rng device: the guest's entropy from the host's.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Entropy {

@@ -30,7 +30,7 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use crate::api::ApiClient;
-use crate::models::{ActionType, Balloon, BootSource, Drive, Entropy, InstanceAction, Logger, MachineConfig, Vsock};
+use crate::models::{ActionType, Balloon, BootSource, Drive, Entropy, InstanceAction, Logger, MachineConfig, NetworkInterface, RateLimiter, Vsock};
 use crate::error::VmmError;
 use crate::{AGENT_READY_PREFIX, GUEST_BOOT_ARGS};
 
@@ -55,6 +55,37 @@ pub struct VmConfig {
     pub hostname: String,
     /// Appended to the kernel command line (tests use it to break a boot on purpose).
     pub extra_boot_args: Vec<String>,
+    /// Its network, if it has one.
+    pub network: Option<NetConfig>,
+}
+
+/// A guest's network: a tap (in the workstation's network namespace) and the settings the
+/// agent applies at boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The network namespace Firecracker runs in (a `/run/netns/NAME` file); none: ours.
+    pub netns: Option<PathBuf>,
+    pub tap: String,
+    pub guest_mac: Option<String>,
+    pub address: std::net::Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: std::net::Ipv4Addr,
+    pub mtu: u16,
+    pub dns: Vec<std::net::Ipv4Addr>,
+    /// Host → guest and guest → host limits.
+    pub rx: Option<RateLimiter>,
+    pub tx: Option<RateLimiter>,
+}
+
+impl NetConfig {
+    /// The kernel command line words the agent reads.
+    fn boot_args(&self) -> Vec<String> {
+        let mut v = vec![format!("hearth.net={}/{},{},{}", self.address, self.prefix, self.gateway, self.mtu)];
+        if !self.dns.is_empty() {
+            v.push(format!("hearth.dns={}", self.dns.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")));
+        }
+        v
+    }
 }
 
 /// How a stop went.
@@ -133,7 +164,8 @@ impl Vm {
 
     fn launch_once(dir: &Path, cfg: &VmConfig, ready_timeout: Duration) -> Result<(Vm, LaunchTimings), VmmError> {
         let t_spawn = Instant::now();
-        let (vm, console_start) = Vm::spawn(dir, &cfg.firecracker)?;
+        let netns = cfg.network.as_ref().and_then(|n| n.netns.as_deref());
+        let (vm, console_start) = Vm::spawn(dir, &cfg.firecracker, netns)?;
         let booted = vm.wait_api().and_then(|()| {
             let spawn_to_api = t_spawn.elapsed();
             vm.configure(cfg)?;
@@ -141,7 +173,7 @@ impl Vm {
             vm.api().put("/actions", &InstanceAction { action_type: ActionType::InstanceStart })?;
             let start_call = t_start.elapsed();
             let (seen_at, guest_boot_ms) = vm.wait_ready(&vm.console_log(), console_start, ready_timeout)?;
-            vm.sync_clock()?;
+            vm.sync_guest()?;
             Ok(LaunchTimings {
                 spawn_to_api_ms: ms(spawn_to_api),
                 instance_start_call_ms: ms(start_call),
@@ -161,7 +193,7 @@ impl Vm {
 
     /// Starts a detached Firecracker for `dir` (stale sockets removed, console appended to,
     /// pid file written). Returns the VM and where this run's console output begins.
-    fn spawn(dir: &Path, firecracker: &Path) -> Result<(Vm, u64), VmmError> {
+    fn spawn(dir: &Path, firecracker: &Path, netns: Option<&Path>) -> Result<(Vm, u64), VmmError> {
         let io = |what: &str| {
             let what = what.to_string();
             move |source| VmmError::Io { what: what.clone(), source }
@@ -180,10 +212,17 @@ impl Vm {
         let mut cmd = Command::new(firecracker);
         cmd.arg("--api-sock").arg(dir.join("api.sock")).args(["--id", "hearth"]).current_dir(dir);
         cmd.stdin(Stdio::null()).stdout(console).stderr(console_err);
-        // SAFETY: setsid is async-signal-safe. Its own session: the VM outlives us and our
-        // terminal's signals.
+        // Opened here, entered in the child: its tap lives in that namespace.
+        let netns = netns.map(|p| fs::File::open(p).map_err(io(&format!("opening network namespace {}", p.display())))).transpose()?;
+        // SAFETY: setsid and setns are async-signal-safe. Its own session: the VM outlives us
+        // and our terminal's signals.
         unsafe {
-            cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+            cmd.pre_exec(move || {
+                if let Some(ns) = &netns {
+                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+                }
+                nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
+            });
         }
         let child = cmd.spawn().map_err(|source| VmmError::Spawn { binary: firecracker.to_path_buf(), source })?;
         let vm = Vm { dir: dir.to_path_buf(), pid: child.id() };
@@ -215,6 +254,16 @@ impl Vm {
             Overlay::Tmpfs => "hearth.overlay=tmpfs",
         };
         let mut args = vec![GUEST_BOOT_ARGS.to_string(), overlay_arg.into(), format!("hearth.hostname={}", cfg.hostname)];
+        if let Some(net) = &cfg.network {
+            args.extend(net.boot_args());
+            api.put("/network-interfaces/eth0", &NetworkInterface {
+                iface_id: "eth0".into(),
+                host_dev_name: net.tap.clone(),
+                guest_mac: net.guest_mac.clone(),
+                rx_rate_limiter: net.rx,
+                tx_rate_limiter: net.tx,
+            })?;
+        }
         args.extend(cfg.extra_boot_args.iter().cloned());
         api.put("/boot-source", &BootSource { kernel_image_path: path_str(&cfg.kernel), boot_args: args.join(" "), initrd_path: None })?;
         api.put("/drives/base", &Drive { drive_id: "base".into(), path_on_host: path_str(&cfg.base_image), is_root_device: true, is_read_only: true, rate_limiter: None })?;
@@ -338,8 +387,9 @@ impl Vm {
     /// Starts a fresh Firecracker for `dir` from a snapshot of a VM that lived in the same
     /// directory (its disks and vsock path are restored as they were) and resumes it;
     /// returns once the agent answers.
-    pub fn restore(dir: &Path, firecracker: &Path, state: &Path, mem: &Path, timeout: Duration) -> Result<Vm, VmmError> {
-        let (vm, _) = Vm::spawn(dir, firecracker)?;
+    /// A guest with a network is restored in the same namespace (`netns`), where its tap is.
+    pub fn restore(dir: &Path, firecracker: &Path, netns: Option<&Path>, state: &Path, mem: &Path, timeout: Duration) -> Result<Vm, VmmError> {
+        let (vm, _) = Vm::spawn(dir, firecracker, netns)?;
         let restored = vm.wait_api().and_then(|()| {
             vm.api().put("/snapshot/load", &serde_json::json!({
                 "snapshot_path": path_str(state),
@@ -352,7 +402,7 @@ impl Vm {
             loop {
                 match vm.agent(Duration::from_secs(5)) {
                     // It woke with the clock of the moment it was snapshotted.
-                    Ok(_) => return vm.sync_clock(),
+                    Ok(_) => return vm.sync_guest(),
                     Err(e) if Instant::now() > deadline => return Err(e),
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -365,10 +415,17 @@ impl Vm {
         Ok(vm)
     }
 
-    /// Sets the guest's wall clock to the host's (no RTC in the guest; restores wake stale).
-    pub fn sync_clock(&self) -> Result<(), VmmError> {
+    /// Sets the guest's wall clock to the host's (no RTC in the guest; restores wake stale)
+    /// and mixes fresh host randomness into it (restores of one snapshot wake with the same
+    /// random state), over one control connection.
+    pub fn sync_guest(&self) -> Result<(), VmmError> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        Ok(self.agent(Duration::from_secs(10))?.set_time(now.as_millis() as u64)?)
+        let mut seed = [0u8; 64];
+        fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed)).map_err(|source| VmmError::Io { what: "reading /dev/urandom".into(), source })?;
+        let mut agent = self.agent(Duration::from_secs(10))?;
+        agent.set_time(now.as_millis() as u64)?;
+        agent.add_entropy(&seed)?;
+        Ok(())
     }
 
     pub fn pause(&self) -> Result<(), VmmError> {

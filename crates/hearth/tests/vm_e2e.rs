@@ -44,6 +44,7 @@ fn config(cache: &Cache, overlay: Overlay, hostname: &str) -> VmConfig {
         smt: false,
         hostname: hostname.into(),
         extra_boot_args: vec![],
+        network: None,
     }
 }
 
@@ -89,7 +90,7 @@ fn a_vm_pauses_snapshots_and_restores_with_its_memory_and_clock() {
     vm.kill();
     // Long enough that a guest waking with its snapshot's clock would be visibly behind.
     std::thread::sleep(Duration::from_secs(8));
-    let vm = Vm::restore(&root.join("rw"), &rw.firecracker, &state, &mem, Duration::from_secs(60)).unwrap();
+    let vm = Vm::restore(&root.join("rw"), &rw.firecracker, None, &state, &mem, Duration::from_secs(60)).unwrap();
     assert_eq!(sh(&vm, Some("scientist"), "cat /tmp/marker ~/notes").1, "in-memory\nkept\n");
     // The guest's wall clock follows the host's, after boot and after a restore.
     let guest_now: u64 = sh(&vm, None, "date +%s").1.trim().parse().unwrap();
@@ -97,5 +98,58 @@ fn a_vm_pauses_snapshots_and_restores_with_its_memory_and_clock() {
     assert!(guest_now.abs_diff(host_now) <= 5, "guest clock {guest_now}, host {host_now}");
     assert_eq!(vm.stop(Duration::from_secs(30)), StopKind::Clean);
     assert!(Vm::attach(vm.dir()).is_none());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Runs `ip` in the box (test set-up only; hearth's own network code is netlink, issue 6).
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip").args(args).output().unwrap();
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_guest_takes_its_network_from_the_host() {
+    if delegated_to_box("a_guest_takes_its_network_from_the_host") {
+        return;
+    }
+    use hearth_vmm::models::{RateLimiter, TokenBucket};
+    use hearth_vmm::vm::NetConfig;
+    // A namespace of the test's own, holding the tap: no traffic leaves it.
+    let ns = format!("hearth-t{}", std::process::id());
+    ip(&["netns", "add", &ns]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    ip(&["-n", &ns, "tuntap", "add", "dev", "tap0", "mode", "tap"]);
+    ip(&["-n", &ns, "addr", "add", "10.213.0.1/30", "dev", "tap0"]);
+    ip(&["-n", &ns, "link", "set", "tap0", "up"]);
+    let cache = Cache::new(common::cache_dir());
+    let root: PathBuf = PathBuf::from(std::env::var("HEARTH_DATA_DIR").unwrap()).join(format!("vm-net-{}", std::process::id()));
+    let mut cfg = config(&cache, Overlay::Tmpfs, "ws-net");
+    cfg.network = Some(NetConfig {
+        netns: Some(PathBuf::from(format!("/run/netns/{ns}"))),
+        tap: "tap0".into(),
+        guest_mac: Some("06:00:0a:d5:00:02".into()),
+        address: [10, 213, 0, 2].into(),
+        prefix: 30,
+        gateway: [10, 213, 0, 1].into(),
+        mtu: 1400,
+        dns: vec![[10, 213, 0, 1].into()],
+        rx: Some(RateLimiter { bandwidth: Some(TokenBucket::per_second(10 << 20)), ops: None }),
+        tx: None,
+    });
+    let vm = Vm::launch(&root, &cfg, Duration::from_secs(120)).unwrap();
+    let (status, out) = sh(
+        &vm,
+        None,
+        "ip -4 -o addr show eth0 | awk '{print $4}'; cat /sys/class/net/eth0/mtu /sys/class/net/eth0/address; \
+         ip route show default | cut -d' ' -f1-3; grep nameserver /etc/resolv.conf; \
+         ip -o link show lo | grep -c LOWER_UP; ping -c1 -W5 10.213.0.1 >/dev/null && echo gateway-answers",
+    );
+    assert_eq!(
+        (status, out.as_str()),
+        (0, "10.213.0.2/30\n1400\n06:00:0a:d5:00:02\ndefault via 10.213.0.1\nnameserver 10.213.0.1\n1\ngateway-answers\n")
+    );
+    // The reply came back through the tap: the namespace reaches the guest too.
+    vm.kill();
+    ip(&["netns", "del", &ns]);
     std::fs::remove_dir_all(&root).unwrap();
 }

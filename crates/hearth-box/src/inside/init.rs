@@ -99,7 +99,7 @@ fn server_main() -> i32 {
         on_shutdown: Box::new(shutdown),
         uptime_ms: hearth_init::uptime_ms,
         capabilities: [capability::EXEC, capability::EXEC_STDIN, capability::FILES, capability::PTY, capability::HEALTH, capability::SHUTDOWN].map(String::from).to_vec(),
-        allow_set_time: false,
+        allow_machine_settings: false,
         ptys: Default::default(),
     };
     serve_incoming(listener.incoming(), Arc::new(cfg), ConnLimit::new(MAX_CONNECTIONS));

@@ -26,7 +26,7 @@ pub(crate) fn server() -> Server {
         on_shutdown: Box::new(|| {}),
         uptime_ms: || 1,
         capabilities: vec![],
-        allow_set_time: false,
+        allow_machine_settings: false,
         ptys: Default::default(),
     });
     std::thread::spawn(move || serve_incoming(listener.incoming(), cfg, ConnLimit::new(64)));
