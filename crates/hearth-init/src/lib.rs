@@ -207,9 +207,15 @@ pub mod proc {
         if kill(Pid::from_raw(pid as i32), None) == Err(Errno::ESRCH) {
             return false;
         }
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).contains(name))
-            .unwrap_or(false)
+        match std::fs::read(format!("/proc/{pid}/cmdline")) {
+            // Empty while the process is inside execve (a jailer becoming Firecracker) and
+            // for a zombie: alive unless it is the zombie.
+            Ok(c) if c.is_empty() => std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+                .unwrap_or(false),
+            Ok(c) => String::from_utf8_lossy(&c).contains(name),
+            Err(_) => false,
+        }
     }
 
     /// Waits up to `timeout` for `pid` to stop being alive.

@@ -7,8 +7,10 @@
 //!   state.json        its state and timestamps (replaced atomically on every change)
 //!   .lock             held while an operation runs: one operation at a time, across processes
 //!   overlay.ext4      its writable disk (absent for a read-only workstation)
-//!   vm/               the Firecracker side (see hearth_vmm::vm): api.sock, v.sock and
-//!                     firecracker.pid while running; console.log and firecracker.log kept
+//!   vm/               the Firecracker side (see hearth_vmm::vm and hearth_vmm::jail):
+//!                     firecracker.pid and, jailed, root -> firecracker/<jail>/root (the
+//!                     chroot with api.sock, v.sock) while running; console.log and
+//!                     firecracker.log kept after
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -45,14 +47,18 @@ impl Layout {
     }
 }
 
-/// A workstation id: 1-63 characters of `[a-z0-9-]`, not starting with `-` (it names a
-/// directory, a hostname and, later, network devices).
+/// Longest workstation id: it names a directory whose socket paths must stay under the
+/// kernel's 108-byte limit, and a jail and cgroup (64 bytes with a prefix).
+pub const MAX_ID_LEN: usize = 40;
+
+/// A workstation id: 1-40 characters of `[a-z0-9-]`, not starting with `-` (it names a
+/// directory, a hostname, a jail and, later, network devices).
 pub fn validate_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty() && id.len() <= 63 && !id.starts_with('-') && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok = !id.is_empty() && id.len() <= MAX_ID_LEN && !id.starts_with('-') && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err("must be 1-63 characters of [a-z0-9-], not starting with `-`".into())
+        Err(format!("must be 1-{MAX_ID_LEN} characters of [a-z0-9-], not starting with `-`"))
     }
 }
 
@@ -62,10 +68,10 @@ mod tests {
 
     #[test]
     fn ids_are_safe_names() {
-        for ok in ["a", "ws-1", &"x".repeat(63)] {
+        for ok in ["a", "ws-1", &"x".repeat(MAX_ID_LEN)] {
             assert!(validate_id(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", "A", "a/b", "..", "a b", &"x".repeat(64)] {
+        for bad in ["", "-a", "A", "a/b", "..", "a b", &"x".repeat(MAX_ID_LEN + 1)] {
             assert!(validate_id(bad).is_err(), "{bad}");
         }
     }

@@ -21,4 +21,4 @@ pub mod workstation;
 pub use error::RuntimeError;
 pub use record::{Record, State};
 pub use spec::{Limits, Spec};
-pub use workstation::{Artifacts, Runtime, Status, Workstation};
+pub use workstation::{Artifacts, Jail, Runtime, Status, Workstation};

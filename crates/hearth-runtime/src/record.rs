@@ -35,6 +35,9 @@ pub struct Record {
     pub last_stop: Option<String>,
     /// Why it is crashed, when it is.
     pub crash: Option<String>,
+    /// The uid (and gid) its jailed Firecracker runs as; unique among workstations.
+    #[serde(default)]
+    pub jail_uid: Option<u32>,
 }
 
 pub(crate) fn now_unix_ms() -> u64 {

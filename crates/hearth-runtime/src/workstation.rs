@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use hearth_exec::ExecClient;
 use hearth_fs::DirLock;
+use hearth_vmm::jail::JailConfig;
 use hearth_vmm::vm::{create_ext4_disk, LaunchTimings, Overlay, StopKind, Vm, VmConfig};
 
 use crate::layout::{validate_id, Layout};
@@ -30,12 +31,26 @@ pub struct Artifacts {
     pub mkfs: PathBuf,
 }
 
+/// Running Firecracker jailed: each workstation's VMM gets its own uid, chroot and cgroup.
+#[derive(Debug, Clone)]
+pub struct Jail {
+    pub jailer: PathBuf,
+    /// Workstations' uids (and gids) are allocated from here up.
+    pub uid_base: u32,
+}
+
+/// Memory a jailed Firecracker may use beyond its guest's (its own code, buffers, devices).
+const VMM_MEM_OVERHEAD_MIB: u64 = 192;
+/// Tasks a jailed Firecracker may have beyond one per vCPU (API, event loop, helpers).
+const VMM_EXTRA_TASKS: u32 = 32;
+
 /// All workstations under one data directory.
 #[derive(Debug, Clone)]
 pub struct Runtime {
     root: PathBuf,
     artifacts: Artifacts,
     limits: Limits,
+    jail: Option<Jail>,
     /// How long a guest may take from InstanceStart to its agent's readiness line.
     pub ready_timeout: Duration,
     /// How long each stop step (agent shutdown, then Ctrl-Alt-Del) may take.
@@ -76,7 +91,31 @@ impl Runtime {
     pub fn new(data_dir: &Path, artifacts: Artifacts, limits: Limits) -> Result<Self, RuntimeError> {
         let root = data_dir.join("workstations");
         fs::create_dir_all(&root).map_err(RuntimeError::io(format!("creating {}", root.display())))?;
-        Ok(Self { root, artifacts, limits, ready_timeout: Duration::from_secs(120), stop_timeout: Duration::from_secs(30) })
+        Ok(Self { root, artifacts, limits, jail: None, ready_timeout: Duration::from_secs(120), stop_timeout: Duration::from_secs(30) })
+    }
+
+    /// Runs every workstation's Firecracker under the jailer (needs root).
+    pub fn with_jail(mut self, jail: Jail) -> Self {
+        self.jail = Some(jail);
+        self
+    }
+
+    /// The lowest uid from the jail's base no workstation has; call with the root locked.
+    fn free_uid(&self, base: u32) -> Result<u32, RuntimeError> {
+        let mut used = Vec::new();
+        for id in self.ids()? {
+            if let Ok(rec) = read_json::<Record>(&Layout::new(&self.root, &id).state()) {
+                used.extend(rec.jail_uid);
+            }
+        }
+        used.sort_unstable();
+        let mut uid = base;
+        for u in used {
+            if u == uid {
+                uid += 1;
+            }
+        }
+        Ok(uid)
     }
 
     pub fn root(&self) -> &Path {
@@ -102,7 +141,18 @@ impl Runtime {
                 create_ext4_disk(&layout.overlay(), u64::from(spec.disk_gib) << 30, &self.artifacts.mkfs)?;
             }
             fs::create_dir(layout.vm()).map_err(RuntimeError::io("creating the vm directory"))?;
-            let record = Record { state: State::Stopped, created_unix_ms: now_unix_ms(), started_unix_ms: None, stopped_unix_ms: None, last_stop: None, crash: None };
+            // uids are allocated under the lock of the whole root, so two creates never share one.
+            let _all = self.jail.as_ref().map(|_| DirLock::acquire(&self.root)).transpose().map_err(RuntimeError::io("locking the workstations"))?;
+            let jail_uid = self.jail.as_ref().map(|j| self.free_uid(j.uid_base)).transpose()?;
+            let record = Record {
+                state: State::Stopped,
+                created_unix_ms: now_unix_ms(),
+                started_unix_ms: None,
+                stopped_unix_ms: None,
+                last_stop: None,
+                crash: None,
+                jail_uid,
+            };
             write_json(&layout.state(), &record)?;
             // Last: a directory without spec.json is a creation that did not finish.
             write_json(&layout.spec(), &spec)
@@ -191,8 +241,22 @@ impl Workstation {
         Ok((record, vm))
     }
 
-    fn vm_config(&self) -> VmConfig {
+    fn vm_config(&self, record: &Record) -> VmConfig {
         let a = &self.rt.artifacts;
+        let jail = match (&self.rt.jail, record.jail_uid) {
+            (Some(j), Some(uid)) => Some(JailConfig {
+                jailer: j.jailer.clone(),
+                id: self.jail_id(),
+                uid,
+                gid: uid,
+                cgroup: vec![
+                    format!("memory.max={}", (u64::from(self.spec.mem_mib) + VMM_MEM_OVERHEAD_MIB) << 20),
+                    format!("cpu.max={} 100000", u32::from(self.spec.vcpus) * 100_000),
+                    format!("pids.max={}", u32::from(self.spec.vcpus) + VMM_EXTRA_TASKS),
+                ],
+            }),
+            _ => None,
+        };
         VmConfig {
             firecracker: a.firecracker.clone(),
             kernel: a.kernel.clone(),
@@ -204,7 +268,15 @@ impl Workstation {
             hostname: self.spec.hostname(),
             extra_boot_args: vec![],
             network: None,
+            jail,
         }
+    }
+
+    /// The jail's id: unique on the host even when several data directories use the same
+    /// workstation ids (a stable hash of this runtime's root in front).
+    fn jail_id(&self) -> String {
+        let h = self.rt.root.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+        format!("h{:08x}-{}", h as u32, self.id)
     }
 
     /// Boots it; returns once its agent is ready. A guest that is not ready in time is killed
@@ -226,7 +298,7 @@ impl Workstation {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("base image {} is gone", self.spec.base_image.display())),
             });
         }
-        let mut cfg = self.vm_config();
+        let mut cfg = self.vm_config(&record);
         cfg.extra_boot_args = extra_boot_args.to_vec();
         let (_, timings) = Vm::launch_timed(&self.layout.vm(), &cfg, self.rt.ready_timeout)?;
         record.state = State::Running;

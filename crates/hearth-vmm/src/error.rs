@@ -9,8 +9,8 @@ use crate::api::ApiError;
 pub enum VmmError {
     #[error("starting {binary} failed")]
     Spawn { binary: PathBuf, #[source] source: std::io::Error },
-    #[error("Firecracker's API socket {socket} did not accept connections within {timeout:?}")]
-    ApiNotReady { socket: PathBuf, timeout: Duration },
+    #[error("Firecracker's API socket {socket} did not accept connections within {timeout:?}; console tail:\n{console_tail}")]
+    ApiNotReady { socket: PathBuf, timeout: Duration, console_tail: String },
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error("{what} failed")]

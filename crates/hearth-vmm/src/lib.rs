@@ -7,6 +7,7 @@
 //! - [`error`]: the crate's errors.
 //! - [`vm`]: one workstation VM: detached Firecracker, its directory, launch / attach /
 //!   stop / kill / pause / resume, overlay disks.
+//! - [`jail`]: Firecracker under its jailer: uid/gid, chroot, cgroup v2 limits.
 //! - [`vsock`]: reaching a guest's vsock port through Firecracker's unix socket.
 //! - [`probe`]: a throwaway boot of the guest kernel + root filesystem to the agent's
 //!   readiness line, with timings: the boot check, `hearth doctor`'s KVM probe, and the
@@ -16,6 +17,7 @@
 
 pub mod api;
 pub mod error;
+pub mod jail;
 pub mod models;
 pub mod probe;
 pub mod vm;

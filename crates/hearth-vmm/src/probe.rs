@@ -80,6 +80,7 @@ pub fn probe_boot(spec: &ProbeSpec) -> Result<ProbeReport, VmmError> {
         hostname: "probe".into(),
         extra_boot_args: spec.extra_boot_args.clone(),
         network: None,
+        jail: None,
     };
     let console_log = spec.work_dir.join("console.log");
     // One probe's console per report.

@@ -30,6 +30,7 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use crate::api::ApiClient;
+use crate::jail::{self, BindFile, JailConfig};
 use crate::models::{ActionType, Balloon, BootSource, Drive, Entropy, InstanceAction, Logger, MachineConfig, NetworkInterface, RateLimiter, Vsock};
 use crate::error::VmmError;
 use crate::{AGENT_READY_PREFIX, GUEST_BOOT_ARGS};
@@ -57,6 +58,8 @@ pub struct VmConfig {
     pub extra_boot_args: Vec<String>,
     /// Its network, if it has one.
     pub network: Option<NetConfig>,
+    /// Run under the jailer (unprivileged, chrooted, in its own cgroup); none: as we run.
+    pub jail: Option<JailConfig>,
 }
 
 /// A guest's network: a tap (in the workstation's network namespace) and the settings the
@@ -165,7 +168,8 @@ impl Vm {
     fn launch_once(dir: &Path, cfg: &VmConfig, ready_timeout: Duration) -> Result<(Vm, LaunchTimings), VmmError> {
         let t_spawn = Instant::now();
         let netns = cfg.network.as_ref().and_then(|n| n.netns.as_deref());
-        let (vm, console_start) = Vm::spawn(dir, &cfg.firecracker, netns)?;
+        let jail = cfg.jail.as_ref().map(|j| (j, jail_files(cfg)));
+        let (vm, console_start) = Vm::spawn(dir, &cfg.firecracker, netns, jail)?;
         let booted = vm.wait_api().and_then(|()| {
             let spawn_to_api = t_spawn.elapsed();
             vm.configure(cfg)?;
@@ -193,24 +197,28 @@ impl Vm {
 
     /// Starts a detached Firecracker for `dir` (stale sockets removed, console appended to,
     /// pid file written). Returns the VM and where this run's console output begins.
-    fn spawn(dir: &Path, firecracker: &Path, netns: Option<&Path>) -> Result<(Vm, u64), VmmError> {
+    fn spawn(dir: &Path, firecracker: &Path, netns: Option<&Path>, jail: Option<(&JailConfig, Vec<BindFile>)>) -> Result<(Vm, u64), VmmError> {
         let io = |what: &str| {
             let what = what.to_string();
             move |source| VmmError::Io { what: what.clone(), source }
         };
         fs::create_dir_all(dir).map_err(io("creating the VM directory"))?;
         // v.sock too: its path comes back from a snapshot, and a stale file breaks the VM.
-        for stale in ["api.sock", "v.sock", PID_FILE] {
-            let _ = fs::remove_file(dir.join(stale));
-        }
+        Vm::forget_dir(dir);
         let console = fs::OpenOptions::new().create(true).append(true).open(dir.join("console.log")).map_err(io("opening console.log"))?;
         // Firecracker writes its log from offset 0 (no O_APPEND): keep the last run's aside.
         let _ = fs::rename(dir.join(FC_LOG), dir.join(format!("{FC_LOG}.1")));
-        fs::File::create(dir.join(FC_LOG)).map_err(io("creating firecracker.log"))?;
         let console_start = console.metadata().map(|m| m.len()).unwrap_or(0);
         let console_err = console.try_clone().map_err(io("cloning console.log"))?;
-        let mut cmd = Command::new(firecracker);
-        cmd.arg("--api-sock").arg(dir.join("api.sock")).args(["--id", "hearth"]).current_dir(dir);
+        let (mut cmd, binary) = match &jail {
+            Some((cfg, files)) => (jail::command(dir, cfg, firecracker, files, FC_LOG)?, cfg.jailer.clone()),
+            None => {
+                fs::File::create(dir.join(FC_LOG)).map_err(io("creating firecracker.log"))?;
+                let mut cmd = Command::new(firecracker);
+                cmd.arg("--api-sock").arg(dir.join("api.sock")).args(["--id", "hearth"]).current_dir(dir);
+                (cmd, firecracker.to_path_buf())
+            }
+        };
         cmd.stdin(Stdio::null()).stdout(console).stderr(console_err);
         // Opened here, entered in the child: its tap lives in that namespace.
         let netns = netns.map(|p| fs::File::open(p).map_err(io(&format!("opening network namespace {}", p.display())))).transpose()?;
@@ -224,7 +232,13 @@ impl Vm {
                 nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
             });
         }
-        let child = cmd.spawn().map_err(|source| VmmError::Spawn { binary: firecracker.to_path_buf(), source })?;
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(source) => {
+                Vm::forget_dir(dir);
+                return Err(VmmError::Spawn { binary, source });
+            }
+        };
         let vm = Vm { dir: dir.to_path_buf(), pid: child.id() };
         if let Err(e) = hearth_fs::write_atomic(&dir.join(PID_FILE), vm.pid.to_string().as_bytes()) {
             vm.kill();
@@ -239,7 +253,10 @@ impl Vm {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !api.is_listening() {
             if !self.is_running() || Instant::now() > deadline {
-                return Err(VmmError::ApiNotReady { socket: api.socket().to_path_buf(), timeout: Duration::from_secs(10) });
+                // Whatever Firecracker or the jailer said on the way out is on its stderr.
+                let text = fs::read(self.console_log()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                let console_tail = text[text.ceil_char_boundary(text.len().saturating_sub(TAIL_BYTES as usize))..].to_string();
+                return Err(VmmError::ApiNotReady { socket: api.socket().to_path_buf(), timeout: Duration::from_secs(10), console_tail });
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -248,7 +265,11 @@ impl Vm {
 
     fn configure(&self, cfg: &VmConfig) -> Result<(), VmmError> {
         let api = self.api();
-        api.put("/logger", &Logger { log_path: path_str(&self.dir.join(FC_LOG)), level: "Warning".into(), show_level: true, show_log_origin: false })?;
+        // Inside a jail Firecracker sees its chroot: the files are where jail_files put them.
+        let jailed = cfg.jail.is_some();
+        let at = |host: &Path, name: &str| if jailed { format!("/{name}") } else { path_str(host) };
+        let run = self.run_dir();
+        api.put("/logger", &Logger { log_path: at(&run.join(FC_LOG), FC_LOG), level: "Warning".into(), show_level: true, show_log_origin: false })?;
         let overlay_arg = match cfg.overlay {
             Overlay::Disk(_) => "hearth.overlay=/dev/vdb",
             Overlay::Tmpfs => "hearth.overlay=tmpfs",
@@ -265,13 +286,14 @@ impl Vm {
             })?;
         }
         args.extend(cfg.extra_boot_args.iter().cloned());
-        api.put("/boot-source", &BootSource { kernel_image_path: path_str(&cfg.kernel), boot_args: args.join(" "), initrd_path: None })?;
-        api.put("/drives/base", &Drive { drive_id: "base".into(), path_on_host: path_str(&cfg.base_image), is_root_device: true, is_read_only: true, rate_limiter: None })?;
+        api.put("/boot-source", &BootSource { kernel_image_path: at(&cfg.kernel, KERNEL_NAME), boot_args: args.join(" "), initrd_path: None })?;
+        let base = Drive { drive_id: "base".into(), path_on_host: at(&cfg.base_image, BASE_NAME), is_root_device: true, is_read_only: true, rate_limiter: None };
+        api.put("/drives/base", &base)?;
         if let Overlay::Disk(disk) = &cfg.overlay {
-            api.put("/drives/overlay", &Drive { drive_id: "overlay".into(), path_on_host: path_str(disk), is_root_device: false, is_read_only: false, rate_limiter: None })?;
+            api.put("/drives/overlay", &Drive { drive_id: "overlay".into(), path_on_host: at(disk, OVERLAY_NAME), is_root_device: false, is_read_only: false, rate_limiter: None })?;
         }
         api.put("/machine-config", &MachineConfig { vcpu_count: cfg.vcpus, mem_size_mib: cfg.mem_mib, smt: cfg.smt.then_some(true) })?;
-        api.put("/vsock", &Vsock { guest_cid: 3, uds_path: path_str(&self.dir.join("v.sock")) })?;
+        api.put("/vsock", &Vsock { guest_cid: 3, uds_path: at(&run.join("v.sock"), "v.sock") })?;
         api.put("/entropy", &Entropy::default())?;
         // Empty at boot; inflating it later hands an idle guest's memory back to the host.
         api.put("/balloon", &Balloon { amount_mib: 0, deflate_on_oom: true, stats_polling_interval_s: BALLOON_STATS_SECS })?;
@@ -340,7 +362,7 @@ impl Vm {
 
     /// The end of Firecracker's own log for this run.
     pub fn firecracker_log_tail(&self) -> String {
-        let text = fs::read(self.dir.join(FC_LOG)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let text = fs::read(self.run_dir().join(FC_LOG)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
         let start = text.ceil_char_boundary(text.len().saturating_sub(TAIL_BYTES as usize));
         text[start..].to_string()
     }
@@ -359,7 +381,7 @@ impl Vm {
     }
 
     pub fn api(&self) -> ApiClient {
-        ApiClient::new(self.dir.join("api.sock"))
+        ApiClient::new(self.run_dir().join("api.sock"))
     }
 
     pub fn is_running(&self) -> bool {
@@ -368,7 +390,7 @@ impl Vm {
 
     /// A control connection to the guest agent (hello done).
     pub fn agent(&self, timeout: Duration) -> Result<ExecClient<UnixStream>, VmmError> {
-        let stream = crate::vsock::connect(&self.dir.join("v.sock"), AGENT_VSOCK_PORT, timeout)?;
+        let stream = crate::vsock::connect(&self.run_dir().join("v.sock"), AGENT_VSOCK_PORT, timeout)?;
         Ok(ExecClient::hello(stream, None, timeout)?)
     }
 
@@ -389,7 +411,7 @@ impl Vm {
     /// returns once the agent answers.
     /// A guest with a network is restored in the same namespace (`netns`), where its tap is.
     pub fn restore(dir: &Path, firecracker: &Path, netns: Option<&Path>, state: &Path, mem: &Path, timeout: Duration) -> Result<Vm, VmmError> {
-        let (vm, _) = Vm::spawn(dir, firecracker, netns)?;
+        let (vm, _) = Vm::spawn(dir, firecracker, netns, None)?;
         let restored = vm.wait_api().and_then(|()| {
             vm.api().put("/snapshot/load", &serde_json::json!({
                 "snapshot_path": path_str(state),
@@ -475,12 +497,41 @@ impl Vm {
         Vm::forget_dir(&self.dir);
     }
 
-    /// Removes the sockets and pid file a VM that is no longer running left in `dir`.
+    /// Removes what a VM that is no longer running left in `dir`: sockets, pid file, and a
+    /// jail's chroot and cgroup (its log kept).
     pub fn forget_dir(dir: &Path) {
+        jail::cleanup_dir(dir, None);
         for f in ["api.sock", "v.sock", PID_FILE] {
             let _ = fs::remove_file(dir.join(f));
         }
     }
+
+    /// Where Firecracker's sockets and live log are: the chroot when jailed, else `dir`.
+    pub fn run_dir(&self) -> PathBuf {
+        let root = self.dir.join(jail::ROOT_LINK);
+        if root.is_dir() {
+            root
+        } else {
+            self.dir.clone()
+        }
+    }
+}
+
+/// Names of the VM's files inside a jail.
+const KERNEL_NAME: &str = "vmlinux";
+const BASE_NAME: &str = "base.ext4";
+const OVERLAY_NAME: &str = "overlay.ext4";
+
+/// The files a jailed VM needs bind-mounted into its chroot.
+fn jail_files(cfg: &VmConfig) -> Vec<BindFile> {
+    let mut v = vec![
+        BindFile { host: cfg.kernel.clone(), name: KERNEL_NAME, writable: false },
+        BindFile { host: cfg.base_image.clone(), name: BASE_NAME, writable: false },
+    ];
+    if let Overlay::Disk(d) = &cfg.overlay {
+        v.push(BindFile { host: d.clone(), name: OVERLAY_NAME, writable: true });
+    }
+    v
 }
 
 /// The guest uptime in the readiness line (`… ready boot_ms=812 …`).

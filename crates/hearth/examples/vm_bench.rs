@@ -60,6 +60,7 @@ fn main() {
         hostname: "bench".into(),
         extra_boot_args: vec![],
         network: None,
+        jail: None,
     };
     let (mut launch, mut stop, mut rss, mut exec, mut local) = (vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..boots {

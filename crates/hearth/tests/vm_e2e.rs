@@ -45,6 +45,7 @@ fn config(cache: &Cache, overlay: Overlay, hostname: &str) -> VmConfig {
         hostname: hostname.into(),
         extra_boot_args: vec![],
         network: None,
+        jail: None,
     }
 }
 

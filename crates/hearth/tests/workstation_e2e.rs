@@ -16,7 +16,7 @@ use hearth_exec::{ExecError, PtyEvent, PtyStream, WriteFile};
 use hearth_image::{refs, Cache};
 use hearth_proto::control::{Event, ExecSpec, PtySpec, TAG_CONTROL};
 use hearth_proto::frame::{read_frame, write_frame};
-use hearth_runtime::{Artifacts, Limits, Runtime, RuntimeError, Spec, State, Workstation};
+use hearth_runtime::{Artifacts, Jail, Limits, Runtime, RuntimeError, Spec, State, Workstation};
 use hearth_vmm::vm::StopKind;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -26,7 +26,8 @@ fn runtime(tag: &str) -> (Runtime, PathBuf) {
     let file = |name: &str, f: &str| cache.resolve_file(name, f).unwrap();
     let data = PathBuf::from(std::env::var("HEARTH_DATA_DIR").unwrap()).join(format!("{tag}-{}", std::process::id()));
     let artifacts = Artifacts { firecracker: file(refs::FIRECRACKER, "firecracker"), kernel: file(refs::GUEST_KERNEL, "vmlinux"), mkfs: "mkfs.ext4".into() };
-    let rt = Runtime::new(&data, artifacts, Limits::default()).unwrap();
+    let jail = Jail { jailer: file(refs::FIRECRACKER, "jailer"), uid_base: 900_000 };
+    let rt = Runtime::new(&data, artifacts, Limits::default()).unwrap().with_jail(jail);
     (rt, file(&refs::rootfs(refs::DEFAULT_RECIPE), "rootfs.ext4"))
 }
 
@@ -99,8 +100,25 @@ fn processes_naming(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Asserts nothing of the workstation is left: no directory, process, mount or socket.
+/// The cgroups of jailed Firecrackers for workstation `id`.
+fn cgroups_of(id: &str) -> Vec<String> {
+    let suffix = format!("-{id}");
+    std::fs::read_dir("/sys/fs/cgroup/hearth")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(&suffix)).collect())
+        .unwrap_or_default()
+}
+
+/// `Uid:` of a process (real uid) and its cgroup path.
+fn uid_and_cgroup(pid: u32) -> (u32, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap().trim().trim_start_matches("0::").to_string();
+    (uid, cgroup)
+}
+
+/// Asserts nothing of the workstation is left: no directory, process, mount, socket or cgroup.
 fn assert_nothing_left(rt: &Runtime, id: &str) {
+    assert_eq!(cgroups_of(id), Vec::<String>::new(), "cgroups of {id} left");
     let dir = rt.root().join(id);
     assert!(!dir.exists(), "{} still exists", dir.display());
     assert_eq!(processes_naming(&dir), Vec::<String>::new(), "processes of {id} left");
@@ -144,6 +162,14 @@ fn a_workstation_lives_works_and_vanishes() {
     assert!(matches!(rw.start(), Err(RuntimeError::Conflict { .. })), "a second start of a running workstation");
     let st = rw.status().unwrap();
     assert_eq!((st.record.state, st.pid.is_some()), (State::Running, true));
+    // Each Firecracker runs jailed: its own unprivileged uid, its own cgroup with limits.
+    let (uid_rw, cg_rw) = uid_and_cgroup(st.pid.unwrap());
+    let (uid_ro, _) = uid_and_cgroup(ro.status().unwrap().pid.unwrap());
+    assert!(uid_rw >= 900_000 && uid_ro >= 900_000 && uid_rw != uid_ro, "uids {uid_rw} {uid_ro}");
+    assert!(cg_rw.starts_with("/hearth/") && cg_rw.ends_with("-rw"), "{cg_rw}");
+    let memory_max = std::fs::read_to_string(format!("/sys/fs/cgroup{cg_rw}/memory.max")).unwrap();
+    assert_eq!(memory_max.trim(), ((512u64 + 192) << 20).to_string());
+    assert_eq!(std::fs::read_to_string(format!("/sys/fs/cgroup{cg_rw}/cpu.max")).unwrap().trim(), "200000 100000");
     assert!(matches!(rw.agent(WAIT).unwrap().health().unwrap(), Event::Health { .. }));
     assert_eq!(sh(&ro, None, "nproc; hostname").1, "2\nscratch\n");
 
@@ -237,7 +263,7 @@ fn crashes_broken_guests_and_bad_input_are_clear() {
 
     // Over the real vsock: garbage and a missing binary are errors, and the agent keeps serving.
     ws.start().unwrap();
-    let vsock = ws.layout().vm().join("v.sock");
+    let vsock = ws.vm().unwrap().run_dir().join("v.sock");
     let mut raw = hearth_vmm::vsock::connect(&vsock, hearth_proto::control::AGENT_VSOCK_PORT, WAIT).unwrap();
     raw.write_all(&[0xff, 0xff, 0xff, 0xff, 1]).unwrap();
     let reply = read_frame(&mut raw).unwrap().unwrap();
@@ -270,7 +296,8 @@ fn crashes_broken_guests_and_bad_input_are_clear() {
     assert_eq!((st.record.state, st.pid), (State::Crashed, None));
     assert!(st.record.crash.unwrap().contains("without being stopped"));
     assert!(std::fs::read_to_string(ws.console_log()).unwrap().contains("hearth-agent: ready"));
-    assert!(!ws.layout().vm().join("v.sock").exists() && !ws.layout().vm().join("api.sock").exists());
+    assert!(!ws.layout().vm().join("root").exists(), "the crashed VM's chroot is left");
+    assert_eq!(cgroups_of("crashy"), Vec::<String>::new(), "the crashed VM's cgroup is left");
     // A crashed workstation starts again.
     ws.start().unwrap();
     assert_eq!(sh(&ws, None, "echo back").1, "back\n");
