@@ -71,6 +71,9 @@ pub struct BoxDir {
 
 const CONSOLE_TAIL_BYTES: u64 = 4096;
 
+/// What the box's kernel prints when it is going down (guests' consoles are elsewhere).
+const KERNEL_CRASH_MARKERS: &[&str] = &["Kernel panic", "PANIC: double fault", "BUG: kernel NULL pointer", "BUG: unable to handle", "Oops:"];
+
 impl BoxDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
@@ -95,6 +98,24 @@ impl BoxDir {
     /// Held while starting or stopping.
     fn lock(&self) -> Result<DirLock, BoxError> {
         DirLock::acquire(&self.root).map_err(|e| BoxError::io("locking the box directory", e))
+    }
+
+    /// The console's length now: where [`BoxDir::kernel_crash_since`] starts looking.
+    pub fn console_len(&self) -> u64 {
+        fs::metadata(self.console_log()).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The console's tail if the box's kernel crashed (panic, oops, double fault) after
+    /// `offset`: a box in that state never answers again, so callers stop waiting on it.
+    pub fn kernel_crash_since(&self, offset: u64) -> Option<String> {
+        let mut f = fs::File::open(self.console_log()).ok()?;
+        f.seek(SeekFrom::Start(offset)).ok()?;
+        let mut buf = Vec::new();
+        f.take(1 << 20).read_to_end(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf);
+        let at = KERNEL_CRASH_MARKERS.iter().filter_map(|m| text.find(m)).min()?;
+        let start = text.floor_char_boundary(at);
+        Some(text[start..text.ceil_char_boundary((start + 3000).min(text.len()))].to_string())
     }
 
     /// The recorded state, if its QEMU is still alive.
@@ -313,6 +334,18 @@ pub fn read_tail(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kernel_crash_after_the_offset_is_found() {
+        let d = tempfile::tempdir().unwrap();
+        let b = BoxDir::new(d.path());
+        fs::write(b.console_log(), "hearth-box: ready\nKernel panic - not syncing: old\n").unwrap();
+        let from = b.console_len();
+        assert_eq!(b.kernel_crash_since(from), None, "a crash before the offset is not this command's");
+        let mut f = fs::OpenOptions::new().append(true).open(b.console_log()).unwrap();
+        std::io::Write::write_all(&mut f, b"kvm [57]: vcpu0 Unhandled WRMSR\nBUG: kernel NULL pointer dereference, address: 0\n").unwrap();
+        assert!(b.kernel_crash_since(from).unwrap().starts_with("BUG: kernel NULL pointer"));
+    }
 
     #[test]
     fn a_stopped_box_reports_stopped_and_stop_is_a_no_op() {

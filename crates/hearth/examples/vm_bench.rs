@@ -6,14 +6,21 @@
 //! trips through the agent (vsock connect + hello + `true` + exit), the same command run
 //! locally in the box in the same run (the floor), Firecracker's RSS with the guest idle, and
 //! a clean stop; then restores of a full snapshot into fresh Firecracker processes (spawn →
-//! load → the agent answers hello).
+//! load → the agent answers hello); then keystroke echo round trips on a terminal session
+//! (`cat` on a raw PTY): through the guest agent over vsock, through the same server code on a
+//! unix socket in the box, and on a bare local PTY in the box (the floor).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use hearth_exec::server::{serve_incoming, ConnLimit, ServerConfig};
+use hearth_exec::{Conn, ExecClient, PtyEvent};
 use hearth_image::{refs, Cache};
-use hearth_proto::control::ExecSpec;
+use hearth_proto::control::{ExecSpec, PtySpec};
 use hearth_vmm::vm::{create_ext4_disk, Overlay, Vm, VmConfig};
 
 fn ms(d: Duration) -> f64 {
@@ -98,6 +105,29 @@ fn main() {
         assert_eq!(exit.status(), 0);
         vm.kill();
     }
+    // Keystroke echo: one byte typed, the same byte read back, N times.
+    const ECHOES: usize = 500;
+    let raw_cat = || PtySpec { argv: vec!["sh".into(), "-c".into(), "stty raw -echo; echo ready; exec cat".into()], rows: 24, cols: 80, ..PtySpec::default() };
+    let vm = Vm::launch(&root.join("pty"), &ro, Duration::from_secs(120)).expect("launch for the pty bench");
+    let id = vm.agent(Duration::from_secs(10)).unwrap().pty_open(raw_cat()).unwrap().id;
+    let echo_guest = echo_through(vm.agent(Duration::from_secs(10)).unwrap(), &id, ECHOES);
+    vm.kill();
+    let sock = root.join("local.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let cfg = ServerConfig {
+        token: None,
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        on_shutdown: Box::new(|| {}),
+        uptime_ms: || 0,
+        capabilities: vec![],
+        allow_machine_settings: false,
+        ptys: Default::default(),
+    };
+    std::thread::spawn(move || serve_incoming(listener.incoming(), Arc::new(cfg), ConnLimit::new(8)));
+    let connect_local = |sock: &Path| ExecClient::hello(std::os::unix::net::UnixStream::connect(sock).unwrap(), None, Duration::from_secs(5)).unwrap();
+    let id = connect_local(&sock).pty_open(raw_cat()).unwrap().id;
+    let echo_server = echo_through(connect_local(&sock), &id, ECHOES);
+    let echo_bare = echo_bare_pty(ECHOES);
     let _ = std::fs::remove_dir_all(&root);
     let summary = |v: Vec<f64>| {
         let (min, max) = (v.iter().cloned().fold(f64::MAX, f64::min), v.iter().cloned().fold(0.0, f64::max));
@@ -110,6 +140,65 @@ fn main() {
     println!("  \"local_fork_exec_true_ms\": {},", summary(local));
     println!("  \"firecracker_rss_idle_mib\": {},", summary(rss));
     println!("  \"clean_stop_ms\": {},", summary(stop));
-    println!("  \"snapshot_restore_to_agent_answer_ms\": {}", summary(restore));
+    println!("  \"snapshot_restore_to_agent_answer_ms\": {},", summary(restore));
+    println!("  \"pty_echo_guest_agent_vsock_ms\": {},", summary(echo_guest));
+    println!("  \"pty_echo_same_server_unix_socket_ms\": {},", summary(echo_server));
+    println!("  \"pty_echo_bare_local_pty_ms\": {}", summary(echo_bare));
     println!("}}");
+}
+
+/// Round trips of one keystroke through an attached session running `cat` on a raw PTY.
+fn echo_through<C: Conn>(client: ExecClient<C>, id: &str, n: usize) -> Vec<f64> {
+    let mut t = client.pty_attach(id, None, false).unwrap();
+    let mut keys = t.input().unwrap();
+    let mut seen = String::from_utf8_lossy(&t.screen).into_owned();
+    while !seen.contains("ready") {
+        match t.next(Some(Duration::from_secs(10))).unwrap() {
+            PtyEvent::Output(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let key = b'a' + (i % 26) as u8;
+        let start = Instant::now();
+        keys.write(&[key]).unwrap();
+        loop {
+            match t.next(Some(Duration::from_secs(10))).unwrap() {
+                PtyEvent::Output(b) if b.contains(&key) => break,
+                PtyEvent::Output(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        out.push(ms(start.elapsed()));
+    }
+    out
+}
+
+/// The floor: the same `cat` on a PTY opened right here, no protocol in between.
+fn echo_bare_pty(n: usize) -> Vec<f64> {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = || std::process::Stdio::from(pty.slave.try_clone().unwrap());
+    let _child = Command::new("sh").args(["-c", "stty raw -echo; echo ready; exec cat"]).stdin(slave()).stdout(slave()).stderr(slave()).spawn().unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let mut buf = [0u8; 256];
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let k = master.read(&mut buf).unwrap();
+        seen.extend_from_slice(&buf[..k]);
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let key = b'a' + (i % 26) as u8;
+        let start = Instant::now();
+        master.write_all(&[key]).unwrap();
+        loop {
+            let k = master.read(&mut buf).unwrap();
+            if buf[..k].contains(&key) {
+                break;
+            }
+        }
+        out.push(ms(start.elapsed()));
+    }
+    out
 }

@@ -1,6 +1,6 @@
 //! VMs through the hearth-vmm library, with the real Firecracker, in the box: what the
 //! workstation lifecycle (workstation_e2e.rs) does not cover: pause, snapshot, restore,
-//! the clock after a restore, the balloon.
+//! the clock after a restore, the balloon, the guest network.
 //!
 //! On a host whose KVM cannot run guests the test re-runs itself inside the box
 //! (`hearth box run --host-bin -- <this test binary> --exact <test>`): the same assertions
@@ -15,22 +15,6 @@ use hearth_image::{refs, Cache};
 use hearth_proto::control::ExecSpec;
 use hearth_vmm::vm::{create_ext4_disk, Overlay, StopKind, Vm, VmConfig};
 
-/// On the host: runs `test` of this binary inside a box started for it; returns true then.
-fn delegated_to_box(test: &str) -> bool {
-    if std::env::var_os("HEARTH_IN_BOX").is_some() {
-        return false;
-    }
-    let data = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let out = common::run_ok(common::hearth(data.path()).args(["box", "run", "--mem-mib", "4096", "--host-bin", "--"]).arg(exe).args([
-        "--exact",
-        test,
-        "--nocapture",
-        "--test-threads=1",
-    ]));
-    assert!(out.contains("1 passed"), "the test did not run in the box:\n{out}");
-    true
-}
 
 fn config(cache: &Cache, overlay: Overlay, hostname: &str) -> VmConfig {
     let file = |name: &str, f: &str| cache.resolve_file(name, f).unwrap();
@@ -60,7 +44,7 @@ fn sh(vm: &Vm, user: Option<&str>, script: &str) -> (i32, String) {
 
 #[test]
 fn a_vm_pauses_snapshots_and_restores_with_its_memory_and_clock() {
-    if delegated_to_box("a_vm_pauses_snapshots_and_restores_with_its_memory_and_clock") {
+    if common::delegated_to_box("a_vm_pauses_snapshots_and_restores_with_its_memory_and_clock") {
         return;
     }
     let cache = Cache::new(common::cache_dir());
@@ -110,7 +94,7 @@ fn ip(args: &[&str]) {
 
 #[test]
 fn a_guest_takes_its_network_from_the_host() {
-    if delegated_to_box("a_guest_takes_its_network_from_the_host") {
+    if common::delegated_to_box("a_guest_takes_its_network_from_the_host") {
         return;
     }
     use hearth_vmm::models::{RateLimiter, TokenBucket};

@@ -127,25 +127,10 @@ fn assert_nothing_left(rt: &Runtime, id: &str) {
     assert!(matches!(rt.get(id), Err(RuntimeError::NotFound(_))));
 }
 
-fn delegated_to_box(test: &str) -> bool {
-    if std::env::var_os("HEARTH_IN_BOX").is_some() {
-        return false;
-    }
-    let data = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let out = common::run_ok(common::hearth(data.path()).args(["box", "run", "--mem-mib", "4096", "--host-bin", "--"]).arg(exe).args([
-        "--exact",
-        test,
-        "--nocapture",
-        "--test-threads=1",
-    ]));
-    assert!(out.contains("1 passed"), "the test did not run in the box:\n{out}");
-    true
-}
 
 #[test]
 fn a_workstation_lives_works_and_vanishes() {
-    if delegated_to_box("a_workstation_lives_works_and_vanishes") {
+    if common::delegated_to_box("a_workstation_lives_works_and_vanishes") {
         return;
     }
     let (rt, base) = runtime("ws-life");
@@ -244,7 +229,7 @@ fn a_workstation_lives_works_and_vanishes() {
 
 #[test]
 fn crashes_broken_guests_and_bad_input_are_clear() {
-    if delegated_to_box("crashes_broken_guests_and_bad_input_are_clear") {
+    if common::delegated_to_box("crashes_broken_guests_and_bad_input_are_clear") {
         return;
     }
     let (rt, base) = runtime("ws-faults");

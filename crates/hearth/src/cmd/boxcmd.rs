@@ -156,13 +156,31 @@ fn run_in_box(paths: &Paths, dir: &BoxDir, a: RunArgs) -> anyhow::Result<ExitCod
     if ephemeral {
         start(paths, dir, &a.start, false)?;
     }
+    let console_from = dir.console_len();
     let result = (|| -> anyhow::Result<_> {
         let mut argv = a.argv;
         if a.host_bin {
             argv[0] = dir.share_binary(std::path::Path::new(&argv[0]))?;
         }
         let spec = ExecSpec { env: a.env, cwd: a.cwd, timeout_secs: a.cmd_timeout, ..ExecSpec::new(argv) };
-        Ok(dir.client()?.exec(spec, &mut std::io::stdout(), &mut std::io::stderr())?)
+        let client = dir.client()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(client.exec(spec, &mut std::io::stdout(), &mut std::io::stderr()));
+        });
+        // A box whose kernel crashed keeps its TCP port open and says nothing, forever: watch
+        // its console instead of waiting on it.
+        loop {
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(r) => return Ok(r?),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(tail) = dir.kernel_crash_since(console_from) {
+                        bail!("the box's kernel crashed while the command ran; console:\n{tail}");
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bail!("lost the command's thread"),
+            }
+        }
     })();
     if ephemeral {
         dir.stop(Duration::from_secs(30)).context("stopping the box after the command")?;
