@@ -179,7 +179,7 @@ fn echo_through<C: Conn>(client: ExecClient<C>, id: &str, n: usize) -> Vec<f64> 
 fn echo_bare_pty(n: usize) -> Vec<f64> {
     let pty = nix::pty::openpty(None, None).unwrap();
     let slave = || std::process::Stdio::from(pty.slave.try_clone().unwrap());
-    let _child = Command::new("sh").args(["-c", "stty raw -echo; echo ready; exec cat"]).stdin(slave()).stdout(slave()).stderr(slave()).spawn().unwrap();
+    let mut child = Command::new("sh").args(["-c", "stty raw -echo; echo ready; exec cat"]).stdin(slave()).stdout(slave()).stderr(slave()).spawn().unwrap();
     let mut master = std::fs::File::from(pty.master);
     let mut buf = [0u8; 256];
     let mut seen = Vec::new();
@@ -200,5 +200,7 @@ fn echo_bare_pty(n: usize) -> Vec<f64> {
         }
         out.push(ms(start.elapsed()));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     out
 }
