@@ -28,6 +28,8 @@ enum Command {
     Doctor(cmd::doctor::DoctorArgs),
     /// Boot throwaway workstation VMs to the agent's readiness line and report timings.
     Probe(cmd::probe::ProbeArgs),
+    /// Run the API server (workstations over REST).
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +40,7 @@ fn main() -> std::process::ExitCode {
         Command::Box(c) => cmd::boxcmd::run(c, &paths),
         Command::Doctor(a) => cmd::doctor::run(a, &paths),
         Command::Probe(a) => cmd::probe::run(a, &paths),
+        Command::Serve(a) => cmd::serve::run(a, &paths),
     };
     match result {
         Ok(code) => code,

@@ -4,3 +4,4 @@ pub(crate) mod boxcmd;
 pub(crate) mod doctor;
 pub(crate) mod image;
 pub(crate) mod probe;
+pub(crate) mod serve;

@@ -1,0 +1,66 @@
+//! The JSON body extractor: a body that is not the JSON asked for is a 400 naming the field
+//! at fault (`bandwidth.rx_mbps`), in the API's error shape, never axum's plain-text rejection.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+        if !json {
+            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_request", "expected a body with Content-Type: application/json"));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
+            } else {
+                ApiError::bad_request(e.body_text())
+            }
+        })?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a body, naming the field a type or range error is at.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request(format!("malformed JSON: {inner}"))
+        } else if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("{inner}"))
+        } else {
+            ApiError::invalid(&path, inner.to_string())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_proto::api::CreateWorkstation;
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse::<CreateWorkstation>(br#"{"name":"a","bandwidth":{"rx_mbps":-1,"tx_mbps":1}}"#).err().unwrap();
+        assert_eq!(e.field.as_deref(), Some("bandwidth.rx_mbps"));
+        let e = parse::<CreateWorkstation>(br#"{"name":"a","vcpu_count":"two"}"#).err().unwrap();
+        assert_eq!(e.field.as_deref(), Some("vcpu_count"));
+        let e = parse::<CreateWorkstation>(br#"{"name":"a","#).err().unwrap();
+        assert!(e.message.contains("malformed JSON"), "{}", e.message);
+        let e = parse::<CreateWorkstation>(br#"{"name":"a","colour":"red"}"#).err().unwrap();
+        assert!(e.message.contains("colour"), "{}", e.message);
+        assert!(parse::<CreateWorkstation>(br#"{"name":"a"}"#).is_ok());
+    }
+}

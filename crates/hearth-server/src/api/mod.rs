@@ -1,0 +1,61 @@
+//! The HTTP API, v1. Routes and the OpenAPI document are built from the same handler list
+//! (utoipa-axum), so the document cannot drift from what is served.
+
+pub mod error;
+pub mod json;
+pub mod workstations;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::IntoResponse;
+use axum::Json;
+use hearth_proto::api::Health;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::{blocking, SharedApp};
+use error::ApiError;
+
+#[derive(OpenApi)]
+#[openapi(info(title = "hearth", description = "Isolated Linux workstations in Firecracker microVMs: the REST API, v1."))]
+struct ApiDoc;
+
+/// The server's health.
+#[utoipa::path(get, path = "/api/v1/health", responses((status = 200, body = Health)))]
+async fn health(State(app): State<SharedApp>) -> Result<Json<Health>, ApiError> {
+    let n = blocking(move || Ok(app.store.count()?)).await?;
+    Ok(Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into(), workstations: n }))
+}
+
+/// The router and the OpenAPI document describing it.
+pub fn router(app: SharedApp) -> axum::Router {
+    let max_body = app.config.limits.max_body_bytes;
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(workstations::create, workstations::list))
+        .routes(routes!(workstations::get, workstations::delete))
+        .routes(routes!(workstations::action))
+        .routes(routes!(workstations::exec))
+        .routes(routes!(workstations::console))
+        .routes(routes!(workstations::events))
+        .split_for_parts();
+    let doc = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
+    router
+        .route("/api/v1/openapi.json", axum::routing::get(move || async move { Json(doc.clone()) }))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| announced_size_check(req, next, max_body)))
+        .with_state(app)
+}
+
+/// Refuses a body whose announced length is over the limit from its header alone, before a
+/// byte of it is read (the body limit above still bounds bodies sent without a length).
+async fn announced_size_check(req: Request, next: Next, max: usize) -> axum::response::Response {
+    let announced = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max as u64) {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request bodies are limited to {max} bytes")).into_response();
+    }
+    next.run(req).await
+}

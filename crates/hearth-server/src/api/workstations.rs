@@ -1,0 +1,310 @@
+//! `/api/v1/workstations`: create, list, get, delete, the lifecycle actions, exec, the
+//! serial console and events. Each handler validates, then runs the runtime and store work on
+//! the blocking pool; the runtime's per-workstation lock keeps two operations on one
+//! workstation from overlapping.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use hearth_proto::api::{CreateWorkstation, ErrorBody, EventList, ExecRequest, ExecResult, Workstation, WorkstationList};
+use hearth_proto::control::ExecSpec;
+use hearth_runtime::{Spec, State as WsState};
+use serde::Deserialize;
+use std::time::Duration;
+
+use super::error::ApiError;
+use super::json::ApiJson;
+use crate::app::{blocking, now_ms, to_api, SharedApp};
+use crate::store::{Row, StateTimes};
+
+const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn new_id() -> String {
+    let mut b = [0u8; 6];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("w{hex}")
+}
+
+/// Checks a create against the configured limits, naming the field at fault.
+fn validate(app: &crate::app::App, req: &CreateWorkstation) -> Result<(), ApiError> {
+    let l = &app.config.limits;
+    let name_ok = !req.name.trim().is_empty() && req.name.len() <= l.max_name_len && !req.name.chars().any(char::is_control);
+    if !name_ok {
+        return Err(ApiError::invalid("name", format!("must be 1-{} bytes without control characters", l.max_name_len)));
+    }
+    if let Some(v) = req.vcpu_count {
+        if v == 0 || v > l.max_vcpus {
+            return Err(ApiError::invalid("vcpu_count", format!("must be 1-{}", l.max_vcpus)));
+        }
+    }
+    if let Some(m) = req.mem_size_mib {
+        if m < l.min_mem_mib || m > l.max_mem_mib {
+            return Err(ApiError::invalid("mem_size_mib", format!("must be {}-{}", l.min_mem_mib, l.max_mem_mib)));
+        }
+    }
+    if let Some(d) = req.disk_size_gib {
+        if d == 0 || d > l.max_disk_gib {
+            return Err(ApiError::invalid("disk_size_gib", format!("must be 1-{}", l.max_disk_gib)));
+        }
+    }
+    if let Some(b) = req.bandwidth {
+        for (field, v) in [("bandwidth.rx_mbps", b.rx_mbps), ("bandwidth.tx_mbps", b.tx_mbps)] {
+            if v == 0 || v > l.max_bandwidth_mbps {
+                return Err(ApiError::invalid(field, format!("must be 1-{} Mbit/s", l.max_bandwidth_mbps)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates a workstation and, unless `start` is false, boots it.
+#[utoipa::path(post, path = "/api/v1/workstations", request_body = CreateWorkstation,
+    responses((status = 201, body = Workstation), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn create(State(app): State<SharedApp>, ApiJson(req): ApiJson<CreateWorkstation>) -> Result<impl IntoResponse, ApiError> {
+    validate(&app, &req)?;
+    let row = blocking(move || {
+        let d = &app.config.defaults;
+        let recipe = req.recipe.clone().unwrap_or_else(|| d.recipe.clone());
+        let base_image = app.base_image(&recipe)?;
+        if app.store.count()? >= u64::from(app.config.limits.max_workstations) {
+            return Err(ApiError::conflict(format!("this server holds at most {} workstations; delete one first", app.config.limits.max_workstations)));
+        }
+        let read_only = req.read_only.unwrap_or(false);
+        let spec = Spec {
+            name: req.name.clone(),
+            vcpus: req.vcpu_count.unwrap_or(d.vcpu_count),
+            mem_mib: req.mem_size_mib.unwrap_or(d.mem_size_mib),
+            disk_gib: if read_only { 0 } else { req.disk_size_gib.unwrap_or(d.disk_size_gib) },
+            smt: req.smt_enabled.unwrap_or(false),
+            read_only,
+            base_image,
+        };
+        let start = req.start.unwrap_or(true);
+        if start {
+            app.admit(spec.mem_mib)?;
+        }
+        let id = new_id();
+        let ws = app.runtime.create(&id, spec.clone())?;
+        let now = now_ms();
+        let row = Row {
+            id: id.clone(),
+            name: spec.name.clone(),
+            owner: app.owner.clone(),
+            vcpu_count: spec.vcpus,
+            mem_size_mib: spec.mem_mib,
+            disk_size_gib: spec.disk_gib,
+            smt_enabled: spec.smt,
+            read_only,
+            bandwidth: req.bandwidth,
+            recipe,
+            state: "stopped".into(),
+            address: None,
+            created_ms: now,
+            started_ms: None,
+            stopped_ms: None,
+            crash: None,
+        };
+        if let Err(e) = app.store.insert(&row, now) {
+            let _ = ws.delete();
+            return Err(e.into());
+        }
+        if start {
+            start_locked(&app, &ws)?;
+        }
+        Ok(app.store.get(&id)?.unwrap_or(row))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(to_api(&row))))
+}
+
+/// Boots `ws` and records the outcome either way.
+fn start_locked(app: &crate::app::App, ws: &hearth_runtime::Workstation) -> Result<(), ApiError> {
+    match ws.start() {
+        Ok(t) => {
+            let now = now_ms();
+            let msg = format!("agent ready {:.0} ms after InstanceStart", t.instance_start_to_ready_ms);
+            app.store.set_state(ws.id(), "running", StateTimes { started_ms: Some(now), stopped_ms: None }, None, ("started", &msg), now)?;
+            Ok(())
+        }
+        Err(e) => {
+            let err = ApiError::from(e);
+            // A refused start (already running) changed nothing; a failed boot is history.
+            if err.status != StatusCode::CONFLICT {
+                let _ = app.store.event(ws.id(), "start_failed", &err.message, now_ms());
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Lists workstations.
+#[utoipa::path(get, path = "/api/v1/workstations", responses((status = 200, body = WorkstationList)))]
+pub async fn list(State(app): State<SharedApp>) -> Result<Json<WorkstationList>, ApiError> {
+    let rows = blocking(move || app.store.list()?.into_iter().map(|r| app.refresh(r)).collect::<Result<Vec<_>, _>>()).await?;
+    Ok(Json(WorkstationList { workstations: rows.iter().map(to_api).collect() }))
+}
+
+fn row_of(app: &crate::app::App, id: &str) -> Result<Row, ApiError> {
+    let row = app.store.get(id)?.ok_or_else(|| ApiError::not_found(format!("no workstation `{id}`")))?;
+    app.refresh(row)
+}
+
+/// One workstation.
+#[utoipa::path(get, path = "/api/v1/workstations/{id}", params(("id" = String, Path)), responses((status = 200, body = Workstation), (status = 404, body = ErrorBody)))]
+pub async fn get(State(app): State<SharedApp>, Path(id): Path<String>) -> Result<Json<Workstation>, ApiError> {
+    let row = blocking(move || row_of(&app, &id)).await?;
+    Ok(Json(to_api(&row)))
+}
+
+/// Deletes a workstation: its VM, disk, logs and record.
+#[utoipa::path(delete, path = "/api/v1/workstations/{id}", params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete(State(app): State<SharedApp>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    blocking(move || {
+        row_of(&app, &id)?;
+        match app.runtime.get(&id) {
+            Ok(ws) => ws.delete()?,
+            Err(hearth_runtime::RuntimeError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        app.store.delete(&id)?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A lifecycle action: `start`, `stop`, `restart`, `pause` or `resume`.
+#[utoipa::path(post, path = "/api/v1/workstations/{id}/{action}",
+    params(("id" = String, Path), ("action" = String, Path, description = "start, stop, restart, pause or resume")),
+    responses((status = 200, body = Workstation), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn action(State(app): State<SharedApp>, Path((id, action)): Path<(String, String)>) -> Result<Json<Workstation>, ApiError> {
+    let row = blocking(move || {
+        let row = row_of(&app, &id)?;
+        let ws = app.runtime.get(&id)?;
+        let now = now_ms();
+        match action.as_str() {
+            "start" => {
+                app.admit(row.mem_size_mib)?;
+                start_locked(&app, &ws)?;
+            }
+            "stop" => {
+                let kind = ws.stop()?;
+                let kind = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                app.store.set_state(&id, "stopped", StateTimes { started_ms: None, stopped_ms: Some(now) }, None, ("stopped", &kind), now)?;
+            }
+            "restart" => {
+                ws.stop()?;
+                app.store.set_state(&id, "stopped", StateTimes { started_ms: None, stopped_ms: Some(now) }, None, ("stopped", "restart"), now)?;
+                start_locked(&app, &ws)?;
+            }
+            "pause" => {
+                ws.pause()?;
+                app.store.set_state(&id, &WsState::Paused.to_string(), StateTimes::default(), None, ("paused", ""), now)?;
+            }
+            "resume" => {
+                ws.resume()?;
+                app.store.set_state(&id, &WsState::Running.to_string(), StateTimes::default(), None, ("resumed", ""), now)?;
+            }
+            other => return Err(ApiError::not_found(format!("no action `{other}` (start, stop, restart, pause, resume)"))),
+        }
+        row_of(&app, &id)
+    })
+    .await?;
+    Ok(Json(to_api(&row)))
+}
+
+/// Runs a command to its end and returns its output.
+#[utoipa::path(post, path = "/api/v1/workstations/{id}/exec", params(("id" = String, Path)), request_body = ExecRequest,
+    responses((status = 200, body = ExecResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn exec(State(app): State<SharedApp>, Path(id): Path<String>, ApiJson(req): ApiJson<ExecRequest>) -> Result<Json<ExecResult>, ApiError> {
+    let l = &app.config.limits;
+    let timeout = req.timeout_secs.unwrap_or(app.config.defaults.exec_timeout_secs);
+    if timeout == 0 || timeout > l.max_exec_timeout_secs {
+        return Err(ApiError::invalid("timeout_secs", format!("must be 1-{}", l.max_exec_timeout_secs)));
+    }
+    let spec = ExecSpec {
+        argv: req.argv,
+        env: req.env,
+        cwd: req.cwd,
+        user: Some(req.user.unwrap_or_else(|| app.config.defaults.user.clone())),
+        timeout_secs: Some(timeout),
+        max_output_bytes: Some(l.max_exec_output_bytes),
+        stdin: false,
+    };
+    spec.validate().map_err(|m| ApiError::invalid("argv", m))?;
+    let stdin = req.stdin;
+    let result = blocking(move || {
+        row_of(&app, &id)?;
+        let agent = app.runtime.get(&id)?.agent(AGENT_TIMEOUT)?;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let exit = match stdin {
+            Some(s) => agent.exec_io(spec, Some(&mut std::io::Cursor::new(s.into_bytes())), &mut out, &mut err),
+            None => agent.exec(spec, &mut out, &mut err),
+        };
+        let exit = exit.map_err(|e| match e {
+            hearth_exec::ExecError::Refused(m) => ApiError::invalid("argv", m),
+            e => ApiError::internal(format!("the workstation's agent: {e}")),
+        })?;
+        Ok(ExecResult {
+            exit_code: exit.code,
+            signal: exit.signal,
+            timed_out: exit.timed_out,
+            truncated: exit.truncated,
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        })
+    })
+    .await?;
+    Ok(Json(result))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ConsoleQuery {
+    /// Bytes from the end of the log (default 65536, at most 1 MiB).
+    pub tail_bytes: Option<u64>,
+}
+
+const MAX_CONSOLE_TAIL: u64 = 1 << 20;
+
+/// The end of the serial console log.
+#[utoipa::path(get, path = "/api/v1/workstations/{id}/console", params(("id" = String, Path), ConsoleQuery),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn console(State(app): State<SharedApp>, Path(id): Path<String>, Query(q): Query<ConsoleQuery>) -> Result<impl IntoResponse, ApiError> {
+    let n = q.tail_bytes.unwrap_or(64 << 10);
+    if n > MAX_CONSOLE_TAIL {
+        return Err(ApiError::invalid("tail_bytes", format!("at most {MAX_CONSOLE_TAIL}")));
+    }
+    let text = blocking(move || {
+        row_of(&app, &id)?;
+        let path = app.runtime.get(&id)?.console_log();
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let start = bytes.len().saturating_sub(n as usize);
+        Ok(String::from_utf8_lossy(&bytes[start..]).into_owned())
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct EventsQuery {
+    /// The newest this many (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+/// What happened to a workstation, oldest first.
+#[utoipa::path(get, path = "/api/v1/workstations/{id}/events", params(("id" = String, Path), EventsQuery),
+    responses((status = 200, body = EventList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn events(State(app): State<SharedApp>, Path(id): Path<String>, Query(q): Query<EventsQuery>) -> Result<Json<EventList>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=crate::store::MAX_EVENTS_PER_WORKSTATION).contains(&limit) {
+        return Err(ApiError::invalid("limit", format!("must be 1-{}", crate::store::MAX_EVENTS_PER_WORKSTATION)));
+    }
+    let events = blocking(move || {
+        row_of(&app, &id)?;
+        Ok(app.store.events(&id, limit)?)
+    })
+    .await?;
+    Ok(Json(EventList { events }))
+}

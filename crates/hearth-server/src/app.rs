@@ -1,0 +1,110 @@
+//! What every request handler shares: configuration, the store, the workstation runtime, the
+//! artifact cache (recipes → base images).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hearth_image::{refs, Cache};
+use hearth_proto::api;
+use hearth_runtime::{Runtime, State};
+
+use crate::api::error::ApiError;
+use crate::config::Config;
+use crate::store::{Row, StateTimes, Store};
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub runtime: Runtime,
+    pub cache: Cache,
+    /// Who owns what this server creates (identities arrive with authentication).
+    pub owner: String,
+    /// The memory budget for running workstations, resolved from the config.
+    pub mem_budget_mib: u64,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs blocking work (the runtime, the store, the agent) off the async threads.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("a worker failed: {e}")))?
+}
+
+impl App {
+    /// The base image of a recipe, built by `hearth image build`.
+    pub fn base_image(&self, recipe: &str) -> Result<PathBuf, ApiError> {
+        let ok = !recipe.is_empty() && recipe.len() <= 64 && recipe.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(ApiError::invalid("recipe", "must be 1-64 characters of [A-Za-z0-9_-]"));
+        }
+        self.cache.resolve_file(&refs::rootfs(recipe), "rootfs.ext4").map_err(|_| ApiError::invalid("recipe", format!("no image built for recipe `{recipe}` (hearth image build --recipe …)")))
+    }
+
+    /// The row, with its state brought up to date from the runtime (a Firecracker that died
+    /// on its own is recorded as crashed, with an event).
+    pub fn refresh(&self, mut row: Row) -> Result<Row, ApiError> {
+        let ws = match self.runtime.get(&row.id) {
+            Ok(ws) => ws,
+            // Its directory is gone: nothing can run it any more.
+            Err(hearth_runtime::RuntimeError::NotFound(_)) => return Ok(Row { state: "lost".into(), ..row }),
+            Err(e) => return Err(e.into()),
+        };
+        let st = ws.status()?;
+        let state = st.record.state.to_string();
+        if state != row.state {
+            let now = now_ms();
+            let event = match st.record.state {
+                State::Crashed => ("crashed", st.record.crash.clone().unwrap_or_default()),
+                _ => ("state", format!("found {state} (was {})", row.state)),
+            };
+            let times = StateTimes { started_ms: None, stopped_ms: (st.record.state == State::Crashed).then_some(now) };
+            self.store.set_state(&row.id, &state, times, st.record.crash.as_deref(), (event.0, &event.1), now)?;
+            row.state = state;
+            row.crash = st.record.crash;
+        }
+        Ok(row)
+    }
+
+    /// Memory of the workstations that run now (paused ones hold theirs too).
+    pub fn mem_in_use_mib(&self) -> Result<u64, ApiError> {
+        Ok(self.store.list()?.iter().filter(|r| r.state == "running" || r.state == "paused").map(|r| u64::from(r.mem_size_mib)).sum())
+    }
+
+    /// Refuses to start `mem_mib` more when that would go over the budget.
+    pub fn admit(&self, mem_mib: u32) -> Result<(), ApiError> {
+        let used = self.mem_in_use_mib()?;
+        if used + u64::from(mem_mib) > self.mem_budget_mib {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "over_capacity",
+                format!("starting {mem_mib} MiB would exceed this host's workstation memory budget ({used} of {} MiB in use)", self.mem_budget_mib),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub fn to_api(r: &Row) -> api::Workstation {
+    api::Workstation {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        owner: r.owner.clone(),
+        state: r.state.clone(),
+        vcpu_count: r.vcpu_count,
+        mem_size_mib: r.mem_size_mib,
+        disk_size_gib: r.disk_size_gib,
+        smt_enabled: r.smt_enabled,
+        read_only: r.read_only,
+        bandwidth: r.bandwidth,
+        recipe: r.recipe.clone(),
+        address: r.address.clone(),
+        created_unix_ms: r.created_ms,
+        started_unix_ms: r.started_ms,
+        stopped_unix_ms: r.stopped_ms,
+        crash: r.crash.clone(),
+    }
+}
+
+pub type SharedApp = Arc<App>;

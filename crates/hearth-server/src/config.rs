@@ -1,0 +1,176 @@
+//! The server's configuration: one TOML file, every key optional, each overridable from the
+//! environment (`HEARTH_<KEY>`, sections joined by `__`: `HEARTH_LIMITS__MAX_VCPUS=4`).
+//! Every default is documented in docs/config.md.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the API listens.
+    pub listen: SocketAddr,
+    pub limits: Limits,
+    pub defaults: Defaults,
+    /// Run each workstation's Firecracker under the jailer (needs root).
+    pub jail: bool,
+    /// Workstations' jail uids/gids are allocated from here up.
+    pub jail_uid_base: u32,
+}
+
+/// Bounds on what a client may ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_vcpus: u8,
+    pub min_mem_mib: u32,
+    pub max_mem_mib: u32,
+    pub max_disk_gib: u32,
+    /// Per direction.
+    pub max_bandwidth_mbps: u32,
+    pub max_workstations: u32,
+    /// Sum of the memory of running workstations: creates and starts beyond it are refused
+    /// (0: half of this host's memory).
+    pub mem_budget_mib: u64,
+    pub max_exec_timeout_secs: u64,
+    pub max_exec_output_bytes: u64,
+    pub max_name_len: usize,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+/// What a create without a field gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Defaults {
+    pub vcpu_count: u8,
+    pub mem_size_mib: u32,
+    pub disk_size_gib: u32,
+    pub recipe: String,
+    /// The user commands and terminals run as.
+    pub user: String,
+    pub exec_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            limits: Limits::default(),
+            defaults: Defaults::default(),
+            jail: nix_is_root(),
+            jail_uid_base: 900_000,
+        }
+    }
+}
+
+fn nix_is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_vcpus: 8,
+            min_mem_mib: 256,
+            max_mem_mib: 16 << 10,
+            max_disk_gib: 200,
+            max_bandwidth_mbps: 10_000,
+            max_workstations: 200,
+            mem_budget_mib: 0,
+            max_exec_timeout_secs: 3600,
+            max_exec_output_bytes: 16 << 20,
+            max_name_len: 64,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self { vcpu_count: 2, mem_size_mib: 1024, disk_size_gib: 4, recipe: "datascience".into(), user: "scientist".into(), exec_timeout_secs: 60 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// The file (if any), then the environment on top.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut doc: toml::Table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+                text.parse().map_err(|e| ConfigError::Invalid(format!("{}: {e}", p.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix("HEARTH_") else { continue };
+            // Paths, the log filter and the box's own settings are not config keys.
+            if matches!(rest, "DATA_DIR" | "CACHE_DIR" | "IN_BOX" | "CONFIG" | "LOG") {
+                continue;
+            }
+            let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            // A value is TOML when it parses as one (numbers, booleans), else a string.
+            let v = format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")).unwrap_or(toml::Value::String(value));
+            let mut table = &mut doc;
+            for p in &parts[..parts.len() - 1] {
+                table = table.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new())).as_table_mut().ok_or_else(|| ConfigError::Invalid(format!("{key}: {p} is not a section")))?;
+            }
+            table.insert(parts[parts.len() - 1].clone(), v);
+        }
+        let cfg: Config = toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let d = &self.defaults;
+        let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if l.max_vcpus == 0 || l.min_mem_mib > l.max_mem_mib || l.max_disk_gib == 0 {
+            return bad("limits: max_vcpus and max_disk_gib must be positive, min_mem_mib <= max_mem_mib");
+        }
+        if d.vcpu_count == 0 || d.vcpu_count > l.max_vcpus || d.mem_size_mib < l.min_mem_mib || d.mem_size_mib > l.max_mem_mib || d.disk_size_gib == 0 || d.disk_size_gib > l.max_disk_gib {
+            return bad("defaults must lie within limits");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_file_and_environment_layer() {
+        assert_eq!(Config::load(None, env(&[])).unwrap(), Config::default());
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("hearth.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:9000\"\n[limits]\nmax_vcpus = 4\n").unwrap();
+        let c = Config::load(Some(&f), env(&[("HEARTH_LIMITS__MAX_VCPUS", "6"), ("HEARTH_DEFAULTS__RECIPE", "mine"), ("HEARTH_DATA_DIR", "/x"), ("PATH", "/bin")])).unwrap();
+        assert_eq!((c.listen.port(), c.limits.max_vcpus, c.defaults.recipe.as_str()), (9000, 6, "mine"));
+    }
+
+    #[test]
+    fn bad_keys_and_values_are_refused_clearly() {
+        let e = Config::load(None, env(&[("HEARTH_LIMITS__MAX_VCPU", "6")])).unwrap_err().to_string();
+        assert!(e.contains("max_vcpu"), "{e}");
+        let e = Config::load(None, env(&[("HEARTH_LISTEN", "nowhere")])).unwrap_err().to_string();
+        assert!(e.contains("listen") || e.contains("invalid"), "{e}");
+        let e = Config::load(None, env(&[("HEARTH_DEFAULTS__VCPU_COUNT", "99")])).unwrap_err().to_string();
+        assert!(e.contains("within limits"), "{e}");
+    }
+}

@@ -1,0 +1,94 @@
+//! `hearth serve`: the REST API over workstations.
+//!
+//! Layout:
+//! - [`config`]: the TOML configuration, environment overrides, defaults.
+//! - [`store`]: SQLite: workstations and events, versioned migrations.
+//! - [`app`]: what handlers share (config, store, runtime, artifact cache), admission.
+//! - [`api`]: axum routes, the OpenAPI document, the error shape, the JSON extractor.
+//! - [`reconcile`]: database ↔ workstation directories at start.
+//!
+//! Owns the HTTP surface and the database. Workstation VMs are `hearth-runtime`'s; they run
+//! detached, so stopping the server (gracefully or not) leaves them running.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod reconcile;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hearth_image::{refs, Cache};
+use hearth_runtime::{Artifacts, Jail, Limits, Runtime};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{what}: {message}")]
+    Setup { what: &'static str, message: String },
+    #[error("listening on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+}
+
+fn setup(what: &'static str) -> impl Fn(String) -> ServeError {
+    move |message| ServeError::Setup { what, message }
+}
+
+/// Half of this host's memory, for workstations when the config sets no budget.
+fn default_mem_budget_mib() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .unwrap_or(0);
+    total_kib / 1024 / 2
+}
+
+/// Opens everything the server needs: the database, the runtime with its artifacts.
+pub fn open(config: Config, data_dir: &Path, cache_dir: &Path) -> Result<App, ServeError> {
+    std::fs::create_dir_all(data_dir).map_err(|e| setup("creating the data directory")(e.to_string()))?;
+    let store = Store::open(&data_dir.join("hearth.db")).map_err(|e| setup("opening the database")(e.to_string()))?;
+    let cache = Cache::new(cache_dir);
+    let file = |name: &str, f: &str| -> Result<PathBuf, ServeError> {
+        cache.resolve_file(name, f).map_err(|e| setup("finding artifacts (run `hearth image build`)")(e.to_string()))
+    };
+    let artifacts = Artifacts { firecracker: file(refs::FIRECRACKER, "firecracker")?, kernel: file(refs::GUEST_KERNEL, "vmlinux")?, mkfs: "mkfs.ext4".into() };
+    let l = &config.limits;
+    let limits = Limits { max_vcpus: l.max_vcpus, min_mem_mib: l.min_mem_mib, max_mem_mib: l.max_mem_mib, max_disk_gib: l.max_disk_gib };
+    let mut runtime = Runtime::new(data_dir, artifacts, limits).map_err(|e| setup("opening the workstations")(e.to_string()))?;
+    if config.jail {
+        runtime = runtime.with_jail(Jail { jailer: file(refs::FIRECRACKER, "jailer")?, uid_base: config.jail_uid_base });
+    }
+    let mem_budget_mib = if config.limits.mem_budget_mib > 0 { config.limits.mem_budget_mib } else { default_mem_budget_mib() };
+    Ok(App { config, store, runtime, cache, owner: "local".into(), mem_budget_mib })
+}
+
+/// Reconciles, then serves until SIGTERM or SIGINT. Workstations keep running after.
+pub async fn serve(app: App, ready: impl FnOnce(std::net::SocketAddr)) -> Result<(), ServeError> {
+    let app = Arc::new(app);
+    let report = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || reconcile::reconcile(&app)).await.map_err(|e| setup("reconciling")(e.to_string()))?
+    }
+    .map_err(|e| setup("reconciling")(e.message))?;
+    tracing::info!(workstations = report.rows, running = report.running, orphans = report.orphans_removed.len(), "reconciled");
+    let addr = app.config.listen;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Listen { addr, source })?;
+    let local = listener.local_addr().map_err(|source| ServeError::Listen { addr, source })?;
+    ready(local);
+    axum::serve(listener, api::router(app)).with_graceful_shutdown(shutdown_signal()).await.map_err(|source| ServeError::Listen { addr, source })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,307 @@
+//! The server's state in SQLite (`<data>/hearth.db`): workstations, their events. Versioned
+//! migrations run at open; writes that belong together run in one transaction.
+//!
+//! The database is the index of workstations and what the API shows about them (owner, name,
+//! spec, timestamps, events); the VM's own state lives in its runtime directory and is
+//! reconciled into the row (see `crate::reconcile`). Calls block: the API runs them on the
+//! blocking pool.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use hearth_proto::api::{Bandwidth, Event};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Each entry takes the schema from version i to i+1.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE workstations (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        vcpu_count INTEGER NOT NULL,
+        mem_size_mib INTEGER NOT NULL,
+        disk_size_gib INTEGER NOT NULL,
+        smt_enabled INTEGER NOT NULL,
+        read_only INTEGER NOT NULL,
+        rx_mbps INTEGER,
+        tx_mbps INTEGER,
+        recipe TEXT NOT NULL,
+        state TEXT NOT NULL,
+        address TEXT,
+        created_ms INTEGER NOT NULL,
+        started_ms INTEGER,
+        stopped_ms INTEGER,
+        crash TEXT
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        workstation_id TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX events_by_workstation ON events (workstation_id, id);",
+];
+
+/// Events kept per workstation (older ones are dropped as new ones come).
+pub const MAX_EVENTS_PER_WORKSTATION: i64 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("the database is at schema version {found}, newer than this hearth ({known}); upgrade hearth")]
+    TooNew { found: usize, known: usize },
+}
+
+/// A workstation row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub vcpu_count: u8,
+    pub mem_size_mib: u32,
+    pub disk_size_gib: u32,
+    pub smt_enabled: bool,
+    pub read_only: bool,
+    pub bandwidth: Option<Bandwidth>,
+    pub recipe: String,
+    pub state: String,
+    pub address: Option<String>,
+    pub created_ms: u64,
+    pub started_ms: Option<u64>,
+    pub stopped_ms: Option<u64>,
+    pub crash: Option<String>,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let rx: Option<u32> = r.get("rx_mbps")?;
+    let tx: Option<u32> = r.get("tx_mbps")?;
+    Ok(Row {
+        id: r.get("id")?,
+        name: r.get("name")?,
+        owner: r.get("owner")?,
+        vcpu_count: r.get("vcpu_count")?,
+        mem_size_mib: r.get("mem_size_mib")?,
+        disk_size_gib: r.get("disk_size_gib")?,
+        smt_enabled: r.get("smt_enabled")?,
+        read_only: r.get("read_only")?,
+        bandwidth: rx.zip(tx).map(|(rx_mbps, tx_mbps)| Bandwidth { rx_mbps, tx_mbps }),
+        recipe: r.get("recipe")?,
+        state: r.get("state")?,
+        address: r.get("address")?,
+        created_ms: r.get("created_ms")?,
+        started_ms: r.get("started_ms")?,
+        stopped_ms: r.get("stopped_ms")?,
+        crash: r.get("crash")?,
+    })
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        Store::init(conn)
+    }
+
+    /// A database in memory (tests).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        Store::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store, StoreError> {
+        // WAL: readers do not wait for the writer; synchronous=FULL: a committed create
+        // survives a power cut.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::TooNew { found: version, known: MIGRATIONS.len() });
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(Store { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Inserts a workstation and its `created` event together.
+    pub fn insert(&self, w: &Row, now_ms: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO workstations (id, name, owner, vcpu_count, mem_size_mib, disk_size_gib, smt_enabled, read_only,
+                rx_mbps, tx_mbps, recipe, state, address, created_ms, started_ms, stopped_ms, crash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            params![
+                w.id,
+                w.name,
+                w.owner,
+                w.vcpu_count,
+                w.mem_size_mib,
+                w.disk_size_gib,
+                w.smt_enabled,
+                w.read_only,
+                w.bandwidth.map(|b| b.rx_mbps),
+                w.bandwidth.map(|b| b.tx_mbps),
+                w.recipe,
+                w.state,
+                w.address,
+                w.created_ms,
+                w.started_ms,
+                w.stopped_ms,
+                w.crash
+            ],
+        )?;
+        add_event(&tx, &w.id, now_ms, "created", &format!("{} vCPU, {} MiB, {} GiB{}", w.vcpu_count, w.mem_size_mib, w.disk_size_gib, if w.read_only { ", read-only" } else { "" }))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Row>, StoreError> {
+        Ok(self.conn().query_row("SELECT * FROM workstations WHERE id = ?1", [id], row).optional()?)
+    }
+
+    pub fn list(&self) -> Result<Vec<Row>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT * FROM workstations ORDER BY created_ms, id")?;
+        let rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Records a new state (and timestamps) with the event that explains it, in one transaction.
+    pub fn set_state(&self, id: &str, state: &str, times: StateTimes, crash: Option<&str>, event: (&str, &str), now_ms: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE workstations SET state = ?2, started_ms = COALESCE(?3, started_ms), stopped_ms = COALESCE(?4, stopped_ms), crash = ?5 WHERE id = ?1",
+            params![id, state, times.started_ms, times.stopped_ms, crash],
+        )?;
+        add_event(&tx, id, now_ms, event.0, event.1)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records an event alone.
+    pub fn event(&self, id: &str, kind: &str, message: &str, now_ms: u64) -> Result<(), StoreError> {
+        let conn = self.conn();
+        add_event(&conn, id, now_ms, kind, message)
+    }
+
+    pub fn events(&self, id: &str, limit: i64) -> Result<Vec<Event>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT id, at_ms, kind, message FROM events WHERE workstation_id = ?1 ORDER BY id DESC LIMIT ?2")?;
+        let mut v = st
+            .query_map(params![id, limit], |r| Ok(Event { id: r.get(0)?, at_unix_ms: r.get(1)?, kind: r.get(2)?, message: r.get(3)? }))?
+            .collect::<Result<Vec<_>, _>>()?;
+        v.reverse();
+        Ok(v)
+    }
+
+    /// Deletes a workstation and its events.
+    pub fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM events WHERE workstation_id = ?1", [id])?;
+        let n = tx.execute("DELETE FROM workstations WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    pub fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.conn().query_row("SELECT COUNT(*) FROM workstations", [], |r| r.get(0))?)
+    }
+}
+
+/// Timestamps a state change sets (None: keep).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StateTimes {
+    pub started_ms: Option<u64>,
+    pub stopped_ms: Option<u64>,
+}
+
+fn add_event(conn: &Connection, id: &str, at_ms: u64, kind: &str, message: &str) -> Result<(), StoreError> {
+    conn.execute("INSERT INTO events (workstation_id, at_ms, kind, message) VALUES (?1, ?2, ?3, ?4)", params![id, at_ms, kind, message])?;
+    conn.execute(
+        "DELETE FROM events WHERE workstation_id = ?1 AND id <= (SELECT id FROM events WHERE workstation_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![id, MAX_EVENTS_PER_WORKSTATION],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws(id: &str) -> Row {
+        Row {
+            id: id.into(),
+            name: "n".into(),
+            owner: "o".into(),
+            vcpu_count: 2,
+            mem_size_mib: 512,
+            disk_size_gib: 1,
+            smt_enabled: false,
+            read_only: false,
+            bandwidth: Some(Bandwidth { rx_mbps: 10, tx_mbps: 20 }),
+            recipe: "datascience".into(),
+            state: "stopped".into(),
+            address: None,
+            created_ms: 5,
+            started_ms: None,
+            stopped_ms: None,
+            crash: None,
+        }
+    }
+
+    #[test]
+    fn rows_and_events_round_trip_and_survive_a_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("hearth.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.insert(&ws("a"), 1).unwrap();
+            s.set_state("a", "running", StateTimes { started_ms: Some(7), stopped_ms: None }, None, ("started", "boot 1.2 s"), 7).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let a = s.get("a").unwrap().unwrap();
+        assert_eq!((a.state.as_str(), a.started_ms, a.bandwidth), ("running", Some(7), Some(Bandwidth { rx_mbps: 10, tx_mbps: 20 })));
+        let kinds: Vec<_> = s.events("a", 10).unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["created", "started"]);
+        assert!(s.insert(&ws("a"), 1).is_err(), "duplicate id");
+        assert!(s.delete("a").unwrap());
+        assert_eq!((s.get("a").unwrap(), s.events("a", 10).unwrap().len(), s.count().unwrap()), (None, 0, 0));
+    }
+
+    #[test]
+    fn events_are_bounded_per_workstation() {
+        let s = Store::in_memory().unwrap();
+        s.insert(&ws("a"), 1).unwrap();
+        for i in 0..(MAX_EVENTS_PER_WORKSTATION + 50) {
+            s.event("a", "tick", &i.to_string(), 2).unwrap();
+        }
+        let ev = s.events("a", 5000).unwrap();
+        assert_eq!(ev.len() as i64, MAX_EVENTS_PER_WORKSTATION);
+        assert_eq!(ev.last().unwrap().message, (MAX_EVENTS_PER_WORKSTATION + 49).to_string());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("hearth.db");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        assert!(matches!(Store::open(&path), Err(StoreError::TooNew { found: 99, .. })));
+    }
+}

@@ -1,0 +1,221 @@
+//! The REST API against a real `hearth serve` with real Firecracker workstations, in the box:
+//! every route, success and failure; the OpenAPI document against the routes; a server
+//! killed with SIGKILL and started again loses nothing.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `hearth serve` on a free loopback port over `data`; returns once it listens.
+fn serve(data: &std::path::Path) -> Server {
+    let mut child = Command::new("hearth")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("HEARTH_DATA_DIR", data)
+        .env("HEARTH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("hearth is on PATH in the box");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    Server { child, base }
+}
+
+/// (status, JSON body or Null).
+fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let req = ureq::request(method, url).timeout(Duration::from_secs(300));
+    let res = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    let resp = match res {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn raw(method: &str, url: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+    match ureq::request(method, url).set("Content-Type", content_type).send_bytes(body) {
+        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Announces a body of `len` bytes and sends only its start: the server must refuse from the
+/// header alone (a client would otherwise see its connection closed mid-upload).
+fn oversized_post(base: &str, path: &str, len: usize) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(c, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{{").unwrap();
+    let mut resp = String::new();
+    let _ = c.read_to_string(&mut resp);
+    let status = resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Asserts an error response: status, code, and the field when given.
+fn assert_error(got: (u16, Value), status: u16, code: &str, field: Option<&str>) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+    assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
+    if let Some(f) = field {
+        assert_eq!(got.1["error"]["field"], f, "{}", got.1);
+    }
+}
+
+#[test]
+fn the_api_drives_workstations_end_to_end() {
+    if common::delegated_to_box("the_api_drives_workstations_end_to_end") {
+        return;
+    }
+    let data = std::path::PathBuf::from(std::env::var("HEARTH_DATA_DIR").unwrap()).join(format!("api-{}", std::process::id()));
+    let server = serve(&data);
+    let api = format!("{}/api/v1", server.base);
+    let ws_url = format!("{api}/workstations");
+
+    let (s, health) = call("GET", &format!("{api}/health"), None);
+    assert_eq!((s, health["status"].as_str()), (200, Some("ok")));
+
+    // The OpenAPI document describes exactly what is served: every documented operation is
+    // routed (an unknown id gets the handler's 404, never the router's), nothing else is.
+    let (s, doc) = call("GET", &format!("{api}/openapi.json"), None);
+    assert_eq!(s, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+            let url = format!("{}{}", server.base, path.replace("{id}", "wnosuchthing").replace("{action}", "start"));
+            let body = (method == "post").then(|| json!({"name": "x", "argv": ["true"]}));
+            let (status, v) = call(&method.to_uppercase(), &url, body);
+            assert_ne!(v["error"]["message"], "no such route", "{method} {path} is documented but not routed");
+            assert!(status < 500, "{method} {path}: {status} {v}");
+        }
+    }
+    documented.sort();
+    assert_eq!(
+        documented,
+        [
+            "DELETE /api/v1/workstations/{id}",
+            "GET /api/v1/health",
+            "GET /api/v1/workstations",
+            "GET /api/v1/workstations/{id}",
+            "GET /api/v1/workstations/{id}/console",
+            "GET /api/v1/workstations/{id}/events",
+            "POST /api/v1/workstations",
+            "POST /api/v1/workstations/{id}/exec",
+            "POST /api/v1/workstations/{id}/{action}",
+        ]
+    );
+    assert_error(call("GET", &format!("{api}/nothing-here"), None), 404, "not_found", None);
+
+    // Bad input: every refusal names its field; nothing is created.
+    let create = |b: Value| call("POST", &ws_url, Some(b));
+    assert_error(create(json!({"name": "a", "vcpu_count": 0})), 400, "invalid_field", Some("vcpu_count"));
+    assert_error(create(json!({"name": "a", "vcpu_count": "two"})), 400, "invalid_field", Some("vcpu_count"));
+    assert_error(create(json!({"name": "a", "mem_size_mib": 1_000_000_000})), 400, "invalid_field", Some("mem_size_mib"));
+    assert_error(create(json!({"name": "a", "disk_size_gib": 0})), 400, "invalid_field", Some("disk_size_gib"));
+    assert_error(create(json!({"name": "a", "bandwidth": {"rx_mbps": 0, "tx_mbps": 10}})), 400, "invalid_field", Some("bandwidth.rx_mbps"));
+    assert_error(create(json!({"name": "a", "bandwidth": {"rx_mbps": 10, "tx_mbps": -5}})), 400, "invalid_field", Some("bandwidth.tx_mbps"));
+    assert_error(create(json!({"name": "a", "bandwidth": {"rx_mbps": 10, "tx_mbps": 99_999_999}})), 400, "invalid_field", Some("bandwidth.tx_mbps"));
+    assert_error(create(json!({"name": ""})), 400, "invalid_field", Some("name"));
+    assert_error(create(json!({"name": "a", "recipe": "no-such-recipe"})), 400, "invalid_field", Some("recipe"));
+    assert_error(create(json!({"name": "a", "vcpu_count": 3, "smt_enabled": true})), 400, "invalid_field", Some("smt_enabled"));
+    assert_error(create(json!({"name": "a", "colour": "red"})), 400, "invalid_field", Some("colour"));
+    assert_error(raw("POST", &ws_url, "application/json", b"{\"name\": "), 400, "bad_request", None);
+    assert_error(raw("POST", &ws_url, "text/plain", b"name=a"), 415, "bad_request", None);
+    assert_error(oversized_post(&server.base, "/api/v1/workstations", 2 << 20), 413, "payload_too_large", None);
+    // Beyond the memory budget (half the box's memory): refused, with the reason.
+    assert_error(create(json!({"name": "huge", "mem_size_mib": 16384})), 503, "over_capacity", None);
+    assert_eq!(call("GET", &ws_url, None).1["workstations"], json!([]));
+
+    // Create (and boot), list, get.
+    let (s, ws) = create(json!({"name": "Research", "vcpu_count": 2, "mem_size_mib": 512, "disk_size_gib": 1, "bandwidth": {"rx_mbps": 100, "tx_mbps": 50}}));
+    assert_eq!(s, 201, "{ws}");
+    assert_eq!((ws["state"].as_str(), ws["vcpu_count"].as_u64(), ws["bandwidth"]["tx_mbps"].as_u64()), (Some("running"), Some(2), Some(50)));
+    let id = ws["id"].as_str().unwrap().to_string();
+    let one = format!("{ws_url}/{id}");
+    assert_eq!(call("GET", &ws_url, None).1["workstations"][0]["id"], id.as_str());
+    assert_eq!(call("GET", &one, None).1["name"], "Research");
+
+    // Exec: the data-science environment as scientist; stdin; refusals.
+    let exec = |b: Value| call("POST", &format!("{one}/exec"), Some(b));
+    let (s, r) = exec(json!({"argv": ["python3", "-c", "import numpy, pandas, getpass; print(numpy.arange(4).sum(), getpass.getuser())"]}));
+    assert_eq!((s, r["exit_code"].as_i64(), r["stdout"].as_str()), (200, Some(0), Some("6 scientist\n")), "{r}");
+    let (_, r) = exec(json!({"argv": ["wc", "-c"], "stdin": "12345"}));
+    assert_eq!(r["stdout"].as_str().map(str::trim), Some("5"));
+    let (_, r) = exec(json!({"argv": ["sh", "-c", "echo oops >&2; exit 3"]}));
+    assert_eq!((r["exit_code"].as_i64(), r["stderr"].as_str()), (Some(3), Some("oops\n")));
+    let (_, r) = exec(json!({"argv": ["sleep", "30"], "timeout_secs": 1}));
+    assert_eq!(r["timed_out"], true);
+    assert_error(exec(json!({"argv": ["/no/such/binary"]})), 400, "invalid_field", Some("argv"));
+    assert_error(exec(json!({"argv": []})), 400, "invalid_field", Some("argv"));
+    assert_error(exec(json!({"argv": ["true"], "timeout_secs": 0})), 400, "invalid_field", Some("timeout_secs"));
+
+    // Serial console and events.
+    let (s, console) = call("GET", &format!("{one}/console?tail_bytes=100000"), None);
+    assert!(s == 200 && console.as_str().unwrap().contains("hearth-agent: ready"), "{console}");
+    assert_error(call("GET", &format!("{one}/console?tail_bytes=99999999"), None), 400, "invalid_field", Some("tail_bytes"));
+
+    // Lifecycle actions and the conflicts between them.
+    let act = |a: &str| call("POST", &format!("{one}/{a}"), Some(json!({})));
+    assert_eq!(act("pause").1["state"], "paused");
+    assert_error(act("pause"), 409, "conflict", None);
+    assert_eq!(act("resume").1["state"], "running");
+    assert_error(act("start"), 409, "conflict", None);
+    assert_error(act("explode"), 404, "not_found", None);
+    assert_eq!(exec(json!({"argv": ["sh", "-c", "echo kept > ~/notes"]})).0, 200);
+    assert_eq!(act("stop").1["state"], "stopped");
+    assert_eq!(act("start").1["state"], "running");
+    assert_eq!(act("restart").1["state"], "running");
+    assert_eq!(exec(json!({"argv": ["cat", "/home/scientist/notes"]})).1["stdout"], "kept\n");
+    let (_, ev) = call("GET", &format!("{one}/events"), None);
+    let kinds: Vec<&str> = ev["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["created", "started", "paused", "resumed", "stopped", "started", "stopped", "started"]);
+    assert_error(call("GET", &format!("{one}/events?limit=0"), None), 400, "invalid_field", Some("limit"));
+
+    // SIGKILL the server while the workstation runs; a new server finds it running, reachable.
+    drop(server);
+    let server = serve(&data);
+    let one = format!("{}/api/v1/workstations/{id}", server.base);
+    assert_eq!(call("GET", &one, None).1["state"], "running");
+    assert_eq!(call("POST", &format!("{one}/exec"), Some(json!({"argv": ["cat", "/home/scientist/notes"]}))).1["stdout"], "kept\n");
+
+    // Unknown ids, then delete.
+    let nope = format!("{}/api/v1/workstations/wnope", server.base);
+    assert_error(call("GET", &nope, None), 404, "not_found", None);
+    assert_error(call("DELETE", &nope, None), 404, "not_found", None);
+    assert_error(call("POST", &format!("{nope}/exec"), Some(json!({"argv": ["true"]}))), 404, "not_found", None);
+    assert_eq!(call("DELETE", &one, None).0, 204);
+    assert_error(call("GET", &one, None), 404, "not_found", None);
+    assert_eq!(call("GET", &format!("{}/api/v1/workstations", server.base), None).1["workstations"], json!([]));
+    assert!(!data.join("workstations").join(&id).exists());
+    assert_eq!(call("GET", &format!("{}/api/v1/health", server.base), None).1["workstations"], 0);
+    drop(server);
+    std::fs::remove_dir_all(&data).unwrap();
+}
