@@ -39,6 +39,9 @@ pub struct BoxState {
     pub cpus: u32,
     pub mem_mib: u64,
     pub egress: bool,
+    /// Host loopback ports forwarded into the box: (host, box).
+    #[serde(default)]
+    pub forwards: Vec<(u16, u16)>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +57,8 @@ pub struct StartOptions {
     pub mem_mib: u64,
     pub data_disk_gib: u64,
     pub egress: bool,
+    /// Host loopback ports forwarded into the box: (host, box).
+    pub forwards: Vec<(u16, u16)>,
     pub ready_timeout: Duration,
 }
 
@@ -174,6 +179,7 @@ impl BoxDir {
             cpus: opts.cpus,
             mem_mib: opts.mem_mib,
             control_port: port,
+            forwards: opts.forwards.clone(),
             egress: opts.egress,
         };
         let qemu_log_path = self.root.join("qemu.log");
@@ -197,6 +203,7 @@ impl BoxDir {
             cpus: opts.cpus,
             mem_mib: opts.mem_mib,
             egress: opts.egress,
+            forwards: opts.forwards.clone(),
         };
         self.write_state(&state)?;
         let deadline = started + opts.ready_timeout;
@@ -294,6 +301,20 @@ impl BoxDir {
     }
 }
 
+impl BoxDir {
+    /// Puts `data` into the share under a content-hashed name (a file the box may be reading
+    /// is never replaced) and returns its path inside the box.
+    pub fn share_file(&self, name: &str, data: &[u8]) -> Result<String, BoxError> {
+        let file = format!("{name}-{}", hex::encode(&sha256(data)[..6]));
+        let dest = self.share().join("files").join(&file);
+        if !dest.exists() {
+            fs::create_dir_all(dest.parent().expect("has a parent")).map_err(|e| BoxError::io("creating the share's files/", e))?;
+            hearth_fs::write_atomic(&dest, data).map_err(|e| BoxError::io(format!("writing {}", dest.display()), e))?;
+        }
+        Ok(format!("{}/files/{file}", crate::SHARE_MOUNT))
+    }
+}
+
 /// Copies to a temporary name, makes it executable, renames into place.
 fn copy_executable(from: &Path, to: &Path) -> Result<(), BoxError> {
     let tmp = to.with_extension("tmp");
@@ -360,7 +381,7 @@ mod tests {
     fn a_stale_state_file_with_a_non_qemu_pid_is_not_running() {
         let d = tempfile::tempdir().unwrap();
         let b = BoxDir::new(d.path());
-        let state = BoxState { pid: std::process::id(), port: 1, started_at: 0, ready_ms: 0, cpus: 1, mem_mib: 1, egress: false };
+        let state = BoxState { pid: std::process::id(), port: 1, started_at: 0, ready_ms: 0, cpus: 1, mem_mib: 1, egress: false, forwards: vec![] };
         b.write_state(&state).unwrap();
         assert!(b.running().is_none(), "our own pid is alive but is not QEMU");
     }
@@ -379,6 +400,7 @@ mod tests {
             mem_mib: 256,
             data_disk_gib: 1,
             egress: false,
+            forwards: vec![],
             ready_timeout: Duration::from_secs(1),
         };
         assert!(matches!(BoxDir::new(d.path().join("box")).start(&opts), Err(BoxError::MissingArtifact(p)) if p.contains("no-vmlinux")));

@@ -24,6 +24,8 @@ pub struct BoxSpec {
     pub mem_mib: u64,
     /// Host loopback port forwarded to the control server.
     pub control_port: u16,
+    /// More host loopback ports forwarded into the box: (host, box).
+    pub forwards: Vec<(u16, u16)>,
     /// Let the box reach the outside network (QEMU user networking without `restrict=on`).
     pub egress: bool,
 }
@@ -47,10 +49,11 @@ pub fn args(spec: &BoxSpec) -> Vec<OsString> {
         push(&["-virtfs", &format!("local,path={},mount_tag={tag},security_model=none,readonly=on", dir.display())]);
     }
     let restrict = if spec.egress { "off" } else { "on" };
-    push(&[
-        "-netdev",
-        &format!("user,id=net0,restrict={restrict},hostfwd=tcp:127.0.0.1:{}-:{CONTROL_PORT}", spec.control_port),
-    ]);
+    let mut netdev = format!("user,id=net0,restrict={restrict},hostfwd=tcp:127.0.0.1:{}-:{CONTROL_PORT}", spec.control_port);
+    for (host, guest) in &spec.forwards {
+        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+    }
+    push(&["-netdev", &netdev]);
     push(&["-device", "virtio-net-pci,netdev=net0"]);
     a
 }
@@ -71,6 +74,7 @@ mod tests {
             cpus: 2,
             mem_mib: 4096,
             control_port: 40000,
+            forwards: vec![(8080, 8080)],
             egress: false,
         }
     }
@@ -80,7 +84,7 @@ mod tests {
         let a: Vec<String> = args(&spec()).into_iter().map(|s| s.into_string().unwrap()).collect();
         let joined = a.join(" ");
         for needle in ["-M q35", "-accel tcg,thread=multi", "-cpu max", "random.trust_cpu=on", "restrict=on",
-            "hostfwd=tcp:127.0.0.1:40000-:7070", "file=/c/box.ext4,format=raw,if=virtio,readonly=on", "-no-reboot",
+            "hostfwd=tcp:127.0.0.1:40000-:7070,hostfwd=tcp:127.0.0.1:8080-:8080", "file=/c/box.ext4,format=raw,if=virtio,readonly=on", "-no-reboot",
             "mount_tag=hearth-cache,security_model=none,readonly=on"] {
             assert!(joined.contains(needle), "missing {needle}: {joined}");
         }

@@ -75,10 +75,12 @@ impl<C: Conn> ExecClient<C> {
     }
 
     /// Runs a command with `stdin` (when given) streamed to it, copying its output as it comes.
+    /// The stdin feeder runs on its own thread and ends at its EOF or when the server stops
+    /// taking input; this returns when the command ends, whatever the feeder is doing.
     pub fn exec_io(
         mut self,
         mut spec: ExecSpec,
-        stdin: Option<&mut (dyn Read + Send)>,
+        stdin: Option<Box<dyn Read + Send>>,
         stdout: &mut dyn Write,
         stderr: &mut dyn Write,
     ) -> Result<ExecExit, ExecError> {
@@ -87,34 +89,31 @@ impl<C: Conn> ExecClient<C> {
         self.conn.set_read_timeout_conn(wait).map_err(io_err("setting a read timeout"))?;
         spec.stdin = stdin.is_some();
         send(&mut self.conn, &Request::Exec(spec))?;
-        let feeder = self.conn.try_clone_conn().map_err(io_err("cloning the connection"))?;
-        std::thread::scope(|scope| {
-            if let Some(stdin) = stdin {
-                // A server that stops taking stdin (the command ended) ends the feeding too.
-                scope.spawn(move || feed(feeder, stdin));
-            }
-            loop {
-                let Some(frame) = read_frame(&mut self.conn)? else {
-                    return Err(ExecError::Protocol("the server closed the connection before the command ended".into()));
-                };
-                let written = match frame.tag {
-                    TAG_STDOUT => stdout.write_all(&frame.payload).and_then(|()| stdout.flush()),
-                    TAG_STDERR => stderr.write_all(&frame.payload).and_then(|()| stderr.flush()),
-                    TAG_CONTROL => match parse_event(&frame.payload)? {
-                        Event::Started { .. } => Ok(()),
-                        Event::Exited { code, signal, timed_out, truncated } => {
-                            // Unblocks a feeder still reading a stdin nobody wants any more.
-                            self.conn.shutdown_conn();
-                            return Ok(ExecExit { code, signal, timed_out, truncated });
-                        }
-                        Event::Error { message } => return Err(ExecError::Refused(message)),
-                        other => return Err(ExecError::Protocol(format!("unexpected {other:?}"))),
-                    },
-                    t => return Err(ExecError::Protocol(format!("unknown frame tag {t}"))),
-                };
-                written.map_err(io_err("writing command output"))?;
-            }
-        })
+        if let Some(mut stdin) = stdin {
+            let feeder = self.conn.try_clone_conn().map_err(io_err("cloning the connection"))?;
+            std::thread::spawn(move || feed(feeder, &mut *stdin));
+        }
+        loop {
+            let Some(frame) = read_frame(&mut self.conn)? else {
+                return Err(ExecError::Protocol("the server closed the connection before the command ended".into()));
+            };
+            let written = match frame.tag {
+                TAG_STDOUT => stdout.write_all(&frame.payload).and_then(|()| stdout.flush()),
+                TAG_STDERR => stderr.write_all(&frame.payload).and_then(|()| stderr.flush()),
+                TAG_CONTROL => match parse_event(&frame.payload)? {
+                    Event::Started { .. } => Ok(()),
+                    Event::Exited { code, signal, timed_out, truncated } => {
+                        // A feeder still writing gets an error and stops.
+                        self.conn.shutdown_conn();
+                        return Ok(ExecExit { code, signal, timed_out, truncated });
+                    }
+                    Event::Error { message } => return Err(ExecError::Refused(message)),
+                    other => return Err(ExecError::Protocol(format!("unexpected {other:?}"))),
+                },
+                t => return Err(ExecError::Protocol(format!("unknown frame tag {t}"))),
+            };
+            written.map_err(io_err("writing command output"))?;
+        }
     }
 
     /// Runs a command and collects its output (for short commands).
@@ -351,7 +350,7 @@ impl<C: Conn> PtyInput<C> {
 }
 
 /// Copies `stdin` into `TAG_STDIN` frames, then ends it with an empty one.
-fn feed<C: Conn>(mut conn: C, stdin: &mut (dyn Read + Send)) {
+fn feed<C: Conn>(mut conn: C, stdin: &mut dyn Read) {
     let mut buf = vec![0u8; DATA_CHUNK];
     loop {
         match stdin.read(&mut buf) {

@@ -125,12 +125,11 @@ fn exec_streams_stdin_to_the_command() {
     let s = support::server();
     let input: Vec<u8> = bytes(5_000_000);
     let mut out = Vec::new();
-    let exit = s.client().exec_io(ExecSpec::new(["wc", "-c"]), Some(&mut input.as_slice()), &mut out, &mut std::io::sink()).unwrap();
+    let exit = s.client().exec_io(ExecSpec::new(["wc", "-c"]), Some(Box::new(std::io::Cursor::new(input))), &mut out, &mut std::io::sink()).unwrap();
     assert_eq!((exit.status(), String::from_utf8_lossy(&out).trim()), (0, "5000000"));
     // A command that ignores its stdin still ends when it is done.
-    let mut endless = std::io::repeat(b'y');
     let mut out = Vec::new();
-    let exit = s.client().exec_io(ExecSpec::new(["echo", "done"]), Some(&mut endless), &mut out, &mut std::io::sink());
+    let exit = s.client().exec_io(ExecSpec::new(["echo", "done"]), Some(Box::new(std::io::repeat(b'y'))), &mut out, &mut std::io::sink());
     assert_eq!((exit.unwrap().status(), out.as_slice()), (0, &b"done\n"[..]));
     let _ = std::io::stdout().flush();
 }

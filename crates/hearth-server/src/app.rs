@@ -54,13 +54,13 @@ impl App {
         let st = ws.status()?;
         let state = st.record.state.to_string();
         if state != row.state {
-            let now = now_ms();
-            let event = match st.record.state {
-                State::Crashed => ("crashed", st.record.crash.clone().unwrap_or_default()),
-                _ => ("state", format!("found {state} (was {})", row.state)),
-            };
-            let times = StateTimes { started_ms: None, stopped_ms: (st.record.state == State::Crashed).then_some(now) };
-            self.store.set_state(&row.id, &state, times, st.record.crash.as_deref(), (event.0, &event.1), now)?;
+            // Only a crash is news to record here; any other difference is an operation in
+            // flight (a start whose record is being written), shown as the runtime has it.
+            if st.record.state == State::Crashed {
+                let now = now_ms();
+                let crash = st.record.crash.clone().unwrap_or_default();
+                self.store.set_state(&row.id, &state, StateTimes { started_ms: None, stopped_ms: Some(now) }, Some(&crash), ("crashed", &crash), now)?;
+            }
             row.state = state;
             row.crash = st.record.crash;
         }

@@ -66,8 +66,20 @@ pub fn open(config: Config, data_dir: &Path, cache_dir: &Path) -> Result<App, Se
     Ok(App { config, store, runtime, cache, owner: "local".into(), mem_budget_mib })
 }
 
-/// Reconciles, then serves until SIGTERM or SIGINT. Workstations keep running after.
-pub async fn serve(app: App, ready: impl FnOnce(std::net::SocketAddr)) -> Result<(), ServeError> {
+/// How a server behaves at its ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServeOptions {
+    /// Also stop serving when stdin reaches EOF (the server inside the box: the outer
+    /// `hearth serve` closes it to stop the server).
+    pub until_stdin_eof: bool,
+    /// On the way out, stop running workstations cleanly and mark them to be booted again at
+    /// the next start (the box is about to go down, and its VMs with it).
+    pub suspend_on_exit: bool,
+}
+
+/// Reconciles, boots what was suspended, then serves until SIGTERM or SIGINT (or stdin's
+/// EOF). Workstations keep running after, unless `suspend_on_exit`.
+pub async fn serve(app: App, opts: ServeOptions, ready: impl FnOnce(std::net::SocketAddr)) -> Result<(), ServeError> {
     let app = Arc::new(app);
     let report = {
         let app = app.clone();
@@ -79,16 +91,36 @@ pub async fn serve(app: App, ready: impl FnOnce(std::net::SocketAddr)) -> Result
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Listen { addr, source })?;
     let local = listener.local_addr().map_err(|source| ServeError::Listen { addr, source })?;
     ready(local);
-    axum::serve(listener, api::router(app)).with_graceful_shutdown(shutdown_signal()).await.map_err(|source| ServeError::Listen { addr, source })
+    // Boots take seconds each: the API answers meanwhile.
+    {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || reconcile::resume_suspended(&app));
+    }
+    axum::serve(listener, api::router(app.clone()))
+        .with_graceful_shutdown(shutdown_signal(opts.until_stdin_eof))
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    if opts.suspend_on_exit {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || reconcile::suspend_running(&app)).await.map_err(|e| setup("suspending")(e.to_string()))?;
+    }
+    Ok(())
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal(until_stdin_eof: bool) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return std::future::pending().await;
     };
+    let stdin_eof = async {
+        if !until_stdin_eof {
+            return std::future::pending().await;
+        }
+        let _ = tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink())).await;
+    };
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+        _ = stdin_eof => {}
     }
 }

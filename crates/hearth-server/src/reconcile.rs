@@ -34,3 +34,46 @@ pub fn reconcile(app: &App) -> Result<Report, crate::api::error::ApiError> {
     }
     Ok(report)
 }
+
+/// Boots the workstations a previous server suspended (marked `resume`).
+pub fn resume_suspended(app: &App) {
+    let ids = match app.store.to_resume() {
+        Ok(ids) => ids,
+        Err(e) => return tracing::warn!("listing workstations to resume: {e}"),
+    };
+    for id in ids {
+        let _ = app.store.set_resume(&id, false);
+        let started = app.runtime.get(&id).map_err(crate::api::error::ApiError::from).and_then(|ws| {
+            let t = ws.start()?;
+            let now = crate::app::now_ms();
+            let msg = format!("resumed after its host restarted; agent ready {:.0} ms after InstanceStart", t.instance_start_to_ready_ms);
+            app.store.set_state(&id, "running", crate::store::StateTimes { started_ms: Some(now), stopped_ms: None }, None, ("started", &msg), now)?;
+            Ok(())
+        });
+        if let Err(e) = started {
+            tracing::warn!(workstation = %id, "resuming: {}", e.message);
+            let _ = app.store.event(&id, "start_failed", &format!("resuming after a restart: {}", e.message), crate::app::now_ms());
+        }
+    }
+}
+
+/// Stops every running or paused workstation cleanly and marks it to be booted again at the
+/// next start: its host (the box) is going down.
+pub fn suspend_running(app: &App) {
+    let rows = match app.store.list() {
+        Ok(r) => r,
+        Err(e) => return tracing::warn!("listing workstations to suspend: {e}"),
+    };
+    for row in rows.into_iter().filter(|r| r.state == "running" || r.state == "paused") {
+        let Ok(ws) = app.runtime.get(&row.id) else { continue };
+        match ws.stop() {
+            Ok(kind) => {
+                let now = crate::app::now_ms();
+                let msg = format!("suspended while its host shuts down ({kind:?}); it boots again with the server");
+                let _ = app.store.set_state(&row.id, "stopped", crate::store::StateTimes { started_ms: None, stopped_ms: Some(now) }, None, ("stopped", &msg), now);
+                let _ = app.store.set_resume(&row.id, true);
+            }
+            Err(e) => tracing::warn!(workstation = %row.id, "suspending: {e}"),
+        }
+    }
+}

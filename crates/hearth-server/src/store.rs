@@ -41,6 +41,9 @@ const MIGRATIONS: &[&str] = &[
         message TEXT NOT NULL
     );
     CREATE INDEX events_by_workstation ON events (workstation_id, id);",
+    // Set on workstations stopped because their host went down (the box shutting down):
+    // the next start boots them again.
+    "ALTER TABLE workstations ADD COLUMN resume INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Events kept per workstation (older ones are dropped as new ones come).
@@ -220,6 +223,20 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Marks (or unmarks) a workstation to be booted again at the next start.
+    pub fn set_resume(&self, id: &str, resume: bool) -> Result<(), StoreError> {
+        self.conn().execute("UPDATE workstations SET resume = ?2 WHERE id = ?1", params![id, resume])?;
+        Ok(())
+    }
+
+    /// The workstations marked to be booted again.
+    pub fn to_resume(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT id FROM workstations WHERE resume = 1 ORDER BY created_ms, id")?;
+        let ids = st.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
     pub fn count(&self) -> Result<u64, StoreError> {
         Ok(self.conn().query_row("SELECT COUNT(*) FROM workstations", [], |r| r.get(0))?)
     }
@@ -281,6 +298,10 @@ mod tests {
         let kinds: Vec<_> = s.events("a", 10).unwrap().into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, ["created", "started"]);
         assert!(s.insert(&ws("a"), 1).is_err(), "duplicate id");
+        s.set_resume("a", true).unwrap();
+        assert_eq!(s.to_resume().unwrap(), ["a"]);
+        s.set_resume("a", false).unwrap();
+        assert!(s.to_resume().unwrap().is_empty());
         assert!(s.delete("a").unwrap());
         assert_eq!((s.get("a").unwrap(), s.events("a", 10).unwrap().len(), s.count().unwrap()), (None, 0, 0));
     }

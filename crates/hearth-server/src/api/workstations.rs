@@ -240,7 +240,7 @@ pub async fn exec(State(app): State<SharedApp>, Path(id): Path<String>, ApiJson(
         let agent = app.runtime.get(&id)?.agent(AGENT_TIMEOUT)?;
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let exit = match stdin {
-            Some(s) => agent.exec_io(spec, Some(&mut std::io::Cursor::new(s.into_bytes())), &mut out, &mut err),
+            Some(s) => agent.exec_io(spec, Some(Box::new(std::io::Cursor::new(s.into_bytes()))), &mut out, &mut err),
             None => agent.exec(spec, &mut out, &mut err),
         };
         let exit = exit.map_err(|e| match e {

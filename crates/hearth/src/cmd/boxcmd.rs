@@ -80,7 +80,7 @@ pub(crate) fn run(cmd: BoxCmd, paths: &Paths) -> anyhow::Result<ExitCode> {
     let dir = BoxDir::new(paths.box_dir());
     match cmd {
         BoxCmd::Start(a) => {
-            let state = start(paths, &dir, &a, true)?;
+            let state = start(paths, &dir, &a, true, &[])?;
             println!("box ready in {:.1} s (pid {}, control port 127.0.0.1:{})", state.ready_ms as f64 / 1000.0, state.pid, state.port);
             Ok(ExitCode::SUCCESS)
         }
@@ -98,7 +98,7 @@ pub(crate) fn run(cmd: BoxCmd, paths: &Paths) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn start(paths: &Paths, dir: &BoxDir, a: &StartArgs, rebuild: bool) -> anyhow::Result<hearth_box::host::BoxState> {
+pub(crate) fn start(paths: &Paths, dir: &BoxDir, a: &StartArgs, rebuild: bool, forwards: &[(u16, u16)]) -> anyhow::Result<hearth_box::host::BoxState> {
     let cache = ensure_artifacts(paths, rebuild)?;
     let opts = StartOptions {
         qemu: tools::require("qemu-system-x86_64")?,
@@ -111,6 +111,7 @@ fn start(paths: &Paths, dir: &BoxDir, a: &StartArgs, rebuild: bool) -> anyhow::R
         mem_mib: a.mem_mib.unwrap_or_else(default_box_mem_mib),
         data_disk_gib: a.data_disk_gib,
         egress: a.egress,
+        forwards: forwards.to_vec(),
         ready_timeout: Duration::from_secs(a.timeout),
     };
     eprintln!("hearth: starting the box ({} vCPUs, {} MiB; console: {})", opts.cpus, opts.mem_mib, dir.console_log().display());
@@ -151,36 +152,53 @@ fn status(dir: &BoxDir, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Runs `spec` in the box, its stdout to `stdout` and stderr to ours, while watching the box's
+/// console: a box whose kernel crashed keeps its TCP port open and says nothing, forever, so
+/// waiting on it alone could hang. `stdin`, when given, is streamed to the command. Returns
+/// None, leaving the command running, once `stop` is set.
+pub(crate) fn exec_watched(
+    dir: &BoxDir,
+    spec: ExecSpec,
+    stdin: Option<Box<dyn std::io::Read + Send>>,
+    mut stdout: Box<dyn std::io::Write + Send>,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<Option<hearth_exec::ExecExit>> {
+    let console_from = dir.console_len();
+    let client = dir.client()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(client.exec_io(spec, stdin, &mut stdout, &mut std::io::stderr()));
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(r) => return Ok(Some(r?)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(tail) = dir.kernel_crash_since(console_from) {
+                    bail!("the box's kernel crashed while the command ran; console:\n{tail}");
+                }
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Ok(None);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bail!("lost the command's thread"),
+        }
+    }
+}
+
 fn run_in_box(paths: &Paths, dir: &BoxDir, a: RunArgs) -> anyhow::Result<ExitCode> {
     let ephemeral = dir.running().is_none();
     if ephemeral {
-        start(paths, dir, &a.start, false)?;
+        start(paths, dir, &a.start, false, &[])?;
     }
-    let console_from = dir.console_len();
     let result = (|| -> anyhow::Result<_> {
         let mut argv = a.argv;
         if a.host_bin {
             argv[0] = dir.share_binary(std::path::Path::new(&argv[0]))?;
         }
         let spec = ExecSpec { env: a.env, cwd: a.cwd, timeout_secs: a.cmd_timeout, ..ExecSpec::new(argv) };
-        let client = dir.client()?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(client.exec(spec, &mut std::io::stdout(), &mut std::io::stderr()));
-        });
-        // A box whose kernel crashed keeps its TCP port open and says nothing, forever: watch
-        // its console instead of waiting on it.
-        loop {
-            match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(r) => return Ok(r?),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(tail) = dir.kernel_crash_since(console_from) {
-                        bail!("the box's kernel crashed while the command ran; console:\n{tail}");
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bail!("lost the command's thread"),
-            }
-        }
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let exit = exec_watched(dir, spec, None, Box::new(std::io::stdout()), &never)?;
+        exit.ok_or_else(|| anyhow::anyhow!("interrupted"))
     })();
     if ephemeral {
         dir.stop(Duration::from_secs(30)).context("stopping the box after the command")?;

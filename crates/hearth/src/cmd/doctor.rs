@@ -104,6 +104,13 @@ fn kvm_device() -> Check {
     }
 }
 
+/// Whether this host's KVM runs our guests (a real probe boot), and what was seen.
+pub(crate) fn guests_run_here(paths: &Paths) -> (bool, String) {
+    let dev = kvm_device();
+    let runs = kvm_runs_guests(paths, dev.status == Status::Ok);
+    (runs.status == Status::Ok, runs.detail)
+}
+
 fn kvm_runs_guests(paths: &Paths, device_ok: bool) -> Check {
     const NAME: &str = "kvm runs guests";
     if !device_ok {

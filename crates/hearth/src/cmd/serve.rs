@@ -1,13 +1,32 @@
 //! `hearth serve`: the API server. Where this host's KVM runs guests (or inside the box) it
-//! serves directly; elsewhere it runs the same server inside the box (issue 8, next step).
+//! serves directly; elsewhere it runs the very same server inside the box, with the API port
+//! forwarded on loopback, and shuts the box down cleanly when stopped.
 
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use hearth_box::host::BoxDir;
+use hearth_proto::control::ExecSpec;
 use hearth_server::config::Config;
 
+use crate::cmd::boxcmd::{self, StartArgs};
 use crate::paths::Paths;
+
+/// The port the server listens on inside the box.
+const BOX_API_PORT: u16 = 8080;
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Mode {
+    /// Direct where KVM runs guests (a probe boot says), else the box.
+    Auto,
+    Direct,
+    Box,
+}
 
 #[derive(clap::Args)]
 pub(crate) struct ServeArgs {
@@ -17,28 +36,153 @@ pub(crate) struct ServeArgs {
     config: Option<PathBuf>,
     /// Where to listen (overrides the config's `listen`).
     #[arg(long)]
-    listen: Option<std::net::SocketAddr>,
+    listen: Option<SocketAddr>,
+    /// Where workstations run.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    mode: Mode,
+    /// Run as the server inside the box: stop at stdin's EOF, suspending running workstations
+    /// (they boot again at the next start).
+    #[arg(long, hide = true)]
+    box_child: bool,
+    #[command(flatten)]
+    r#box: StartArgs,
 }
 
 pub(crate) fn run(a: ServeArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
     let default_file = paths.data_dir.join("hearth.toml");
-    let file = a.config.or_else(|| default_file.is_file().then_some(default_file));
+    let file = a.config.clone().or_else(|| default_file.is_file().then_some(default_file));
     let mut config = Config::load(file.as_deref(), std::env::vars()).context("loading the configuration")?;
     if let Some(l) = a.listen {
         config.listen = l;
     }
+    let in_box = std::env::var_os("HEARTH_IN_BOX").is_some();
+    let direct = match a.mode {
+        Mode::Direct => true,
+        Mode::Box => false,
+        Mode::Auto if in_box => true,
+        Mode::Auto => {
+            // The artifacts first: the probe boots them, and either mode needs them.
+            crate::cmd::image::ensure_artifacts(paths, true)?;
+            let (runs, detail) = crate::cmd::doctor::guests_run_here(paths);
+            if !runs {
+                eprintln!("hearth: this host's KVM does not run guests ({detail}); serving from the box");
+            }
+            runs
+        }
+    };
+    if direct {
+        let opts = hearth_server::ServeOptions { until_stdin_eof: a.box_child, suspend_on_exit: a.box_child };
+        serve_here(config, paths, opts)
+    } else {
+        serve_in_box(config, paths, &a.r#box)
+    }
+}
+
+fn serve_here(config: Config, paths: &Paths, opts: hearth_server::ServeOptions) -> anyhow::Result<ExitCode> {
     init_logging();
     let app = hearth_server::open(config, &paths.data_dir, &paths.cache_dir).context("starting the server")?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    rt.block_on(hearth_server::serve(app, |addr| {
+    rt.block_on(hearth_server::serve(app, opts, |addr| {
         // The line scripts and tests wait for.
         println!("hearth: serving on http://{addr}");
+        let _ = std::io::stdout().flush();
     }))?;
-    eprintln!("hearth: stopped serving; workstations keep running");
+    if opts.suspend_on_exit {
+        eprintln!("hearth: stopped serving; running workstations were suspended and boot again with the server");
+    } else {
+        eprintln!("hearth: stopped serving; workstations keep running");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
+/// Set by SIGINT / SIGTERM.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow::Result<ExitCode> {
+    let host = config.listen;
+    let IpAddr::V4(ip) = host.ip() else { bail!("serving from the box needs an IPv4 listen address (got {host})") };
+    if !ip.is_loopback() {
+        bail!("serving from the box forwards a loopback port only (got {host}); use 127.0.0.1:PORT");
+    }
+    let port = if host.port() == 0 { free_port()? } else { host.port() };
+    let dir = BoxDir::new(paths.box_dir());
+    let forward = (port, BOX_API_PORT);
+    match dir.running() {
+        Some(state) if state.forwards.contains(&forward) => eprintln!("hearth: using the running box (pid {})", state.pid),
+        Some(state) => bail!("the box (pid {}) runs without port {port} forwarded; stop it (hearth box stop) and run hearth serve again", state.pid),
+        None => {
+            boxcmd::start(paths, &dir, start, false, &[forward])?;
+        }
+    }
+    // The server inside gets this configuration, listening on the forwarded port.
+    config.listen = SocketAddr::from(([0, 0, 0, 0], BOX_API_PORT));
+    let toml = toml::to_string(&config).context("writing the configuration for the box")?;
+    let config_path = dir.share_file("serve.toml", toml.as_bytes())?;
+    let mut spec = ExecSpec::new(["hearth", "serve", "--mode", "direct", "--box-child", "--config", &config_path]);
+    spec.env = std::env::vars().filter(|(k, _)| k == "HEARTH_LOG").collect();
+    for sig in [nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGTERM] {
+        let action = nix::sys::signal::SigAction::new(nix::sys::signal::SigHandler::Handler(on_signal), nix::sys::signal::SaFlags::empty(), nix::sys::signal::SigSet::empty());
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { nix::sys::signal::sigaction(sig, &action) }.context("installing signal handlers")?;
+    }
+    let inside = format!("http://0.0.0.0:{BOX_API_PORT}");
+    let outside = format!("http://127.0.0.1:{port}");
+    // The server inside stops at its stdin's EOF: closing this pipe is how we stop it, so it
+    // can suspend the workstations before the box goes down.
+    let (stdin_read, stdin_write) = nix::unistd::pipe().context("making a pipe")?;
+    std::thread::spawn(move || {
+        while !STOP.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!("hearth: stopping the server in the box (suspending running workstations)");
+        drop(stdin_write);
+    });
+    let out = Rewrite { out: std::io::stdout(), from: inside, to: outside + " (workstations run in the box)" };
+    let never = AtomicBool::new(false);
+    let result = boxcmd::exec_watched(&dir, spec, Some(Box::new(std::fs::File::from(stdin_read))), Box::new(out), &never);
+    eprintln!("hearth: stopping the box");
+    dir.stop(Duration::from_secs(60)).context("stopping the box")?;
+    let exit = result?.context("interrupted")?;
+    if STOP.load(Ordering::SeqCst) && exit.status() == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    bail!("the server in the box exited (status {})", exit.status())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Passes output through, rewriting the address the server inside announces to the one it is
+/// reached at from here.
+struct Rewrite<W: Write> {
+    out: W,
+    from: String,
+    to: String,
+}
+
+impl<W: Write> Write for Rewrite<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        if text.contains(&self.from) {
+            self.out.write_all(text.replace(&self.from, &self.to).as_bytes())?;
+        } else {
+            self.out.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
