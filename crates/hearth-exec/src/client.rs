@@ -347,6 +347,11 @@ impl<C: Conn> PtyInput<C> {
     pub fn resize(&mut self, rows: u16, cols: u16) -> Result<(), ExecError> {
         send(&mut self.conn, &Request::PtyResize { id: self.id.clone(), rows, cols })
     }
+
+    /// Ends the attachment from this side: the stream's `next` returns `Closed` (detach).
+    pub fn close(&self) {
+        self.conn.shutdown_conn();
+    }
 }
 
 /// Copies `stdin` into `TAG_STDIN` frames, then ends it with an empty one.

@@ -150,3 +150,72 @@ pub struct ErrorDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
+
+/// `POST /api/v1/workstations/{id}/terminals`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateTerminal {
+    /// Default 24.
+    #[serde(default)]
+    pub rows: Option<u16>,
+    /// Default 80.
+    #[serde(default)]
+    pub cols: Option<u16>,
+    /// The command; default: the user's login shell.
+    #[serde(default)]
+    pub argv: Vec<String>,
+    /// Default: the image's user (`scientist`).
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// A terminal session in a workstation. It lives in the workstation (its agent), so it
+/// survives server restarts and browser reconnects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Terminal {
+    pub id: String,
+    pub workstation_id: String,
+    pub rows: u16,
+    pub cols: u16,
+    pub argv: Vec<String>,
+    pub user: Option<String>,
+    pub created_unix_ms: u64,
+    /// Clients attached now.
+    pub attached: u32,
+    pub title: String,
+    /// Set once its command ended: `{code, signal}`.
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<i32>,
+    pub exited: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TerminalList {
+    pub terminals: Vec<Terminal>,
+}
+
+/// Text frames a WebSocket terminal client sends (binary frames are keystrokes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WsClientMessage {
+    Resize { rows: u16, cols: u16 },
+    Ping,
+}
+
+/// Text frames the server sends on a WebSocket terminal (binary frames are terminal output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WsServerMessage {
+    /// First: the session's size and title; the next binary frames are its scrollback then
+    /// its screen (`replay_bytes` of them), then live output.
+    Attached { rows: u16, cols: u16, title: String, read_only: bool, replay_bytes: u64 },
+    Resize { rows: u16, cols: u16 },
+    Exit { code: Option<i32>, signal: Option<i32> },
+    /// This client fell too far behind and is disconnected; reconnect for a fresh screen.
+    Lagged,
+    Pong,
+    Error { message: String },
+}

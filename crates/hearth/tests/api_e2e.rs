@@ -78,6 +78,79 @@ fn oversized_post(base: &str, path: &str, len: usize) -> (u16, Value) {
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
+/// A WebSocket terminal client: what it has seen, as text.
+struct Ws {
+    sock: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    head: Value,
+    out: Vec<u8>,
+    texts: Vec<Value>,
+}
+
+impl Ws {
+    fn connect(url: &str) -> Ws {
+        let (mut sock, _) = tungstenite::connect(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = sock.get_mut() {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        }
+        let head: Value = match sock.read().unwrap() {
+            tungstenite::Message::Text(t) => serde_json::from_str(&t).unwrap(),
+            other => panic!("expected the attached message, got {other:?}"),
+        };
+        let mut ws = Ws { sock, head, out: Vec::new(), texts: Vec::new() };
+        let replay = ws.head["replay_bytes"].as_u64().unwrap() as usize;
+        while ws.out.len() < replay {
+            ws.read_one();
+        }
+        ws
+    }
+
+    fn seen(&self) -> String {
+        String::from_utf8_lossy(&self.out).into_owned()
+    }
+
+    fn read_one(&mut self) {
+        match self.sock.read().unwrap() {
+            tungstenite::Message::Binary(b) => self.out.extend_from_slice(&b),
+            tungstenite::Message::Text(t) => self.texts.push(serde_json::from_str(&t).unwrap()),
+            _ => {}
+        }
+    }
+
+    fn until(&mut self, want: &str) {
+        while !self.seen().contains(want) {
+            self.read_one();
+        }
+    }
+
+    fn until_text(&mut self, kind: &str) {
+        while !self.texts.iter().any(|t| t["type"] == kind) {
+            self.read_one();
+        }
+    }
+
+    fn send(&mut self, m: tungstenite::Message) {
+        self.sock.send(m).unwrap();
+    }
+
+    fn keys(&mut self, s: &str) {
+        self.send(tungstenite::Message::Binary(s.as_bytes().to_vec().into()));
+    }
+
+    fn control(&mut self, v: Value) {
+        self.send(tungstenite::Message::Text(v.to_string().into()));
+    }
+
+    /// The server ends this connection.
+    fn closed(&mut self) {
+        loop {
+            match self.sock.read() {
+                Ok(tungstenite::Message::Close(_)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
 /// Asserts an error response: status, code, and the field when given.
 fn assert_error(got: (u16, Value), status: u16, code: &str, field: Option<&str>) {
     assert_eq!(got.0, status, "{}", got.1);
@@ -110,7 +183,7 @@ fn the_api_drives_workstations_end_to_end() {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
             documented.push(format!("{} {path}", method.to_uppercase()));
-            let url = format!("{}{}", server.base, path.replace("{id}", "wnosuchthing").replace("{action}", "start"));
+            let url = format!("{}{}", server.base, path.replace("{id}", "wnosuchthing").replace("{action}", "start").replace("{tid}", "t1"));
             let body = (method == "post").then(|| json!({"name": "x", "argv": ["true"]}));
             let (status, v) = call(&method.to_uppercase(), &url, body);
             assert_ne!(v["error"]["message"], "no such route", "{method} {path} is documented but not routed");
@@ -122,13 +195,17 @@ fn the_api_drives_workstations_end_to_end() {
         documented,
         [
             "DELETE /api/v1/workstations/{id}",
+            "DELETE /api/v1/workstations/{id}/terminals/{tid}",
             "GET /api/v1/health",
             "GET /api/v1/workstations",
             "GET /api/v1/workstations/{id}",
             "GET /api/v1/workstations/{id}/console",
             "GET /api/v1/workstations/{id}/events",
+            "GET /api/v1/workstations/{id}/terminals",
+            "GET /api/v1/workstations/{id}/terminals/{tid}/ws",
             "POST /api/v1/workstations",
             "POST /api/v1/workstations/{id}/exec",
+            "POST /api/v1/workstations/{id}/terminals",
             "POST /api/v1/workstations/{id}/{action}",
         ]
     );
@@ -177,6 +254,46 @@ fn the_api_drives_workstations_end_to_end() {
     assert_error(exec(json!({"argv": []})), 400, "invalid_field", Some("argv"));
     assert_error(exec(json!({"argv": ["true"], "timeout_secs": 0})), 400, "invalid_field", Some("timeout_secs"));
 
+    // Terminals over WebSocket.
+    let terms = format!("{one}/terminals");
+    assert_error(call("POST", &terms, Some(json!({"rows": 0}))), 400, "invalid_field", Some("rows"));
+    let (s, t) = call("POST", &terms, Some(json!({"rows": 24, "cols": 80})));
+    assert_eq!(s, 201, "{t}");
+    let tid = t["id"].as_str().unwrap().to_string();
+    let ws_url = format!("{}/{tid}/ws", terms.replace("http://", "ws://"));
+    let mut a = Ws::connect(&ws_url);
+    let mut viewer = Ws::connect(&format!("{ws_url}?mode=view"));
+    assert_eq!((a.head["type"].as_str(), viewer.head["read_only"].as_bool()), (Some("attached"), Some(true)));
+    a.keys("echo ws-$((6*7))\n");
+    a.until("ws-42");
+    viewer.until("ws-42");
+    viewer.keys("echo from-viewer\n");
+    a.keys("echo after-$((1+1))\n");
+    a.until("after-2");
+    assert!(!a.seen().contains("from-viewer"), "a view-only client typed: {}", a.seen());
+    a.control(json!({"type": "resize", "rows": 30, "cols": 100}));
+    a.keys("stty size\n");
+    a.until("30 100");
+    drop(a);
+    // A reconnect gets the screen back, at its new size.
+    let mut b = Ws::connect(&ws_url);
+    assert_eq!((b.head["rows"].as_u64(), b.head["cols"].as_u64()), (Some(30), Some(100)));
+    assert!(b.seen().contains("30 100") && b.seen().contains("ws-42"), "replay: {}", b.seen());
+    b.control(json!({"type": "ping"}));
+    b.until_text("pong");
+    // An oversized message closes that connection only; the terminal and the server live on.
+    b.send(tungstenite::Message::Binary(vec![b'x'; 200 << 10].into()));
+    b.closed();
+    let (_, list) = call("GET", &terms, None);
+    assert_eq!(list["terminals"].as_array().unwrap().iter().filter(|t| t["id"] == tid.as_str()).count(), 1, "{list}");
+    let mut c = Ws::connect(&ws_url);
+    c.keys("echo still-$((3*3))\n");
+    c.until("still-9");
+    drop((c, viewer));
+    assert!(matches!(tungstenite::connect(format!("{}/nope/ws", terms.replace("http://", "ws://"))), Err(tungstenite::Error::Http(r)) if r.status() == 404));
+    assert_eq!(call("DELETE", &format!("{terms}/{tid}"), None).0, 204);
+    assert_error(call("DELETE", &format!("{terms}/{tid}"), None), 404, "not_found", None);
+
     // Serial console and events.
     let (s, console) = call("GET", &format!("{one}/console?tail_bytes=100000"), None);
     assert!(s == 200 && console.as_str().unwrap().contains("hearth-agent: ready"), "{console}");
@@ -196,7 +313,7 @@ fn the_api_drives_workstations_end_to_end() {
     assert_eq!(exec(json!({"argv": ["cat", "/home/scientist/notes"]})).1["stdout"], "kept\n");
     let (_, ev) = call("GET", &format!("{one}/events"), None);
     let kinds: Vec<&str> = ev["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["created", "started", "paused", "resumed", "stopped", "started", "stopped", "started"]);
+    assert_eq!(kinds, ["created", "started", "terminal_opened", "terminal_closed", "paused", "resumed", "stopped", "started", "stopped", "started"]);
     assert_error(call("GET", &format!("{one}/events?limit=0"), None), 400, "invalid_field", Some("limit"));
 
     // SIGKILL the server while the workstation runs; a new server finds it running, reachable.

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod json;
+pub mod terminals;
 pub mod workstations;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -40,6 +41,9 @@ pub fn router(app: SharedApp) -> axum::Router {
         .routes(routes!(workstations::exec))
         .routes(routes!(workstations::console))
         .routes(routes!(workstations::events))
+        .routes(routes!(terminals::create, terminals::list))
+        .routes(routes!(terminals::close))
+        .routes(routes!(terminals::attach))
         .split_for_parts();
     let doc = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
     router

@@ -1,0 +1,244 @@
+//! Terminals in a workstation: create, list, close over REST, and the WebSocket that attaches
+//! a client to one (docs/terminal-protocol.md).
+//!
+//! A terminal lives in the workstation's agent, not here: a server restart or a browser
+//! reconnect re-attaches and gets the exact screen back. Each WebSocket client has a bounded
+//! queue; one that falls behind is told (`lagged`) and disconnected, never slowing the shell
+//! or the other clients.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use hearth_exec::{ExecError, PtyEvent};
+use hearth_proto::api::{CreateTerminal, ErrorBody, Terminal, TerminalList, WsClientMessage, WsServerMessage};
+use hearth_proto::control::{validate_size, PtyInfo, PtySpec, Request};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::json::ApiJson;
+use crate::app::{blocking, now_ms, App, SharedApp};
+
+const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest WebSocket message a client may send (keystrokes and control).
+pub const MAX_WS_MESSAGE: usize = 64 << 10;
+/// Output chunks queued for one WebSocket client before it counts as too slow.
+const CLIENT_QUEUE: usize = 512;
+const HEARTBEAT: Duration = Duration::from_secs(20);
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn to_api(ws: &str, p: PtyInfo) -> Terminal {
+    Terminal {
+        id: p.id,
+        workstation_id: ws.into(),
+        rows: p.rows,
+        cols: p.cols,
+        argv: p.argv,
+        user: p.user,
+        created_unix_ms: p.created_unix_ms,
+        attached: p.attached,
+        title: p.title,
+        exit_code: p.exited.and_then(|e| e.code),
+        exit_signal: p.exited.and_then(|e| e.signal),
+        exited: p.exited.is_some(),
+    }
+}
+
+/// The agent of a workstation that exists and runs.
+fn agent(app: &App, id: &str) -> Result<hearth_exec::ExecClient<std::os::unix::net::UnixStream>, ApiError> {
+    app.store.get(id)?.ok_or_else(|| ApiError::not_found(format!("no workstation `{id}`")))?;
+    Ok(app.runtime.get(id)?.agent(AGENT_TIMEOUT)?)
+}
+
+fn agent_error(e: ExecError) -> ApiError {
+    match e {
+        ExecError::Refused(m) if m.contains("no pty session") => ApiError::not_found(m),
+        ExecError::Refused(m) => ApiError::bad_request(m),
+        e => ApiError::internal(format!("the workstation's agent: {e}")),
+    }
+}
+
+/// Opens a terminal.
+#[utoipa::path(post, path = "/api/v1/workstations/{id}/terminals", params(("id" = String, Path)), request_body = CreateTerminal,
+    responses((status = 201, body = Terminal), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create(State(app): State<SharedApp>, Path(id): Path<String>, ApiJson(req): ApiJson<CreateTerminal>) -> Result<(StatusCode, Json<Terminal>), ApiError> {
+    let (rows, cols) = (req.rows.unwrap_or(24), req.cols.unwrap_or(80));
+    validate_size(rows, cols).map_err(|m| ApiError::invalid(if rows == 0 || rows > hearth_proto::control::MAX_ROWS { "rows" } else { "cols" }, m))?;
+    let user = req.user.unwrap_or_else(|| app.config.defaults.user.clone());
+    let spec = PtySpec { argv: req.argv, user: Some(user), rows, cols, ..PtySpec::default() };
+    spec.validate().map_err(|m| ApiError::invalid("argv", m))?;
+    let t = blocking(move || {
+        let info = agent(&app, &id)?.pty_open(spec).map_err(agent_error)?;
+        let _ = app.store.event(&id, "terminal_opened", &info.id, now_ms());
+        Ok(to_api(&id, info))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(t)))
+}
+
+/// Lists a workstation's terminals.
+#[utoipa::path(get, path = "/api/v1/workstations/{id}/terminals", params(("id" = String, Path)),
+    responses((status = 200, body = TerminalList), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn list(State(app): State<SharedApp>, Path(id): Path<String>) -> Result<Json<TerminalList>, ApiError> {
+    let terminals = blocking(move || Ok(agent(&app, &id)?.pty_list().map_err(agent_error)?.into_iter().map(|p| to_api(&id, p)).collect())).await?;
+    Ok(Json(TerminalList { terminals }))
+}
+
+/// Closes a terminal (its processes are hung up, then killed).
+#[utoipa::path(delete, path = "/api/v1/workstations/{id}/terminals/{tid}", params(("id" = String, Path), ("tid" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn close(State(app): State<SharedApp>, Path((id, tid)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    blocking(move || {
+        agent(&app, &id)?.pty_ok(&Request::PtyClose { id: tid.clone() }).map_err(agent_error)?;
+        let _ = app.store.event(&id, "terminal_closed", &tid, now_ms());
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct AttachQuery {
+    /// `view`: read-only (keystrokes and resizes are ignored).
+    pub mode: Option<String>,
+}
+
+/// Attaches a WebSocket to a terminal (docs/terminal-protocol.md).
+#[utoipa::path(get, path = "/api/v1/workstations/{id}/terminals/{tid}/ws", params(("id" = String, Path), ("tid" = String, Path), AttachQuery),
+    responses((status = 101, description = "WebSocket"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn attach(State(app): State<SharedApp>, Path((id, tid)): Path<(String, String)>, Query(q): Query<AttachQuery>, ws: WebSocketUpgrade) -> Result<Response, ApiError> {
+    let read_only = match q.mode.as_deref() {
+        None | Some("write") => false,
+        Some("view") => true,
+        Some(other) => return Err(ApiError::invalid("mode", format!("`{other}`: expected view or write"))),
+    };
+    // Attach before upgrading, so an unknown terminal is a plain 404.
+    let stream = blocking(move || agent(&app, &id)?.pty_attach(&tid, None, read_only).map_err(agent_error)).await?;
+    Ok(ws.max_message_size(MAX_WS_MESSAGE).max_frame_size(MAX_WS_MESSAGE).on_upgrade(move |socket| pump(socket, stream, read_only)))
+}
+
+/// Keystrokes and resizes for the attachment's writer thread.
+enum In {
+    Keys(Vec<u8>),
+    Resize(u16, u16),
+}
+
+fn text(m: &WsServerMessage) -> Message {
+    Message::Text(serde_json::to_string(m).expect("messages serialize").into())
+}
+
+async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os::unix::net::UnixStream>, read_only: bool) {
+    let mut replay = std::mem::take(&mut stream.scrollback);
+    replay.extend_from_slice(&stream.screen);
+    let head = WsServerMessage::Attached { rows: stream.info.rows, cols: stream.info.cols, title: stream.info.title.clone(), read_only, replay_bytes: replay.len() as u64 };
+    let Ok(mut input) = stream.input() else { return };
+    let closer = match stream.input() {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    if socket.send(text(&head)).await.is_err() {
+        closer.close();
+        return;
+    }
+    for chunk in replay.chunks(hearth_proto::control::DATA_CHUNK) {
+        if socket.send(Message::Binary(chunk.to_vec().into())).await.is_err() {
+            closer.close();
+            return;
+        }
+    }
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<PtyEvent>(CLIENT_QUEUE);
+    let lagged = Arc::new(AtomicBool::new(false));
+    {
+        let lagged = lagged.clone();
+        std::thread::spawn(move || loop {
+            let ev = stream.next(None).unwrap_or(PtyEvent::Closed);
+            let end = matches!(ev, PtyEvent::Exited(_) | PtyEvent::Lagged | PtyEvent::Closed);
+            match out_tx.try_send(ev) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    // This client is too slow: drop it, never the shell.
+                    lagged.store(true, Ordering::SeqCst);
+                    return;
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
+            }
+            if end {
+                return;
+            }
+        });
+    }
+    let (in_tx, in_rx) = std::sync::mpsc::channel::<In>();
+    std::thread::spawn(move || {
+        for m in in_rx {
+            let r = match m {
+                In::Keys(k) => input.write(&k),
+                In::Resize(r, c) => input.resize(r, c),
+            };
+            if r.is_err() {
+                return;
+            }
+        }
+    });
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            msg = socket.recv() => {
+                let Some(Ok(msg)) = msg else { break };
+                last_heard = Instant::now();
+                match msg {
+                    Message::Binary(b) if !read_only => {
+                        if in_tx.send(In::Keys(b.to_vec())).is_err() { break }
+                    }
+                    Message::Text(t) => match serde_json::from_str::<WsClientMessage>(&t) {
+                        Ok(WsClientMessage::Resize { rows, cols }) if !read_only => {
+                            if validate_size(rows, cols).is_ok() && in_tx.send(In::Resize(rows, cols)).is_err() { break }
+                        }
+                        Ok(WsClientMessage::Ping) => {
+                            if socket.send(text(&WsServerMessage::Pong)).await.is_err() { break }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = socket.send(text(&WsServerMessage::Error { message: format!("bad control message: {e}") })).await;
+                        }
+                    },
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            out = out_rx.recv() => {
+                let msg = match out {
+                    Some(PtyEvent::Output(b)) => Message::Binary(b.into()),
+                    Some(PtyEvent::Resized { rows, cols }) => text(&WsServerMessage::Resize { rows, cols }),
+                    Some(PtyEvent::Exited(st)) => {
+                        let _ = socket.send(text(&WsServerMessage::Exit { code: st.code, signal: st.signal })).await;
+                        break;
+                    }
+                    // Dropped by the agent, or by our own queue: either way this client lagged.
+                    Some(PtyEvent::Lagged) => {
+                        let _ = socket.send(text(&WsServerMessage::Lagged)).await;
+                        break;
+                    }
+                    None if lagged.load(Ordering::SeqCst) => {
+                        let _ = socket.send(text(&WsServerMessage::Lagged)).await;
+                        break;
+                    }
+                    Some(PtyEvent::Closed) | None => break,
+                };
+                if socket.send(msg).await.is_err() { break }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > HEARTBEAT_TIMEOUT { break }
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() { break }
+            }
+        }
+    }
+    // Detach: the reader thread sees its stream end; the writer thread its channel.
+    closer.close();
+    let _ = socket.send(Message::Close(None)).await;
+}
