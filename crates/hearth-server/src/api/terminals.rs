@@ -192,9 +192,7 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                 let Some(Ok(msg)) = msg else { break };
                 last_heard = Instant::now();
                 match msg {
-                    Message::Binary(b) if !read_only => {
-                        if in_tx.send(In::Keys(b.to_vec())).is_err() { break }
-                    }
+                    Message::Binary(b) if !read_only && in_tx.send(In::Keys(b.to_vec())).is_err() => break,
                     Message::Text(t) => match serde_json::from_str::<WsClientMessage>(&t) {
                         Ok(WsClientMessage::Resize { rows, cols }) if !read_only => {
                             if validate_size(rows, cols).is_ok() && in_tx.send(In::Resize(rows, cols)).is_err() { break }
