@@ -30,6 +30,8 @@ enum Command {
     Probe(cmd::probe::ProbeArgs),
     /// Run the API server (workstations over REST).
     Serve(cmd::serve::ServeArgs),
+    /// Workstations through a running server: create, ls, exec, attach…
+    Ws(cmd::ws::WsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Command::Doctor(a) => cmd::doctor::run(a, &paths),
         Command::Probe(a) => cmd::probe::run(a, &paths),
         Command::Serve(a) => cmd::serve::run(a, &paths),
+        Command::Ws(a) => cmd::ws::run(a),
     };
     match result {
         Ok(code) => code,

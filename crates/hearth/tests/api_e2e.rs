@@ -4,39 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `hearth serve` on a free loopback port over `data`; returns once it listens.
-fn serve(data: &std::path::Path) -> Server {
-    let mut child = Command::new("hearth")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("HEARTH_DATA_DIR", data)
-        .env("HEARTH_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("hearth is on PATH in the box");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
-    Server { child, base }
-}
 
 /// (status, JSON body or Null).
 fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
@@ -167,7 +137,7 @@ fn the_api_drives_workstations_end_to_end() {
         return;
     }
     let data = std::path::PathBuf::from(std::env::var("HEARTH_DATA_DIR").unwrap()).join(format!("api-{}", std::process::id()));
-    let server = serve(&data);
+    let server = common::serve_in_box(&data);
     let api = format!("{}/api/v1", server.base);
     let ws_url = format!("{api}/workstations");
 
@@ -318,7 +288,7 @@ fn the_api_drives_workstations_end_to_end() {
 
     // SIGKILL the server while the workstation runs; a new server finds it running, reachable.
     drop(server);
-    let server = serve(&data);
+    let server = common::serve_in_box(&data);
     let one = format!("{}/api/v1/workstations/{id}", server.base);
     assert_eq!(call("GET", &one, None).1["state"], "running");
     assert_eq!(call("POST", &format!("{one}/exec"), Some(json!({"argv": ["cat", "/home/scientist/notes"]}))).1["stdout"], "kept\n");

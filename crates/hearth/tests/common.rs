@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
 
 /// The artifact cache the tests share: $HEARTH_CACHE_DIR or hearth's default.
 pub(crate) fn cache_dir() -> PathBuf {
@@ -80,3 +81,33 @@ pub(crate) fn delegated_to_box(test: &str) -> bool {
     }
     true
 }
+
+/// A `hearth serve` started inside the box by a test running there; killed when dropped.
+pub(crate) struct Server {
+    pub(crate) child: std::process::Child,
+    pub(crate) base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `hearth serve` on a free loopback port over `data`; returns once it listens.
+pub(crate) fn serve_in_box(data: &std::path::Path) -> Server {
+    let mut child = Command::new("hearth")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("HEARTH_DATA_DIR", data)
+        .env("HEARTH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("hearth is on PATH in the box");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    Server { child, base }
+}
+

@@ -5,3 +5,4 @@ pub(crate) mod doctor;
 pub(crate) mod image;
 pub(crate) mod probe;
 pub(crate) mod serve;
+pub(crate) mod ws;

@@ -1,0 +1,273 @@
+//! `hearth ws …`: workstations from the command line, through the REST API of a running
+//! `hearth serve` (`--server`, default http://127.0.0.1:8080). Tables for people, `--json`
+//! for scripts.
+
+mod attach;
+mod client;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use hearth_proto::api::{
+    Bandwidth, CreateTerminal, CreateWorkstation, EventList, ExecRequest, ExecResult, Terminal, TerminalList, Workstation, WorkstationList,
+};
+
+use crate::table;
+use client::Api;
+
+#[derive(Args)]
+pub(crate) struct WsArgs {
+    /// The server's URL.
+    #[arg(long, global = true, env = "HEARTH_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: WsCmd,
+}
+
+#[derive(Subcommand)]
+enum WsCmd {
+    /// Create a workstation (and boot it, unless --no-start).
+    Create(CreateArgs),
+    /// List workstations.
+    Ls,
+    /// Show one workstation.
+    Show { id: String },
+    /// Delete workstations (their VM, disk and logs).
+    Rm {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    Start { id: String },
+    Stop { id: String },
+    Restart { id: String },
+    Pause { id: String },
+    Resume { id: String },
+    /// Run a command to its end; its output and exit status are passed through.
+    Exec {
+        id: String,
+        /// Run as this user [default: the image's, scientist].
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        timeout: Option<u64>,
+        #[arg(trailing_var_arg = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// Attach this terminal to a terminal session of the workstation (a new one unless
+    /// --terminal). Ctrl-] detaches; the session goes on.
+    Attach {
+        id: String,
+        #[arg(long)]
+        terminal: Option<String>,
+        /// Watch without typing.
+        #[arg(long)]
+        view: bool,
+    },
+    /// List a workstation's terminal sessions.
+    Terminals { id: String },
+    /// The serial console log (the guest kernel and agent).
+    Console {
+        id: String,
+        /// Bytes from the end.
+        #[arg(long, default_value_t = 65536)]
+        tail: u64,
+    },
+    /// What happened to a workstation.
+    Logs {
+        id: String,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    name: String,
+    #[arg(long)]
+    vcpus: Option<u8>,
+    /// Memory in MiB.
+    #[arg(long)]
+    mem: Option<u32>,
+    /// Its own disk in GiB.
+    #[arg(long)]
+    disk: Option<u32>,
+    #[arg(long)]
+    smt: bool,
+    /// Writes vanish at stop.
+    #[arg(long)]
+    read_only: bool,
+    /// Bandwidth limits in Mbit/s, both needed.
+    #[arg(long, requires = "tx_mbps")]
+    rx_mbps: Option<u32>,
+    #[arg(long, requires = "rx_mbps")]
+    tx_mbps: Option<u32>,
+    #[arg(long)]
+    recipe: Option<String>,
+    #[arg(long)]
+    no_start: bool,
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).expect("answers serialize"));
+}
+
+fn when(ms: Option<u64>) -> String {
+    ms.map(|ms| {
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0).saturating_sub(ms) / 1000;
+        match secs {
+            s if s < 120 => format!("{s} s ago"),
+            s if s < 7200 => format!("{} min ago", s / 60),
+            s if s < 172_800 => format!("{} h ago", s / 3600),
+            s => format!("{} d ago", s / 86_400),
+        }
+    })
+    .unwrap_or_else(|| "-".into())
+}
+
+fn show_workstations(ws: &[Workstation], json: bool) {
+    if json {
+        return print_json(&ws);
+    }
+    let rows: Vec<Vec<String>> = ws
+        .iter()
+        .map(|w| {
+            vec![
+                w.id.clone(),
+                w.name.clone(),
+                w.state.clone(),
+                w.vcpu_count.to_string(),
+                format!("{} MiB", w.mem_size_mib),
+                if w.read_only { "read-only".into() } else { format!("{} GiB", w.disk_size_gib) },
+                when(Some(w.created_unix_ms)),
+            ]
+        })
+        .collect();
+    table::print(&["ID", "NAME", "STATE", "VCPUS", "MEMORY", "DISK", "CREATED"], &rows);
+}
+
+pub(crate) fn run(a: WsArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&a.server);
+    let ws_path = |id: &str| format!("/workstations/{id}");
+    match a.cmd {
+        WsCmd::Create(c) => {
+            let req = CreateWorkstation {
+                name: c.name,
+                vcpu_count: c.vcpus,
+                mem_size_mib: c.mem,
+                disk_size_gib: c.disk,
+                smt_enabled: c.smt.then_some(true),
+                read_only: c.read_only.then_some(true),
+                bandwidth: c.rx_mbps.zip(c.tx_mbps).map(|(rx_mbps, tx_mbps)| Bandwidth { rx_mbps, tx_mbps }),
+                recipe: c.recipe,
+                start: c.no_start.then_some(false),
+            };
+            let w: Workstation = api.post("/workstations", &req)?;
+            show_workstations(&[w], a.json);
+        }
+        WsCmd::Ls => show_workstations(&api.get::<WorkstationList>("/workstations")?.workstations, a.json),
+        WsCmd::Show { id } => {
+            let w: Workstation = api.get(&ws_path(&id))?;
+            if a.json {
+                print_json(&w);
+            } else {
+                let rows = vec![
+                    vec!["id".into(), w.id.clone()],
+                    vec!["name".into(), w.name.clone()],
+                    vec!["state".into(), w.state.clone()],
+                    vec!["vcpus".into(), format!("{}{}", w.vcpu_count, if w.smt_enabled { " (SMT)" } else { "" })],
+                    vec!["memory".into(), format!("{} MiB", w.mem_size_mib)],
+                    vec!["disk".into(), if w.read_only { "read-only (writes vanish at stop)".into() } else { format!("{} GiB", w.disk_size_gib) }],
+                    vec!["bandwidth".into(), w.bandwidth.map(|b| format!("rx {} / tx {} Mbit/s", b.rx_mbps, b.tx_mbps)).unwrap_or_else(|| "unlimited".into())],
+                    vec!["recipe".into(), w.recipe.clone()],
+                    vec!["created".into(), when(Some(w.created_unix_ms))],
+                    vec!["started".into(), when(w.started_unix_ms)],
+                    vec!["stopped".into(), when(w.stopped_unix_ms)],
+                ];
+                table::print(&["FIELD", "VALUE"], &rows);
+                if let Some(c) = &w.crash {
+                    println!("crash: {c}");
+                }
+            }
+        }
+        WsCmd::Rm { ids } => {
+            for id in ids {
+                api.delete(&ws_path(&id)).with_context(|| format!("deleting {id}"))?;
+                if !a.json {
+                    println!("deleted {id}");
+                }
+            }
+        }
+        WsCmd::Start { id } => action(&api, &id, "start", a.json)?,
+        WsCmd::Stop { id } => action(&api, &id, "stop", a.json)?,
+        WsCmd::Restart { id } => action(&api, &id, "restart", a.json)?,
+        WsCmd::Pause { id } => action(&api, &id, "pause", a.json)?,
+        WsCmd::Resume { id } => action(&api, &id, "resume", a.json)?,
+        WsCmd::Exec { id, user, timeout, argv } => {
+            let req = ExecRequest { argv, user, timeout_secs: timeout, ..ExecRequest::default() };
+            let r: ExecResult = api.post(&format!("{}/exec", ws_path(&id)), &req)?;
+            if a.json {
+                print_json(&r);
+            } else {
+                print!("{}", r.stdout);
+                eprint!("{}", r.stderr);
+                if r.timed_out {
+                    eprintln!("hearth: the command timed out and was killed");
+                }
+            }
+            let status = r.exit_code.unwrap_or_else(|| 128 + r.signal.unwrap_or(0));
+            return Ok(ExitCode::from(status.clamp(0, 255) as u8));
+        }
+        WsCmd::Attach { id, terminal, view } => {
+            let tid = match terminal {
+                Some(t) => t,
+                None => {
+                    let t: Terminal = api.post(&format!("{}/terminals", ws_path(&id)), &CreateTerminal::default())?;
+                    t.id
+                }
+            };
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!("hearth: attached to terminal {tid} of {id}; Ctrl-] detaches\r");
+            }
+            let mode = if view { "?mode=view" } else { "" };
+            let why = attach::attach(&api.ws_url(&format!("{}/terminals/{tid}/ws{mode}", ws_path(&id))), view)?;
+            eprintln!("\r\nhearth: {why} (terminal {tid}; hearth ws attach {id} --terminal {tid})");
+        }
+        WsCmd::Terminals { id } => {
+            let l: TerminalList = api.get(&format!("{}/terminals", ws_path(&id)))?;
+            if a.json {
+                print_json(&l);
+            } else {
+                let rows: Vec<Vec<String>> = l
+                    .terminals
+                    .iter()
+                    .map(|t| {
+                        let state = if t.exited { format!("exited {}", t.exit_code.map(|c| c.to_string()).unwrap_or_default()) } else { "running".into() };
+                        vec![t.id.clone(), state, format!("{}x{}", t.cols, t.rows), t.attached.to_string(), t.argv.join(" "), when(Some(t.created_unix_ms))]
+                    })
+                    .collect();
+                table::print(&["ID", "STATE", "SIZE", "ATTACHED", "COMMAND", "CREATED"], &rows);
+            }
+        }
+        WsCmd::Console { id, tail } => print!("{}", api.get_text(&format!("{}/console?tail_bytes={tail}", ws_path(&id)))?),
+        WsCmd::Logs { id, limit } => {
+            let l: EventList = api.get(&format!("{}/events?limit={limit}", ws_path(&id)))?;
+            if a.json {
+                print_json(&l);
+            } else {
+                let rows: Vec<Vec<String>> = l.events.iter().map(|e| vec![when(Some(e.at_unix_ms)), e.kind.clone(), e.message.clone()]).collect();
+                table::print(&["WHEN", "EVENT", "DETAIL"], &rows);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn action(api: &Api, id: &str, what: &str, json: bool) -> anyhow::Result<()> {
+    let w: Workstation = api.post(&format!("/workstations/{id}/{what}"), &serde_json::json!({}))?;
+    show_workstations(&[w], json);
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! `hearth ws …` against a real `hearth serve` with real workstations, in the box: what a
+//! user types, what they see, and the exit statuses scripts rely on.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Runs `hearth ws --server URL ARGS…`; returns (status, stdout, stderr).
+fn ws(server: &str, args: &[&str]) -> (i32, String, String) {
+    common::run(Command::new("hearth").arg("ws").args(["--server", server]).args(args))
+}
+
+#[test]
+fn the_cli_drives_a_workstation() {
+    if common::delegated_to_box("the_cli_drives_a_workstation") {
+        return;
+    }
+    let data = std::path::PathBuf::from(std::env::var("HEARTH_DATA_DIR").unwrap()).join(format!("cli-{}", std::process::id()));
+    let server = common::serve_in_box(&data);
+    let url = server.base.as_str();
+
+    let (code, out, err) = ws(url, &["create", "demo", "--mem", "512", "--disk", "1", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = created[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(created[0]["state"], "running");
+
+    let (_, out, _) = ws(url, &["ls"]);
+    let line = out.lines().find(|l| l.starts_with(&id)).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("demo") && line.contains("running") && line.contains("512 MiB"), "{line}");
+    let (_, out, _) = ws(url, &["show", &id]);
+    assert!(out.lines().any(|l| l.starts_with("memory") && l.ends_with("512 MiB")), "{out}");
+
+    // exec passes output and exit status through.
+    let (code, out, _) = ws(url, &["exec", &id, "--", "python3", "-c", "print(6*7)"]);
+    assert_eq!((code, out.as_str()), (0, "42\n"));
+    let (code, _, err) = ws(url, &["exec", &id, "--", "sh", "-c", "echo bad >&2; exit 3"]);
+    assert_eq!((code, err.as_str()), (3, "bad\n"));
+
+    // attach with stdin from a pipe (no terminal: no raw mode): the session runs what it is fed.
+    let mut child = Command::new("hearth")
+        .args(["ws", "--server", url, "attach", &id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"echo attached-$((2+3))\nexit 4\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("attached-5"), "{stdout}");
+    assert!(stderr.contains("the session ended (exit 4)"), "{stderr}");
+    let (_, out, _) = ws(url, &["terminals", &id]);
+    assert!(out.lines().any(|l| l.contains("exited 4")), "{out}");
+
+    assert!(ws(url, &["console", &id]).1.contains("hearth-agent: ready"));
+    let (_, out, _) = ws(url, &["logs", &id]);
+    assert!(out.contains("created") && out.contains("terminal_opened"), "{out}");
+    assert!(ws(url, &["stop", &id]).1.contains("stopped"));
+    assert_eq!(ws(url, &["rm", &id]).0, 0);
+    let (code, _, err) = ws(url, &["show", &id]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("no workstation `{id}`")) && err.contains("HTTP 404"), "{err}");
+    // A server that is not there is a clear error, not a hang.
+    let (code, _, err) = ws("http://127.0.0.1:1", &["ls"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is `hearth serve` running?"), "{err}");
+    drop(server);
+    std::fs::remove_dir_all(&data).unwrap();
+}
