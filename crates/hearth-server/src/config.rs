@@ -37,8 +37,10 @@ pub struct Limits {
     pub max_exec_timeout_secs: u64,
     pub max_exec_output_bytes: u64,
     pub max_name_len: usize,
-    /// Largest request body.
+    /// Largest request body (file uploads excepted).
     pub max_body_bytes: usize,
+    /// Largest file uploaded or downloaded through the API.
+    pub max_file_bytes: u64,
 }
 
 /// What a create without a field gets.
@@ -84,6 +86,7 @@ impl Default for Limits {
             max_exec_output_bytes: 16 << 20,
             max_name_len: 64,
             max_body_bytes: 1 << 20,
+            max_file_bytes: 1 << 30,
         }
     }
 }

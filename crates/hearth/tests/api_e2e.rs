@@ -35,12 +35,12 @@ fn raw(method: &str, url: &str, content_type: &str, body: &[u8]) -> (u16, Value)
 
 /// Announces a body of `len` bytes and sends only its start: the server must refuse from the
 /// header alone (a client would otherwise see its connection closed mid-upload).
-fn oversized_post(base: &str, path: &str, len: usize) -> (u16, Value) {
+fn oversized(base: &str, method: &str, path: &str, len: u64) -> (u16, Value) {
     use std::io::{Read, Write};
     let addr = base.trim_start_matches("http://");
     let mut c = std::net::TcpStream::connect(addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(c, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{{").unwrap();
+    write!(c, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{{").unwrap();
     let mut resp = String::new();
     let _ = c.read_to_string(&mut resp);
     let status = resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -171,12 +171,14 @@ fn the_api_drives_workstations_end_to_end() {
             "GET /api/v1/workstations/{id}",
             "GET /api/v1/workstations/{id}/console",
             "GET /api/v1/workstations/{id}/events",
+            "GET /api/v1/workstations/{id}/files",
             "GET /api/v1/workstations/{id}/terminals",
             "GET /api/v1/workstations/{id}/terminals/{tid}/ws",
             "POST /api/v1/workstations",
             "POST /api/v1/workstations/{id}/exec",
             "POST /api/v1/workstations/{id}/terminals",
             "POST /api/v1/workstations/{id}/{action}",
+            "PUT /api/v1/workstations/{id}/files",
         ]
     );
     assert_error(call("GET", &format!("{api}/nothing-here"), None), 404, "not_found", None);
@@ -196,7 +198,7 @@ fn the_api_drives_workstations_end_to_end() {
     assert_error(create(json!({"name": "a", "colour": "red"})), 400, "invalid_field", Some("colour"));
     assert_error(raw("POST", &ws_url, "application/json", b"{\"name\": "), 400, "bad_request", None);
     assert_error(raw("POST", &ws_url, "text/plain", b"name=a"), 415, "bad_request", None);
-    assert_error(oversized_post(&server.base, "/api/v1/workstations", 2 << 20), 413, "payload_too_large", None);
+    assert_error(oversized(&server.base, "POST", "/api/v1/workstations", 2 << 20), 413, "payload_too_large", None);
     // Beyond the memory budget (half the box's memory): refused, with the reason.
     assert_error(create(json!({"name": "huge", "mem_size_mib": 16384})), 503, "over_capacity", None);
     assert_eq!(call("GET", &ws_url, None).1["workstations"], json!([]));
@@ -263,6 +265,19 @@ fn the_api_drives_workstations_end_to_end() {
     assert!(matches!(tungstenite::connect(format!("{}/nope/ws", terms.replace("http://", "ws://"))), Err(tungstenite::Error::Http(r)) if r.status() == 404));
     assert_eq!(call("DELETE", &format!("{terms}/{tid}"), None).0, 204);
     assert_error(call("DELETE", &format!("{terms}/{tid}"), None), 404, "not_found", None);
+
+    // Files up and down, streamed; uploads belong to the image's user.
+    let files = format!("{one}/files");
+    let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let put = ureq::put(&format!("{files}?path=/home/scientist/up/data.bin")).set("Content-Type", "application/octet-stream").send_bytes(&payload);
+    assert_eq!(put.map(|r| r.status()).unwrap_or_else(|e| panic!("{e}")), 204);
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(&mut ureq::get(&format!("{files}?path=/home/scientist/up/data.bin")).call().unwrap().into_reader(), &mut back).unwrap();
+    assert!(back == payload, "downloaded {} bytes, not the {} uploaded", back.len(), payload.len());
+    assert_eq!(exec(json!({"argv": ["stat", "-c", "%U %s", "/home/scientist/up/data.bin"]})).1["stdout"], "scientist 3000000\n");
+    assert_error(call("GET", &format!("{files}?path=/home/scientist/missing"), None), 404, "not_found", None);
+    assert_error(call("GET", &format!("{files}?path=relative"), None), 400, "invalid_field", Some("path"));
+    assert_error(oversized(&server.base, "PUT", &format!("/api/v1/workstations/{id}/files?path=/tmp/x"), 3 << 30), 413, "payload_too_large", None);
 
     // Serial console and events.
     let (s, console) = call("GET", &format!("{one}/console?tail_bytes=100000"), None);

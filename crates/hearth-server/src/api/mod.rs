@@ -2,6 +2,7 @@
 //! (utoipa-axum), so the document cannot drift from what is served.
 
 pub mod error;
+pub mod files;
 pub mod json;
 pub mod terminals;
 pub mod workstations;
@@ -33,6 +34,7 @@ async fn health(State(app): State<SharedApp>) -> Result<Json<Health>, ApiError> 
 /// The router and the OpenAPI document describing it.
 pub fn router(app: SharedApp) -> axum::Router {
     let max_body = app.config.limits.max_body_bytes;
+    let max_file = app.config.limits.max_file_bytes;
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(workstations::create, workstations::list))
@@ -44,21 +46,25 @@ pub fn router(app: SharedApp) -> axum::Router {
         .routes(routes!(terminals::create, terminals::list))
         .routes(routes!(terminals::close))
         .routes(routes!(terminals::attach))
+        .routes(routes!(files::upload, files::download))
         .split_for_parts();
     let doc = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
     router
         .route("/api/v1/openapi.json", axum::routing::get(move || async move { Json(doc.clone()) }))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn(move |req: Request, next: Next| announced_size_check(req, next, max_body)))
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| announced_size_check(req, next, max_body, max_file)))
         .with_state(app)
 }
 
 /// Refuses a body whose announced length is over the limit from its header alone, before a
-/// byte of it is read (the body limit above still bounds bodies sent without a length).
-async fn announced_size_check(req: Request, next: Next, max: usize) -> axum::response::Response {
+/// byte of it is read (the body limit above still bounds bodies sent without a length). File
+/// uploads have their own, larger limit.
+async fn announced_size_check(req: Request, next: Next, max_body: usize, max_file: u64) -> axum::response::Response {
+    let upload = req.method() == axum::http::Method::PUT && req.uri().path().ends_with("/files");
+    let max = if upload { max_file } else { max_body as u64 };
     let announced = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > max as u64) {
+    if announced.is_some_and(|n| n > max) {
         return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request bodies are limited to {max} bytes")).into_response();
     }
     next.run(req).await
