@@ -301,12 +301,32 @@ fn the_api_drives_workstations_end_to_end() {
     assert_eq!(kinds, ["created", "started", "terminal_opened", "terminal_closed", "paused", "resumed", "stopped", "started", "stopped", "started"]);
     assert_error(call("GET", &format!("{one}/events?limit=0"), None), 400, "invalid_field", Some("limit"));
 
-    // SIGKILL the server while the workstation runs; a new server finds it running, reachable.
+    let terms = format!("{one}/terminals");
+    let ws_base = terms.replace("http://", "ws://");
+
+    // A terminal with output flowing, the server killed with SIGKILL, started again: the
+    // workstation still runs, the session is alive with its scrollback, nothing is lost.
+    let (_, ticker) = call("POST", &terms, Some(json!({"argv": ["sh", "-c", "i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.05; done"]})));
+    let ticker = ticker["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{ticker}\n{}", call("GET", &one, None).1))
+        .to_string();
+    let mut watch = Ws::connect(&format!("{ws_base}/{ticker}/ws"));
+    watch.until("tick-20");
+    let events_before = call("GET", &format!("{one}/events"), None).1["events"].as_array().unwrap().len();
     drop(server);
     let server = common::serve_in_box(&data);
     let one = format!("{}/api/v1/workstations/{id}", server.base);
     assert_eq!(call("GET", &one, None).1["state"], "running");
     assert_eq!(call("POST", &format!("{one}/exec"), Some(json!({"argv": ["cat", "/home/scientist/notes"]}))).1["stdout"], "kept\n");
+    assert_eq!(call("GET", &format!("{one}/events"), None).1["events"].as_array().unwrap().len(), events_before);
+    let mut again = Ws::connect(&format!("{}/terminals/{ticker}/ws", one.replace("http://", "ws://")));
+    let replay = again.seen();
+    let last = |s: &str| s.rsplit("tick-").next().and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok()).unwrap();
+    let at_attach = last(&replay);
+    assert!(at_attach >= 20 && replay.contains(&format!("tick-{}", at_attach - 5)), "scrollback lost: {replay}");
+    again.until(&format!("tick-{}", at_attach + 10));
+    drop((again, watch));
 
     // Unknown ids, then delete.
     let nope = format!("{}/api/v1/workstations/wnope", server.base);

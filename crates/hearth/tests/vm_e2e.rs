@@ -36,7 +36,10 @@ fn config(cache: &Cache, overlay: Overlay, hostname: &str) -> VmConfig {
 /// Runs a shell command in the guest; returns (status, stdout).
 fn sh(vm: &Vm, user: Option<&str>, script: &str) -> (i32, String) {
     let spec = ExecSpec { user: user.map(str::to_string), timeout_secs: Some(60), ..ExecSpec::new(["sh", "-c", script]) };
-    let (exit, out, err) = vm.agent(Duration::from_secs(10)).unwrap().exec_collect(spec).unwrap();
+    let (exit, out, err) = vm
+        .agent(Duration::from_secs(10))
+        .and_then(|a| Ok(a.exec_collect(spec)?))
+        .unwrap_or_else(|e| panic!("{script}: {e}; console tail:\n{}", vm.firecracker_log_tail() + &std::fs::read_to_string(vm.console_log()).unwrap_or_default()));
     let out = String::from_utf8_lossy(&out).into_owned();
     assert!(err.is_empty() || exit.status() != 0, "stderr: {}", String::from_utf8_lossy(&err));
     (exit.status(), out)

@@ -31,6 +31,13 @@ pub const MAX_WS_MESSAGE: usize = 64 << 10;
 const CLIENT_QUEUE: usize = 512;
 const HEARTBEAT: Duration = Duration::from_secs(20);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
+/// A client that takes no bytes for this long is dropped (a send would otherwise wait forever).
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends with a deadline; false when the client is gone or stalled.
+async fn send_timed(socket: &mut WebSocket, m: Message) -> bool {
+    matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(m)).await, Ok(Ok(())))
+}
 
 fn to_api(ws: &str, p: PtyInfo) -> Terminal {
     Terminal {
@@ -141,12 +148,12 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
         Ok(c) => c,
         Err(_) => return,
     };
-    if socket.send(text(&head)).await.is_err() {
+    if !send_timed(&mut socket, text(&head)).await {
         closer.close();
         return;
     }
     for chunk in replay.chunks(hearth_proto::control::DATA_CHUNK) {
-        if socket.send(Message::Binary(chunk.to_vec().into())).await.is_err() {
+        if !send_timed(&mut socket, Message::Binary(chunk.to_vec().into())).await {
             closer.close();
             return;
         }
@@ -198,11 +205,11 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                             if validate_size(rows, cols).is_ok() && in_tx.send(In::Resize(rows, cols)).is_err() { break }
                         }
                         Ok(WsClientMessage::Ping) => {
-                            if socket.send(text(&WsServerMessage::Pong)).await.is_err() { break }
+                            if !send_timed(&mut socket, text(&WsServerMessage::Pong)).await { break }
                         }
                         Ok(_) => {}
                         Err(e) => {
-                            let _ = socket.send(text(&WsServerMessage::Error { message: format!("bad control message: {e}") })).await;
+                            let _ = send_timed(&mut socket, text(&WsServerMessage::Error { message: format!("bad control message: {e}") })).await;
                         }
                     },
                     Message::Close(_) => break,
@@ -214,29 +221,29 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                     Some(PtyEvent::Output(b)) => Message::Binary(b.into()),
                     Some(PtyEvent::Resized { rows, cols }) => text(&WsServerMessage::Resize { rows, cols }),
                     Some(PtyEvent::Exited(st)) => {
-                        let _ = socket.send(text(&WsServerMessage::Exit { code: st.code, signal: st.signal })).await;
+                        let _ = send_timed(&mut socket, text(&WsServerMessage::Exit { code: st.code, signal: st.signal })).await;
                         break;
                     }
                     // Dropped by the agent, or by our own queue: either way this client lagged.
                     Some(PtyEvent::Lagged) => {
-                        let _ = socket.send(text(&WsServerMessage::Lagged)).await;
+                        let _ = send_timed(&mut socket, text(&WsServerMessage::Lagged)).await;
                         break;
                     }
                     None if lagged.load(Ordering::SeqCst) => {
-                        let _ = socket.send(text(&WsServerMessage::Lagged)).await;
+                        let _ = send_timed(&mut socket, text(&WsServerMessage::Lagged)).await;
                         break;
                     }
                     Some(PtyEvent::Closed) | None => break,
                 };
-                if socket.send(msg).await.is_err() { break }
+                if !send_timed(&mut socket, msg).await { break }
             }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > HEARTBEAT_TIMEOUT { break }
-                if socket.send(Message::Ping(Vec::new().into())).await.is_err() { break }
+                if !send_timed(&mut socket, Message::Ping(Vec::new().into())).await { break }
             }
         }
     }
     // Detach: the reader thread sees its stream end; the writer thread its channel.
     closer.close();
-    let _ = socket.send(Message::Close(None)).await;
+    let _ = send_timed(&mut socket, Message::Close(None)).await;
 }
