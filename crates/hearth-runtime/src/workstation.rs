@@ -39,8 +39,10 @@ pub struct Jail {
     pub uid_base: u32,
 }
 
-/// Memory a jailed Firecracker may use beyond its guest's (its own code, buffers, devices).
-const VMM_MEM_OVERHEAD_MIB: u64 = 192;
+/// Memory a jailed Firecracker may use beyond its guest's: its own code, buffers, devices,
+/// and the host page cache of its disks, which is charged to its cgroup (a tight limit made
+/// the kernel kill VMs under disk or terminal load in the box).
+const VMM_MEM_OVERHEAD_MIB: u64 = 1024;
 /// Tasks a jailed Firecracker may have beyond one per vCPU (API, event loop, helpers).
 const VMM_EXTRA_TASKS: u32 = 32;
 

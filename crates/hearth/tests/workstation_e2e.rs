@@ -153,7 +153,7 @@ fn a_workstation_lives_works_and_vanishes() {
     assert!(uid_rw >= 900_000 && uid_ro >= 900_000 && uid_rw != uid_ro, "uids {uid_rw} {uid_ro}");
     assert!(cg_rw.starts_with("/hearth/") && cg_rw.ends_with("-rw"), "{cg_rw}");
     let memory_max = std::fs::read_to_string(format!("/sys/fs/cgroup{cg_rw}/memory.max")).unwrap();
-    assert_eq!(memory_max.trim(), ((512u64 + 192) << 20).to_string());
+    assert_eq!(memory_max.trim(), ((512u64 + 1024) << 20).to_string());
     assert_eq!(std::fs::read_to_string(format!("/sys/fs/cgroup{cg_rw}/cpu.max")).unwrap().trim(), "200000 100000");
     assert!(matches!(rw.agent(WAIT).unwrap().health().unwrap(), Event::Health { .. }));
     assert_eq!(sh(&ro, None, "nproc; hostname").1, "2\nscratch\n");
