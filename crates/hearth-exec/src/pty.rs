@@ -20,7 +20,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hearth_proto::control::{
     validate_size, Event, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, DEFAULT_SCROLLBACK_LINES, MAX_PTYS, TAG_CONTROL, TAG_PTY,
@@ -114,9 +114,6 @@ enum Out {
     Exited(ExitStatus),
 }
 
-fn now_unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 impl Sessions {
     fn get(&self, id: &str) -> Result<Arc<Session>, String> {
@@ -154,7 +151,7 @@ impl Sessions {
             pid: child.id(),
             argv,
             user: spec.user.clone(),
-            created_unix_ms: now_unix_ms(),
+            created_unix_ms: hearth_proto::unix_ms_now(),
             input: Mutex::new(File::from(master)),
             state: Mutex::new(State {
                 term: new_term(spec.rows, spec.cols, lines),

@@ -132,6 +132,13 @@ pub struct Health {
     pub workstations: u64,
 }
 
+/// One `output` event of a console follow (Server-Sent Events): text the guest printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ConsoleOutput {
+    pub text: String,
+}
+
 /// Every error: `{"error": {"code", "message", "field"?}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -189,6 +196,9 @@ pub struct Terminal {
     pub exit_code: Option<i32>,
     pub exit_signal: Option<i32>,
     pub exited: bool,
+    /// Set once the session is gone from its workstation (closed, or lost with its VM's stop):
+    /// the record is kept a while, the session can no longer be attached.
+    pub ended_unix_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

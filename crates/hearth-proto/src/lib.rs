@@ -15,3 +15,8 @@ pub mod control;
 pub mod frame;
 
 pub use frame::{Frame, FrameError, MAX_FRAME_LEN};
+
+/// Now, in the unit every timestamp on the wire uses: milliseconds since the Unix epoch.
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

@@ -40,6 +40,3 @@ pub struct Record {
     pub jail_uid: Option<u32>,
 }
 
-pub(crate) fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}

@@ -18,7 +18,8 @@ use hearth_vmm::jail::JailConfig;
 use hearth_vmm::vm::{create_ext4_disk, LaunchTimings, Overlay, StopKind, Vm, VmConfig};
 
 use crate::layout::{validate_id, Layout};
-use crate::record::{now_unix_ms, Record, State};
+use crate::record::{Record, State};
+use hearth_proto::unix_ms_now;
 use crate::spec::{Limits, Spec};
 use crate::RuntimeError;
 
@@ -148,7 +149,7 @@ impl Runtime {
             let jail_uid = self.jail.as_ref().map(|j| self.free_uid(j.uid_base)).transpose()?;
             let record = Record {
                 state: State::Stopped,
-                created_unix_ms: now_unix_ms(),
+                created_unix_ms: unix_ms_now(),
                 started_unix_ms: None,
                 stopped_unix_ms: None,
                 last_stop: None,
@@ -235,7 +236,7 @@ impl Workstation {
             let last = fc_log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no log line");
             record.state = State::Crashed;
             record.crash = Some(format!("Firecracker exited without being stopped (last log line: {last})"));
-            record.stopped_unix_ms = Some(now_unix_ms());
+            record.stopped_unix_ms = Some(unix_ms_now());
             // Its sockets and pid file are stale now.
             Vm::forget_dir(&self.layout.vm());
             write_json(&self.layout.state(), &record)?;
@@ -304,7 +305,7 @@ impl Workstation {
         cfg.extra_boot_args = extra_boot_args.to_vec();
         let (_, timings) = Vm::launch_timed(&self.layout.vm(), &cfg, self.rt.ready_timeout)?;
         record.state = State::Running;
-        record.started_unix_ms = Some(now_unix_ms());
+        record.started_unix_ms = Some(unix_ms_now());
         record.crash = None;
         write_json(&self.layout.state(), &record)?;
         Ok(timings)
@@ -326,8 +327,8 @@ impl Workstation {
             None => StopKind::NotRunning,
         };
         record.state = State::Stopped;
-        record.stopped_unix_ms = Some(now_unix_ms());
-        record.last_stop = Some(serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
+        record.stopped_unix_ms = Some(unix_ms_now());
+        record.last_stop = Some(kind.as_str().into());
         write_json(&self.layout.state(), &record)?;
         Ok(kind)
     }

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hearth_image::{refs, Cache};
-use hearth_proto::api;
+use hearth_proto::{api, unix_ms_now};
 use hearth_runtime::{Runtime, State};
 
+use crate::admission::{Admission, Need, Reservation};
 use crate::api::error::ApiError;
 use crate::config::Config;
 use crate::store::{Row, StateTimes, Store};
@@ -19,20 +20,37 @@ pub struct App {
     pub cache: Cache,
     /// Who owns what this server creates (identities arrive with authentication).
     pub owner: String,
-    /// The memory budget for running workstations, resolved from the config.
-    pub mem_budget_mib: u64,
+    /// The host's budgets for workstations, resolved from the config.
+    pub admission: Admission,
+    /// One permit per console follower (`limits.max_console_followers`).
+    pub console_followers: Arc<tokio::sync::Semaphore>,
+    /// Becomes true when the server begins to stop: long-lived streams (console follows,
+    /// WebSocket terminals) end so the graceful shutdown does not wait on them.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+
 
 /// Runs blocking work (the runtime, the store, the agent) off the async threads.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("a worker failed: {e}")))?
 }
 
+/// How long reaching a workstation's agent may take.
+const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl App {
+    /// The record of a workstation, 404 when there is none.
+    pub fn row(&self, id: &str) -> Result<Row, ApiError> {
+        self.store.get(id)?.ok_or_else(|| ApiError::not_found(format!("no workstation `{id}`")))
+    }
+
+    /// The agent of a workstation that exists and runs (409 when it does not run).
+    pub fn agent(&self, id: &str) -> Result<hearth_exec::ExecClient<std::os::unix::net::UnixStream>, ApiError> {
+        self.row(id)?;
+        Ok(self.runtime.get(id)?.agent(AGENT_TIMEOUT)?)
+    }
+
     /// The base image of a recipe, built by `hearth image build`.
     pub fn base_image(&self, recipe: &str) -> Result<PathBuf, ApiError> {
         let ok = !recipe.is_empty() && recipe.len() <= 64 && recipe.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -57,7 +75,7 @@ impl App {
             // Only a crash is news to record here; any other difference is an operation in
             // flight (a start whose record is being written), shown as the runtime has it.
             if st.record.state == State::Crashed {
-                let now = now_ms();
+                let now = unix_ms_now();
                 let crash = st.record.crash.clone().unwrap_or_default();
                 self.store.set_state(&row.id, &state, StateTimes { started_ms: None, stopped_ms: Some(now) }, Some(&crash), ("crashed", &crash), now)?;
             }
@@ -67,23 +85,15 @@ impl App {
         Ok(row)
     }
 
-    /// Memory of the workstations that run now (paused ones hold theirs too).
-    pub fn mem_in_use_mib(&self) -> Result<u64, ApiError> {
-        Ok(self.store.list()?.iter().filter(|r| r.state == "running" || r.state == "paused").map(|r| u64::from(r.mem_size_mib)).sum())
+    /// Holds room for `need` more (see [`Admission`]) until the reservation drops.
+    pub fn admit(&self, need: Need) -> Result<Reservation<'_>, ApiError> {
+        self.admission.admit(&self.store.list()?, need)
     }
+}
 
-    /// Refuses to start `mem_mib` more when that would go over the budget.
-    pub fn admit(&self, mem_mib: u32) -> Result<(), ApiError> {
-        let used = self.mem_in_use_mib()?;
-        if used + u64::from(mem_mib) > self.mem_budget_mib {
-            return Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "over_capacity",
-                format!("starting {mem_mib} MiB would exceed this host's workstation memory budget ({used} of {} MiB in use)", self.mem_budget_mib),
-            ));
-        }
-        Ok(())
-    }
+/// What `r` needs to run (its disk exists already).
+pub fn run_need(r: &Row) -> Need {
+    Need { mem_mib: r.mem_size_mib.into(), vcpus: r.vcpu_count.into(), disk_gib: 0 }
 }
 
 pub fn to_api(r: &Row) -> api::Workstation {

@@ -34,6 +34,10 @@ pub struct Limits {
     /// Sum of the memory of running workstations: creates and starts beyond it are refused
     /// (0: half of this host's memory).
     pub mem_budget_mib: u64,
+    /// Sum of the vCPUs of running workstations (0: four per host core).
+    pub vcpu_budget: u64,
+    /// Sum of the own disks of all workstations (0: the size of the data directory's filesystem).
+    pub disk_budget_gib: u64,
     pub max_exec_timeout_secs: u64,
     pub max_exec_output_bytes: u64,
     pub max_name_len: usize,
@@ -41,6 +45,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest file uploaded or downloaded through the API.
     pub max_file_bytes: u64,
+    /// Console follows (`/console/stream`) open at once, over all workstations.
+    pub max_console_followers: usize,
 }
 
 /// What a create without a field gets.
@@ -82,11 +88,14 @@ impl Default for Limits {
             max_bandwidth_mbps: 10_000,
             max_workstations: 200,
             mem_budget_mib: 0,
+            vcpu_budget: 0,
+            disk_budget_gib: 0,
             max_exec_timeout_secs: 3600,
             max_exec_output_bytes: 16 << 20,
             max_name_len: 64,
             max_body_bytes: 1 << 20,
             max_file_bytes: 1 << 30,
+            max_console_followers: 64,
         }
     }
 }

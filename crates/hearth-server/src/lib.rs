@@ -3,13 +3,16 @@
 //! Layout:
 //! - [`config`]: the TOML configuration, environment overrides, defaults.
 //! - [`store`]: SQLite: workstations and events, versioned migrations.
-//! - [`app`]: what handlers share (config, store, runtime, artifact cache), admission.
-//! - [`api`]: axum routes, the OpenAPI document, the error shape, the JSON extractor.
+//! - [`app`]: what handlers share (config, store, runtime, artifact cache).
+//! - [`admission`]: memory, vCPU and disk budgets, and reservations for operations in flight.
+//! - [`api`]: axum routes, the OpenAPI document, the error shape, the JSON extractor; one
+//!   file per resource (workstations, console, terminals, files).
 //! - [`reconcile`]: database ↔ workstation directories at start.
 //!
 //! Owns the HTTP surface and the database. Workstation VMs are `hearth-runtime`'s; they run
 //! detached, so stopping the server (gracefully or not) leaves them running.
 
+pub mod admission;
 pub mod api;
 pub mod app;
 pub mod config;
@@ -22,6 +25,7 @@ use std::sync::Arc;
 use hearth_image::{refs, Cache};
 use hearth_runtime::{Artifacts, Jail, Limits, Runtime};
 
+use crate::admission::{Admission, Need};
 use crate::app::App;
 use crate::config::Config;
 use crate::store::Store;
@@ -36,15 +40,6 @@ pub enum ServeError {
 
 fn setup(what: &'static str) -> impl Fn(String) -> ServeError {
     move |message| ServeError::Setup { what, message }
-}
-
-/// Half of this host's memory, for workstations when the config sets no budget.
-fn default_mem_budget_mib() -> u64 {
-    let total_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
-        .unwrap_or(0);
-    total_kib / 1024 / 2
 }
 
 /// Opens everything the server needs: the database, the runtime with its artifacts.
@@ -62,8 +57,13 @@ pub fn open(config: Config, data_dir: &Path, cache_dir: &Path) -> Result<App, Se
     if config.jail {
         runtime = runtime.with_jail(Jail { jailer: file(refs::FIRECRACKER, "jailer")?, uid_base: config.jail_uid_base });
     }
-    let mem_budget_mib = if config.limits.mem_budget_mib > 0 { config.limits.mem_budget_mib } else { default_mem_budget_mib() };
-    Ok(App { config, store, runtime, cache, owner: "local".into(), mem_budget_mib })
+    let host = admission::host_defaults(data_dir);
+    let or_host = |set: u64, host: u64| if set > 0 { set } else { host };
+    let budget = Need { mem_mib: or_host(l.mem_budget_mib, host.mem_mib), vcpus: or_host(l.vcpu_budget, host.vcpus), disk_gib: or_host(l.disk_budget_gib, host.disk_gib) };
+    tracing::info!(mem_mib = budget.mem_mib, vcpus = budget.vcpus, disk_gib = budget.disk_gib, "workstation budgets");
+    let console_followers = Arc::new(tokio::sync::Semaphore::new(config.limits.max_console_followers));
+    let stopping = tokio::sync::watch::Sender::new(false);
+    Ok(App { config, store, runtime, cache, owner: "local".into(), admission: Admission::new(budget), console_followers, stopping })
 }
 
 /// How a server behaves at its ends.
@@ -97,7 +97,13 @@ pub async fn serve(app: App, opts: ServeOptions, ready: impl FnOnce(std::net::So
         tokio::task::spawn_blocking(move || reconcile::resume_suspended(&app));
     }
     axum::serve(listener, api::router(app.clone()))
-        .with_graceful_shutdown(shutdown_signal(opts.until_stdin_eof))
+        .with_graceful_shutdown({
+            let app = app.clone();
+            async move {
+                shutdown_signal(opts.until_stdin_eof).await;
+                app.stopping.send_replace(true);
+            }
+        })
         .await
         .map_err(|source| ServeError::Listen { addr, source })?;
     if opts.suspend_on_exit {

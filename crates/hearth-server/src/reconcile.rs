@@ -45,14 +45,14 @@ pub fn resume_suspended(app: &App) {
         let _ = app.store.set_resume(&id, false);
         let started = app.runtime.get(&id).map_err(crate::api::error::ApiError::from).and_then(|ws| {
             let t = ws.start()?;
-            let now = crate::app::now_ms();
+            let now = hearth_proto::unix_ms_now();
             let msg = format!("resumed after its host restarted; agent ready {:.0} ms after InstanceStart", t.instance_start_to_ready_ms);
             app.store.set_state(&id, "running", crate::store::StateTimes { started_ms: Some(now), stopped_ms: None }, None, ("started", &msg), now)?;
             Ok(())
         });
         if let Err(e) = started {
             tracing::warn!(workstation = %id, "resuming: {}", e.message);
-            let _ = app.store.event(&id, "start_failed", &format!("resuming after a restart: {}", e.message), crate::app::now_ms());
+            let _ = app.store.event(&id, "start_failed", &format!("resuming after a restart: {}", e.message), hearth_proto::unix_ms_now());
         }
     }
 }
@@ -68,7 +68,7 @@ pub fn suspend_running(app: &App) {
         let Ok(ws) = app.runtime.get(&row.id) else { continue };
         match ws.stop() {
             Ok(kind) => {
-                let now = crate::app::now_ms();
+                let now = hearth_proto::unix_ms_now();
                 let msg = format!("suspended while its host shuts down ({kind:?}); it boots again with the server");
                 let _ = app.store.set_state(&row.id, "stopped", crate::store::StateTimes { started_ms: None, stopped_ms: Some(now) }, None, ("stopped", &msg), now);
                 let _ = app.store.set_resume(&row.id, true);

@@ -1,4 +1,5 @@
-//! The server's state in SQLite (`<data>/hearth.db`): workstations, their events. Versioned
+//! The server's state in SQLite (`<data>/hearth.db`): workstations, their events and terminal
+//! session records. Versioned
 //! migrations run at open; writes that belong together run in one transaction.
 //!
 //! The database is the index of workstations and what the API shows about them (owner, name,
@@ -44,7 +45,22 @@ const MIGRATIONS: &[&str] = &[
     // Set on workstations stopped because their host went down (the box shutting down):
     // the next start boots them again.
     "ALTER TABLE workstations ADD COLUMN resume INTEGER NOT NULL DEFAULT 0;",
+    // Terminal sessions live in the agent; their records outlive them (a stop ends them all).
+    "CREATE TABLE terminals (
+        workstation_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        argv TEXT NOT NULL,
+        user TEXT,
+        rows INTEGER NOT NULL,
+        cols INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        ended_ms INTEGER,
+        PRIMARY KEY (workstation_id, id)
+    );",
 ];
+
+/// Ended terminal records kept per workstation (the oldest go first).
+pub const MAX_ENDED_TERMINALS: i64 = 100;
 
 /// Events kept per workstation (older ones are dropped as new ones come).
 pub const MAX_EVENTS_PER_WORKSTATION: i64 = 1000;
@@ -55,6 +71,18 @@ pub enum StoreError {
     Db(#[from] rusqlite::Error),
     #[error("the database is at schema version {found}, newer than this hearth ({known}); upgrade hearth")]
     TooNew { found: usize, known: usize },
+}
+
+/// A terminal session's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalRow {
+    pub id: String,
+    pub argv: Vec<String>,
+    pub user: Option<String>,
+    pub rows: u16,
+    pub cols: u16,
+    pub created_ms: u64,
+    pub ended_ms: Option<u64>,
 }
 
 /// A workstation row.
@@ -213,11 +241,69 @@ impl Store {
         Ok(v)
     }
 
-    /// Deletes a workstation and its events.
+    /// Records a terminal opened in `ws` (replacing an ended one with its id: a restarted
+    /// agent counts ids from 1 again), with its event.
+    pub fn open_terminal(&self, ws: &str, t: &TerminalRow, now_ms: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let argv = serde_json::to_string(&t.argv).expect("argv serializes");
+        tx.execute(
+            "INSERT OR REPLACE INTO terminals (workstation_id, id, argv, user, rows, cols, created_ms, ended_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+            params![ws, t.id, argv, t.user, t.rows, t.cols, t.created_ms],
+        )?;
+        add_event(&tx, ws, now_ms, "terminal_opened", &t.id)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks terminals of `ws` ended: those named, with an event each when `closed` (a
+    /// client closed them), or quietly (they were found gone). Keeps the newest
+    /// [`MAX_ENDED_TERMINALS`] ended records.
+    pub fn end_terminals(&self, ws: &str, ids: &[&str], closed: bool, now_ms: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for id in ids {
+            let n = tx.execute("UPDATE terminals SET ended_ms = ?3 WHERE workstation_id = ?1 AND id = ?2 AND ended_ms IS NULL", params![ws, id, now_ms])?;
+            if closed && n == 1 {
+                add_event(&tx, ws, now_ms, "terminal_closed", id)?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM terminals WHERE workstation_id = ?1 AND ended_ms IS NOT NULL AND rowid NOT IN
+               (SELECT rowid FROM terminals WHERE workstation_id = ?1 AND ended_ms IS NOT NULL ORDER BY ended_ms DESC, rowid DESC LIMIT ?2)",
+            params![ws, MAX_ENDED_TERMINALS],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The terminal records of `ws`, oldest first.
+    pub fn terminals(&self, ws: &str) -> Result<Vec<TerminalRow>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT id, argv, user, rows, cols, created_ms, ended_ms FROM terminals WHERE workstation_id = ?1 ORDER BY created_ms, rowid")?;
+        let v = st
+            .query_map([ws], |r| {
+                let argv: String = r.get(1)?;
+                Ok(TerminalRow {
+                    id: r.get(0)?,
+                    argv: serde_json::from_str(&argv).unwrap_or_default(),
+                    user: r.get(2)?,
+                    rows: r.get(3)?,
+                    cols: r.get(4)?,
+                    created_ms: r.get(5)?,
+                    ended_ms: r.get(6)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(v)
+    }
+
+    /// Deletes a workstation, its events and terminal records.
     pub fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM events WHERE workstation_id = ?1", [id])?;
+        tx.execute("DELETE FROM terminals WHERE workstation_id = ?1", [id])?;
         let n = tx.execute("DELETE FROM workstations WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(n == 1)
@@ -316,6 +402,34 @@ mod tests {
         let ev = s.events("a", 5000).unwrap();
         assert_eq!(ev.len() as i64, MAX_EVENTS_PER_WORKSTATION);
         assert_eq!(ev.last().unwrap().message, (MAX_EVENTS_PER_WORKSTATION + 49).to_string());
+    }
+
+    #[test]
+    fn terminal_records_end_and_are_bounded() {
+        let s = Store::in_memory().unwrap();
+        s.insert(&ws("a"), 1).unwrap();
+        let t = |id: &str, at: u64| TerminalRow { id: id.into(), argv: vec!["bash".into()], user: Some("scientist".into()), rows: 24, cols: 80, created_ms: at, ended_ms: None };
+        s.open_terminal("a", &t("t1", 10), 10).unwrap();
+        s.open_terminal("a", &t("t2", 11), 11).unwrap();
+        s.end_terminals("a", &["t1"], true, 20).unwrap();
+        s.end_terminals("a", &["t1", "t2"], false, 30).unwrap();
+        let got: Vec<_> = s.terminals("a").unwrap().into_iter().map(|t| (t.id, t.ended_ms)).collect();
+        assert_eq!(got, [("t1".into(), Some(20)), ("t2".into(), Some(30))], "an end is recorded once");
+        let kinds: Vec<_> = s.events("a", 10).unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["created", "terminal_opened", "terminal_opened", "terminal_closed"]);
+        // A reused id replaces its ended record; ended records are bounded.
+        s.open_terminal("a", &t("t1", 40), 40).unwrap();
+        assert_eq!(s.terminals("a").unwrap().iter().find(|r| r.id == "t1").unwrap().ended_ms, None);
+        for i in 0..(MAX_ENDED_TERMINALS + 10) {
+            let id = format!("x{i}");
+            s.open_terminal("a", &t(&id, 100 + i as u64), 100).unwrap();
+            s.end_terminals("a", &[&id], false, 200 + i as u64).unwrap();
+        }
+        let rows = s.terminals("a").unwrap();
+        assert_eq!(rows.iter().filter(|r| r.ended_ms.is_some()).count() as i64, MAX_ENDED_TERMINALS);
+        assert!(rows.iter().any(|r| r.id == "t1" && r.ended_ms.is_none()), "live records are never dropped");
+        assert!(s.delete("a").unwrap());
+        assert!(s.terminals("a").unwrap().is_empty());
     }
 
     #[test]

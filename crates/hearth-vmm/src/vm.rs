@@ -6,7 +6,8 @@
 //! api.sock          Firecracker's API socket
 //! v.sock            the hybrid vsock socket (host → guest agent: CONNECT 1024)
 //! console.log       the guest's serial console (and Firecracker's output before its logger
-//!                   is set up), appended across runs
+//!                   is set up), appended across runs; past 8 MiB at a start, moved to
+//!                   console.log.1
 //! firecracker.log   Firecracker's own warnings and errors for the current run; the previous
 //!                   run's is kept as firecracker.log.1 (a crash's post-mortem survives a start)
 //! firecracker.pid   the running process (absent once stopped)
@@ -105,6 +106,18 @@ pub enum StopKind {
     NotRunning,
 }
 
+impl StopKind {
+    /// Its name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopKind::Clean => "clean",
+            StopKind::CtrlAltDel => "ctrl_alt_del",
+            StopKind::Killed => "killed",
+            StopKind::NotRunning => "not_running",
+        }
+    }
+}
+
 /// Where a launch spent its time.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct LaunchTimings {
@@ -130,6 +143,8 @@ pub struct Vm {
 const PROCESS_NAME: &str = "firecracker";
 const PID_FILE: &str = "firecracker.pid";
 const FC_LOG: &str = "firecracker.log";
+/// console.log grows across runs up to this, then the older runs move to console.log.1.
+const MAX_CONSOLE_LOG: u64 = 8 << 20;
 /// How often the guest reports memory statistics to the balloon device.
 const BALLOON_STATS_SECS: u32 = 5;
 /// Console bytes quoted in a failure.
@@ -205,6 +220,10 @@ impl Vm {
         fs::create_dir_all(dir).map_err(io("creating the VM directory"))?;
         // v.sock too: its path comes back from a snapshot, and a stale file breaks the VM.
         Vm::forget_dir(dir);
+        // The console is appended to across runs; past a bound, the older runs go aside.
+        if fs::metadata(dir.join("console.log")).is_ok_and(|m| m.len() > MAX_CONSOLE_LOG) {
+            let _ = fs::rename(dir.join("console.log"), dir.join("console.log.1"));
+        }
         let console = fs::OpenOptions::new().create(true).append(true).open(dir.join("console.log")).map_err(io("opening console.log"))?;
         // Firecracker writes its log from offset 0 (no O_APPEND): keep the last run's aside.
         let _ = fs::rename(dir.join(FC_LOG), dir.join(format!("{FC_LOG}.1")));

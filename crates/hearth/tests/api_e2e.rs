@@ -121,6 +121,67 @@ impl Ws {
     }
 }
 
+/// A console follow (Server-Sent Events): what it has printed so far.
+struct Sse {
+    lines: std::io::Lines<std::io::BufReader<Box<dyn std::io::Read + Send + Sync>>>,
+    text: String,
+    ended: bool,
+}
+
+impl Sse {
+    fn open(url: &str) -> Sse {
+        let agent = ureq::AgentBuilder::new().timeout_read(Duration::from_secs(60)).build();
+        let r = agent.get(url).call().unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(r.content_type(), "text/event-stream");
+        Sse { lines: std::io::BufRead::lines(std::io::BufReader::new(r.into_reader())), text: String::new(), ended: false }
+    }
+
+    /// Reads one event.
+    fn next(&mut self) {
+        let mut event = String::new();
+        loop {
+            let line = self.lines.next().expect("the stream ended without an end event").unwrap();
+            if let Some(e) = line.strip_prefix("event:") {
+                event = e.trim().to_string();
+            } else if let Some(d) = line.strip_prefix("data:") {
+                match event.as_str() {
+                    "output" => self.text.push_str(serde_json::from_str::<Value>(d.trim_start()).unwrap()["text"].as_str().unwrap()),
+                    "end" => self.ended = serde_json::from_str::<Value>(d.trim_start()).unwrap()["reason"].is_string(),
+                    other => panic!("unexpected event {other:?}"),
+                }
+                return;
+            }
+        }
+    }
+
+    fn until(&mut self, want: &str) {
+        while !self.text.contains(want) {
+            self.next();
+        }
+    }
+
+    fn until_end(&mut self) {
+        while !self.ended {
+            self.next();
+        }
+    }
+}
+
+/// Asks the server to stop (SIGTERM) and waits for it to exit by itself.
+fn terminate(mut server: common::Server) {
+    let pid = nix::unistd::Pid::from_raw(server.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(st) = server.child.try_wait().unwrap() {
+            assert!(st.success(), "the server exited with {st} on SIGTERM");
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not stop on SIGTERM with streams open");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Asserts an error response: status, code, and the field when given.
 fn assert_error(got: (u16, Value), status: u16, code: &str, field: Option<&str>) {
     assert_eq!(got.0, status, "{}", got.1);
@@ -137,7 +198,9 @@ fn the_api_drives_workstations_end_to_end() {
         return;
     }
     let data = std::path::PathBuf::from(std::env::var("HEARTH_DATA_DIR").unwrap()).join(format!("api-{}", std::process::id()));
-    let server = common::serve_in_box(&data);
+    // Budgets set here so the refusals below do not depend on the size of the box.
+    let env = [("HEARTH_LIMITS__MAX_CONSOLE_FOLLOWERS", "2"), ("HEARTH_LIMITS__VCPU_BUDGET", "8"), ("HEARTH_LIMITS__DISK_BUDGET_GIB", "50")];
+    let server = common::serve_in_box_with(&data, &env);
     let api = format!("{}/api/v1", server.base);
     let ws_url = format!("{api}/workstations");
 
@@ -170,6 +233,7 @@ fn the_api_drives_workstations_end_to_end() {
             "GET /api/v1/workstations",
             "GET /api/v1/workstations/{id}",
             "GET /api/v1/workstations/{id}/console",
+            "GET /api/v1/workstations/{id}/console/stream",
             "GET /api/v1/workstations/{id}/events",
             "GET /api/v1/workstations/{id}/files",
             "GET /api/v1/workstations/{id}/terminals",
@@ -201,6 +265,8 @@ fn the_api_drives_workstations_end_to_end() {
     assert_error(oversized(&server.base, "POST", "/api/v1/workstations", 2 << 20), 413, "payload_too_large", None);
     // Beyond the memory budget (half the box's memory): refused, with the reason.
     assert_error(create(json!({"name": "huge", "mem_size_mib": 16384})), 503, "over_capacity", None);
+    let (s, e) = create(json!({"name": "roomy", "disk_size_gib": 60, "start": false}));
+    assert!(s == 503 && e["error"]["message"].as_str().unwrap().contains("disk budget"), "{s} {e}");
     assert_eq!(call("GET", &ws_url, None).1["workstations"], json!([]));
 
     // Create (and boot), list, get.
@@ -211,6 +277,9 @@ fn the_api_drives_workstations_end_to_end() {
     let one = format!("{ws_url}/{id}");
     assert_eq!(call("GET", &ws_url, None).1["workstations"][0]["id"], id.as_str());
     assert_eq!(call("GET", &one, None).1["name"], "Research");
+    // 2 vCPUs run; 8 more would pass the budget of 8.
+    let (s, e) = create(json!({"name": "wide", "vcpu_count": 8, "mem_size_mib": 256}));
+    assert!(s == 503 && e["error"]["message"].as_str().unwrap().contains("vCPU budget"), "{s} {e}");
 
     // Exec: the data-science environment as scientist; stdin; refusals.
     let exec = |b: Value| call("POST", &format!("{one}/exec"), Some(b));
@@ -265,6 +334,10 @@ fn the_api_drives_workstations_end_to_end() {
     assert!(matches!(tungstenite::connect(format!("{}/nope/ws", terms.replace("http://", "ws://"))), Err(tungstenite::Error::Http(r)) if r.status() == 404));
     assert_eq!(call("DELETE", &format!("{terms}/{tid}"), None).0, 204);
     assert_error(call("DELETE", &format!("{terms}/{tid}"), None), 404, "not_found", None);
+    // Its record stays, ended.
+    let (_, list) = call("GET", &terms, None);
+    let rec = list["terminals"].as_array().unwrap().iter().find(|t| t["id"] == tid.as_str()).cloned().unwrap_or_else(|| panic!("{list}"));
+    assert!(rec["ended_unix_ms"].as_u64().is_some() && rec["exited"] == true, "{rec}");
 
     // Files up and down, streamed; uploads belong to the image's user.
     let files = format!("{one}/files");
@@ -283,6 +356,16 @@ fn the_api_drives_workstations_end_to_end() {
     let (s, console) = call("GET", &format!("{one}/console?tail_bytes=100000"), None);
     assert!(s == 200 && console.as_str().unwrap().contains("hearth-agent: ready"), "{console}");
     assert_error(call("GET", &format!("{one}/console?tail_bytes=99999999"), None), 400, "invalid_field", Some("tail_bytes"));
+    // Followed: the tail first, then what the guest prints, as it prints it; followers are counted.
+    let follow = format!("{one}/console/stream?tail_bytes=100000");
+    let mut f1 = Sse::open(&follow);
+    f1.until("hearth-agent: ready");
+    let _f2 = Sse::open(&follow);
+    assert_error(call("GET", &follow, None), 503, "too_many_followers", None);
+    assert_error(call("GET", &format!("{one}/console/stream?tail_bytes=99999999"), None), 400, "invalid_field", Some("tail_bytes"));
+    let (s, r) = exec(json!({"argv": ["sh", "-c", "echo '<1>console-marker-'$((40+2)) > /dev/kmsg"], "user": "root"}));
+    assert_eq!((s, r["exit_code"].as_i64()), (200, Some(0)), "{r}");
+    f1.until("console-marker-42");
 
     // Lifecycle actions and the conflicts between them.
     let act = |a: &str| call("POST", &format!("{one}/{a}"), Some(json!({})));
@@ -292,13 +375,18 @@ fn the_api_drives_workstations_end_to_end() {
     assert_error(act("start"), 409, "conflict", None);
     assert_error(act("explode"), 404, "not_found", None);
     assert_eq!(exec(json!({"argv": ["sh", "-c", "echo kept > ~/notes"]})).0, 200);
+    let lost = call("POST", &terms, Some(json!({}))).1["id"].as_str().unwrap().to_string();
     assert_eq!(act("stop").1["state"], "stopped");
+    // A stopped workstation runs no terminals; the record of the one it had says it ended.
+    let (s, list) = call("GET", &terms, None);
+    let rec = list["terminals"].as_array().unwrap().iter().find(|t| t["id"] == lost.as_str()).cloned().unwrap_or_else(|| panic!("{s} {list}"));
+    assert!(s == 200 && rec["ended_unix_ms"].as_u64().is_some(), "{rec}");
     assert_eq!(act("start").1["state"], "running");
     assert_eq!(act("restart").1["state"], "running");
     assert_eq!(exec(json!({"argv": ["cat", "/home/scientist/notes"]})).1["stdout"], "kept\n");
     let (_, ev) = call("GET", &format!("{one}/events"), None);
     let kinds: Vec<&str> = ev["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["created", "started", "terminal_opened", "terminal_closed", "paused", "resumed", "stopped", "started", "stopped", "started"]);
+    assert_eq!(kinds, ["created", "started", "terminal_opened", "terminal_closed", "paused", "resumed", "terminal_opened", "stopped", "started", "stopped", "started"]);
     assert_error(call("GET", &format!("{one}/events?limit=0"), None), 400, "invalid_field", Some("limit"));
 
     let terms = format!("{one}/terminals");
@@ -315,7 +403,7 @@ fn the_api_drives_workstations_end_to_end() {
     watch.until("tick-20");
     let events_before = call("GET", &format!("{one}/events"), None).1["events"].as_array().unwrap().len();
     drop(server);
-    let server = common::serve_in_box(&data);
+    let server = common::serve_in_box_with(&data, &env);
     let one = format!("{}/api/v1/workstations/{id}", server.base);
     assert_eq!(call("GET", &one, None).1["state"], "running");
     assert_eq!(call("POST", &format!("{one}/exec"), Some(json!({"argv": ["cat", "/home/scientist/notes"]}))).1["stdout"], "kept\n");
@@ -326,7 +414,18 @@ fn the_api_drives_workstations_end_to_end() {
     let at_attach = last(&replay);
     assert!(at_attach >= 20 && replay.contains(&format!("tick-{}", at_attach - 5)), "scrollback lost: {replay}");
     again.until(&format!("tick-{}", at_attach + 10));
-    drop((again, watch));
+    drop(watch);
+
+    // SIGTERM with a terminal attached and the console followed: the streams end, the server
+    // stops, the workstation runs on.
+    let mut f3 = Sse::open(&format!("{one}/console/stream"));
+    terminate(server);
+    f3.until_end();
+    again.closed();
+    let server = common::serve_in_box_with(&data, &env);
+    let one = format!("{}/api/v1/workstations/{id}", server.base);
+    assert_eq!(call("GET", &one, None).1["state"], "running");
+    let mut f4 = Sse::open(&format!("{one}/console/stream"));
 
     // Unknown ids, then delete.
     let nope = format!("{}/api/v1/workstations/wnope", server.base);
@@ -335,9 +434,125 @@ fn the_api_drives_workstations_end_to_end() {
     assert_error(call("POST", &format!("{nope}/exec"), Some(json!({"argv": ["true"]}))), 404, "not_found", None);
     assert_eq!(call("DELETE", &one, None).0, 204);
     assert_error(call("GET", &one, None), 404, "not_found", None);
+    f4.until_end();
     assert_eq!(call("GET", &format!("{}/api/v1/workstations", server.base), None).1["workstations"], json!([]));
     assert!(!data.join("workstations").join(&id).exists());
     assert_eq!(call("GET", &format!("{}/api/v1/health", server.base), None).1["workstations"], 0);
+    drop(server);
+    std::fs::remove_dir_all(&data).unwrap();
+}
+
+/// Round trips of a keystroke through `ws` (type a marker, wait for its echo), in ms, sorted.
+fn echo_ms(ws: &mut Ws, n: usize, tag: &str) -> Vec<f64> {
+    let mut v: Vec<f64> = (0..n)
+        .map(|i| {
+            let t = std::time::Instant::now();
+            ws.keys(&format!("echo {tag}-{i}-$((1+{i}))\n"));
+            ws.until(&format!("{tag}-{i}-{}", i + 1));
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Abusive clients — a terminal flooded at a client that never reads, 500 connections opened
+/// and dropped (bare, mid-request, mid-upgrade) — get clear treatment, and another client's
+/// terminal keeps working throughout (its echo round trips are measured and printed).
+#[test]
+fn abusive_clients_leave_other_terminals_working() {
+    if common::delegated_to_box("abusive_clients_leave_other_terminals_working") {
+        return;
+    }
+    use std::io::Write;
+    let data = std::path::PathBuf::from(std::env::var("HEARTH_DATA_DIR").unwrap()).join(format!("abuse-{}", std::process::id()));
+    let server = common::serve_in_box(&data);
+    let api = format!("{}/api/v1", server.base);
+    let (s, ws) = call("POST", &format!("{api}/workstations"), Some(json!({"name": "shared", "vcpu_count": 2, "mem_size_mib": 512, "disk_size_gib": 1})));
+    assert_eq!(s, 201, "{ws}");
+    let terms = format!("{api}/workstations/{}/terminals", ws["id"].as_str().unwrap());
+    let open = || {
+        let (s, t) = call("POST", &terms, Some(json!({})));
+        assert_eq!(s, 201, "{t}");
+        format!("{}/{}/ws", terms.replace("http://", "ws://"), t["id"].as_str().unwrap())
+    };
+    let (quiet_url, flood_url) = (open(), open());
+    let mut user = Ws::connect(&quiet_url);
+    let calm = echo_ms(&mut user, 30, "calm");
+
+    let started = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("abuse: {what} at {:.1} s", started.elapsed().as_secs_f64());
+    // A client attaches to the other terminal, starts a flood (~11 MB) and never reads again.
+    let mut hog = Ws::connect(&flood_url);
+    hog.keys("seq 1500000; echo flood-$((5*5))\n");
+    let during = echo_ms(&mut user, 30, "busy");
+    phase("echo during the flood measured");
+    // The flooded shell was never stalled by its client: the flood ends.
+    let wait = json!({"argv": ["sh", "-c", "sleep 1; while pgrep -x seq >/dev/null; do sleep 0.5; done"], "timeout_secs": 1200});
+    let (s, r) = call("POST", &format!("{api}/workstations/{}/exec", ws["id"].as_str().unwrap()), Some(wait));
+    assert_eq!((s, r["exit_code"].as_i64()), (200, Some(0)), "{r}");
+    phase("flood over");
+    // A new client of that terminal gets its screen, flood's end included.
+    let mut watcher = Ws::connect(&flood_url);
+    watcher.until("flood-25");
+    // The server gave up on the hog (told it `lagged`, or stopped sending after its send
+    // deadline), or, if its buffers absorbed the flood, it reads the rest until its timeout.
+    let mut told = false;
+    loop {
+        match hog.sock.read() {
+            Ok(tungstenite::Message::Text(t)) if t.contains("lagged") => told = true,
+            Ok(tungstenite::Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    phase(&format!("hog done (told lagged: {told})"));
+    watcher.keys("echo alive-$((3*4))\n");
+    watcher.until("alive-12");
+
+    // 500 connections opened and dropped, in three ways, while the user keeps typing.
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let fds_before = open_fds(server.child.id());
+    for i in 0..500 {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        match i % 3 {
+            0 => {}
+            1 => {
+                let _ = c.write_all(b"POST /api/v1/workstations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"na");
+            }
+            _ => {
+                let _ = write!(c, "GET {}/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", flood_url.split_once(&addr).unwrap().1.trim_end_matches("/ws"));
+            }
+        }
+        drop(c);
+        if i % 50 == 0 {
+            user.keys(&format!("echo still-{i}-$((0+{i}))\n"));
+            user.until(&format!("still-{i}-{i}"));
+        }
+    }
+    phase("500 connections dropped");
+    let after = echo_ms(&mut user, 30, "after");
+    let (s, h) = call("GET", &format!("{api}/health"), None);
+    assert_eq!((s, h["status"].as_str()), (200, Some("ok")));
+    // Nothing those connections opened is kept (a few may still be closing).
+    let mut fds_after = open_fds(server.child.id());
+    for _ in 0..100 {
+        if fds_after <= fds_before + 8 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        fds_after = open_fds(server.child.id());
+    }
+    assert!(fds_after <= fds_before + 8, "the server holds {fds_after} fds, {fds_before} before the 500 connections");
+    let p = |v: &[f64], q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    for (what, v) in [("calm", &calm), ("during the flood", &during), ("after 500 dropped connections", &after)] {
+        println!("echo round trip {what}: p50 {:.2} ms, max {:.2} ms (n={})", p(v, 0.5), p(v, 1.0), v.len());
+    }
+    drop((user, watcher));
+    assert_eq!(call("DELETE", &format!("{api}/workstations/{}", ws["id"].as_str().unwrap()), None).0, 204);
     drop(server);
     std::fs::remove_dir_all(&data).unwrap();
 }

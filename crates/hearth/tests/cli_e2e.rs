@@ -54,11 +54,32 @@ fn the_cli_drives_a_workstation() {
     let (_, out, _) = ws(url, &["terminals", &id]);
     assert!(out.lines().any(|l| l.contains("exited 4")), "{out}");
 
+    // cp both ways, byte for byte; a missing remote file is a clear error.
+    let local = data.with_extension("up");
+    let payload: Vec<u8> = (0..2_500_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    std::fs::write(&local, &payload).unwrap();
+    let (code, _, err) = ws(url, &["cp", local.to_str().unwrap(), &format!("{id}:/home/scientist/in.bin")]);
+    assert_eq!(code, 0, "upload: {err}");
+    let back = data.with_extension("down");
+    let (code, _, err) = ws(url, &["cp", &format!("{id}:/home/scientist/in.bin"), back.to_str().unwrap()]);
+    assert_eq!(code, 0, "download: {err}");
+    assert!(std::fs::read(&back).unwrap() == payload);
+    let (code, _, err) = ws(url, &["cp", &format!("{id}:/home/scientist/nothing"), back.to_str().unwrap()]);
+    assert!(code == 1 && err.contains("HTTP 404"), "{err}");
+    assert!(std::fs::read(&back).unwrap() == payload, "a failed download replaced the file");
+    let _ = (std::fs::remove_file(&local), std::fs::remove_file(&back));
+
     assert!(ws(url, &["console", &id]).1.contains("hearth-agent: ready"));
+    // console -f follows until the workstation is gone, then ends by itself.
+    let mut follow = Command::new("hearth").args(["ws", "--server", url, "console", &id, "-f"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
+    assert!(lines.by_ref().map_while(Result::ok).any(|l| l.contains("hearth-agent: ready")), "the follow ended before the tail arrived");
     let (_, out, _) = ws(url, &["logs", &id]);
     assert!(out.contains("created") && out.contains("terminal_opened"), "{out}");
     assert!(ws(url, &["stop", &id]).1.contains("stopped"));
     assert_eq!(ws(url, &["rm", &id]).0, 0);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(follow.wait().unwrap().success(), "console -f after the delete: {rest:?}");
     let (code, _, err) = ws(url, &["show", &id]);
     assert_eq!(code, 1);
     assert!(err.contains(&format!("no workstation `{id}`")) && err.contains("HTTP 404"), "{err}");

@@ -77,6 +77,9 @@ pub(crate) fn delegated_to_box(test: &str) -> bool {
         }
         assert_eq!(code, 0, "{test} failed in the box\nstdout:\n{out}\nstderr:\n{err}");
         assert!(out.contains("1 passed"), "the test did not run in the box:\n{out}");
+        // What the test printed there (figures it measured): shown with --nocapture.
+        print!("{out}");
+        eprint!("{err}");
         break;
     }
     true
@@ -97,10 +100,16 @@ impl Drop for Server {
 
 /// Starts `hearth serve` on a free loopback port over `data`; returns once it listens.
 pub(crate) fn serve_in_box(data: &std::path::Path) -> Server {
+    serve_in_box_with(data, &[])
+}
+
+/// [`serve_in_box`] with more environment (configuration overrides).
+pub(crate) fn serve_in_box_with(data: &std::path::Path, env: &[(&str, &str)]) -> Server {
     let mut child = Command::new("hearth")
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("HEARTH_DATA_DIR", data)
         .env("HEARTH_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -3,7 +3,6 @@
 //! (the agent writes a temporary and renames it) and belong to the image's user.
 
 use std::io::Read;
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -17,8 +16,6 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use crate::app::{blocking, SharedApp};
-
-const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct FileQuery {
@@ -89,8 +86,7 @@ pub async fn upload(State(app): State<SharedApp>, Path(id): Path<String>, Query(
     });
     let user = app.config.defaults.user.clone();
     blocking(move || {
-        app.store.get(&id)?.ok_or_else(|| ApiError::not_found(format!("no workstation `{id}`")))?;
-        let agent = app.runtime.get(&id)?.agent(AGENT_TIMEOUT)?;
+        let agent = app.agent(&id)?;
         let spec = WriteFile { path: &q.path, size, mode, user: Some(&user), create_dirs: true };
         agent.write_file(spec, &mut ChannelReader { rx, cur: Bytes::new() }).map_err(agent_error)?;
         Ok(())
@@ -108,7 +104,7 @@ pub async fn download(State(app): State<SharedApp>, Path(id): Path<String>, Quer
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
     tokio::task::spawn_blocking(move || {
-        let agent = match app.store.get(&id).map_err(ApiError::from).and_then(|r| r.ok_or_else(|| ApiError::not_found(format!("no workstation `{id}`")))).and_then(|_| Ok(app.runtime.get(&id)?.agent(AGENT_TIMEOUT)?)) {
+        let agent = match app.agent(&id) {
             Ok(a) => a,
             Err(e) => {
                 let _ = first_tx.send(Err(e));

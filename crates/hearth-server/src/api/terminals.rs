@@ -22,9 +22,10 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::json::ApiJson;
-use crate::app::{blocking, now_ms, App, SharedApp};
+use crate::app::{blocking, SharedApp};
+use crate::store::TerminalRow;
+use hearth_proto::unix_ms_now;
 
-const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest WebSocket message a client may send (keystrokes and control).
 pub const MAX_WS_MESSAGE: usize = 64 << 10;
 /// Output chunks queued for one WebSocket client before it counts as too slow.
@@ -53,13 +54,27 @@ fn to_api(ws: &str, p: PtyInfo) -> Terminal {
         exit_code: p.exited.and_then(|e| e.code),
         exit_signal: p.exited.and_then(|e| e.signal),
         exited: p.exited.is_some(),
+        ended_unix_ms: None,
     }
 }
 
-/// The agent of a workstation that exists and runs.
-fn agent(app: &App, id: &str) -> Result<hearth_exec::ExecClient<std::os::unix::net::UnixStream>, ApiError> {
-    app.store.get(id)?.ok_or_else(|| ApiError::not_found(format!("no workstation `{id}`")))?;
-    Ok(app.runtime.get(id)?.agent(AGENT_TIMEOUT)?)
+/// An ended session, from its record.
+fn ended(ws: &str, r: TerminalRow) -> Terminal {
+    Terminal {
+        id: r.id,
+        workstation_id: ws.into(),
+        rows: r.rows,
+        cols: r.cols,
+        argv: r.argv,
+        user: r.user,
+        created_unix_ms: r.created_ms,
+        attached: 0,
+        title: String::new(),
+        exit_code: None,
+        exit_signal: None,
+        exited: true,
+        ended_unix_ms: r.ended_ms,
+    }
 }
 
 fn agent_error(e: ExecError) -> ApiError {
@@ -80,19 +95,39 @@ pub async fn create(State(app): State<SharedApp>, Path(id): Path<String>, ApiJso
     let spec = PtySpec { argv: req.argv, user: Some(user), rows, cols, ..PtySpec::default() };
     spec.validate().map_err(|m| ApiError::invalid("argv", m))?;
     let t = blocking(move || {
-        let info = agent(&app, &id)?.pty_open(spec).map_err(agent_error)?;
-        let _ = app.store.event(&id, "terminal_opened", &info.id, now_ms());
+        let info = app.agent(&id)?.pty_open(spec).map_err(agent_error)?;
+        let record = TerminalRow { id: info.id.clone(), argv: info.argv.clone(), user: info.user.clone(), rows: info.rows, cols: info.cols, created_ms: info.created_unix_ms, ended_ms: None };
+        app.store.open_terminal(&id, &record, unix_ms_now())?;
         Ok(to_api(&id, info))
     })
     .await?;
     Ok((StatusCode::CREATED, Json(t)))
 }
 
-/// Lists a workstation's terminals.
+/// Lists a workstation's terminals: the sessions it runs now, then the records of ended ones
+/// (closed, or lost when it stopped), newest last.
 #[utoipa::path(get, path = "/api/v1/workstations/{id}/terminals", params(("id" = String, Path)),
-    responses((status = 200, body = TerminalList), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = TerminalList), (status = 404, body = ErrorBody)))]
 pub async fn list(State(app): State<SharedApp>, Path(id): Path<String>) -> Result<Json<TerminalList>, ApiError> {
-    let terminals = blocking(move || Ok(agent(&app, &id)?.pty_list().map_err(agent_error)?.into_iter().map(|p| to_api(&id, p)).collect())).await?;
+    let terminals = blocking(move || {
+        let live = match app.agent(&id) {
+            Ok(mut agent) => agent.pty_list().map_err(agent_error)?,
+            // Not running: nothing is live.
+            Err(e) if e.status == StatusCode::CONFLICT => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut records = app.store.terminals(&id)?;
+        // Records whose session the agent no longer has ended with their VM.
+        let gone: Vec<&str> = records.iter().filter(|r| r.ended_ms.is_none() && !live.iter().any(|p| p.id == r.id)).map(|r| r.id.as_str()).collect();
+        if !gone.is_empty() {
+            app.store.end_terminals(&id, &gone, false, unix_ms_now())?;
+            records = app.store.terminals(&id)?;
+        }
+        let mut out: Vec<Terminal> = live.into_iter().map(|p| to_api(&id, p)).collect();
+        out.extend(records.into_iter().filter(|r| r.ended_ms.is_some()).map(|r| ended(&id, r)));
+        Ok(out)
+    })
+    .await?;
     Ok(Json(TerminalList { terminals }))
 }
 
@@ -101,8 +136,8 @@ pub async fn list(State(app): State<SharedApp>, Path(id): Path<String>) -> Resul
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn close(State(app): State<SharedApp>, Path((id, tid)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
     blocking(move || {
-        agent(&app, &id)?.pty_ok(&Request::PtyClose { id: tid.clone() }).map_err(agent_error)?;
-        let _ = app.store.event(&id, "terminal_closed", &tid, now_ms());
+        app.agent(&id)?.pty_ok(&Request::PtyClose { id: tid.clone() }).map_err(agent_error)?;
+        app.store.end_terminals(&id, &[&tid], true, unix_ms_now())?;
         Ok(())
     })
     .await?;
@@ -125,8 +160,9 @@ pub async fn attach(State(app): State<SharedApp>, Path((id, tid)): Path<(String,
         Some(other) => return Err(ApiError::invalid("mode", format!("`{other}`: expected view or write"))),
     };
     // Attach before upgrading, so an unknown terminal is a plain 404.
-    let stream = blocking(move || agent(&app, &id)?.pty_attach(&tid, None, read_only).map_err(agent_error)).await?;
-    Ok(ws.max_message_size(MAX_WS_MESSAGE).max_frame_size(MAX_WS_MESSAGE).on_upgrade(move |socket| pump(socket, stream, read_only)))
+    let stopping = app.stopping.subscribe();
+    let stream = blocking(move || app.agent(&id)?.pty_attach(&tid, None, read_only).map_err(agent_error)).await?;
+    Ok(ws.max_message_size(MAX_WS_MESSAGE).max_frame_size(MAX_WS_MESSAGE).on_upgrade(move |socket| pump(socket, stream, read_only, stopping)))
 }
 
 /// Keystrokes and resizes for the attachment's writer thread.
@@ -135,11 +171,16 @@ enum In {
     Resize(u16, u16),
 }
 
+/// Returns once the server begins to stop.
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}
+
 fn text(m: &WsServerMessage) -> Message {
     Message::Text(serde_json::to_string(m).expect("messages serialize").into())
 }
 
-async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os::unix::net::UnixStream>, read_only: bool) {
+async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os::unix::net::UnixStream>, read_only: bool, mut stopping: tokio::sync::watch::Receiver<bool>) {
     let mut replay = std::mem::take(&mut stream.scrollback);
     replay.extend_from_slice(&stream.screen);
     let head = WsServerMessage::Attached { rows: stream.info.rows, cols: stream.info.cols, title: stream.info.title.clone(), read_only, replay_bytes: replay.len() as u64 };
@@ -237,6 +278,8 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                 };
                 if !send_timed(&mut socket, msg).await { break }
             }
+            // The server is stopping: the client reconnects to the next one, the session lives on.
+            _ = stopped(&mut stopping) => break,
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > HEARTBEAT_TIMEOUT { break }
                 if !send_timed(&mut socket, Message::Ping(Vec::new().into())).await { break }

@@ -1,24 +1,23 @@
-//! `/api/v1/workstations`: create, list, get, delete, the lifecycle actions, exec, the
-//! serial console and events. Each handler validates, then runs the runtime and store work on
+//! `/api/v1/workstations`: create, list, get, delete, the lifecycle actions, exec and
+//! events. Each handler validates, then runs the runtime and store work on
 //! the blocking pool; the runtime's per-workstation lock keeps two operations on one
 //! workstation from overlapping.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use hearth_proto::api::{CreateWorkstation, ErrorBody, EventList, ExecRequest, ExecResult, Workstation, WorkstationList};
 use hearth_proto::control::ExecSpec;
 use hearth_runtime::{Spec, State as WsState};
 use serde::Deserialize;
-use std::time::Duration;
 
 use super::error::ApiError;
 use super::json::ApiJson;
-use crate::app::{blocking, now_ms, to_api, SharedApp};
+use crate::admission::Need;
+use crate::app::{blocking, run_need, to_api, SharedApp};
+use hearth_proto::unix_ms_now;
 use crate::store::{Row, StateTimes};
-
-const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn new_id() -> String {
     let mut b = [0u8; 6];
@@ -82,12 +81,12 @@ pub async fn create(State(app): State<SharedApp>, ApiJson(req): ApiJson<CreateWo
             base_image,
         };
         let start = req.start.unwrap_or(true);
-        if start {
-            app.admit(spec.mem_mib)?;
-        }
+        // Held until the outcome is recorded: its disk from now on, its memory and vCPUs if it boots.
+        let runs = |n: u64| if start { n } else { 0 };
+        let _room = app.admit(Need { mem_mib: runs(spec.mem_mib.into()), vcpus: runs(spec.vcpus.into()), disk_gib: spec.disk_gib.into() })?;
         let id = new_id();
         let ws = app.runtime.create(&id, spec.clone())?;
-        let now = now_ms();
+        let now = unix_ms_now();
         let row = Row {
             id: id.clone(),
             name: spec.name.clone(),
@@ -123,7 +122,7 @@ pub async fn create(State(app): State<SharedApp>, ApiJson(req): ApiJson<CreateWo
 fn start_locked(app: &crate::app::App, ws: &hearth_runtime::Workstation) -> Result<(), ApiError> {
     match ws.start() {
         Ok(t) => {
-            let now = now_ms();
+            let now = unix_ms_now();
             let msg = format!("agent ready {:.0} ms after InstanceStart", t.instance_start_to_ready_ms);
             app.store.set_state(ws.id(), "running", StateTimes { started_ms: Some(now), stopped_ms: None }, None, ("started", &msg), now)?;
             Ok(())
@@ -132,7 +131,7 @@ fn start_locked(app: &crate::app::App, ws: &hearth_runtime::Workstation) -> Resu
             let err = ApiError::from(e);
             // A refused start (already running) changed nothing; a failed boot is history.
             if err.status != StatusCode::CONFLICT {
-                let _ = app.store.event(ws.id(), "start_failed", &err.message, now_ms());
+                let _ = app.store.event(ws.id(), "start_failed", &err.message, unix_ms_now());
             }
             Err(err)
         }
@@ -146,9 +145,8 @@ pub async fn list(State(app): State<SharedApp>) -> Result<Json<WorkstationList>,
     Ok(Json(WorkstationList { workstations: rows.iter().map(to_api).collect() }))
 }
 
-fn row_of(app: &crate::app::App, id: &str) -> Result<Row, ApiError> {
-    let row = app.store.get(id)?.ok_or_else(|| ApiError::not_found(format!("no workstation `{id}`")))?;
-    app.refresh(row)
+pub(crate) fn row_of(app: &crate::app::App, id: &str) -> Result<Row, ApiError> {
+    app.refresh(app.row(id)?)
 }
 
 /// One workstation.
@@ -183,20 +181,20 @@ pub async fn action(State(app): State<SharedApp>, Path((id, action)): Path<(Stri
     let row = blocking(move || {
         let row = row_of(&app, &id)?;
         let ws = app.runtime.get(&id)?;
-        let now = now_ms();
+        let now = unix_ms_now();
         match action.as_str() {
             "start" => {
-                app.admit(row.mem_size_mib)?;
+                let _room = app.admit(run_need(&row))?;
                 start_locked(&app, &ws)?;
             }
             "stop" => {
                 let kind = ws.stop()?;
-                let kind = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                app.store.set_state(&id, "stopped", StateTimes { started_ms: None, stopped_ms: Some(now) }, None, ("stopped", &kind), now)?;
+                app.store.set_state(&id, "stopped", StateTimes { started_ms: None, stopped_ms: Some(now) }, None, ("stopped", kind.as_str()), now)?;
             }
             "restart" => {
                 ws.stop()?;
                 app.store.set_state(&id, "stopped", StateTimes { started_ms: None, stopped_ms: Some(now) }, None, ("stopped", "restart"), now)?;
+                let _room = app.admit(run_need(&row))?;
                 start_locked(&app, &ws)?;
             }
             "pause" => {
@@ -236,8 +234,7 @@ pub async fn exec(State(app): State<SharedApp>, Path(id): Path<String>, ApiJson(
     spec.validate().map_err(|m| ApiError::invalid("argv", m))?;
     let stdin = req.stdin;
     let result = blocking(move || {
-        row_of(&app, &id)?;
-        let agent = app.runtime.get(&id)?.agent(AGENT_TIMEOUT)?;
+        let agent = app.agent(&id)?;
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let exit = match stdin {
             Some(s) => agent.exec_io(spec, Some(Box::new(std::io::Cursor::new(s.into_bytes()))), &mut out, &mut err),
@@ -258,33 +255,6 @@ pub async fn exec(State(app): State<SharedApp>, Path(id): Path<String>, ApiJson(
     })
     .await?;
     Ok(Json(result))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct ConsoleQuery {
-    /// Bytes from the end of the log (default 65536, at most 1 MiB).
-    pub tail_bytes: Option<u64>,
-}
-
-const MAX_CONSOLE_TAIL: u64 = 1 << 20;
-
-/// The end of the serial console log.
-#[utoipa::path(get, path = "/api/v1/workstations/{id}/console", params(("id" = String, Path), ConsoleQuery),
-    responses((status = 200, content_type = "text/plain", body = String), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn console(State(app): State<SharedApp>, Path(id): Path<String>, Query(q): Query<ConsoleQuery>) -> Result<impl IntoResponse, ApiError> {
-    let n = q.tail_bytes.unwrap_or(64 << 10);
-    if n > MAX_CONSOLE_TAIL {
-        return Err(ApiError::invalid("tail_bytes", format!("at most {MAX_CONSOLE_TAIL}")));
-    }
-    let text = blocking(move || {
-        row_of(&app, &id)?;
-        let path = app.runtime.get(&id)?.console_log();
-        let bytes = std::fs::read(&path).unwrap_or_default();
-        let start = bytes.len().saturating_sub(n as usize);
-        Ok(String::from_utf8_lossy(&bytes[start..]).into_owned())
-    })
-    .await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -57,6 +57,31 @@ impl Api {
         self.send(self.agent.post(&self.url(path)), Some(&erased::Json(body)))?.into_json().context("reading the answer")
     }
 
+    /// Uploads `len` bytes from `src` as the body of a PUT.
+    pub(crate) fn put_stream(&self, path: &str, src: impl std::io::Read, len: u64) -> anyhow::Result<()> {
+        let req = self.agent.put(&self.url(path)).set("Content-Type", "application/octet-stream").set("Content-Length", &len.to_string());
+        match req.send(src) {
+            Ok(_) => Ok(()),
+            Err(ureq::Error::Status(status, r)) => {
+                let v: serde_json::Value = r.into_json().unwrap_or_default();
+                Err(anyhow!("{} (HTTP {status})", v["error"]["message"].as_str().unwrap_or("upload refused")))
+            }
+            Err(e) => Err(anyhow!("PUT {}: {e}", self.url(path))),
+        }
+    }
+
+    /// A GET whose body never ends on its own (a follow): no overall deadline, but the
+    /// server's keep-alives must keep coming.
+    pub(crate) fn follow(&self, path: &str) -> anyhow::Result<Box<dyn std::io::Read + Send + Sync>> {
+        let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(10)).timeout_read(Duration::from_secs(120)).build();
+        Ok(self.send(agent.get(&self.url(path)), None)?.into_reader())
+    }
+
+    /// A GET whose body is read as a stream.
+    pub(crate) fn get_stream(&self, path: &str) -> anyhow::Result<Box<dyn std::io::Read + Send + Sync>> {
+        Ok(self.send(self.agent.get(&self.url(path)), None)?.into_reader())
+    }
+
     pub(crate) fn delete(&self, path: &str) -> anyhow::Result<()> {
         self.send(self.agent.delete(&self.url(path)), None).map(|_| ())
     }

@@ -67,6 +67,8 @@ enum WsCmd {
         #[arg(long)]
         view: bool,
     },
+    /// Copy a file in or out: `cp LOCAL ID:/path` uploads, `cp ID:/path LOCAL` downloads.
+    Cp { from: String, to: String },
     /// List a workstation's terminal sessions.
     Terminals { id: String },
     /// The serial console log (the guest kernel and agent).
@@ -75,6 +77,9 @@ enum WsCmd {
         /// Bytes from the end.
         #[arg(long, default_value_t = 65536)]
         tail: u64,
+        /// Keep printing what the guest prints, until Ctrl-C or the workstation is deleted.
+        #[arg(long, short)]
+        follow: bool,
     },
     /// What happened to a workstation.
     Logs {
@@ -245,14 +250,20 @@ pub(crate) fn run(a: WsArgs) -> anyhow::Result<ExitCode> {
                     .terminals
                     .iter()
                     .map(|t| {
-                        let state = if t.exited { format!("exited {}", t.exit_code.map(|c| c.to_string()).unwrap_or_default()) } else { "running".into() };
+                        let state = match (t.ended_unix_ms, t.exited) {
+                            (Some(_), _) => "ended".to_string(),
+                            (None, true) => format!("exited {}", t.exit_code.map(|c| c.to_string()).unwrap_or_default()),
+                            (None, false) => "running".into(),
+                        };
                         vec![t.id.clone(), state, format!("{}x{}", t.cols, t.rows), t.attached.to_string(), t.argv.join(" "), when(Some(t.created_unix_ms))]
                     })
                     .collect();
                 table::print(&["ID", "STATE", "SIZE", "ATTACHED", "COMMAND", "CREATED"], &rows);
             }
         }
-        WsCmd::Console { id, tail } => print!("{}", api.get_text(&format!("{}/console?tail_bytes={tail}", ws_path(&id)))?),
+        WsCmd::Cp { from, to } => copy(&api, &from, &to)?,
+        WsCmd::Console { id, tail, follow: false } => print!("{}", api.get_text(&format!("{}/console?tail_bytes={tail}", ws_path(&id)))?),
+        WsCmd::Console { id, tail, follow: true } => follow_console(&api, &format!("{}/console/stream?tail_bytes={tail}", ws_path(&id)))?,
         WsCmd::Logs { id, limit } => {
             let l: EventList = api.get(&format!("{}/events?limit={limit}", ws_path(&id)))?;
             if a.json {
@@ -270,4 +281,62 @@ fn action(api: &Api, id: &str, what: &str, json: bool) -> anyhow::Result<()> {
     let w: Workstation = api.post(&format!("/workstations/{id}/{what}"), &serde_json::json!({}))?;
     show_workstations(&[w], json);
     Ok(())
+}
+
+/// Prints the `output` events of a console follow (Server-Sent Events) as they come.
+fn follow_console(api: &Api, path: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let mut out = std::io::stdout();
+    let mut event = String::new();
+    for line in std::io::BufReader::new(api.follow(path)?).lines() {
+        let line = line.context("reading the console stream")?;
+        if let Some(e) = line.strip_prefix("event:") {
+            event = e.trim().to_string();
+        } else if let Some(data) = line.strip_prefix("data:") {
+            match event.as_str() {
+                "output" => {
+                    let o: hearth_proto::api::ConsoleOutput = serde_json::from_str(data.trim_start()).context("a console event")?;
+                    out.write_all(o.text.as_bytes())?;
+                    out.flush()?;
+                }
+                "end" => break,
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `ID:/path` → (id, path).
+fn remote(s: &str) -> Option<(&str, &str)> {
+    let (id, path) = s.split_once(':')?;
+    (!id.is_empty() && !id.contains('/') && path.starts_with('/')).then_some((id, path))
+}
+
+fn query_path(path: &str) -> String {
+    path.bytes().map(|b| if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+fn copy(api: &Api, from: &str, to: &str) -> anyhow::Result<()> {
+    match (remote(from), remote(to)) {
+        (None, Some((id, path))) => {
+            let f = std::fs::File::open(from).with_context(|| format!("opening {from}"))?;
+            let len = f.metadata()?.len();
+            api.put_stream(&format!("/workstations/{id}/files?path={}", query_path(path)), f, len)
+        }
+        (Some((id, path)), None) => {
+            let mut body = api.get_stream(&format!("/workstations/{id}/files?path={}", query_path(path)))?;
+            // Whole or not at all: into a temporary beside the target, renamed at the end.
+            let target = std::path::Path::new(to);
+            let tmp = target.with_file_name(format!(".{}.hearth-part", target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+            let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let copied = std::io::copy(&mut body, &mut f).and_then(|_| f.sync_all());
+            if let Err(e) = copied {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e).context("downloading");
+            }
+            std::fs::rename(&tmp, target).with_context(|| format!("placing {to}"))
+        }
+        _ => anyhow::bail!("one side must be a workstation path (ID:/absolute/path) and the other a local path"),
+    }
 }
