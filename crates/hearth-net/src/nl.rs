@@ -50,6 +50,11 @@ pub(crate) async fn link_index(h: &Handle, name: &str) -> Result<Option<u32>, Ne
     }
 }
 
+/// A link this crate just made is gone (someone else deleted it).
+pub(crate) fn missing(name: &str) -> NetError {
+    NetError::Io { what: format!("link {name}"), source: std::io::ErrorKind::NotFound.into() }
+}
+
 /// All links: (index, name).
 pub(crate) async fn links(h: &Handle) -> Result<Vec<(u32, String)>, NetError> {
     let msgs: Vec<_> = h.link().get().execute().try_collect().await.map_err(NetError::netlink("listing links"))?;
@@ -78,7 +83,7 @@ pub(crate) async fn add_veth(h: &Handle, host: &str, peer: &str, peer_ns: Borrow
 
 /// Brings link `name` up and returns its index.
 pub(crate) async fn up(h: &Handle, name: &str) -> Result<u32, NetError> {
-    let index = link_index(h, name).await?.ok_or_else(|| NetError::Io { what: format!("link {name} vanished"), source: std::io::ErrorKind::NotFound.into() })?;
+    let index = link_index(h, name).await?.ok_or_else(|| missing(name))?;
     let msg = LinkUnspec::new_with_index(index).up().build();
     h.link().set(msg).execute().await.map_err(NetError::netlink(format!("bringing {name} up")))?;
     Ok(index)

@@ -68,7 +68,8 @@ impl Network {
             return Err(NetError::NotInitialized);
         }
         let host = id.host_veth();
-        nl::run(self.root(), |h| async move { vacant(&h, &host, &slot).await })?;
+        let host = host.as_str();
+        nl::run(self.root(), |h| async move { vacant(&h, host, &slot).await })?;
         let mut done = Vec::new();
         match self.build(id, &slot, opts, &mut done) {
             Ok(()) => Ok(WorkstationNet { netns: self.netns_path(id), tap: TAP.to_string(), mac: slot.guest_mac_string(), slot }),
@@ -84,27 +85,23 @@ impl Network {
     fn build(&self, id: &WorkstationId, slot: &Slot, opts: &SetupOpts, done: &mut Vec<Undo>) -> Result<(), NetError> {
         let wsns = ns::create(&self.netns_path(id))?;
         done.push(Undo::Netns);
-        let (host, peer) = (id.host_veth(), id.ns_veth());
-        let s = *slot;
-        let ws_fd = wsns.as_fd();
-        nl::run(self.root(), |h| async move { nl::add_veth(&h, &host, &peer, ws_fd).await })?;
+        let (host, peer, s) = (id.host_veth(), id.ns_veth(), *slot);
+        let (host, peer, ws) = (host.as_str(), peer.as_str(), wsns.as_fd());
+        nl::run(self.root(), |h| async move { nl::add_veth(&h, host, peer, ws).await })?;
         done.push(Undo::HostVeth);
-        ns::run_in(self.root(), || tap::no_ipv6(&id.host_veth()))??;
-        let host = id.host_veth();
+        ns::run_in(self.root(), || tap::no_ipv6(host))??;
         nl::run(self.root(), |h| async move {
-            let i = nl::up(&h, &host).await?;
+            let i = nl::up(&h, host).await?;
             nl::add_addr(&h, i, s.veth_host(), Slot::PREFIX).await
         })?;
-        inside(ws_fd, &id.ns_veth(), slot, &opts.guest)?;
-        let host = id.host_veth();
+        inside(ws, peer, slot, &opts.guest)?;
         nl::run(self.root(), |h| async move {
-            let i = nl::link_index(&h, &host).await?.unwrap_or(0);
+            let i = nl::link_index(&h, host).await?.ok_or_else(|| nl::missing(host))?;
             nl::add_route(&h, s.guest_net(), s.veth_ns(), i).await
         })?;
         done.push(Undo::Route(slot.guest_net()));
         if opts.egress == Egress::Nat {
-            let host = id.host_veth();
-            ns::run_in(self.root(), || nft::nat_add(&host))??;
+            ns::run_in(self.root(), || nft::nat_add(host))??;
             done.push(Undo::Nat);
         }
         Ok(())
@@ -112,11 +109,12 @@ impl Network {
 
     fn undo(&self, id: &WorkstationId, step: Undo) -> Result<(), NetError> {
         let host = id.host_veth();
+        let host = host.as_str();
         match step {
-            Undo::Nat => ns::run_in(self.root(), || nft::nat_remove(&host))?,
+            Undo::Nat => ns::run_in(self.root(), || nft::nat_remove(host))?,
             Undo::Route(dst) => nl::run(self.root(), |h| async move { nl::del_route(&h, dst).await }),
             // The peer goes with it; so do the routes through it and its address.
-            Undo::HostVeth => nl::run(self.root(), |h| async move { nl::del_link(&h, &host).await }),
+            Undo::HostVeth => nl::run(self.root(), |h| async move { nl::del_link(&h, host).await }),
             Undo::Netns => ns::delete(&self.netns_path(id)),
         }
     }
@@ -126,21 +124,20 @@ impl Network {
     /// nothing is fine. Every step is tried; the first error is returned.
     pub fn teardown(&self, id: &WorkstationId) -> Result<(), NetError> {
         let host = id.host_veth();
-        let routes = nl::run(self.root(), |h| async move { routes_via(&h, &host).await });
-        let steps = routes.map(|r| r.into_iter().map(Undo::Route).collect::<Vec<_>>());
-        let mut first = steps.as_ref().err().map(|e| e.to_string());
-        let mut all = vec![Undo::Netns, Undo::HostVeth];
-        all.extend(steps.unwrap_or_default());
-        all.push(Undo::Nat);
-        for step in all.into_iter().rev() {
+        let host = host.as_str();
+        let (mut first, routes) = match nl::run(self.root(), |h| async move { routes_via(&h, host).await }) {
+            Ok(r) => (None, r),
+            Err(e) => (Some(e), Vec::new()),
+        };
+        let mut steps = vec![Undo::Nat];
+        steps.extend(routes.into_iter().map(Undo::Route));
+        steps.extend([Undo::HostVeth, Undo::Netns]);
+        for step in steps {
             if let Err(e) = self.undo(id, step) {
-                first.get_or_insert(e.to_string());
+                first.get_or_insert(e);
             }
         }
-        match first {
-            None => Ok(()),
-            Some(what) => Err(NetError::Io { what: format!("tearing down {id}: {what}"), source: std::io::ErrorKind::Other.into() }),
-        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Switches a workstation's egress: one set element added or removed, atomically.
