@@ -17,8 +17,9 @@ pub enum NetError {
     NotInitialized,
     #[error("{what}: {source}")]
     Netlink { what: String, source: rtnetlink::Error },
-    #[error("{what}: {source}")]
-    Nft { what: String, source: nftables::helper::NftablesError },
+    /// nft failed; `detail` is its stderr when it ran (the crate's error alone omits it).
+    #[error("{what}: {detail}")]
+    Nft { what: String, detail: String },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
     /// A caller's value this crate cannot use (an interface name, say).
@@ -44,7 +45,13 @@ impl NetError {
     }
     pub(crate) fn nft(what: impl Into<String>) -> impl FnOnce(nftables::helper::NftablesError) -> NetError {
         let what = what.into();
-        move |source| NetError::Nft { what, source }
+        move |e| {
+            let detail = match &e {
+                nftables::helper::NftablesError::NftFailed { stderr, .. } if !stderr.trim().is_empty() => stderr.trim().to_string(),
+                _ => e.to_string(),
+            };
+            NetError::Nft { what, detail }
+        }
     }
 }
 

@@ -144,6 +144,7 @@ impl Network {
     pub fn set_egress(&self, id: &WorkstationId, egress: Egress) -> Result<(), NetError> {
         let host = id.host_veth();
         ns::run_in(self.root(), || match egress {
+            Egress::Nat if !nft::table_exists()? => Err(NetError::NotInitialized),
             Egress::Nat => nft::nat_add(&host),
             Egress::None => nft::nat_remove(&host),
         })?

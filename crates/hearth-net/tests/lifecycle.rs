@@ -86,6 +86,8 @@ fn refusals_are_typed_and_change_nothing() {
     with_host("refusals", |h| {
         // Before init: refused, so no workstation is ever unfiltered.
         assert!(matches!(h.net.setup(&id(1), 1, &tap(1000)), Err(NetError::NotInitialized)));
+        assert!(matches!(h.net.set_egress(&id(1), Egress::Nat), Err(NetError::NotInitialized)));
+        h.net.set_egress(&id(1), Egress::None).unwrap();
         let bad = hearth_net::HostOpts { uplink: "up*".into(), ..h.opts() };
         assert!(matches!(h.net.init(&bad), Err(NetError::Invalid(_))));
         h.net.init(&h.opts()).unwrap();

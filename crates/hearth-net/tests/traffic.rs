@@ -112,6 +112,11 @@ fn nat_egress_isolation_and_switching() {
         assert_eq!(ok(fetch(&c.guest, "203.0.113.1:80")), "203.0.113.2");
         // …with the new options: the allow list is gone.
         blocked(fetch(&c.guest, "10.99.0.54:8080"), "a port no longer allowed");
+        // An allow entry opens a host's own address too (input chain), only that port.
+        let host_svc = Allow { net: "203.0.113.2/32".parse().unwrap(), port: Some(8000) };
+        h.net.init(&HostOpts { allow: vec![host_svc], ..h.opts() }).unwrap();
+        assert_eq!(ok(fetch(&c.guest, "203.0.113.2:8000")), slot(3).guest().to_string());
+        blocked(fetch(&c.guest, &format!("{}:8000", slot(3).veth_host())), "the host service at another address");
 
         // Control: without the table the same packets get through, so the rules (not the
         // topology) are what stopped them.
