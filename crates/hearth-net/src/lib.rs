@@ -37,6 +37,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 pub use alloc::{AllocError, Range, Slot, WorkstationId};
+/// Re-exported: it is in this API (allow entries, a slot's networks).
+pub use ipnet::Ipv4Net;
 pub use error::NetError;
 pub use inventory::Inventory;
 pub use rules::{Allow, HostOpts};
