@@ -7,6 +7,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod network;
+pub use network::{parse_egress, Network, MAX_NET_LIST};
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -18,6 +21,7 @@ pub struct Config {
     pub jail: bool,
     /// Workstations' jail uids/gids are allocated from here up.
     pub jail_uid_base: u32,
+    pub network: Network,
 }
 
 /// Bounds on what a client may ask for.
@@ -60,6 +64,10 @@ pub struct Defaults {
     /// The user commands and terminals run as.
     pub user: String,
     pub exec_timeout_secs: u64,
+    /// Bandwidth into a workstation without a `bandwidth` of its own, Mbit/s (0: unlimited).
+    pub rx_mbps: u32,
+    /// Bandwidth out of it (0: unlimited).
+    pub tx_mbps: u32,
 }
 
 impl Default for Config {
@@ -70,6 +78,7 @@ impl Default for Config {
             defaults: Defaults::default(),
             jail: nix_is_root(),
             jail_uid_base: 900_000,
+            network: Network::default(),
         }
     }
 }
@@ -102,7 +111,7 @@ impl Default for Limits {
 
 impl Default for Defaults {
     fn default() -> Self {
-        Self { vcpu_count: 2, mem_size_mib: 1024, disk_size_gib: 4, recipe: "datascience".into(), user: "scientist".into(), exec_timeout_secs: 60 }
+        Self { vcpu_count: 2, mem_size_mib: 1024, disk_size_gib: 4, recipe: "datascience".into(), user: "scientist".into(), exec_timeout_secs: 60, rx_mbps: 0, tx_mbps: 0 }
     }
 }
 
@@ -154,7 +163,10 @@ impl Config {
         if d.vcpu_count == 0 || d.vcpu_count > l.max_vcpus || d.mem_size_mib < l.min_mem_mib || d.mem_size_mib > l.max_mem_mib || d.disk_size_gib == 0 || d.disk_size_gib > l.max_disk_gib {
             return bad("defaults must lie within limits");
         }
-        Ok(())
+        if d.rx_mbps > l.max_bandwidth_mbps || d.tx_mbps > l.max_bandwidth_mbps {
+            return bad("defaults.rx_mbps and defaults.tx_mbps must lie within limits (0-limits.max_bandwidth_mbps; 0: unlimited)");
+        }
+        self.network.check().map_err(ConfigError::Invalid)
     }
 }
 
