@@ -16,6 +16,27 @@ pub struct Bandwidth {
     pub tx_mbps: u32,
 }
 
+/// Whether a workstation's traffic may leave its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Egress {
+    /// Masqueraded out of the server's uplink (the internet; not the host, not other
+    /// workstations, not private or link-local addresses unless allowed).
+    Nat,
+    /// Nothing: no packet leaves the workstation's own link.
+    None,
+}
+
+impl Egress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Egress::Nat => "nat",
+            Egress::None => "none",
+        }
+    }
+}
+
 /// `POST /api/v1/workstations`. Unset fields take the server's configured defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -34,6 +55,9 @@ pub struct CreateWorkstation {
     pub read_only: Option<bool>,
     #[serde(default)]
     pub bandwidth: Option<Bandwidth>,
+    /// Its network egress (default: the server's `network.egress`).
+    #[serde(default)]
+    pub egress: Option<Egress>,
     /// The image recipe (default: the server's, `datascience`).
     #[serde(default)]
     pub recipe: Option<String>,
@@ -58,8 +82,10 @@ pub struct Workstation {
     pub read_only: bool,
     pub bandwidth: Option<Bandwidth>,
     pub recipe: String,
-    /// Its network address, once it has one.
+    /// Its network (guest) address; none when it has no network.
     pub address: Option<String>,
+    /// Its egress; none when it has no network.
+    pub egress: Option<Egress>,
     pub created_unix_ms: u64,
     pub started_unix_ms: Option<u64>,
     pub stopped_unix_ms: Option<u64>,

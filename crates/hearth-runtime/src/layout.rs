@@ -6,6 +6,7 @@
 //!   spec.json         what it was created as (written once, atomically)
 //!   state.json        its state and timestamps (replaced atomically on every change)
 //!   .lock             held while an operation runs: one operation at a time, across processes
+//!   network.json      its network (crate::network::NetSpec), when it has one
 //!   overlay.ext4      its writable disk (absent for a read-only workstation)
 //!   vm/               the Firecracker side (see hearth_vmm::vm and hearth_vmm::jail):
 //!                     firecracker.pid and, jailed, root -> firecracker/<jail>/root (the
@@ -32,6 +33,10 @@ impl Layout {
 
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
+    }
+
+    pub fn network(&self) -> PathBuf {
+        self.dir.join("network.json")
     }
 
     pub fn overlay(&self) -> PathBuf {

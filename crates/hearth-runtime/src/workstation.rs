@@ -18,6 +18,7 @@ use hearth_vmm::jail::JailConfig;
 use hearth_vmm::vm::{create_ext4_disk, LaunchTimings, Overlay, StopKind, Vm, VmConfig};
 
 use crate::layout::{validate_id, Layout};
+use crate::network::NetSpec;
 use crate::record::{Record, State};
 use hearth_proto::unix_ms_now;
 use crate::spec::{Limits, Spec};
@@ -244,7 +245,35 @@ impl Workstation {
         Ok((record, vm))
     }
 
-    fn vm_config(&self, record: &Record) -> VmConfig {
+    /// Its network from now on (none: no network interface), used by every start.
+    pub fn set_network(&self, net: Option<&NetSpec>) -> Result<(), RuntimeError> {
+        let _lock = self.lock()?;
+        match net {
+            Some(n) => write_json(&self.layout.network(), n),
+            None => match fs::remove_file(self.layout.network()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::io("removing network.json")(e)),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// The network it starts with, if it has one.
+    pub fn network(&self) -> Result<Option<NetSpec>, RuntimeError> {
+        let path = self.layout.network();
+        if !path.exists() {
+            return Ok(None);
+        }
+        read_json(&path).map(Some)
+    }
+
+    /// The uid (= gid) its jailed Firecracker runs as; none when unjailed. A tap made for it
+    /// must belong to this uid, the only one jailed Firecracker can open it as.
+    pub fn jail_uid(&self) -> Result<Option<u32>, RuntimeError> {
+        Ok(read_json::<Record>(&self.layout.state())?.jail_uid)
+    }
+
+    fn vm_config(&self, record: &Record) -> Result<VmConfig, RuntimeError> {
+        let network = self.network()?.map(|n| n.vm_config());
         let a = &self.rt.artifacts;
         let jail = match (&self.rt.jail, record.jail_uid) {
             (Some(j), Some(uid)) => Some(JailConfig {
@@ -260,7 +289,7 @@ impl Workstation {
             }),
             _ => None,
         };
-        VmConfig {
+        Ok(VmConfig {
             firecracker: a.firecracker.clone(),
             kernel: a.kernel.clone(),
             base_image: self.spec.base_image.clone(),
@@ -270,9 +299,9 @@ impl Workstation {
             smt: self.spec.smt,
             hostname: self.spec.hostname(),
             extra_boot_args: vec![],
-            network: None,
+            network,
             jail,
-        }
+        })
     }
 
     /// The jail's id: unique on the host even when several data directories use the same
@@ -301,7 +330,7 @@ impl Workstation {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("base image {} is gone", self.spec.base_image.display())),
             });
         }
-        let mut cfg = self.vm_config(&record);
+        let mut cfg = self.vm_config(&record)?;
         cfg.extra_boot_args = extra_boot_args.to_vec();
         let (_, timings) = Vm::launch_timed(&self.layout.vm(), &cfg, self.rt.ready_timeout)?;
         record.state = State::Running;

@@ -129,6 +129,8 @@ mod tests {
             recipe: "r".into(),
             state: state.into(),
             address: None,
+            slot: None,
+            egress: "nat".into(),
             created_ms: 0,
             started_ms: None,
             stopped_ms: None,

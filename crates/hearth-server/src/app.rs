@@ -27,6 +27,8 @@ pub struct App {
     /// Becomes true when the server begins to stop: long-lived streams (console follows,
     /// WebSocket terminals) end so the graceful shutdown does not wait on them.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Workstation networking; none when `network.enabled` is false.
+    pub network: Option<crate::network::Net>,
 }
 
 
@@ -110,6 +112,7 @@ pub fn to_api(r: &Row) -> api::Workstation {
         bandwidth: r.bandwidth,
         recipe: r.recipe.clone(),
         address: r.address.clone(),
+        egress: r.slot.map(|_| crate::network::to_api(crate::network::stored_egress(&r.egress))),
         created_unix_ms: r.created_ms,
         started_unix_ms: r.started_ms,
         stopped_unix_ms: r.stopped_ms,

@@ -7,7 +7,9 @@
 //! - [`admission`]: memory, vCPU and disk budgets, and reservations for operations in flight.
 //! - [`api`]: axum routes, the OpenAPI document, the error shape, the JSON extractor; one
 //!   file per resource (workstations, console, terminals, files).
-//! - [`reconcile`]: database ↔ workstation directories at start.
+//! - [`network`]: workstation networking through hearth-net: the host's rules, a
+//!   workstation's network at create and delete, the spec its VM starts with.
+//! - [`reconcile`]: database ↔ workstation directories and networks at start.
 //!
 //! Owns the HTTP surface and the database. Workstation VMs are `hearth-runtime`'s; they run
 //! detached, so stopping the server (gracefully or not) leaves them running.
@@ -16,6 +18,7 @@ pub mod admission;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod network;
 pub mod reconcile;
 pub mod store;
 
@@ -63,7 +66,9 @@ pub fn open(config: Config, data_dir: &Path, cache_dir: &Path) -> Result<App, Se
     tracing::info!(mem_mib = budget.mem_mib, vcpus = budget.vcpus, disk_gib = budget.disk_gib, "workstation budgets");
     let console_followers = Arc::new(tokio::sync::Semaphore::new(config.limits.max_console_followers));
     let stopping = tokio::sync::watch::Sender::new(false);
-    Ok(App { config, store, runtime, cache, owner: "local".into(), admission: Admission::new(budget), console_followers, stopping })
+    // The rules go in before anything can make a workstation's network (fail closed).
+    let network = network::open(&config.network).map_err(|e| setup("setting up workstation networking (network.enabled = false turns it off)")(e.to_string()))?;
+    Ok(App { config, store, runtime, cache, owner: "local".into(), admission: Admission::new(budget), console_followers, stopping, network })
 }
 
 /// How a server behaves at its ends.
@@ -86,7 +91,14 @@ pub async fn serve(app: App, opts: ServeOptions, ready: impl FnOnce(std::net::So
         tokio::task::spawn_blocking(move || reconcile::reconcile(&app)).await.map_err(|e| setup("reconciling")(e.to_string()))?
     }
     .map_err(|e| setup("reconciling")(e.message))?;
-    tracing::info!(workstations = report.rows, running = report.running, orphans = report.orphans_removed.len(), "reconciled");
+    tracing::info!(
+        workstations = report.rows,
+        running = report.running,
+        orphans = report.orphans_removed.len(),
+        networks_set_up = report.networks_set_up.len(),
+        networks_removed = report.networks_removed.len(),
+        "reconciled"
+    );
     let addr = app.config.listen;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Listen { addr, source })?;
     let local = listener.local_addr().map_err(|source| ServeError::Listen { addr, source })?;

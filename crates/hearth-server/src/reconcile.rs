@@ -1,8 +1,16 @@
 //! At start, the database and the workstation directories are brought into agreement: every
 //! row gets its live state (a VM that died while the server was down becomes crashed), and
 //! directories no row knows (a create interrupted between the two) are removed, logged.
+//! Then networks: every row holding a slot gets its network (set up again when missing,
+//! as after a host reboot, when /run/netns starts empty) and its runtime network spec
+//! rewritten from the current config; hearth-owned networks no row claims are torn down,
+//! logged.
+
+use std::collections::BTreeSet;
 
 use crate::app::App;
+use crate::network::{stored_egress, Net};
+use crate::store::Row;
 
 /// What reconciliation found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -10,12 +18,19 @@ pub struct Report {
     pub rows: usize,
     pub running: usize,
     pub orphans_removed: Vec<String>,
+    /// Workstations whose network was missing and was set up again.
+    pub networks_set_up: Vec<String>,
+    /// Networks no row claimed, torn down.
+    pub networks_removed: Vec<String>,
 }
 
 pub fn reconcile(app: &App) -> Result<Report, crate::api::error::ApiError> {
     let mut report = Report::default();
     let rows = app.store.list()?;
     let known: std::collections::HashSet<String> = rows.iter().map(|r| r.id.clone()).collect();
+    if let Some(net) = &app.network {
+        networks(app, net, &rows, &mut report)?;
+    }
     for row in rows {
         let row = app.refresh(row)?;
         report.rows += 1;
@@ -33,6 +48,38 @@ pub fn reconcile(app: &App) -> Result<Report, crate::api::error::ApiError> {
         }
     }
     Ok(report)
+}
+
+/// Networks ↔ rows (see the module docs). One workstation's failure is logged and
+/// recorded as its event; the others go on.
+fn networks(app: &App, net: &Net, rows: &[Row], report: &mut Report) -> Result<(), crate::api::error::ApiError> {
+    let inv = net.list()?;
+    let mut claimed = BTreeSet::new();
+    for row in rows {
+        let Some(slot) = row.slot else { continue };
+        claimed.insert(row.id.clone());
+        // A row without its directory (lost) can never run: its network is left as it is.
+        let Ok(ws) = app.runtime.get(&row.id) else { continue };
+        let done = ws.jail_uid().map_err(crate::api::error::ApiError::from).and_then(|uid| {
+            let made = net.ensure(&row.id, slot, stored_egress(&row.egress), uid, &inv)?;
+            let bw = row.bandwidth.map_or((0, 0), |b| (b.rx_mbps, b.tx_mbps));
+            ws.set_network(Some(&net.spec(&row.id, slot, bw)?))?;
+            Ok(made)
+        });
+        match done {
+            Ok(true) => {
+                tracing::info!(workstation = %row.id, "its network was missing: set up again");
+                report.networks_set_up.push(row.id.clone());
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(workstation = %row.id, "reconciling its network: {}", e.message);
+                let _ = app.store.event(&row.id, "network_failed", &e.message, hearth_proto::unix_ms_now());
+            }
+        }
+    }
+    report.networks_removed = net.remove_unknown(&inv, &claimed);
+    Ok(())
 }
 
 /// Boots the workstations a previous server suspended (marked `resume`).

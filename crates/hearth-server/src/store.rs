@@ -57,6 +57,11 @@ const MIGRATIONS: &[&str] = &[
         ended_ms INTEGER,
         PRIMARY KEY (workstation_id, id)
     );",
+    // Networking: the /29 slot of the address range a workstation holds (null: no network),
+    // unique so that two creates can never share one, and its egress mode.
+    "ALTER TABLE workstations ADD COLUMN slot INTEGER;
+    CREATE UNIQUE INDEX workstations_slot ON workstations (slot);
+    ALTER TABLE workstations ADD COLUMN egress TEXT NOT NULL DEFAULT 'nat';",
 ];
 
 /// Ended terminal records kept per workstation (the oldest go first).
@@ -69,6 +74,9 @@ pub const MAX_EVENTS_PER_WORKSTATION: i64 = 1000;
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// No free slot in the address range (the API answers 503 `address_range_exhausted`).
+    #[error(transparent)]
+    Alloc(#[from] hearth_net::AllocError),
     #[error("the database is at schema version {found}, newer than this hearth ({known}); upgrade hearth")]
     TooNew { found: usize, known: usize },
 }
@@ -99,7 +107,12 @@ pub struct Row {
     pub bandwidth: Option<Bandwidth>,
     pub recipe: String,
     pub state: String,
+    /// The guest's address (set with the slot).
     pub address: Option<String>,
+    /// The slot of the address range it holds; none: it has no network.
+    pub slot: Option<u32>,
+    /// `nat` or `none` (meaningful with a slot).
+    pub egress: String,
     pub created_ms: u64,
     pub started_ms: Option<u64>,
     pub stopped_ms: Option<u64>,
@@ -126,6 +139,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         recipe: r.get("recipe")?,
         state: r.get("state")?,
         address: r.get("address")?,
+        slot: r.get("slot")?,
+        egress: r.get("egress")?,
         created_ms: r.get("created_ms")?,
         started_ms: r.get("started_ms")?,
         stopped_ms: r.get("stopped_ms")?,
@@ -168,14 +183,28 @@ impl Store {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Inserts a workstation and its `created` event together.
-    pub fn insert(&self, w: &Row, now_ms: u64) -> Result<(), StoreError> {
+    /// Inserts a workstation and its `created` event together. With a `range`, it also
+    /// takes the lowest slot no row holds, in the same transaction (the UNIQUE index keeps
+    /// a concurrent writer from taking it too), and the guest address that goes with it.
+    /// Returns the row as stored.
+    pub fn insert(&self, w: &Row, range: Option<&hearth_net::Range>, now_ms: u64) -> Result<Row, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let mut w = w.clone();
+        if let Some(range) = range {
+            let used = {
+                let mut st = tx.prepare("SELECT slot FROM workstations WHERE slot IS NOT NULL")?;
+                let used = st.query_map([], |r| r.get::<_, u32>(0))?.collect::<Result<std::collections::BTreeSet<u32>, _>>()?;
+                used
+            };
+            let slot = range.allocate(&used)?;
+            w.slot = Some(slot);
+            w.address = Some(range.slot(slot)?.guest().to_string());
+        }
         tx.execute(
             "INSERT INTO workstations (id, name, owner, vcpu_count, mem_size_mib, disk_size_gib, smt_enabled, read_only,
-                rx_mbps, tx_mbps, recipe, state, address, created_ms, started_ms, stopped_ms, crash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                rx_mbps, tx_mbps, recipe, state, address, created_ms, started_ms, stopped_ms, crash, slot, egress)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             params![
                 w.id,
                 w.name,
@@ -193,12 +222,15 @@ impl Store {
                 w.created_ms,
                 w.started_ms,
                 w.stopped_ms,
-                w.crash
+                w.crash,
+                w.slot,
+                w.egress
             ],
         )?;
-        add_event(&tx, &w.id, now_ms, "created", &format!("{} vCPU, {} MiB, {} GiB{}", w.vcpu_count, w.mem_size_mib, w.disk_size_gib, if w.read_only { ", read-only" } else { "" }))?;
+        let net = w.address.as_ref().map(|a| format!(", address {a}, egress {}", w.egress)).unwrap_or_default();
+        add_event(&tx, &w.id, now_ms, "created", &format!("{} vCPU, {} MiB, {} GiB{}{net}", w.vcpu_count, w.mem_size_mib, w.disk_size_gib, if w.read_only { ", read-only" } else { "" }))?;
         tx.commit()?;
-        Ok(())
+        Ok(w)
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Row>, StoreError> {
@@ -362,6 +394,8 @@ mod tests {
             recipe: "datascience".into(),
             state: "stopped".into(),
             address: None,
+            slot: None,
+            egress: "nat".into(),
             created_ms: 5,
             started_ms: None,
             stopped_ms: None,
@@ -375,7 +409,7 @@ mod tests {
         let path = d.path().join("hearth.db");
         {
             let s = Store::open(&path).unwrap();
-            s.insert(&ws("a"), 1).unwrap();
+            s.insert(&ws("a"), None, 1).unwrap();
             s.set_state("a", "running", StateTimes { started_ms: Some(7), stopped_ms: None }, None, ("started", "boot 1.2 s"), 7).unwrap();
         }
         let s = Store::open(&path).unwrap();
@@ -383,7 +417,7 @@ mod tests {
         assert_eq!((a.state.as_str(), a.started_ms, a.bandwidth), ("running", Some(7), Some(Bandwidth { rx_mbps: 10, tx_mbps: 20 })));
         let kinds: Vec<_> = s.events("a", 10).unwrap().into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, ["created", "started"]);
-        assert!(s.insert(&ws("a"), 1).is_err(), "duplicate id");
+        assert!(s.insert(&ws("a"), None, 1).is_err(), "duplicate id");
         s.set_resume("a", true).unwrap();
         assert_eq!(s.to_resume().unwrap(), ["a"]);
         s.set_resume("a", false).unwrap();
@@ -395,7 +429,7 @@ mod tests {
     #[test]
     fn events_are_bounded_per_workstation() {
         let s = Store::in_memory().unwrap();
-        s.insert(&ws("a"), 1).unwrap();
+        s.insert(&ws("a"), None, 1).unwrap();
         for i in 0..(MAX_EVENTS_PER_WORKSTATION + 50) {
             s.event("a", "tick", &i.to_string(), 2).unwrap();
         }
@@ -407,7 +441,7 @@ mod tests {
     #[test]
     fn terminal_records_end_and_are_bounded() {
         let s = Store::in_memory().unwrap();
-        s.insert(&ws("a"), 1).unwrap();
+        s.insert(&ws("a"), None, 1).unwrap();
         let t = |id: &str, at: u64| TerminalRow { id: id.into(), argv: vec!["bash".into()], user: Some("scientist".into()), rows: 24, cols: 80, created_ms: at, ended_ms: None };
         s.open_terminal("a", &t("t1", 10), 10).unwrap();
         s.open_terminal("a", &t("t2", 11), 11).unwrap();
@@ -430,6 +464,29 @@ mod tests {
         assert!(rows.iter().any(|r| r.id == "t1" && r.ended_ms.is_none()), "live records are never dropped");
         assert!(s.delete("a").unwrap());
         assert!(s.terminals("a").unwrap().is_empty());
+    }
+
+    #[test]
+    fn slots_are_the_lowest_free_unique_and_released_by_delete() {
+        let s = Store::in_memory().unwrap();
+        let range: hearth_net::Range = "10.200.0.0/28".parse().unwrap();
+        assert_eq!(range.slots(), 2);
+        let a = s.insert(&ws("a"), Some(&range), 1).unwrap();
+        let b = s.insert(&Row { egress: "none".into(), ..ws("b") }, Some(&range), 1).unwrap();
+        assert_eq!((a.slot, a.address.as_deref(), b.slot, b.address.as_deref()), (Some(0), Some("10.200.0.2"), Some(1), Some("10.200.0.10")));
+        assert_eq!(s.get("b").unwrap().unwrap(), b);
+        // Full: a clear error naming the range and its size, and no row written.
+        let e = s.insert(&ws("c"), Some(&range), 1).unwrap_err();
+        assert!(matches!(e, StoreError::Alloc(hearth_net::AllocError::Exhausted { slots: 2, .. })), "{e}");
+        assert!(e.to_string().contains("10.200.0.0/28") && e.to_string().contains("all 2"), "{e}");
+        assert_eq!(s.get("c").unwrap(), None);
+        // Without a range: no network, no slot.
+        assert_eq!(s.insert(&ws("d"), None, 1).unwrap().slot, None);
+        // A freed slot is the next one given; the database itself refuses a shared slot.
+        assert!(s.delete("a").unwrap());
+        assert_eq!(s.insert(&ws("e"), Some(&range), 1).unwrap().slot, Some(0));
+        let dup = s.conn().execute("UPDATE workstations SET slot = 1 WHERE id = 'e'", []);
+        assert!(dup.is_err(), "the UNIQUE index holds");
     }
 
     #[test]

@@ -63,6 +63,12 @@ fn validate(app: &crate::app::App, req: &CreateWorkstation) -> Result<(), ApiErr
     responses((status = 201, body = Workstation), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create(State(app): State<SharedApp>, ApiJson(req): ApiJson<CreateWorkstation>) -> Result<impl IntoResponse, ApiError> {
     validate(&app, &req)?;
+    // Before anything is made: a bad or unavailable egress changes nothing.
+    let egress = match (&app.network, req.egress) {
+        (Some(net), asked) => Some(net.egress_for(asked)?),
+        (None, Some(_)) => return Err(ApiError::invalid("egress", "this server has workstation networking turned off (network.enabled = false)")),
+        (None, None) => None,
+    };
     let row = blocking(move || {
         let d = &app.config.defaults;
         let recipe = req.recipe.clone().unwrap_or_else(|| d.recipe.clone());
@@ -96,18 +102,31 @@ pub async fn create(State(app): State<SharedApp>, ApiJson(req): ApiJson<CreateWo
             disk_size_gib: spec.disk_gib,
             smt_enabled: spec.smt,
             read_only,
-            bandwidth: req.bandwidth,
+            bandwidth: req.bandwidth.or(default_bandwidth(d)),
             recipe,
             state: "stopped".into(),
             address: None,
+            slot: None,
+            egress: egress.map_or("nat", |e| crate::network::to_api(e).as_str()).into(),
             created_ms: now,
             started_ms: None,
             stopped_ms: None,
             crash: None,
         };
-        if let Err(e) = app.store.insert(&row, now) {
-            let _ = ws.delete();
-            return Err(e.into());
+        let row = match app.store.insert(&row, app.network.as_ref().map(|n| n.range()), now) {
+            Ok(row) => row,
+            Err(e) => {
+                let _ = ws.delete();
+                return Err(e.into());
+            }
+        };
+        // No row without its network, no network without its row.
+        if let (Some(net), Some(slot), Some(egress)) = (&app.network, row.slot, egress) {
+            if let Err(e) = attach_network(net, &ws, &row, slot, egress) {
+                let _ = app.store.delete(&id);
+                let _ = ws.delete();
+                return Err(e);
+            }
         }
         if start {
             start_locked(&app, &ws)?;
@@ -116,6 +135,22 @@ pub async fn create(State(app): State<SharedApp>, ApiJson(req): ApiJson<CreateWo
     })
     .await?;
     Ok((StatusCode::CREATED, Json(to_api(&row))))
+}
+
+/// The configured bandwidth of a create without its own (none when both are unlimited).
+fn default_bandwidth(d: &crate::config::Defaults) -> Option<hearth_proto::api::Bandwidth> {
+    (d.rx_mbps > 0 || d.tx_mbps > 0).then_some(hearth_proto::api::Bandwidth { rx_mbps: d.rx_mbps, tx_mbps: d.tx_mbps })
+}
+
+/// Makes `ws`'s network and hands the runtime its spec; on failure nothing of it is left.
+fn attach_network(net: &crate::network::Net, ws: &hearth_runtime::Workstation, row: &Row, slot: u32, egress: hearth_net::Egress) -> Result<(), ApiError> {
+    net.setup(ws.id(), slot, egress, ws.jail_uid()?)?;
+    let bw = row.bandwidth.map_or((0, 0), |b| (b.rx_mbps, b.tx_mbps));
+    let handed = net.spec(ws.id(), slot, bw).map_err(ApiError::from).and_then(|spec| Ok(ws.set_network(Some(&spec))?));
+    if handed.is_err() {
+        let _ = net.teardown(ws.id());
+    }
+    handed
 }
 
 /// Boots `ws` and records the outcome either way.
@@ -156,15 +191,20 @@ pub async fn get(State(app): State<SharedApp>, Path(id): Path<String>) -> Result
     Ok(Json(to_api(&row)))
 }
 
-/// Deletes a workstation: its VM, disk, logs and record.
+/// Deletes a workstation: its VM, disk, logs, network and record.
 #[utoipa::path(delete, path = "/api/v1/workstations/{id}", params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(State(app): State<SharedApp>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     blocking(move || {
-        row_of(&app, &id)?;
+        let row = row_of(&app, &id)?;
         match app.runtime.get(&id) {
             Ok(ws) => ws.delete()?,
             Err(hearth_runtime::RuntimeError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
+        }
+        // After the VM is gone (it holds its namespace while it runs). If this fails the
+        // row stays, so a retried delete (or the next start's reconciliation) finishes it.
+        if let (Some(net), Some(_)) = (&app.network, row.slot) {
+            net.teardown(&id)?;
         }
         app.store.delete(&id)?;
         Ok(())

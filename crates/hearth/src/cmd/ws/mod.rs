@@ -110,10 +110,17 @@ struct CreateArgs {
     rx_mbps: Option<u32>,
     #[arg(long, requires = "rx_mbps")]
     tx_mbps: Option<u32>,
+    /// Network egress: nat (the internet) or none (default: the server's).
+    #[arg(long, value_parser = parse_egress)]
+    egress: Option<hearth_proto::api::Egress>,
     #[arg(long)]
     recipe: Option<String>,
     #[arg(long)]
     no_start: bool,
+}
+
+fn parse_egress(s: &str) -> Result<hearth_proto::api::Egress, String> {
+    serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("{s:?}: expected nat or none"))
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {
@@ -167,6 +174,7 @@ pub(crate) fn run(a: WsArgs) -> anyhow::Result<ExitCode> {
                 smt_enabled: c.smt.then_some(true),
                 read_only: c.read_only.then_some(true),
                 bandwidth: c.rx_mbps.zip(c.tx_mbps).map(|(rx_mbps, tx_mbps)| Bandwidth { rx_mbps, tx_mbps }),
+                egress: c.egress,
                 recipe: c.recipe,
                 start: c.no_start.then_some(false),
             };
@@ -187,6 +195,8 @@ pub(crate) fn run(a: WsArgs) -> anyhow::Result<ExitCode> {
                     vec!["memory".into(), format!("{} MiB", w.mem_size_mib)],
                     vec!["disk".into(), if w.read_only { "read-only (writes vanish at stop)".into() } else { format!("{} GiB", w.disk_size_gib) }],
                     vec!["bandwidth".into(), w.bandwidth.map(|b| format!("rx {} / tx {} Mbit/s", b.rx_mbps, b.tx_mbps)).unwrap_or_else(|| "unlimited".into())],
+                    vec!["address".into(), w.address.clone().unwrap_or_else(|| "none (no network)".into())],
+                    vec!["egress".into(), w.egress.map_or("none (no network)", |e| e.as_str()).into()],
                     vec!["recipe".into(), w.recipe.clone()],
                     vec!["created".into(), when(Some(w.created_unix_ms))],
                     vec!["started".into(), when(w.started_unix_ms)],
