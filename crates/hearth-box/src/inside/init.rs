@@ -50,6 +50,7 @@ pub fn run() -> ! {
     for step in [
         hearth_init::mount_all(hearth_init::BASIC_MOUNTS).map_err(|e| e.to_string()),
         hearth_init::mount_all(BOX_MOUNTS).map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default())),
+        dev_links(),
         delegate_cgroup_controllers(),
         network_up(),
     ] {
@@ -60,6 +61,18 @@ pub fn run() -> ! {
     }
     console(&format!("{READY_LINE} boot_ms={}", hearth_init::uptime_ms()));
     hearth_init::supervise("hearth-box", server_main)
+}
+
+/// The links udev would make in /dev and devtmpfs does not: `nft -f -` (hearth-net's
+/// rules) reads `/dev/stdin`, and scripts expect `/dev/fd`.
+fn dev_links() -> Result<(), String> {
+    for (link, to) in [("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"), ("/dev/stdout", "/proc/self/fd/1"), ("/dev/stderr", "/proc/self/fd/2")] {
+        match std::os::unix::fs::symlink(to, link) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(format!("linking {link} to {to}: {e}")),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The jailer puts each Firecracker in its own cgroup with cpu/memory/pids limits.
