@@ -6,24 +6,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::{assert_error, call};
 use serde_json::{json, Value};
-
-/// (status, JSON body or Null).
-fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let req = ureq::request(method, url).timeout(Duration::from_secs(300));
-    let res = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    let resp = match res {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
-    };
-    let status = resp.status();
-    let text = resp.into_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
 
 fn raw(method: &str, url: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
     match ureq::request(method, url).set("Content-Type", content_type).send_bytes(body) {
@@ -179,16 +163,6 @@ fn terminate(mut server: common::Server) {
         }
         assert!(std::time::Instant::now() < deadline, "the server did not stop on SIGTERM with streams open");
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Asserts an error response: status, code, and the field when given.
-fn assert_error(got: (u16, Value), status: u16, code: &str, field: Option<&str>) {
-    assert_eq!(got.0, status, "{}", got.1);
-    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
-    assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
-    if let Some(f) = field {
-        assert_eq!(got.1["error"]["field"], f, "{}", got.1);
     }
 }
 

@@ -120,3 +120,30 @@ pub(crate) fn serve_in_box_with(data: &std::path::Path, env: &[(&str, &str)]) ->
     Server { child, base }
 }
 
+
+/// An API call: (status, JSON body, or the text as a JSON string when it is not JSON).
+pub(crate) fn call(method: &str, url: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    let req = ureq::request(method, url).timeout(std::time::Duration::from_secs(300));
+    let res = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    let resp = match res {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+/// Asserts an error response: status, code, and the field when given.
+pub(crate) fn assert_error(got: (u16, serde_json::Value), status: u16, code: &str, field: Option<&str>) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+    assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
+    if let Some(f) = field {
+        assert_eq!(got.1["error"]["field"], f, "{}", got.1);
+    }
+}
