@@ -24,7 +24,11 @@ pub enum ExecError {
 
 impl From<hearth_proto::FrameError> for ExecError {
     fn from(e: hearth_proto::FrameError) -> Self {
-        ExecError::Protocol(e.to_string())
+        match e {
+            // The io error is the part worth reading (reset? timed out?): keep it.
+            hearth_proto::FrameError::Io(io) => ExecError::Protocol(format!("frame i/o failed: {io} ({:?})", io.kind())),
+            e => ExecError::Protocol(e.to_string()),
+        }
     }
 }
 

@@ -31,8 +31,6 @@ pub struct App {
     pub network: Option<crate::network::Net>,
 }
 
-
-
 /// Runs blocking work (the runtime, the store, the agent) off the async threads.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("a worker failed: {e}")))?

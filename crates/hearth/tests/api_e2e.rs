@@ -448,10 +448,12 @@ fn abusive_clients_leave_other_terminals_working() {
     let api = format!("{}/api/v1", server.base);
     let (s, ws) = call("POST", &format!("{api}/workstations"), Some(json!({"name": "shared", "vcpu_count": 2, "mem_size_mib": 512, "disk_size_gib": 1})));
     assert_eq!(s, 201, "{ws}");
-    let terms = format!("{api}/workstations/{}/terminals", ws["id"].as_str().unwrap());
+    let one = format!("{api}/workstations/{}", ws["id"].as_str().unwrap());
+    let terms = format!("{one}/terminals");
     let open = || {
         let (s, t) = call("POST", &terms, Some(json!({})));
-        assert_eq!(s, 201, "{t}");
+        // The guest's console says whether its agent restarted (a crash) if this fails.
+        assert_eq!(s, 201, "{t}\nconsole:\n{}", call("GET", &format!("{one}/console?tail_bytes=4000"), None).1);
         format!("{}/{}/ws", terms.replace("http://", "ws://"), t["id"].as_str().unwrap())
     };
     let (quiet_url, flood_url) = (open(), open());

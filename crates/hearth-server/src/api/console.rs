@@ -53,14 +53,9 @@ fn log_path(app: &crate::app::App, id: &str) -> Result<PathBuf, ApiError> {
 pub async fn console(State(app): State<SharedApp>, Path(id): Path<String>, Query(q): Query<ConsoleQuery>) -> Result<impl IntoResponse, ApiError> {
     let n = tail_bytes(&q)?;
     let text = blocking(move || {
-        let path = log_path(&app, &id)?;
-        let mut f = Follow { path, offset: 0, pending: Vec::new() };
-        f.offset = f.len().saturating_sub(n);
-        let mut out = String::new();
-        while let Some(t) = f.read_more(u64::MAX) {
-            out.push_str(&t);
-        }
-        Ok(out)
+        let mut f = Follow::from_end(log_path(&app, &id)?, n);
+        // One read: a guest printing meanwhile cannot make this answer grow past `n`.
+        Ok(f.read_more(n).unwrap_or_default())
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
@@ -81,8 +76,7 @@ pub async fn stream(State(app): State<SharedApp>, Path(id): Path<String>, Query(
         let app = app.clone();
         blocking(move || log_path(&app, &id)).await?
     };
-    let mut follow = Follow { path, offset: 0, pending: Vec::new() };
-    follow.offset = follow.len().saturating_sub(n);
+    let follow = Follow::from_end(path, n);
     let events = futures_util::stream::unfold(Some((follow, stopping, permit)), |state| async move {
         let (mut f, mut stopping, permit) = state?;
         loop {
@@ -122,6 +116,13 @@ struct Follow {
 }
 
 impl Follow {
+    /// Positioned `n` bytes before the log's end (its start, if it is shorter).
+    fn from_end(path: PathBuf, n: u64) -> Follow {
+        let mut f = Follow { path, offset: 0, pending: Vec::new() };
+        f.offset = f.len().saturating_sub(n);
+        f
+    }
+
     fn len(&self) -> u64 {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }

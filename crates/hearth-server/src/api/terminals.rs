@@ -204,7 +204,10 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
     {
         let lagged = lagged.clone();
         std::thread::spawn(move || loop {
-            let ev = stream.next(None).unwrap_or(PtyEvent::Closed);
+            let ev = stream.next(None).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading a terminal from the agent failed");
+                PtyEvent::Closed
+            });
             let end = matches!(ev, PtyEvent::Exited(_) | PtyEvent::Lagged | PtyEvent::Closed);
             match out_tx.try_send(ev) {
                 Ok(()) => {}
@@ -227,33 +230,34 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                 In::Keys(k) => input.write(&k),
                 In::Resize(r, c) => input.resize(r, c),
             };
-            if r.is_err() {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "writing to a terminal in the agent failed");
                 return;
             }
         }
     });
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let mut last_heard = Instant::now();
-    loop {
+    let why = loop {
         tokio::select! {
             msg = socket.recv() => {
-                let Some(Ok(msg)) = msg else { break };
+                let Some(Ok(msg)) = msg else { break "the client went away" };
                 last_heard = Instant::now();
                 match msg {
-                    Message::Binary(b) if !read_only && in_tx.send(In::Keys(b.to_vec())).is_err() => break,
+                    Message::Binary(b) if !read_only && in_tx.send(In::Keys(b.to_vec())).is_err() => break "keystrokes could not be written to the agent",
                     Message::Text(t) => match serde_json::from_str::<WsClientMessage>(&t) {
                         Ok(WsClientMessage::Resize { rows, cols }) if !read_only => {
-                            if validate_size(rows, cols).is_ok() && in_tx.send(In::Resize(rows, cols)).is_err() { break }
+                            if validate_size(rows, cols).is_ok() && in_tx.send(In::Resize(rows, cols)).is_err() { break "a resize could not be written to the agent" }
                         }
                         Ok(WsClientMessage::Ping) => {
-                            if !send_timed(&mut socket, text(&WsServerMessage::Pong)).await { break }
+                            if !send_timed(&mut socket, text(&WsServerMessage::Pong)).await { break "sending to the client failed or stalled" }
                         }
                         Ok(_) => {}
                         Err(e) => {
                             let _ = send_timed(&mut socket, text(&WsServerMessage::Error { message: format!("bad control message: {e}") })).await;
                         }
                     },
-                    Message::Close(_) => break,
+                    Message::Close(_) => break "the client closed",
                     _ => {}
                 }
             }
@@ -263,29 +267,31 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                     Some(PtyEvent::Resized { rows, cols }) => text(&WsServerMessage::Resize { rows, cols }),
                     Some(PtyEvent::Exited(st)) => {
                         let _ = send_timed(&mut socket, text(&WsServerMessage::Exit { code: st.code, signal: st.signal })).await;
-                        break;
+                        break "the terminal's command ended";
                     }
                     // Dropped by the agent, or by our own queue: either way this client lagged.
                     Some(PtyEvent::Lagged) => {
                         let _ = send_timed(&mut socket, text(&WsServerMessage::Lagged)).await;
-                        break;
+                        break "the client lagged (the agent's queue)";
                     }
                     None if lagged.load(Ordering::SeqCst) => {
                         let _ = send_timed(&mut socket, text(&WsServerMessage::Lagged)).await;
-                        break;
+                        break "the client lagged (the server's queue)";
                     }
-                    Some(PtyEvent::Closed) | None => break,
+                    Some(PtyEvent::Closed) | None => break "the agent's stream ended",
                 };
-                if !send_timed(&mut socket, msg).await { break }
+                if !send_timed(&mut socket, msg).await { break "sending to the client failed or stalled" }
             }
             // The server is stopping: the client reconnects to the next one, the session lives on.
-            _ = stopped(&mut stopping) => break,
+            _ = stopped(&mut stopping) => break "the server is stopping",
             _ = heartbeat.tick() => {
-                if last_heard.elapsed() > HEARTBEAT_TIMEOUT { break }
-                if !send_timed(&mut socket, Message::Ping(Vec::new().into())).await { break }
+                if last_heard.elapsed() > HEARTBEAT_TIMEOUT { break "the client was silent too long" }
+                if !send_timed(&mut socket, Message::Ping(Vec::new().into())).await { break "sending to the client failed or stalled" }
             }
         }
-    }
+    };
+    // Why each attachment ended, so a dropped terminal can be explained afterwards.
+    tracing::info!(why, "a WebSocket terminal client detached");
     // Detach: the reader thread sees its stream end; the writer thread its channel.
     closer.close();
     let _ = send_timed(&mut socket, Message::Close(None)).await;

@@ -1,0 +1,20 @@
+# Sourced by the benchmarks that run in the box: `bench_in_box NAME EXAMPLE ARGS…` builds
+# hearth and its examples (release), the artifacts (shared cache), starts a box on a throwaway
+# data dir and runs target/release/examples/EXAMPLE in it. The box is stopped and its data
+# removed on exit; its console log is kept as bench/out/NAME-box-console.log for post-mortems.
+bench_in_box() {
+  local name=$1 example=$2
+  shift 2
+  cargo build -q --release -p hearth -p hearth-agent --examples --bins
+  H=target/release/hearth
+  # The shared artifact cache, not one under the throwaway data dir (that would rebuild everything).
+  local default_cache
+  default_cache=$([ "$(id -u)" = 0 ] && echo /var/lib/hearth/cache || echo "$HOME/.local/share/hearth/cache")
+  export HEARTH_CACHE_DIR=${HEARTH_CACHE_DIR:-$default_cache}
+  bench_data=$(mktemp -d /tmp/hearth-bench.XXXXXX)
+  mkdir -p bench/out
+  trap 'cp "$bench_data/box/console.log" "bench/out/'"$name"'-box-console.log" 2>/dev/null; "$H" --data-dir "$bench_data" box stop >/dev/null 2>&1 || true; rm -rf "$bench_data"' EXIT
+  "$H" image build >/dev/null 2>&1
+  "$H" --data-dir "$bench_data" box start --mem-mib 4096 >/dev/null
+  "$H" --data-dir "$bench_data" box run --host-bin -- "target/release/examples/$example" "$@"
+}

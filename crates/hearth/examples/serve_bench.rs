@@ -1,0 +1,256 @@
+//! `hearth serve`'s WebSocket terminals against terminado, for bench/serve.sh. Run it in the
+//! box (`hearth box run --host-bin -- target/release/examples/serve_bench [keys] [MB]`), where
+//! `hearth` is on PATH and terminado (Debian's python3-terminado) is in the box's image.
+//! Prints JSON.
+//!
+//! In one run, on the same (emulated) machine, with the same client code:
+//! - keystroke echo round trips: a key sent, its echo received (bash's readline in both):
+//!   through hearth (WebSocket → server → vsock → the guest agent's PTY) and through terminado
+//!   (WebSocket → tornado → a local PTY);
+//! - the floor under any hearth echo here: a health request to the guest agent over vsock;
+//! - output throughput: a command printing `MB` megabytes, timed until its end marker arrives;
+//! - `GET /api/v1/workstations` with 100 records (and `GET /health` beside it).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+type Sock = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// (p50, p99, max) of a sample.
+fn stats(mut v: Vec<f64>) -> Value {
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    json!({"n": v.len(), "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": q(1.0)})
+}
+
+/// A child process killed and reaped when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a server and returns it with the first line it printed.
+fn start(cmd: &mut Command) -> (Reaped, String) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawning a server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (Reaped(child), line.trim().to_string())
+}
+
+fn call(method: &str, url: &str, body: Option<Value>) -> Value {
+    let req = ureq::request(method, url).timeout(Duration::from_secs(300));
+    let r = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    r.unwrap_or_else(|e| panic!("{method} {url}: {e}")).into_json().unwrap_or(Value::Null)
+}
+
+/// A terminal peer as the client sees it: send keys, receive output.
+trait Peer {
+    fn keys(&mut self, s: &str);
+    /// The next output, or None after `timeout` without any.
+    fn output(&mut self, timeout: Duration) -> Option<Vec<u8>>;
+}
+
+fn set_timeout(sock: &mut Sock, t: Duration) {
+    if let MaybeTlsStream::Plain(s) = sock.get_mut() {
+        s.set_read_timeout(Some(t)).unwrap();
+    }
+}
+
+fn read(sock: &mut Sock, timeout: Duration) -> Option<Message> {
+    set_timeout(sock, timeout);
+    match sock.read() {
+        Ok(m) => Some(m),
+        Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => None,
+        Err(e) => panic!("websocket: {e}"),
+    }
+}
+
+/// hearth's protocol: binary frames both ways (docs/terminal-protocol.md).
+struct Hearth(Sock);
+
+impl Peer for Hearth {
+    fn keys(&mut self, s: &str) {
+        self.0.send(Message::Binary(s.as_bytes().to_vec().into())).unwrap();
+    }
+
+    fn output(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        loop {
+            match read(&mut self.0, timeout)? {
+                Message::Binary(b) => return Some(b.to_vec()),
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// terminado's protocol: JSON arrays in text frames, `["stdin", s]` and `["stdout", s]`.
+struct Terminado(Sock);
+
+impl Peer for Terminado {
+    fn keys(&mut self, s: &str) {
+        self.0.send(Message::Text(json!(["stdin", s]).to_string().into())).unwrap();
+    }
+
+    fn output(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        loop {
+            if let Message::Text(t) = read(&mut self.0, timeout)? {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v[0] == "stdout" {
+                    return Some(v[1].as_str().unwrap_or_default().as_bytes().to_vec());
+                }
+            }
+        }
+    }
+}
+
+/// Reads until the peer has been quiet for a while (a prompt drawn, a command done).
+fn settle(p: &mut dyn Peer) {
+    while p.output(Duration::from_millis(700)).is_some() {}
+}
+
+/// Keystroke round trips: a key, then its echo; a backspace, then its echo (the line stays
+/// empty, so every output is the echo of the key just sent).
+fn echo(p: &mut dyn Peer, n: usize) -> Value {
+    settle(p);
+    let mut v = Vec::with_capacity(2 * n);
+    for _ in 0..n {
+        for key in ["a", "\x7f"] {
+            let t = Instant::now();
+            p.keys(key);
+            p.output(Duration::from_secs(30)).expect("an echo");
+            v.push(ms(t.elapsed()));
+        }
+    }
+    stats(v)
+}
+
+/// Runs a command printing about `mb` MB and times its output until the end marker.
+fn throughput(p: &mut dyn Peer, mb: u64) -> Value {
+    settle(p);
+    // Numbers up to a few million: 8 bytes a line, 9 once the PTY makes "\n" "\r\n".
+    let lines = mb * 1_000_000 / 8;
+    let t = Instant::now();
+    p.keys(&format!("seq 1 {lines}; echo end-$((6*7))\n"));
+    let (mut bytes, mut seen) = (0u64, Vec::new());
+    loop {
+        let out = p.output(Duration::from_secs(60)).expect("output");
+        bytes += out.len() as u64;
+        seen.extend_from_slice(&out);
+        if seen.windows(6).any(|w| w == b"end-42") {
+            break;
+        }
+        let keep = seen.len().saturating_sub(8);
+        seen.drain(..keep);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    json!({"bytes": bytes, "secs": secs, "mb_per_s": bytes as f64 / secs / 1e6})
+}
+
+fn terminado(port: u16) -> Reaped {
+    let script = format!(
+        "import terminado, tornado.web, tornado.ioloop\n\
+         m = terminado.UniqueTermManager(shell_command=['bash'])\n\
+         tornado.web.Application([(r'/ws', terminado.TermSocket, {{'term_manager': m}})]).listen({port}, '127.0.0.1')\n\
+         print('ready', flush=True)\n\
+         tornado.ioloop.IOLoop.current().start()\n"
+    );
+    let (child, line) = start(Command::new("python3").args(["-c", &script]).env("TERM", "xterm"));
+    assert_eq!(line, "ready");
+    child
+}
+
+fn main() {
+    let arg = |i: usize, d: u64| std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    let (keys, mb) = (arg(1, 500) as usize, arg(2, 20));
+    let data = PathBuf::from(std::env::var("HEARTH_DATA_DIR").expect("HEARTH_DATA_DIR (run in the box)")).join("serve-bench");
+    let _ = std::fs::remove_dir_all(&data);
+    let (_server, line) = start(Command::new("hearth").args(["serve", "--listen", "127.0.0.1:0"]).env("HEARTH_DATA_DIR", &data).env("HEARTH_LOG", "warn"));
+    let base = line.strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("{line}")).to_string();
+    let api = format!("{base}/api/v1");
+    let ws = call("POST", &format!("{api}/workstations"), Some(json!({"name": "bench", "vcpu_count": 2, "mem_size_mib": 512, "disk_size_gib": 1})));
+    let id = ws["id"].as_str().unwrap_or_else(|| panic!("{ws}")).to_string();
+    let t = call("POST", &format!("{api}/workstations/{id}/terminals"), Some(json!({"argv": ["bash", "-l"], "rows": 40, "cols": 120})));
+    let url = format!("{}/workstations/{id}/terminals/{}/ws", api.replace("http://", "ws://"), t["id"].as_str().unwrap());
+    let mut hearth = Hearth(tungstenite::connect(&url).unwrap().0);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _terminado = terminado(port);
+    let mut term = Terminado(tungstenite::connect(format!("ws://127.0.0.1:{port}/ws")).unwrap().0);
+
+    let started = Instant::now();
+    let phase = |what: &str| eprintln!("serve_bench: {what} at {:.1} s", started.elapsed().as_secs_f64());
+    phase("ready");
+    // The vsock floor, in the same run: health requests to the same guest's agent, each
+    // bounded (a stuck agent is an error here, not a hang).
+    let vm = hearth_vmm::vm::Vm::attach(&data.join("workstations").join(&id).join("vm")).expect("the workstation's VM");
+    let conn = hearth_vmm::vsock::connect(&vm.run_dir().join("v.sock"), hearth_proto::control::AGENT_VSOCK_PORT, Duration::from_secs(10)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut agent = hearth_exec::ExecClient::hello(conn, None, Duration::from_secs(10)).unwrap();
+    let floor: Vec<f64> = (0..2 * keys)
+        .map(|_| {
+            let t = Instant::now();
+            agent.health().unwrap();
+            ms(t.elapsed())
+        })
+        .collect();
+    phase("vsock floor measured");
+    let echo_hearth = echo(&mut hearth, keys);
+    phase("hearth echo measured");
+    let echo_terminado = echo(&mut term, keys);
+    phase("terminado echo measured");
+    let out_hearth = throughput(&mut hearth, mb);
+    phase("hearth throughput measured");
+    let out_terminado = throughput(&mut term, mb);
+    phase("terminado throughput measured");
+
+    // 100 records (read-only, not started: records, no VMs), then list latency.
+    for i in 0..99 {
+        call("POST", &format!("{api}/workstations"), Some(json!({"name": format!("rec-{i}"), "read_only": true, "start": false, "mem_size_mib": 256, "vcpu_count": 1})));
+    }
+    let timed = |url: &str| -> Value {
+        stats((0..50).map(|_| {
+            let t = Instant::now();
+            call("GET", url, None);
+            ms(t.elapsed())
+        }).collect())
+    };
+    phase("100 records made");
+    let list = timed(&format!("{api}/workstations"));
+    let health = timed(&format!("{api}/health"));
+    let n = call("GET", &format!("{api}/workstations"), None)["workstations"].as_array().map_or(0, Vec::len);
+    assert_eq!(n, 100);
+
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "keystroke_echo": {"hearth_ws": echo_hearth, "terminado": echo_terminado, "vsock_floor_agent_health": stats(floor)},
+            "output_throughput": {"hearth_ws": out_hearth, "terminado": out_terminado},
+            "list_100_records": list,
+            "health": health,
+        }))
+        .unwrap()
+    );
+    drop(hearth);
+    let ids: Vec<String> = call("GET", &format!("{api}/workstations"), None)["workstations"].as_array().unwrap().iter().map(|w| w["id"].as_str().unwrap().to_string()).collect();
+    for id in ids {
+        let _ = ureq::delete(&format!("{api}/workstations/{id}")).call();
+    }
+}
