@@ -23,19 +23,9 @@ use hearth_image::{refs, Cache};
 use hearth_proto::control::{ExecSpec, PtySpec};
 use hearth_vmm::vm::{create_ext4_disk, Overlay, Vm, VmConfig};
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn p99(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() as f64 * 0.99).ceil() as usize).clamp(1, v.len()) - 1]
-}
+#[path = "common/stats.rs"]
+mod stats;
+use stats::{median, ms, p99};
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
