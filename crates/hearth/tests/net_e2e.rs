@@ -60,7 +60,12 @@ fn delete(base: &str, id: &str) {
 /// Runs Python in workstation `id` as the image's user; its stdout (asserting exit 0).
 fn py(base: &str, id: &str, script: &str) -> String {
     let (s, r) = call("POST", &format!("{}/{id}/exec", ws_url(base)), Some(json!({"argv": ["python3", "-c", script], "timeout_secs": 180})));
-    assert_eq!((s, r["exit_code"].as_i64()), (200, Some(0)), "{script}\n{r}");
+    if (s, r["exit_code"].as_i64()) != (200, Some(0)) {
+        // What the guest said lately, to tell a hung guest from a failed command.
+        let (_, console) = call("GET", &format!("{}/{id}/console?tail_bytes=4000", ws_url(base)), None);
+        let (_, state) = call("GET", &format!("{}/{id}", ws_url(base)), None);
+        panic!("exec in {id} failed: {s} {r}\nscript:\n{script}\nworkstation: {state}\nconsole tail:\n{}", console.as_str().unwrap_or_default());
+    }
     r["stdout"].as_str().unwrap().trim().to_string()
 }
 
