@@ -290,8 +290,14 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
             }
         }
     };
-    // Why each attachment ended, so a dropped terminal can be explained afterwards.
-    tracing::info!(why, "a WebSocket terminal client detached");
+    // Why each attachment ended, so a dropped terminal can be explained afterwards; the
+    // ends a client did not ask for are warnings.
+    let expected = ["the client went away", "the client closed", "the server is stopping", "the terminal's command ended"];
+    if expected.contains(&why) {
+        tracing::info!(why, "a WebSocket terminal client detached");
+    } else {
+        tracing::warn!(why, "a WebSocket terminal client was dropped");
+    }
     // Detach: the reader thread sees its stream end; the writer thread its channel.
     closer.close();
     let _ = send_timed(&mut socket, Message::Close(None)).await;
