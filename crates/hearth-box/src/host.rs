@@ -123,6 +123,16 @@ impl BoxDir {
         Some(text[start..text.ceil_char_boundary((start + 3000).min(text.len()))].to_string())
     }
 
+    /// The console from `offset` on, its last few KiB at most (for error messages).
+    pub fn console_since(&self, offset: u64) -> String {
+        let len = self.console_len();
+        let Ok(mut f) = fs::File::open(self.console_log()) else { return String::new() };
+        let _ = f.seek(SeekFrom::Start(offset.max(len.saturating_sub(CONSOLE_TAIL_BYTES))));
+        let mut buf = Vec::new();
+        let _ = f.take(CONSOLE_TAIL_BYTES).read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
     /// Why the box is gone, if it is: its kernel crashed after `offset` (the box then never
     /// answers again), or its QEMU exited (a triple fault ends QEMU under `-no-reboot`
     /// without a word on the console). Either way what runs in it is lost, through no fault of

@@ -184,7 +184,8 @@ pub(crate) fn exec_watched(
                 if let Some(why) = dir.death_since(console_from) {
                     bail!("{BOX_DIED}: {why}\n(the command's connection: {e})");
                 }
-                return Err(e.into());
+                // The box lives on but the command's connection broke: the console may say why.
+                bail!("{e}\nthe box's console since the command started:\n{}", dir.console_since(console_from));
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if let Some(why) = dir.death_since(console_from) {
