@@ -123,6 +123,35 @@ impl BoxDir {
         Some(text[start..text.ceil_char_boundary((start + 3000).min(text.len()))].to_string())
     }
 
+    /// The console from `offset` on, its last few KiB at most (for error messages).
+    pub fn console_since(&self, offset: u64) -> String {
+        let len = self.console_len();
+        let Ok(mut f) = fs::File::open(self.console_log()) else { return String::new() };
+        let _ = f.seek(SeekFrom::Start(offset.max(len.saturating_sub(CONSOLE_TAIL_BYTES))));
+        let mut buf = Vec::new();
+        let _ = f.take(CONSOLE_TAIL_BYTES).read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Why the box is gone, if it is: its kernel crashed after `offset` (the box then never
+    /// answers again), or its QEMU exited (a triple fault ends QEMU under `-no-reboot`
+    /// without a word on the console). Either way what runs in it is lost, through no fault of
+    /// its own: callers say so, with the console's and QEMU's last words.
+    pub fn death_since(&self, offset: u64) -> Option<String> {
+        if let Some(tail) = self.kernel_crash_since(offset) {
+            return Some(format!("its kernel crashed; console:\n{tail}"));
+        }
+        let state: BoxState = serde_json::from_slice(&fs::read(self.state_path()).ok()?).ok()?;
+        (!is_qemu_alive(state.pid)).then(|| {
+            format!(
+                "its QEMU (pid {}) exited; qemu.log:\n{}\nconsole:\n{}",
+                state.pid,
+                read_tail(&self.root.join("qemu.log")),
+                read_tail(&self.console_log())
+            )
+        })
+    }
+
     /// The recorded state, if its QEMU is still alive.
     pub fn running(&self) -> Option<BoxState> {
         let state: BoxState = serde_json::from_slice(&fs::read(self.state_path()).ok()?).ok()?;
@@ -366,6 +395,22 @@ mod tests {
         let mut f = fs::OpenOptions::new().append(true).open(b.console_log()).unwrap();
         std::io::Write::write_all(&mut f, b"kvm [57]: vcpu0 Unhandled WRMSR\nBUG: kernel NULL pointer dereference, address: 0\n").unwrap();
         assert!(b.kernel_crash_since(from).unwrap().starts_with("BUG: kernel NULL pointer"));
+    }
+
+    #[test]
+    fn a_box_whose_qemu_is_gone_is_dead_with_its_last_words() {
+        let d = tempfile::tempdir().unwrap();
+        let b = BoxDir::new(d.path());
+        assert_eq!(b.death_since(0), None, "never started: nothing died");
+        fs::write(b.console_log(), "hearth-box: ready\n").unwrap();
+        fs::write(d.path().join("qemu.log"), "qemu: terminating on signal 9\n").unwrap();
+        // Our own pid is alive but is not QEMU: the box's QEMU is gone.
+        let state = BoxState { pid: std::process::id(), port: 1, started_at: 0, ready_ms: 0, cpus: 1, mem_mib: 1, egress: false, forwards: vec![] };
+        b.write_state(&state).unwrap();
+        let why = b.death_since(b.console_len()).unwrap();
+        assert!(why.starts_with("its QEMU") && why.contains("terminating on signal 9") && why.contains("hearth-box: ready"), "{why}");
+        fs::write(b.console_log(), "hearth-box: ready\nKernel panic - not syncing: x\n").unwrap();
+        assert!(b.death_since(0).unwrap().starts_with("its kernel crashed"), "a crash is named first");
     }
 
     #[test]

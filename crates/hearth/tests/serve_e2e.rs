@@ -71,13 +71,31 @@ fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
     }
 }
 
+/// The box is nested virtualization emulated by QEMU's TCG; its kernel has been seen to crash
+/// (rarely, under load: a NULL instruction fetch in a vCPU thread). As in
+/// `common::delegated_to_box`, a run whose box kernel crashed is run once more, loudly; any
+/// other failure fails the test.
 #[test]
 fn serve_runs_in_the_box_and_a_restart_boots_what_was_running() {
     if std::env::var_os("HEARTH_IN_BOX").is_some() {
         return; // this test is about the host side of the box
     }
-    let data = tempfile::tempdir().unwrap();
-    let o = serve(data.path());
+    for attempt in 1..=2 {
+        let data = tempfile::tempdir().unwrap();
+        let run = std::panic::catch_unwind(|| serve_restart_resume(data.path()));
+        let Err(panic) = run else { return };
+        let console = std::fs::read_to_string(data.path().join("box/console.log")).unwrap_or_default();
+        let crashed = ["BUG: kernel NULL pointer", "Kernel panic", "Oops:"].iter().any(|m| console.contains(m));
+        if attempt == 1 && crashed {
+            eprintln!("WARNING: the box's kernel crashed during this test; running it once more in a fresh box");
+            continue;
+        }
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn serve_restart_resume(data: &std::path::Path) {
+    let o = serve(data);
     let ws_url = format!("{}/api/v1/workstations", o.base);
     let (s, ws) = call("POST", &ws_url, Some(json!({"name": "kept", "mem_size_mib": 512, "disk_size_gib": 1})));
     assert_eq!((s, ws["state"].as_str()), (201, Some("running")), "{ws}");
@@ -86,7 +104,7 @@ fn serve_runs_in_the_box_and_a_restart_boots_what_was_running() {
     assert_eq!((s, r["exit_code"].as_i64()), (200, Some(0)), "{r}");
     stop(o);
 
-    let o = serve(data.path());
+    let o = serve(data);
     let one = one.replacen(&one[..one.find("/api").unwrap()], &o.base, 1);
     // Boots of suspended workstations run after the server answers: wait for it.
     let deadline = Instant::now() + Duration::from_secs(180);

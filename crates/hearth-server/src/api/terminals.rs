@@ -173,7 +173,7 @@ enum In {
 
 /// Returns once the server begins to stop.
 async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+    let _ = rx.wait_for(|s| *s).await;
 }
 
 fn text(m: &WsServerMessage) -> Message {
@@ -238,26 +238,26 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
     });
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let mut last_heard = Instant::now();
-    let why = loop {
+    let (why, asked) = loop {
         tokio::select! {
             msg = socket.recv() => {
-                let Some(Ok(msg)) = msg else { break "the client went away" };
+                let Some(Ok(msg)) = msg else { break ("the client went away", true) };
                 last_heard = Instant::now();
                 match msg {
-                    Message::Binary(b) if !read_only && in_tx.send(In::Keys(b.to_vec())).is_err() => break "keystrokes could not be written to the agent",
+                    Message::Binary(b) if !read_only && in_tx.send(In::Keys(b.to_vec())).is_err() => break ("keystrokes could not be written to the agent", false),
                     Message::Text(t) => match serde_json::from_str::<WsClientMessage>(&t) {
                         Ok(WsClientMessage::Resize { rows, cols }) if !read_only => {
-                            if validate_size(rows, cols).is_ok() && in_tx.send(In::Resize(rows, cols)).is_err() { break "a resize could not be written to the agent" }
+                            if validate_size(rows, cols).is_ok() && in_tx.send(In::Resize(rows, cols)).is_err() { break ("a resize could not be written to the agent", false) }
                         }
                         Ok(WsClientMessage::Ping) => {
-                            if !send_timed(&mut socket, text(&WsServerMessage::Pong)).await { break "sending to the client failed or stalled" }
+                            if !send_timed(&mut socket, text(&WsServerMessage::Pong)).await { break ("sending to the client failed or stalled", false) }
                         }
                         Ok(_) => {}
                         Err(e) => {
                             let _ = send_timed(&mut socket, text(&WsServerMessage::Error { message: format!("bad control message: {e}") })).await;
                         }
                     },
-                    Message::Close(_) => break "the client closed",
+                    Message::Close(_) => break ("the client closed", true),
                     _ => {}
                 }
             }
@@ -267,31 +267,36 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                     Some(PtyEvent::Resized { rows, cols }) => text(&WsServerMessage::Resize { rows, cols }),
                     Some(PtyEvent::Exited(st)) => {
                         let _ = send_timed(&mut socket, text(&WsServerMessage::Exit { code: st.code, signal: st.signal })).await;
-                        break "the terminal's command ended";
+                        break ("the terminal's command ended", true);
                     }
                     // Dropped by the agent, or by our own queue: either way this client lagged.
                     Some(PtyEvent::Lagged) => {
                         let _ = send_timed(&mut socket, text(&WsServerMessage::Lagged)).await;
-                        break "the client lagged (the agent's queue)";
+                        break ("the client lagged (the agent's queue)", false);
                     }
                     None if lagged.load(Ordering::SeqCst) => {
                         let _ = send_timed(&mut socket, text(&WsServerMessage::Lagged)).await;
-                        break "the client lagged (the server's queue)";
+                        break ("the client lagged (the server's queue)", false);
                     }
-                    Some(PtyEvent::Closed) | None => break "the agent's stream ended",
+                    Some(PtyEvent::Closed) | None => break ("the agent's stream ended", false),
                 };
-                if !send_timed(&mut socket, msg).await { break "sending to the client failed or stalled" }
+                if !send_timed(&mut socket, msg).await { break ("sending to the client failed or stalled", false) }
             }
             // The server is stopping: the client reconnects to the next one, the session lives on.
-            _ = stopped(&mut stopping) => break "the server is stopping",
+            _ = stopped(&mut stopping) => break ("the server is stopping", true),
             _ = heartbeat.tick() => {
-                if last_heard.elapsed() > HEARTBEAT_TIMEOUT { break "the client was silent too long" }
-                if !send_timed(&mut socket, Message::Ping(Vec::new().into())).await { break "sending to the client failed or stalled" }
+                if last_heard.elapsed() > HEARTBEAT_TIMEOUT { break ("the client was silent too long", false) }
+                if !send_timed(&mut socket, Message::Ping(Vec::new().into())).await { break ("sending to the client failed or stalled", false) }
             }
         }
     };
-    // Why each attachment ended, so a dropped terminal can be explained afterwards.
-    tracing::info!(why, "a WebSocket terminal client detached");
+    // Why each attachment ended, so a dropped terminal can be explained afterwards; the
+    // ends a client did not ask for are warnings.
+    if asked {
+        tracing::info!(why, "a WebSocket terminal client detached");
+    } else {
+        tracing::warn!(why, "a WebSocket terminal client was dropped");
+    }
     // Detach: the reader thread sees its stream end; the writer thread its channel.
     closer.close();
     let _ = send_timed(&mut socket, Message::Close(None)).await;

@@ -156,6 +156,13 @@ fn status(dir: &BoxDir, json: bool) -> anyhow::Result<ExitCode> {
 /// console: a box whose kernel crashed keeps its TCP port open and says nothing, forever, so
 /// waiting on it alone could hang. `stdin`, when given, is streamed to the command. Returns
 /// None, leaving the command running, once `stop` is set.
+///
+/// A box that died under the command (kernel crash, QEMU gone) is an error that begins with
+/// [`BOX_DIED`], so callers that may run the command again in a fresh box can tell it from
+/// the command's own failure.
+/// How a box-died error begins (see [`exec_watched`]); tests match on it to run again.
+pub(crate) const BOX_DIED: &str = "the box died while the command ran";
+
 pub(crate) fn exec_watched(
     dir: &BoxDir,
     spec: ExecSpec,
@@ -171,10 +178,18 @@ pub(crate) fn exec_watched(
     });
     loop {
         match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(r) => return Ok(Some(r?)),
+            Ok(Ok(exit)) => return Ok(Some(exit)),
+            Ok(Err(e)) => {
+                // A connection cut under the command is most often the box going away.
+                if let Some(why) = dir.death_since(console_from) {
+                    bail!("{BOX_DIED}: {why}\n(the command's connection: {e})");
+                }
+                // The box lives on but the command's connection broke: the console may say why.
+                bail!("{e}\nthe box's console since the command started:\n{}", dir.console_since(console_from));
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(tail) = dir.kernel_crash_since(console_from) {
-                    bail!("the box's kernel crashed while the command ran; console:\n{tail}");
+                if let Some(why) = dir.death_since(console_from) {
+                    bail!("{BOX_DIED}: {why}");
                 }
                 if stop.load(std::sync::atomic::Ordering::SeqCst) {
                     return Ok(None);
