@@ -25,6 +25,13 @@ pub use host::{BoxDir, BoxStatus, StartOptions};
 pub const CONTROL_PORT: u16 = 7070;
 /// The box's address on QEMU's user network.
 pub const BOX_ADDR: &str = "10.0.2.15/24";
+/// QEMU user networking's gateway and resolver as the box sees them: the box's default route
+/// (packets go nowhere while QEMU's `restrict=on`) and the resolver a served box hands its
+/// workstations.
+pub const BOX_GATEWAY: &str = "10.0.2.2";
+pub const BOX_DNS: &str = "10.0.2.3";
+/// The box's network interface: the uplink of the workstations served from it.
+pub const BOX_UPLINK: &str = "eth0";
 /// 9p mount tags and where the box mounts them.
 pub const SHARE_TAG: &str = "hearth-share";
 pub const CACHE_TAG: &str = "hearth-cache";

@@ -22,6 +22,8 @@ fn serve(data: &std::path::Path) -> Outer {
     let mut child = common::hearth(data)
         .args(["serve", "--listen", "127.0.0.1:0", "--mem-mib", "4096"])
         .env("HEARTH_LOG", "warn")
+        // Workstations without egress keep the box's QEMU network closed (restrict=on).
+        .env("HEARTH_NETWORK__EGRESS", "none")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

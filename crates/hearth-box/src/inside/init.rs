@@ -15,7 +15,7 @@ use nix::mount::MsFlags;
 
 use hearth_exec::server::{serve_incoming, ConnLimit, ServerConfig};
 use hearth_proto::control::capability;
-use crate::{BOX_ADDR, CACHE_MOUNT, CACHE_TAG, CONTROL_PORT, DATA_DEVICE, DATA_MOUNT, READY_LINE, SHARE_MOUNT};
+use crate::{BOX_ADDR, BOX_GATEWAY, BOX_UPLINK, CACHE_MOUNT, CACHE_TAG, CONTROL_PORT, DATA_DEVICE, DATA_MOUNT, READY_LINE, SHARE_MOUNT};
 
 /// The cache share is mounted `cache=loose`: artifacts are immutable (content-addressed), so
 /// the box may keep their pages (kernel, firecracker, guest image blocks) in its page cache.
@@ -82,7 +82,14 @@ fn delegate_cgroup_controllers() -> Result<(), String> {
 }
 
 fn network_up() -> Result<(), String> {
-    for args in [&["link", "set", "lo", "up"][..], &["addr", "add", BOX_ADDR, "dev", "eth0"], &["link", "set", "eth0", "up"]] {
+    // The default route is where workstations' NAT egress leaves; with QEMU's `restrict=on`
+    // (every test's box) nothing gets past QEMU.
+    for args in [
+        &["link", "set", "lo", "up"][..],
+        &["addr", "add", BOX_ADDR, "dev", BOX_UPLINK],
+        &["link", "set", BOX_UPLINK, "up"],
+        &["route", "add", "default", "via", BOX_GATEWAY, "dev", BOX_UPLINK],
+    ] {
         let status = Command::new("ip").args(args).status().map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
         if !status.success() {
             return Err(format!("ip {} failed ({status})", args.join(" ")));

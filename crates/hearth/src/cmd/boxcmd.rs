@@ -45,7 +45,7 @@ pub(crate) struct StartArgs {
     data_disk_gib: u64,
     /// Let the box reach the network beyond this host (default: no egress, restrict=on).
     #[arg(long)]
-    egress: bool,
+    pub(crate) egress: bool,
     /// Seconds to wait for the box to answer.
     #[arg(long, default_value_t = 180)]
     timeout: u64,

@@ -121,7 +121,12 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
         Some(state) if state.forwards.contains(&forward) => eprintln!("hearth: using the running box (pid {})", state.pid),
         Some(state) => bail!("the box (pid {}) runs without port {port} forwarded; stop it (hearth box stop) and run hearth serve again", state.pid),
         None => {
-            boxcmd::start(paths, &dir, start, false, &[forward])?;
+            let mut start = start.clone();
+            start.egress = box_network(&mut config, start.egress);
+            if start.egress {
+                eprintln!("hearth: the box lets workstations' NAT egress out through this host");
+            }
+            boxcmd::start(paths, &dir, &start, false, &[forward])?;
         }
     }
     // The server inside gets this configuration, listening on the forwarded port.
@@ -159,6 +164,25 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
     bail!("the server in the box exited (status {})", exit.status())
 }
 
+/// Whether the box's QEMU lets traffic out (`restrict=off`): asked for (`--egress`), or new
+/// workstations get NAT egress by the configuration. With egress, the server inside
+/// masquerades out of the box's interface and hands guests QEMU's resolver, unless the
+/// configuration names its own uplink or resolvers. (Without it, workstations that ask for
+/// `nat` get a route that ends at QEMU.)
+fn box_network(config: &mut Config, asked: bool) -> bool {
+    let net = &mut config.network;
+    let egress = asked || (net.enabled && net.parsed_egress() == Ok(hearth_net::Egress::Nat));
+    if egress && net.enabled {
+        if net.uplink.is_empty() {
+            net.uplink = hearth_box::BOX_UPLINK.into();
+        }
+        if net.dns.is_empty() {
+            net.dns = vec![hearth_box::BOX_DNS.into()];
+        }
+    }
+    egress
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -184,5 +208,33 @@ impl<W: Write> Write for Rewrite<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_served_box_lets_nat_egress_out_and_points_guests_at_its_resolver() {
+        let mut c = Config::default();
+        assert!(box_network(&mut c, false), "NAT is the default egress");
+        assert_eq!((c.network.uplink.as_str(), c.network.dns.as_slice()), ("eth0", &["10.0.2.3".to_string()][..]));
+        // What the configuration names is kept.
+        let mut c = Config::default();
+        c.network.uplink = "up0".into();
+        c.network.dns = vec!["203.0.113.53".into()];
+        assert!(box_network(&mut c, false));
+        assert_eq!((c.network.uplink.as_str(), c.network.dns[0].as_str()), ("up0", "203.0.113.53"));
+        // Egress none by default, or networking off: the box stays closed unless asked.
+        let mut c = Config::default();
+        c.network.egress = "none".into();
+        assert!(!box_network(&mut c, false));
+        assert!(c.network.uplink.is_empty());
+        assert!(box_network(&mut c, true), "--egress opens it anyway");
+        let mut c = Config::default();
+        c.network.enabled = false;
+        assert!(!box_network(&mut c, false));
+        assert!(c.network.dns.is_empty());
     }
 }
