@@ -258,7 +258,8 @@ fn the_api_drives_workstations_end_to_end() {
     // Exec: the data-science environment as scientist; stdin; refusals.
     let exec = |b: Value| call("POST", &format!("{one}/exec"), Some(b));
     let (s, r) = exec(json!({"argv": ["python3", "-c", "import numpy, pandas, getpass; print(numpy.arange(4).sum(), getpass.getuser())"]}));
-    assert_eq!((s, r["exit_code"].as_i64(), r["stdout"].as_str()), (200, Some(0), Some("6 scientist\n")), "{r}");
+    let console = || call("GET", &format!("{one}/console?tail_bytes=3000"), None).1.as_str().unwrap_or_default().to_string();
+    assert_eq!((s, r["exit_code"].as_i64(), r["stdout"].as_str()), (200, Some(0), Some("6 scientist\n")), "{r}\nconsole:\n{}", console());
     let (_, r) = exec(json!({"argv": ["wc", "-c"], "stdin": "12345"}));
     assert_eq!(r["stdout"].as_str().map(str::trim), Some("5"));
     let (_, r) = exec(json!({"argv": ["sh", "-c", "echo oops >&2; exit 3"]}));

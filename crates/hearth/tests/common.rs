@@ -49,6 +49,10 @@ pub(crate) fn is_running(pid: u64) -> bool {
 /// What `hearth box run` says when the box, not the command, failed (cmd/boxcmd.rs).
 pub(crate) const BOX_DIED: &str = "the box died while the command ran";
 
+/// Runs of a box test whose box died (the crash has come twice in a row under the abuse test:
+/// two runs are not enough for a green CI; each retry is loud).
+pub(crate) const BOX_ATTEMPTS: u32 = 3;
+
 /// Box tests in one test binary run one at a time: two emulated boxes on the CI machine's two
 /// cores run each slower than both in turn.
 static ONE_BOX_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -60,14 +64,15 @@ static ONE_BOX_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// The box is nested virtualization emulated by QEMU's TCG; its kernel has been seen to crash
 /// (once in many runs, under load), and its QEMU to vanish without a word (a triple fault under
 /// `-no-reboot`). `hearth box run` then fails fast saying the box died, and the test is run
-/// once more in a fresh box, loudly. Any other failure fails the test.
+/// again in a fresh box, loudly, up to [`BOX_ATTEMPTS`] times in all. Any other failure fails
+/// the test.
 pub(crate) fn delegated_to_box(test: &str) -> bool {
     if std::env::var_os("HEARTH_IN_BOX").is_some() {
         return false;
     }
     let _one = ONE_BOX_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let exe = std::env::current_exe().unwrap();
-    for attempt in 1..=2 {
+    for attempt in 1..=BOX_ATTEMPTS {
         let data = tempfile::tempdir().unwrap();
         let (code, out, err) = run(hearth(data.path()).args(["box", "run", "--mem-mib", "4096", "--host-bin", "--"]).arg(&exe).args([
             "--exact",
@@ -75,7 +80,7 @@ pub(crate) fn delegated_to_box(test: &str) -> bool {
             "--nocapture",
             "--test-threads=1",
         ]));
-        if code != 0 && attempt == 1 && err.contains(BOX_DIED) {
+        if code != 0 && attempt < BOX_ATTEMPTS && err.contains(BOX_DIED) {
             eprintln!("WARNING: the box died under {test}; running it once more in a fresh box:\n{err}");
             continue;
         }

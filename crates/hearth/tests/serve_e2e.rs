@@ -75,20 +75,20 @@ fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
 
 /// The box is nested virtualization emulated by QEMU's TCG; its kernel has been seen to crash
 /// (rarely, under load: a NULL instruction fetch in a vCPU thread). As in
-/// `common::delegated_to_box`, a run whose box kernel crashed is run once more, loudly; any
-/// other failure fails the test.
+/// `common::delegated_to_box`, a run whose box kernel crashed is run again, loudly; any other
+/// failure fails the test.
 #[test]
 fn serve_runs_in_the_box_and_a_restart_boots_what_was_running() {
     if std::env::var_os("HEARTH_IN_BOX").is_some() {
         return; // this test is about the host side of the box
     }
-    for attempt in 1..=2 {
+    for attempt in 1..=common::BOX_ATTEMPTS {
         let data = tempfile::tempdir().unwrap();
         let run = std::panic::catch_unwind(|| serve_restart_resume(data.path()));
         let Err(panic) = run else { return };
         let console = std::fs::read_to_string(data.path().join("box/console.log")).unwrap_or_default();
         let crashed = ["BUG: kernel NULL pointer", "Kernel panic", "Oops:"].iter().any(|m| console.contains(m));
-        if attempt == 1 && crashed {
+        if attempt < common::BOX_ATTEMPTS && crashed {
             eprintln!("WARNING: the box's kernel crashed during this test; running it once more in a fresh box");
             continue;
         }
