@@ -118,6 +118,7 @@ fn connects_from(ns: Option<&Path>, to: &str) -> bool {
 
 fn env(range: &str) -> Vec<(&'static str, String)> {
     vec![
+        ("HEARTH_NETWORK__ENABLED", "true".into()),
         ("HEARTH_NETWORK__UPLINK", UPLINK.into()),
         ("HEARTH_NETWORK__DNS", format!("[\"{DNS}\"]")),
         ("HEARTH_NETWORK__RANGE", range.into()),

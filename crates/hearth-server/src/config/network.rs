@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Network {
-    /// Give every new workstation a network namespace, a tap and an address.
+    /// Give every new workstation a network namespace, a tap and an address. Off by default
+    /// for now: in the box, workstations booted with a network device hung at boot or lost
+    /// their agent in 2 of 4 API test runs (not yet explained; docs/network.md).
     pub enabled: bool,
     /// The private range workstations' /29 slots are cut from.
     pub range: String,
@@ -31,7 +33,7 @@ pub const MAX_NET_LIST: usize = 256;
 
 impl Default for Network {
     fn default() -> Self {
-        Self { enabled: true, range: hearth_net::alloc::DEFAULT_RANGE.into(), uplink: String::new(), egress: "nat".into(), dns: vec![], allow: vec![], mtu: 1500 }
+        Self { enabled: false, range: hearth_net::alloc::DEFAULT_RANGE.into(), uplink: String::new(), egress: "nat".into(), dns: vec![], allow: vec![], mtu: 1500 }
     }
 }
 

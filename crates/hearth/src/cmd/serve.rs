@@ -217,23 +217,28 @@ mod tests {
 
     #[test]
     fn a_served_box_lets_nat_egress_out_and_points_guests_at_its_resolver() {
-        let mut c = Config::default();
+        let networked = || {
+            let mut c = Config::default();
+            c.network.enabled = true;
+            c
+        };
+        let mut c = networked();
         assert!(box_network(&mut c, false), "NAT is the default egress");
         assert_eq!((c.network.uplink.as_str(), c.network.dns.as_slice()), ("eth0", &["10.0.2.3".to_string()][..]));
         // What the configuration names is kept.
-        let mut c = Config::default();
+        let mut c = networked();
         c.network.uplink = "up0".into();
         c.network.dns = vec!["203.0.113.53".into()];
         assert!(box_network(&mut c, false));
         assert_eq!((c.network.uplink.as_str(), c.network.dns[0].as_str()), ("up0", "203.0.113.53"));
-        // Egress none by default, or networking off: the box stays closed unless asked.
-        let mut c = Config::default();
+        // Egress none by default, or networking off (the default): the box stays closed
+        // unless asked.
+        let mut c = networked();
         c.network.egress = "none".into();
         assert!(!box_network(&mut c, false));
         assert!(c.network.uplink.is_empty());
         assert!(box_network(&mut c, true), "--egress opens it anyway");
         let mut c = Config::default();
-        c.network.enabled = false;
         assert!(!box_network(&mut c, false));
         assert!(c.network.dns.is_empty());
     }
