@@ -34,6 +34,9 @@ pub struct BoxSpec {
 /// TDP MMU the tail of boots after a kill was longer (p95 3.2 s vs 2.6 s over 10 boots).
 pub const KERNEL_ARGS: &str = "console=ttyS0 quiet random.trust_cpu=on kvm.tdp_mmu=0 root=/dev/vda ro rootfstype=ext4 init=/init panic=-1";
 
+/// On the box's kernel command line when its QEMU lets traffic out.
+pub const EGRESS_ARG: &str = "hearth.box_egress=1";
+
 pub fn args(spec: &BoxSpec) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |parts: &[&str]| a.extend(parts.iter().map(OsString::from));
@@ -42,7 +45,10 @@ pub fn args(spec: &BoxSpec) -> Vec<OsString> {
     push(&["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
     push(&["-serial", &format!("file:{}", spec.console_log.display())]);
     push(&["-pidfile", &spec.pid_file.to_string_lossy()]);
-    push(&["-kernel", &spec.kernel.to_string_lossy(), "-append", KERNEL_ARGS]);
+    // A box with egress gets a default route from its init (`EGRESS_ARG`); one without has
+    // none, so namespaces made in it (a test's fake internet) may route as they like.
+    let append = if spec.egress { format!("{KERNEL_ARGS} {EGRESS_ARG}") } else { KERNEL_ARGS.to_string() };
+    push(&["-kernel", &spec.kernel.to_string_lossy(), "-append", &append]);
     push(&["-drive", &format!("file={},format=raw,if=virtio,readonly=on", spec.rootfs.display())]);
     push(&["-drive", &format!("file={},format=raw,if=virtio", spec.data_disk.display())]);
     for (dir, tag) in [(&spec.share_dir, SHARE_TAG), (&spec.cache_dir, CACHE_TAG)] {
@@ -90,6 +96,15 @@ mod tests {
         }
         // The kernel command line is one argument.
         assert!(a.contains(&KERNEL_ARGS.to_string()));
+    }
+
+    #[test]
+    fn egress_tells_the_box_to_route_out() {
+        let joined = |s: &BoxSpec| args(s).into_iter().map(|a| a.into_string().unwrap()).collect::<Vec<_>>().join(" ");
+        let mut s = spec();
+        assert!(!joined(&s).contains(EGRESS_ARG));
+        s.egress = true;
+        assert!(joined(&s).contains(&format!("panic=-1 {EGRESS_ARG}")));
     }
 
     #[test]

@@ -82,14 +82,13 @@ fn delegate_cgroup_controllers() -> Result<(), String> {
 }
 
 fn network_up() -> Result<(), String> {
-    // The default route is where workstations' NAT egress leaves; with QEMU's `restrict=on`
-    // (every test's box) nothing gets past QEMU.
-    for args in [
-        &["link", "set", "lo", "up"][..],
-        &["addr", "add", BOX_ADDR, "dev", BOX_UPLINK],
-        &["link", "set", BOX_UPLINK, "up"],
-        &["route", "add", "default", "via", BOX_GATEWAY, "dev", BOX_UPLINK],
-    ] {
+    let mut steps = vec![&["link", "set", "lo", "up"][..], &["addr", "add", BOX_ADDR, "dev", BOX_UPLINK], &["link", "set", BOX_UPLINK, "up"]];
+    // A box whose QEMU lets traffic out routes workstations' NAT egress through it.
+    let egress = std::fs::read_to_string("/proc/cmdline").is_ok_and(|c| c.split_whitespace().any(|w| w == crate::qemu::EGRESS_ARG));
+    if egress {
+        steps.push(&["route", "add", "default", "via", BOX_GATEWAY, "dev", BOX_UPLINK]);
+    }
+    for args in steps {
         let status = Command::new("ip").args(args).status().map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
         if !status.success() {
             return Err(format!("ip {} failed ({status})", args.join(" ")));
