@@ -76,8 +76,12 @@ pub struct BoxDir {
 
 const CONSOLE_TAIL_BYTES: u64 = 4096;
 
-/// What the box's kernel prints when it is going down (guests' consoles are elsewhere).
-const KERNEL_CRASH_MARKERS: &[&str] = &["Kernel panic", "PANIC: double fault", "BUG: kernel NULL pointer", "BUG: unable to handle", "Oops:"];
+/// What the box's kernel prints when it is going down (guests' consoles are elsewhere), or
+/// wedged: a vCPU whose timer interrupts stopped (seen under TCG with nested guests running:
+/// the box then answers nothing for good; `-accel tcg,thread=single` was tried against it and
+/// booted no guest in two minutes).
+pub const KERNEL_CRASH_MARKERS: &[&str] =
+    &["Kernel panic", "PANIC: double fault", "BUG: kernel NULL pointer", "BUG: unable to handle", "Oops:", "kthread timer wakeup didn't happen"];
 
 impl BoxDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -139,7 +143,7 @@ impl BoxDir {
     /// its own: callers say so, with the console's and QEMU's last words.
     pub fn death_since(&self, offset: u64) -> Option<String> {
         if let Some(tail) = self.kernel_crash_since(offset) {
-            return Some(format!("its kernel crashed; console:\n{tail}"));
+            return Some(format!("its kernel crashed or a CPU stalled for good; console:\n{tail}"));
         }
         let state: BoxState = serde_json::from_slice(&fs::read(self.state_path()).ok()?).ok()?;
         (!is_qemu_alive(state.pid)).then(|| {
@@ -395,6 +399,10 @@ mod tests {
         let mut f = fs::OpenOptions::new().append(true).open(b.console_log()).unwrap();
         std::io::Write::write_all(&mut f, b"kvm [57]: vcpu0 Unhandled WRMSR\nBUG: kernel NULL pointer dereference, address: 0\n").unwrap();
         assert!(b.kernel_crash_since(from).unwrap().starts_with("BUG: kernel NULL pointer"));
+        // A CPU whose timer stopped is as lost.
+        let from = b.console_len();
+        std::io::Write::write_all(&mut f, b"rcu: rcu_sched kthread timer wakeup didn't happen for 99796 jiffies! g16749\n").unwrap();
+        assert!(b.kernel_crash_since(from).unwrap().starts_with("kthread timer wakeup"));
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn serve_runs_in_the_box_and_a_restart_boots_what_was_running() {
         let run = std::panic::catch_unwind(|| serve_restart_resume(data.path()));
         let Err(panic) = run else { return };
         let console = std::fs::read_to_string(data.path().join("box/console.log")).unwrap_or_default();
-        let crashed = ["BUG: kernel NULL pointer", "Kernel panic", "Oops:"].iter().any(|m| console.contains(m));
+        let crashed = hearth_box::host::KERNEL_CRASH_MARKERS.iter().any(|m| console.contains(m));
         if attempt < common::BOX_ATTEMPTS && crashed {
             eprintln!("WARNING: the box's kernel crashed during this test; running it once more in a fresh box");
             continue;
