@@ -129,12 +129,7 @@ impl BoxDir {
 
     /// The console from `offset` on, its last few KiB at most (for error messages).
     pub fn console_since(&self, offset: u64) -> String {
-        let len = self.console_len();
-        let Ok(mut f) = fs::File::open(self.console_log()) else { return String::new() };
-        let _ = f.seek(SeekFrom::Start(offset.max(len.saturating_sub(CONSOLE_TAIL_BYTES))));
-        let mut buf = Vec::new();
-        let _ = f.take(CONSOLE_TAIL_BYTES).read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
+        tail_from(&self.console_log(), offset).unwrap_or_default()
     }
 
     /// Why the box is gone, if it is: its kernel crashed after `offset` (the box then never
@@ -145,7 +140,7 @@ impl BoxDir {
         if let Some(tail) = self.kernel_crash_since(offset) {
             return Some(format!("its kernel crashed or a CPU stalled for good; console:\n{tail}"));
         }
-        let state: BoxState = serde_json::from_slice(&fs::read(self.state_path()).ok()?).ok()?;
+        let state = self.recorded()?;
         (!is_qemu_alive(state.pid)).then(|| {
             format!(
                 "its QEMU (pid {}) exited; qemu.log:\n{}\nconsole:\n{}",
@@ -156,10 +151,14 @@ impl BoxDir {
         })
     }
 
+    /// The state last recorded, whether or not its QEMU still runs.
+    fn recorded(&self) -> Option<BoxState> {
+        serde_json::from_slice(&fs::read(self.state_path()).ok()?).ok()
+    }
+
     /// The recorded state, if its QEMU is still alive.
     pub fn running(&self) -> Option<BoxState> {
-        let state: BoxState = serde_json::from_slice(&fs::read(self.state_path()).ok()?).ok()?;
-        is_qemu_alive(state.pid).then_some(state)
+        self.recorded().filter(|s| is_qemu_alive(s.pid))
     }
 
     pub fn token(&self) -> Result<String, BoxError> {
@@ -377,12 +376,18 @@ fn wait_exit(pid: u32, timeout: Duration) -> bool {
 
 /// The last few KiB of a log, for error messages.
 pub fn read_tail(path: &Path) -> String {
-    let Ok(mut f) = fs::File::open(path) else { return format!("({} missing)", path.display()) };
+    tail_from(path, 0).unwrap_or_else(|| format!("({} missing)", path.display()))
+}
+
+/// What a log holds from `offset` on, its last [`CONSOLE_TAIL_BYTES`] at most; None if it
+/// cannot be opened.
+fn tail_from(path: &Path, offset: u64) -> Option<String> {
+    let mut f = fs::File::open(path).ok()?;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(CONSOLE_TAIL_BYTES)));
+    let _ = f.seek(SeekFrom::Start(offset.max(len.saturating_sub(CONSOLE_TAIL_BYTES))));
     let mut buf = Vec::new();
-    let _ = f.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
+    let _ = f.take(CONSOLE_TAIL_BYTES).read_to_end(&mut buf);
+    Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
 #[cfg(test)]

@@ -305,7 +305,7 @@ fn send_chunks<C: Conn>(conn: &mut C, tag: u8, bytes: &[u8]) -> Result<(), Strin
 /// The last `lines` (default: all) lines of scrollback, formatted, each ended by CRLF.
 fn scrollback_bytes(term: &Term, lines: Option<usize>) -> Vec<u8> {
     let kept = &term.callbacks().scrollback;
-    let skip = kept.len() - lines.unwrap_or(kept.len()).min(kept.len());
+    let skip = lines.map_or(0, |n| kept.len().saturating_sub(n));
     kept.iter().skip(skip).flat_map(|row| row.iter().copied()).collect()
 }
 

@@ -152,6 +152,9 @@ fn status(dir: &BoxDir, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// How a box-died error begins (see [`exec_watched`]); tests match on it to run again.
+pub(crate) const BOX_DIED: &str = "the box died while the command ran";
+
 /// Runs `spec` in the box, its stdout to `stdout` and stderr to ours, while watching the box's
 /// console: a box whose kernel crashed keeps its TCP port open and says nothing, forever, so
 /// waiting on it alone could hang. `stdin`, when given, is streamed to the command. Returns
@@ -160,9 +163,6 @@ fn status(dir: &BoxDir, json: bool) -> anyhow::Result<ExitCode> {
 /// A box that died under the command (kernel crash, QEMU gone) is an error that begins with
 /// [`BOX_DIED`], so callers that may run the command again in a fresh box can tell it from
 /// the command's own failure.
-/// How a box-died error begins (see [`exec_watched`]); tests match on it to run again.
-pub(crate) const BOX_DIED: &str = "the box died while the command ran";
-
 pub(crate) fn exec_watched(
     dir: &BoxDir,
     spec: ExecSpec,
