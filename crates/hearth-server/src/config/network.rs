@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub struct Network {
     /// Give every new workstation a network namespace, a tap and an address. Off by default
     /// for now: in the box, workstations booted with a network device hung at boot or lost
-    /// their agent in 2 of 4 API test runs (not yet explained; docs/network.md).
+    /// their agent in 2 of 10 API test runs (not yet explained; docs/network.md).
     pub enabled: bool,
     /// The private range workstations' /29 slots are cut from.
     pub range: String,
