@@ -108,6 +108,13 @@ pub async fn serve(app: App, opts: ServeOptions, ready: impl FnOnce(std::net::So
         let app = app.clone();
         tokio::task::spawn_blocking(move || reconcile::resume_suspended(&app));
     }
+    // Keystroke echoes are small writes: without TCP_NODELAY the second of two (an echo, then
+    // the prompt) waits for the first one's delayed ACK, ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "setting TCP_NODELAY");
+        }
+    });
     axum::serve(listener, api::router(app.clone()))
         .with_graceful_shutdown({
             let app = app.clone();
