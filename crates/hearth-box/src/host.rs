@@ -7,6 +7,7 @@
 //! share/bin/hearth   this hearth binary, shared read-only into the box over 9p
 //! share/token     the control channel secret (new at every start, mode 0600)
 //! console.log     the box's serial console; qemu.log: QEMU's own output
+//! monitor.sock    QEMU's human monitor (mode 0600), for post-mortems of a wedged box
 //! .lock           held while starting or stopping
 //! ```
 //! QEMU runs detached (own session), so the box outlives the command that started it.
@@ -127,6 +128,33 @@ impl BoxDir {
         Some(text[start..text.ceil_char_boundary((start + 3000).min(text.len()))].to_string())
     }
 
+    fn monitor_path(&self) -> PathBuf {
+        self.root.join("monitor.sock")
+    }
+
+    /// What QEMU's monitor says of the box's CPUs (halted or not, where, with which flags):
+    /// the post-mortem of a box that stopped answering. None if the monitor does not answer
+    /// within a few seconds (a QEMU that is itself stuck, or stopped).
+    pub fn cpu_report(&self) -> Option<String> {
+        use std::io::Write;
+        let mut m = std::os::unix::net::UnixStream::connect(self.monitor_path()).ok()?;
+        m.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        m.write_all(b"info cpus\ninfo registers -a\n").ok()?;
+        // The banner's prompt, then one per command: the third is the end of the answers.
+        let (mut out, mut buf) = (Vec::new(), [0u8; 4096]);
+        while out.windows(7).filter(|w| w == b"(qemu) ").count() < 3 && out.len() < 64 << 10 {
+            match m.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        // The monitor echoes what it is sent with line-editing escapes: those lines go.
+        let out = String::from_utf8_lossy(&out);
+        let text: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.contains('\x1b')).collect();
+        let text = text.join("\n");
+        (!text.trim().is_empty()).then_some(text)
+    }
+
     /// The console from `offset` on, its last few KiB at most (for error messages).
     pub fn console_since(&self, offset: u64) -> String {
         tail_from(&self.console_log(), offset).unwrap_or_default()
@@ -213,7 +241,10 @@ impl BoxDir {
             control_port: port,
             forwards: opts.forwards.clone(),
             egress: opts.egress,
+            // A unix socket path has at most 107 bytes; a deeper data directory goes without.
+            monitor: Some(self.monitor_path()).filter(|p| p.as_os_str().len() < 100),
         };
+        let _ = fs::remove_file(self.monitor_path());
         let qemu_log_path = self.root.join("qemu.log");
         let qemu_log = fs::File::create(&qemu_log_path).map_err(|e| BoxError::io("creating qemu.log", e))?;
         let qemu_err = qemu_log.try_clone().map_err(|e| BoxError::io("cloning qemu.log", e))?;
@@ -258,6 +289,8 @@ impl BoxDir {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        // The monitor controls the box: only its owner may connect.
+        let _ = fs::set_permissions(self.monitor_path(), fs::Permissions::from_mode(0o600));
         let state = BoxState { ready_ms: started.elapsed().as_millis() as u64, ..state };
         self.write_state(&state)?;
         Ok(state)
@@ -393,6 +426,28 @@ fn tail_from(path: &Path, offset: u64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_monitor_report_keeps_answers_and_drops_echoed_commands() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let b = BoxDir::new(d.path());
+        assert_eq!(b.cpu_report(), None, "no monitor, no report");
+        let l = std::os::unix::net::UnixListener::bind(b.monitor_path()).unwrap();
+        // What QEMU 7.2's monitor sends back (its line editor echoes each command).
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            c.write_all(b"QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu) ").unwrap();
+            let mut buf = [0u8; 64];
+            let _ = c.read(&mut buf);
+            c.write_all(b"i\x1b[K\x1b[Dinfo cpus\x1b[K\r\n* CPU #0: thread_id=7\r\n(qemu) ").unwrap();
+            c.write_all(b"info registers -a\x1b[K\r\nRIP=ffffffff81073b8e RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1\r\n(qemu) ").unwrap();
+            std::thread::sleep(Duration::from_secs(5));
+        });
+        let r = b.cpu_report().unwrap();
+        assert!(r.contains("* CPU #0: thread_id=7") && r.contains("HLT=1"), "{r}");
+        assert!(!r.contains('\x1b') && !r.contains('\r'), "{r:?}");
+    }
 
     #[test]
     fn a_kernel_crash_after_the_offset_is_found() {

@@ -28,6 +28,9 @@ pub struct BoxSpec {
     pub forwards: Vec<(u16, u16)>,
     /// Let the box reach the outside network (QEMU user networking without `restrict=on`).
     pub egress: bool,
+    /// QEMU's human monitor on a unix socket, for post-mortems of a box that stopped
+    /// answering (`info cpus`, `info registers`).
+    pub monitor: Option<PathBuf>,
 }
 
 /// `kvm.tdp_mmu=0`: the legacy MMU zaps a killed VM's page tables synchronously; with the
@@ -45,6 +48,9 @@ pub fn args(spec: &BoxSpec) -> Vec<OsString> {
     push(&["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
     push(&["-serial", &format!("file:{}", spec.console_log.display())]);
     push(&["-pidfile", &spec.pid_file.to_string_lossy()]);
+    if let Some(m) = &spec.monitor {
+        push(&["-monitor", &format!("unix:{},server=on,wait=off", m.display())]);
+    }
     // A box with egress gets a default route from its init (`EGRESS_ARG`); one without has
     // none, so namespaces made in it (a test's fake internet) may route as they like.
     let append = if spec.egress { format!("{KERNEL_ARGS} {EGRESS_ARG}") } else { KERNEL_ARGS.to_string() };
@@ -82,6 +88,7 @@ mod tests {
             control_port: 40000,
             forwards: vec![(8080, 8080)],
             egress: false,
+            monitor: Some("/b/monitor.sock".into()),
         }
     }
 
@@ -91,7 +98,7 @@ mod tests {
         let joined = a.join(" ");
         for needle in ["-M q35", "-accel tcg,thread=multi", "-cpu max", "random.trust_cpu=on", "restrict=on",
             "hostfwd=tcp:127.0.0.1:40000-:7070,hostfwd=tcp:127.0.0.1:8080-:8080", "file=/c/box.ext4,format=raw,if=virtio,readonly=on", "-no-reboot",
-            "mount_tag=hearth-cache,security_model=none,readonly=on"] {
+            "mount_tag=hearth-cache,security_model=none,readonly=on", "-monitor unix:/b/monitor.sock,server=on,wait=off"] {
             assert!(joined.contains(needle), "missing {needle}: {joined}");
         }
         // The kernel command line is one argument.

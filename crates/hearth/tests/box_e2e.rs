@@ -1,6 +1,7 @@
 //! The box, end to end: QEMU boots the box kernel and image, the real Firecracker inside it
 //! boots our guest kernel and image to the agent's readiness line, the box's data disk
-//! keeps its files across a stop and start, and `hearth box run` returns output and status.
+//! keeps its files across a stop and start, and `hearth box run` returns output and status
+//! (and gives up on a box that stops answering).
 
 mod common;
 
@@ -60,6 +61,27 @@ fn the_box_boots_guests_with_real_firecracker_and_keeps_its_disk() {
     // `box run` on a stopped box starts it for the command and stops it after.
     let out = run_ok(hearth(d).args(["box", "run", "--mem-mib", "2048", "--", "cat", "/run/hearth/data/marker"]));
     assert_eq!(out, "kept\n");
+    let (code, out, _) = run(hearth(d).args(["box", "status"]));
+    assert_eq!((code, out.trim()), (3, "stopped"));
+
+    // A wedged box (QEMU alive, the box silent: here its QEMU is stopped with SIGSTOP) fails
+    // the command as a box death instead of hanging, and the box it started is cleaned up.
+    let mut wedged = hearth(d)
+        .args(["box", "run", "--wedged-after", "10", "--", "sh", "-c", "echo started; sleep 600"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(wedged.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line, "started\n");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("box/state.json")).unwrap()).unwrap();
+    let qemu = nix::unistd::Pid::from_raw(state["pid"].as_i64().unwrap() as i32);
+    nix::sys::signal::kill(qemu, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let out = wedged.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(common::BOX_DIED) && err.contains("stopped answering"), "{err}");
+    assert!(!common::is_running(qemu.as_raw() as u64), "the wedged box's QEMU {qemu} was left running");
     let (code, out, _) = run(hearth(d).args(["box", "status"]));
     assert_eq!((code, out.trim()), (3, "stopped"));
 }

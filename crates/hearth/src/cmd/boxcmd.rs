@@ -64,6 +64,10 @@ pub(crate) struct RunArgs {
     /// Working directory inside the box.
     #[arg(long)]
     cwd: Option<String>,
+    /// Give up on a box that does not answer for this many seconds (a wedged box: its QEMU
+    /// alive, its CPUs halted for good); the error then says the box died.
+    #[arg(long, default_value_t = WEDGED_AFTER.as_secs(), value_parser = clap::value_parser!(u64).range(5..))]
+    wedged_after: u64,
     /// The command is a host binary: share it into the box first (e.g. a test binary).
     #[arg(long)]
     host_bin: bool,
@@ -154,13 +158,34 @@ fn status(dir: &BoxDir, json: bool) -> anyhow::Result<ExitCode> {
 
 /// How a box-died error begins (see [`exec_watched`]); tests match on it to run again.
 pub(crate) const BOX_DIED: &str = "the box died while the command ran";
+/// The longest between two probes of whether a running command's box still answers.
+const PROBE_EVERY: Duration = Duration::from_secs(20);
+/// By default, a box that answered no probe for this long is wedged. Seen under TCG: every CPU of the box
+/// halted for good, QEMU alive and quiet, the console silent; the box's clock stops with it,
+/// so nothing inside it times out either, and without this the caller would wait forever.
+pub(crate) const WEDGED_AFTER: Duration = Duration::from_secs(120);
+
+/// Asks the box every `every` whether its control server answers, and sends each probe's
+/// result (the instant of the answer, or None); ends when the receiver goes away.
+fn probe_answers(dir: BoxDir, every: Duration) -> std::sync::mpsc::Receiver<Option<std::time::Instant>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(every);
+        let answered = matches!(dir.status(), BoxStatus::Running { .. }).then(std::time::Instant::now);
+        if tx.send(answered).is_err() {
+            return;
+        }
+    });
+    rx
+}
 
 /// Runs `spec` in the box, its stdout to `stdout` and stderr to ours, while watching the box's
 /// console: a box whose kernel crashed keeps its TCP port open and says nothing, forever, so
 /// waiting on it alone could hang. `stdin`, when given, is streamed to the command. Returns
 /// None, leaving the command running, once `stop` is set.
 ///
-/// A box that died under the command (kernel crash, QEMU gone) is an error that begins with
+/// A box that died under the command (kernel crash, QEMU gone, no answer for
+/// `wedged_after`) is an error that begins with
 /// [`BOX_DIED`], so callers that may run the command again in a fresh box can tell it from
 /// the command's own failure.
 pub(crate) fn exec_watched(
@@ -169,6 +194,7 @@ pub(crate) fn exec_watched(
     stdin: Option<Box<dyn std::io::Read + Send>>,
     mut stdout: Box<dyn std::io::Write + Send>,
     stop: &std::sync::atomic::AtomicBool,
+    wedged_after: Duration,
 ) -> anyhow::Result<Option<hearth_exec::ExecExit>> {
     let console_from = dir.console_len();
     let client = dir.client()?;
@@ -176,7 +202,19 @@ pub(crate) fn exec_watched(
     std::thread::spawn(move || {
         let _ = tx.send(client.exec_io(spec, stdin, &mut stdout, &mut std::io::stderr()));
     });
+    // A few probes fit in the allowed silence, so one slow answer is not death.
+    let answers = probe_answers(BoxDir::new(dir.root()), (wedged_after / 4).min(PROBE_EVERY));
+    let mut last_answer = std::time::Instant::now();
     loop {
+        last_answer = answers.try_iter().flatten().last().unwrap_or(last_answer);
+        if last_answer.elapsed() > wedged_after {
+            bail!(
+                "{BOX_DIED}: it stopped answering (its control server silent for {} s, its QEMU alive: a wedged box); console since the command started:\n{}\nQEMU's monitor on the box's CPUs:\n{}",
+                last_answer.elapsed().as_secs(),
+                dir.console_since(console_from),
+                dir.cpu_report().unwrap_or_else(|| "(no answer)".into())
+            );
+        }
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(Ok(exit)) => return Ok(Some(exit)),
             Ok(Err(e)) => {
@@ -212,7 +250,7 @@ fn run_in_box(paths: &Paths, dir: &BoxDir, a: RunArgs) -> anyhow::Result<ExitCod
         }
         let spec = ExecSpec { env: a.env, cwd: a.cwd, timeout_secs: a.cmd_timeout, ..ExecSpec::new(argv) };
         let never = std::sync::atomic::AtomicBool::new(false);
-        let exit = exec_watched(dir, spec, None, Box::new(std::io::stdout()), &never)?;
+        let exit = exec_watched(dir, spec, None, Box::new(std::io::stdout()), &never, Duration::from_secs(a.wedged_after))?;
         exit.ok_or_else(|| anyhow::anyhow!("interrupted"))
     })();
     if ephemeral {

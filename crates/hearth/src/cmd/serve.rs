@@ -154,7 +154,7 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
     });
     let out = Rewrite { out: std::io::stdout(), from: inside, to: outside + " (workstations run in the box)" };
     let never = AtomicBool::new(false);
-    let result = boxcmd::exec_watched(&dir, spec, Some(Box::new(std::fs::File::from(stdin_read))), Box::new(out), &never);
+    let result = boxcmd::exec_watched(&dir, spec, Some(Box::new(std::fs::File::from(stdin_read))), Box::new(out), &never, boxcmd::WEDGED_AFTER);
     eprintln!("hearth: stopping the box");
     dir.stop(Duration::from_secs(60)).context("stopping the box")?;
     let exit = result?.context("interrupted")?;
