@@ -233,10 +233,9 @@ impl Workstation {
         let mut record: Record = read_json(&self.layout.state())?;
         let vm = Vm::attach(&self.layout.vm());
         if matches!(record.state, State::Running | State::Paused) && vm.is_none() {
-            let fc_log = fs::read_to_string(self.layout.vm().join("firecracker.log")).unwrap_or_default();
-            let last = fc_log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no log line");
+            let why = Vm::exit_reason(&self.layout.vm());
             record.state = State::Crashed;
-            record.crash = Some(format!("Firecracker exited without being stopped (last log line: {last})"));
+            record.crash = Some(format!("Firecracker exited without being stopped ({why})"));
             record.stopped_unix_ms = Some(unix_ms_now());
             // Its sockets and pid file are stale now.
             Vm::forget_dir(&self.layout.vm());

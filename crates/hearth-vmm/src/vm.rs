@@ -288,7 +288,9 @@ impl Vm {
         let jailed = cfg.jail.is_some();
         let at = |host: &Path, name: &str| if jailed { format!("/{name}") } else { path_str(host) };
         let run = self.run_dir();
-        api.put("/logger", &Logger { log_path: at(&run.join(FC_LOG), FC_LOG), level: "Warning".into(), show_level: true, show_log_origin: false })?;
+        // Info, not Warning: Firecracker's lifecycle lines are the post-mortem of a VM that
+        // ended on its own ("Received KVM_EXIT_SHUTDOWN signal": its guest reset itself).
+        api.put("/logger", &Logger { log_path: at(&run.join(FC_LOG), FC_LOG), level: "Info".into(), show_level: true, show_log_origin: false })?;
         let overlay_arg = match cfg.overlay {
             Overlay::Disk(_) => "hearth.overlay=/dev/vdb",
             Overlay::Tmpfs => "hearth.overlay=tmpfs",
@@ -525,6 +527,13 @@ impl Vm {
         }
     }
 
+    /// Why the VM in `dir` ended, from Firecracker's log, for a VM that ended without being
+    /// stopped (read it before [`Vm::forget_dir`], which moves a jailed log out).
+    pub fn exit_reason(dir: &Path) -> String {
+        let log = [dir.join(jail::ROOT_LINK).join(FC_LOG), dir.join(FC_LOG)].iter().find_map(|p| fs::read(p).ok()).unwrap_or_default();
+        exit_reason_of(&String::from_utf8_lossy(&log))
+    }
+
     /// Where Firecracker's sockets and live log are: the chroot when jailed, else `dir`.
     pub fn run_dir(&self) -> PathBuf {
         let root = self.dir.join(jail::ROOT_LINK);
@@ -533,6 +542,24 @@ impl Vm {
         } else {
             self.dir.clone()
         }
+    }
+}
+
+/// What Firecracker logs when its guest's vCPU reset the machine without asking (a triple
+/// fault: no panic, no word on the console).
+const GUEST_RESET_LINE: &str = "Received KVM_EXIT_SHUTDOWN";
+
+/// The reason [`Vm::exit_reason`] gives: a guest that reset itself is named as such (the log
+/// goes on with "exiting successfully", which would mislead), else the last warning or
+/// error, else the last line.
+fn exit_reason_of(log: &str) -> String {
+    let lines = || log.lines().rev().map(str::trim).filter(|l| !l.is_empty());
+    if let Some(l) = lines().find(|l| l.contains(GUEST_RESET_LINE)) {
+        return format!("its guest reset itself without a word (a triple fault): {l}");
+    }
+    match lines().find(|l| l.contains(":WARN]") || l.contains(":ERROR]")).or_else(|| lines().next()) {
+        Some(l) => format!("last log line: {l}"),
+        None => "Firecracker logged nothing".into(),
     }
 }
 
@@ -569,4 +596,34 @@ fn path_str(p: &Path) -> String {
 /// Creates a sparse ext4 disk of `bytes` (a workstation's overlay disk), atomically.
 pub fn create_ext4_disk(path: &Path, bytes: u64, mkfs: &Path) -> Result<(), VmmError> {
     hearth_fs::create_ext4_image(path, bytes, "hearth-overlay", mkfs).map_err(|source| VmmError::Io { what: "creating the overlay disk".into(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_that_reset_itself_is_named_in_the_exit_reason() {
+        // Lines as Firecracker 1.12.1 wrote them when a guest triple-faulted in the box.
+        let log = "2026-12-01T14:06:39.99 [h-w:fc_vcpu 1:INFO] Received KVM_EXIT_SHUTDOWN signal\n\
+                   2026-12-01T14:06:39.99 [h-w:main:INFO] Vmm is stopping.\n\
+                   2026-12-01T14:06:40.11 [h-w:main:INFO] Firecracker exiting successfully. exit_code=0\n";
+        let r = exit_reason_of(log);
+        assert!(r.starts_with("its guest reset itself") && r.contains("KVM_EXIT_SHUTDOWN"), "{r}");
+        let log = "[h:fc_vcpu 0:WARN] something odd\n[h:main:INFO] Vmm is stopping.\n\n";
+        assert_eq!(exit_reason_of(log), "last log line: [h:fc_vcpu 0:WARN] something odd");
+        assert_eq!(exit_reason_of("[h:main:INFO] Vmm is stopping.\n"), "last log line: [h:main:INFO] Vmm is stopping.");
+        assert_eq!(exit_reason_of(""), "Firecracker logged nothing");
+    }
+
+    #[test]
+    fn the_exit_reason_reads_a_jailed_log_before_an_unjailed_one() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join(FC_LOG), "[h:main:INFO] outside\n").unwrap();
+        assert_eq!(Vm::exit_reason(d.path()), "last log line: [h:main:INFO] outside");
+        fs::create_dir(d.path().join("chroot")).unwrap();
+        std::os::unix::fs::symlink("chroot", d.path().join(jail::ROOT_LINK)).unwrap();
+        fs::write(d.path().join("chroot").join(FC_LOG), "[h:fc_vcpu 0:INFO] Received KVM_EXIT_SHUTDOWN signal\n").unwrap();
+        assert!(Vm::exit_reason(d.path()).starts_with("its guest reset itself"));
+    }
 }

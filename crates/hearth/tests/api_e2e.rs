@@ -45,6 +45,8 @@ impl Ws {
         let (mut sock, _) = tungstenite::connect(url).unwrap_or_else(|e| panic!("{url}: {e}"));
         if let tungstenite::stream::MaybeTlsStream::Plain(s) = sock.get_mut() {
             s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            // As browsers do: keystrokes go out at once.
+            s.set_nodelay(true).unwrap();
         }
         let head: Value = match sock.read().unwrap() {
             tungstenite::Message::Text(t) => serde_json::from_str(&t).unwrap(),
@@ -431,6 +433,31 @@ fn echo_ms(ws: &mut Ws, n: usize, tag: &str) -> Vec<f64> {
     v
 }
 
+/// Prints a workstation's post-mortem when the test fails while it is held: the guest
+/// console (an agent that restarted says so there) and Firecracker's own log.
+struct PostMortem {
+    api: String,
+    id: String,
+    data: std::path::PathBuf,
+}
+
+impl Drop for PostMortem {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        // What the agent says of the failure may take a moment to reach the console.
+        std::thread::sleep(Duration::from_secs(2));
+        let (_, console) = call("GET", &format!("{}/workstations/{}/console?tail_bytes=6000", self.api, self.id), None);
+        eprintln!("--- post-mortem of {}: console ---\n{}", self.id, console.as_str().unwrap_or_default());
+        let mut logs = Vec::new();
+        common::firecracker_logs(&self.data, &mut logs);
+        for log in logs {
+            eprintln!("--- {} ---\n{}", log.display(), std::fs::read_to_string(&log).unwrap_or_default());
+        }
+    }
+}
+
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
@@ -450,6 +477,7 @@ fn abusive_clients_leave_other_terminals_working() {
     let (s, ws) = call("POST", &format!("{api}/workstations"), Some(json!({"name": "shared", "vcpu_count": 2, "mem_size_mib": 512, "disk_size_gib": 1})));
     assert_eq!(s, 201, "{ws}");
     let one = format!("{api}/workstations/{}", ws["id"].as_str().unwrap());
+    let _post_mortem = PostMortem { api: api.clone(), id: ws["id"].as_str().unwrap().to_string(), data: data.clone() };
     let terms = format!("{one}/terminals");
     let open = || {
         let (s, t) = call("POST", &terms, Some(json!({})));
