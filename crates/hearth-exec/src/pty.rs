@@ -1,15 +1,20 @@
 //! Terminal sessions: a command on a PTY that outlives the connections watching it.
 //!
-//! Each session has one reader thread that drains the PTY into a headless terminal
-//! ([`vt100`], with bounded scrollback) and fans the bytes out to its attachments. An
-//! attachment is a connection: it first gets the exact screen and the scrollback, taken under
-//! the same lock that orders output, so nothing is lost or doubled between the replay and the
-//! live stream. Each attachment has its own queue bounded in bytes; one that falls
+//! Each session has one reader thread that drains the PTY and fans the bytes out to its
+//! attachments, and one parser thread that feeds the same bytes, in the same order, to a
+//! headless terminal ([`vt100`], with bounded scrollback). The parser is the slow part (under
+//! emulation it takes about three times what the PTY does), so it never holds the output up:
+//! it works from a queue bounded by [`MAX_UNPARSED`], and when it falls that far behind, the
+//! oldest queued output is dropped unparsed and the terminal starts afresh from what remains
+//! (a flood's scrollback keeps its end, the screen is right). An attachment is a connection:
+//! it first gets the exact screen and the scrollback, taken under the lock that orders output
+//! after the parser caught up with the queue, so nothing is lost or doubled between the replay
+//! and the live stream. Each attachment has its own queue bounded in bytes; one that falls
 //! [`MAX_QUEUED_BYTES`] behind is dropped (told `pty_lagged`), so a slow reader never stalls
 //! the shell or the other readers. Closing a connection detaches; only `pty_close` ends a
 //! session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -19,7 +24,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use hearth_proto::control::{
@@ -37,6 +42,8 @@ use crate::user;
 
 /// Output an attachment may have queued before it is dropped as too slow.
 pub const MAX_QUEUED_BYTES: usize = 4 << 20;
+/// Output the terminal may have left to parse; beyond it the oldest is dropped unparsed.
+pub const MAX_UNPARSED: usize = 1 << 20;
 /// An attachment whose peer takes no bytes for this long is dropped.
 const STALLED_WRITE: Duration = Duration::from_secs(30);
 /// After `pty_close` hangs a session up, what is left of it is killed this much later.
@@ -57,7 +64,45 @@ struct Session {
     created_unix_ms: u64,
     /// Keystrokes go here; resizes use its fd.
     input: Mutex<File>,
+    /// Taken before `parsed` wherever both are.
     state: Mutex<State>,
+    /// Wakes the parser: output queued, or the session ended.
+    queued: Condvar,
+    parsed: Mutex<Parsed>,
+}
+
+/// The terminal as far as the parser got.
+struct Parsed {
+    term: Term,
+    scrollback_lines: usize,
+    rows: u16,
+    cols: u16,
+}
+
+/// What the parser has yet to apply, in output order.
+enum Unparsed {
+    Output(Vec<u8>),
+    Resize(u16, u16),
+}
+
+impl Parsed {
+    fn apply(&mut self, item: Unparsed) {
+        match item {
+            Unparsed::Output(b) => feed(&mut self.term, &b, self.rows, self.cols, self.scrollback_lines),
+            Unparsed::Resize(rows, cols) => {
+                if let (Some(r), Some(c)) = (NonZeroU16::new(rows), NonZeroU16::new(cols)) {
+                    self.term.set_size(r, c);
+                }
+                (self.rows, self.cols) = (rows, cols);
+            }
+        }
+    }
+
+    /// A fresh terminal of the same size: what the parser continues with after output was
+    /// dropped unparsed.
+    fn restart(&mut self) {
+        self.term = new_term(self.rows, self.cols, self.scrollback_lines);
+    }
 }
 
 /// The headless terminal: vt100 plus the title it reports through a callback.
@@ -92,12 +137,48 @@ fn feed(term: &mut Term, bytes: &[u8], rows: u16, cols: u16, lines: usize) {
 }
 
 struct State {
-    term: Term,
-    scrollback_lines: usize,
     rows: u16,
     cols: u16,
     readers: Vec<Reader>,
     exited: Option<ExitStatus>,
+    unparsed: VecDeque<Unparsed>,
+    unparsed_bytes: usize,
+    /// Output was dropped unparsed: the parser restarts before its next item.
+    restart: bool,
+    /// No more output will come: the parser ends once the queue is empty.
+    ended: bool,
+}
+
+impl State {
+    fn queue(&mut self, item: Unparsed) {
+        if let Unparsed::Output(b) = &item {
+            self.unparsed_bytes += b.len();
+        }
+        self.unparsed.push_back(item);
+        // The parser is too far behind: the oldest output goes unparsed.
+        let mut size = None;
+        while self.unparsed_bytes > MAX_UNPARSED {
+            match self.unparsed.pop_front() {
+                Some(Unparsed::Output(b)) => self.unparsed_bytes -= b.len(),
+                Some(resize) => size = Some(resize),
+                None => break,
+            }
+            self.restart = true;
+        }
+        // The last size change dropped stays in force for the fresh terminal.
+        if let Some(resize) = size {
+            self.unparsed.push_front(resize);
+        }
+    }
+
+    /// The next item for the parser, and whether to restart the terminal before it.
+    fn pop(&mut self) -> Option<(Unparsed, bool)> {
+        let item = self.unparsed.pop_front()?;
+        if let Unparsed::Output(b) = &item {
+            self.unparsed_bytes -= b.len();
+        }
+        Some((item, std::mem::take(&mut self.restart)))
+    }
 }
 
 /// One attachment as the session sees it.
@@ -154,16 +235,22 @@ impl Sessions {
             created_unix_ms: hearth_proto::unix_ms_now(),
             input: Mutex::new(File::from(master)),
             state: Mutex::new(State {
-                term: new_term(spec.rows, spec.cols, lines),
-                scrollback_lines: lines,
                 rows: spec.rows,
                 cols: spec.cols,
                 readers: Vec::new(),
                 exited: None,
+                unparsed: VecDeque::new(),
+                unparsed_bytes: 0,
+                restart: false,
+                ended: false,
             }),
+            queued: Condvar::new(),
+            parsed: Mutex::new(Parsed { term: new_term(spec.rows, spec.cols, lines), scrollback_lines: lines, rows: spec.rows, cols: spec.cols }),
         });
         let s = session.clone();
         std::thread::spawn(move || s.drain(reader, child));
+        let s = session.clone();
+        std::thread::spawn(move || s.parse());
         map.insert(id, session.clone());
         Ok(session.info())
     }
@@ -213,12 +300,21 @@ impl Sessions {
         // never holds the session up.
         let (head, scrollback, screen, exited) = {
             let mut st = session.state.lock().expect("no panics while held");
-            let scrollback = scrollback_bytes(&mut st.term, scrollback_lines);
-            let screen = st.term.screen().state_formatted().into_bytes();
+            let mut parsed = session.parsed.lock().expect("no panics while held");
+            // What the parser has not seen yet is parsed now: the replay ends where the live
+            // stream starts.
+            while let Some((item, restart)) = st.pop() {
+                if restart {
+                    parsed.restart();
+                }
+                parsed.apply(item);
+            }
+            let scrollback = scrollback_bytes(&mut parsed.term, scrollback_lines);
+            let screen = parsed.term.screen().state_formatted().into_bytes();
             if st.exited.is_none() {
                 st.readers.push(Reader { id: reader_id, tx, queued: queued.clone(), lagged: lagged.clone() });
             }
-            let head = Event::PtyAttached { info: session.info_locked(&st), scrollback_bytes: scrollback.len() as u64, screen_bytes: screen.len() as u64 };
+            let head = Event::PtyAttached { info: session.info_locked(&st, &parsed), scrollback_bytes: scrollback.len() as u64, screen_bytes: screen.len() as u64 };
             (head, scrollback, screen, st.exited)
         };
         conn.set_write_timeout_conn(Some(STALLED_WRITE)).map_err(|e| e.to_string())?;
@@ -237,10 +333,26 @@ impl Sessions {
             let session = session.clone();
             std::thread::spawn(move || session.take_input(input, reader_id, read_only))
         };
+        // An item taken from the queue that did not fit in the frame before it.
+        let mut held: Option<Out> = None;
         let result = loop {
-            match rx.recv() {
-                Ok(Out::Data(bytes)) => {
+            match held.take().map_or_else(|| rx.recv(), Ok) {
+                Ok(Out::Data(mut bytes)) => {
                     queued.fetch_sub(bytes.len(), Ordering::SeqCst);
+                    // Output queued meanwhile goes in the same frame: under a flood, fewer and
+                    // larger writes to the host.
+                    while let Ok(next) = rx.try_recv() {
+                        match next {
+                            Out::Data(more) if bytes.len() + more.len() <= DATA_CHUNK => {
+                                queued.fetch_sub(more.len(), Ordering::SeqCst);
+                                bytes.extend_from_slice(&more);
+                            }
+                            other => {
+                                held = Some(other);
+                                break;
+                            }
+                        }
+                    }
                     if let Err(e) = write_frame(&mut conn, TAG_PTY, &bytes) {
                         break Err(e.to_string());
                     }
@@ -303,10 +415,11 @@ impl Session {
     }
 
     fn info(&self) -> PtyInfo {
-        self.info_locked(&self.state.lock().expect("no panics while held"))
+        let st = self.state.lock().expect("no panics while held");
+        self.info_locked(&st, &self.parsed.lock().expect("no panics while held"))
     }
 
-    fn info_locked(&self, st: &State) -> PtyInfo {
+    fn info_locked(&self, st: &State, parsed: &Parsed) -> PtyInfo {
         PtyInfo {
             id: self.id.clone(),
             pid: self.pid,
@@ -316,7 +429,7 @@ impl Session {
             cols: st.cols,
             created_unix_ms: self.created_unix_ms,
             attached: st.readers.len() as u32,
-            title: st.term.callbacks().title.clone(),
+            title: parsed.term.callbacks().title.clone(),
             exited: st.exited,
         }
     }
@@ -335,9 +448,9 @@ impl Session {
         }
         drop(input);
         let mut st = self.state.lock().expect("no panics while held");
-        if let (Some(r), Some(c)) = (NonZeroU16::new(rows), NonZeroU16::new(cols)) {
-            st.term.set_size(r, c);
-        }
+        // In output order: the terminal takes the new size where the readers do.
+        st.queue(Unparsed::Resize(rows, cols));
+        self.queued.notify_one();
         (st.rows, st.cols) = (rows, cols);
         for r in &st.readers {
             let _ = r.tx.send(Out::Resized(rows, cols));
@@ -345,7 +458,26 @@ impl Session {
         Ok(())
     }
 
-    /// The session's reader thread: PTY output into the terminal and out to every reader.
+    /// The session's parser thread: queued output into the terminal, until the session ended
+    /// and the queue is empty. It takes the terminal before it lets go of the queue, so an
+    /// attach (which takes both) never sees an item that left the queue and is not parsed.
+    fn parse(self: Arc<Self>) {
+        loop {
+            let mut st = self.state.lock().expect("no panics while held");
+            while st.unparsed.is_empty() && !st.ended {
+                st = self.queued.wait(st).expect("no panics while held");
+            }
+            let Some((item, restart)) = st.pop() else { return };
+            let mut parsed = self.parsed.lock().expect("no panics while held");
+            drop(st);
+            if restart {
+                parsed.restart();
+            }
+            parsed.apply(item);
+        }
+    }
+
+    /// The session's reader thread: PTY output out to every reader and to the parser.
     fn drain(self: Arc<Self>, mut pty: File, mut child: Child) {
         let mut buf = vec![0u8; 16 << 10];
         loop {
@@ -355,8 +487,8 @@ impl Session {
                 Ok(n) => n,
             };
             let mut st = self.state.lock().expect("no panics while held");
-            let (rows, cols, lines) = (st.rows, st.cols, st.scrollback_lines);
-            feed(&mut st.term, &buf[..n], rows, cols, lines);
+            st.queue(Unparsed::Output(buf[..n].to_vec()));
+            self.queued.notify_one();
             st.readers.retain(|r| {
                 if r.queued.fetch_add(n, Ordering::SeqCst) + n > MAX_QUEUED_BYTES {
                     // Dropping the sender ends its stream once it drained what it has.
@@ -372,6 +504,8 @@ impl Session {
         };
         let mut st = self.state.lock().expect("no panics while held");
         st.exited = Some(status);
+        st.ended = true;
+        self.queued.notify_one();
         for r in st.readers.drain(..) {
             let _ = r.tx.send(Out::Exited(status));
         }
@@ -473,5 +607,60 @@ pub(crate) fn handle(sessions: &Sessions, cfg: &ServerConfig, req: Request) -> E
         Request::PtySignal { id, signal } => ok(sessions.signal(&id, signal)),
         Request::PtyClose { id } => ok(sessions.close(&id)),
         other => Event::Error { message: format!("not a pty request: {other:?}") },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State { rows: 24, cols: 80, readers: Vec::new(), exited: None, unparsed: VecDeque::new(), unparsed_bytes: 0, restart: false, ended: false }
+    }
+
+    fn drain(st: &mut State, parsed: &mut Parsed) {
+        while let Some((item, restart)) = st.pop() {
+            if restart {
+                parsed.restart();
+            }
+            parsed.apply(item);
+        }
+    }
+
+    #[test]
+    fn a_parser_that_keeps_up_sees_everything_in_order() {
+        let mut st = state();
+        let mut parsed = Parsed { term: new_term(24, 80, 100), scrollback_lines: 100, rows: 24, cols: 80 };
+        st.queue(Unparsed::Output(b"one\r\n".to_vec()));
+        st.queue(Unparsed::Resize(10, 40));
+        st.queue(Unparsed::Output(b"two".to_vec()));
+        assert_eq!(st.unparsed_bytes, 8);
+        drain(&mut st, &mut parsed);
+        assert_eq!((st.unparsed_bytes, parsed.rows, parsed.cols), (0, 10, 40));
+        assert_eq!(parsed.term.screen().size(), (NonZeroU16::new(10).unwrap(), NonZeroU16::new(40).unwrap()));
+        assert_eq!(parsed.term.screen().contents(), "one\ntwo");
+    }
+
+    #[test]
+    fn a_parser_far_behind_restarts_from_the_newest_output_at_the_newest_size() {
+        let mut st = state();
+        let mut parsed = Parsed { term: new_term(24, 80, 100), scrollback_lines: 100, rows: 24, cols: 80 };
+        parsed.apply(Unparsed::Output(b"old screen".to_vec()));
+        st.queue(Unparsed::Resize(12, 60));
+        let line = |i: usize| format!("{i:07}\r\n").into_bytes();
+        let chunk = |from: usize| (from..from + 1000).flat_map(line).collect::<Vec<u8>>();
+        let total = MAX_UNPARSED / 9000 + 50;
+        for c in 0..total {
+            st.queue(Unparsed::Output(chunk(c * 1000)));
+            assert!(st.unparsed_bytes <= MAX_UNPARSED, "the queue is bounded");
+        }
+        assert!(st.restart, "output was dropped");
+        assert!(matches!(st.unparsed.front(), Some(Unparsed::Resize(12, 60))), "the size in force is kept");
+        drain(&mut st, &mut parsed);
+        let screen = parsed.term.screen().contents();
+        assert!(!screen.contains("old screen"), "the terminal restarted");
+        assert_eq!((parsed.rows, parsed.cols), (12, 60));
+        // The screen ends with the newest lines, as a reader that saw everything has it.
+        assert!(screen.ends_with(&format!("{:07}", total * 1000 - 1)), "{screen}");
     }
 }

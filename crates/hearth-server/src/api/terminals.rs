@@ -171,6 +171,14 @@ enum In {
     Resize(u16, u16),
 }
 
+/// The held event if there is one, else the next from the queue.
+async fn next_event(held: &mut Option<PtyEvent>, rx: &mut tokio::sync::mpsc::Receiver<PtyEvent>) -> Option<PtyEvent> {
+    match held.take() {
+        Some(ev) => Some(ev),
+        None => rx.recv().await,
+    }
+}
+
 /// Returns once the server begins to stop.
 async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
@@ -238,6 +246,8 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
     });
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let mut last_heard = Instant::now();
+    // An event taken from the queue that did not fit in the message before it.
+    let mut held: Option<PtyEvent> = None;
     let (why, asked) = loop {
         tokio::select! {
             msg = socket.recv() => {
@@ -261,9 +271,22 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                     _ => {}
                 }
             }
-            out = out_rx.recv() => {
+            out = next_event(&mut held, &mut out_rx) => {
                 let msg = match out {
-                    Some(PtyEvent::Output(b)) => Message::Binary(b.into()),
+                    Some(PtyEvent::Output(mut b)) => {
+                        // Output queued meanwhile goes in the same message: under a flood,
+                        // fewer and larger writes to the client.
+                        while let Ok(next) = out_rx.try_recv() {
+                            match next {
+                                PtyEvent::Output(more) if b.len() + more.len() <= hearth_proto::control::DATA_CHUNK => b.extend_from_slice(&more),
+                                other => {
+                                    held = Some(other);
+                                    break;
+                                }
+                            }
+                        }
+                        Message::Binary(b.into())
+                    }
                     Some(PtyEvent::Resized { rows, cols }) => text(&WsServerMessage::Resize { rows, cols }),
                     Some(PtyEvent::Exited(st)) => {
                         let _ = send_timed(&mut socket, text(&WsServerMessage::Exit { code: st.code, signal: st.signal })).await;
