@@ -8,7 +8,8 @@
 //!   through hearth (WebSocket → server → vsock → the guest agent's PTY) and through terminado
 //!   (WebSocket → tornado → a local PTY);
 //! - the floor under any hearth echo here: a health request to the guest agent over vsock;
-//! - output throughput: a command printing `MB` megabytes, timed until its end marker arrives;
+//! - output throughput: a command printing `MB` megabytes, timed until its end marker arrives,
+//!   and the floor under it here: the same command through a plain exec over vsock;
 //! - `GET /api/v1/workstations` with 100 records (and `GET /health` beside it).
 
 use std::io::{BufRead, BufReader};
@@ -101,6 +102,29 @@ impl Peer for Hearth {
     }
 }
 
+/// The same kind of terminal straight from the guest agent over vsock (no server, no
+/// WebSocket): where the time goes between the two.
+struct Agent(hearth_exec::PtyStream<std::os::unix::net::UnixStream>, hearth_exec::PtyInput<std::os::unix::net::UnixStream>);
+
+impl Peer for Agent {
+    fn keys(&mut self, s: &str) {
+        self.1.write(s.as_bytes()).unwrap();
+    }
+
+    fn output(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        loop {
+            match self.0.next(Some(timeout)) {
+                Ok(hearth_exec::PtyEvent::Output(b)) => return Some(b),
+                Ok(hearth_exec::PtyEvent::Resized { .. }) => continue,
+                Ok(other) => panic!("the agent's terminal: {other:?}"),
+                // The read timed out (quiet for `timeout`), between frames.
+                Err(hearth_exec::ExecError::Protocol(m)) if m.contains("(WouldBlock)") || m.contains("(TimedOut)") => return None,
+                Err(e) => panic!("the agent's terminal: {e}"),
+            }
+        }
+    }
+}
+
 /// terminado's protocol: JSON arrays in text frames, `["stdin", s]` and `["stdout", s]`.
 struct Terminado(Sock);
 
@@ -164,6 +188,19 @@ fn throughput(p: &mut dyn Peer, mb: u64) -> Value {
     json!({"bytes": bytes, "secs": secs, "mb_per_s": bytes as f64 / secs / 1e6})
 }
 
+/// A sink that counts what it is given.
+struct Counted(u64);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len() as u64;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn terminado(port: u16) -> Reaped {
     let script = format!(
         "import terminado, tornado.web, tornado.ioloop\n\
@@ -212,6 +249,23 @@ fn main() {
         })
         .collect();
     phase("vsock floor measured");
+    // The floor under output throughput: the same number of bytes of `seq` through a plain
+    // exec over vsock (no PTY, no terminal, no server, no WebSocket).
+    let timed_exec = |argv: &[&str]| {
+        let conn = hearth_vmm::vsock::connect(&vm.run_dir().join("v.sock"), hearth_proto::control::AGENT_VSOCK_PORT, Duration::from_secs(10)).unwrap();
+        let agent = hearth_exec::ExecClient::hello(conn, None, Duration::from_secs(10)).unwrap();
+        let mut counted = Counted(0);
+        let t = Instant::now();
+        let exit = agent.exec(hearth_proto::control::ExecSpec::new(argv.iter().copied()), &mut counted, &mut std::io::sink()).unwrap();
+        assert_eq!(exit.status(), 0);
+        let secs = t.elapsed().as_secs_f64();
+        json!({"bytes": counted.0, "secs": secs, "mb_per_s": counted.0 as f64 / secs / 1e6})
+    };
+    let seq = format!("seq 1 {}", mb * 1_000_000 / 8);
+    let bulk_floor = timed_exec(&["sh", "-c", &seq]);
+    // The same through a PTY in the guest (script(1)), still without a terminal emulator.
+    let pty_floor = timed_exec(&["script", "-qfec", &seq, "/dev/null"]);
+    phase("vsock bulk floors measured");
     let echo_hearth = echo(&mut hearth, keys);
     phase("hearth echo measured");
     let echo_terminado = echo(&mut term, keys);
@@ -220,6 +274,16 @@ fn main() {
     phase("hearth throughput measured");
     let out_terminado = throughput(&mut term, mb);
     phase("terminado throughput measured");
+    let out_agent = {
+        let conn = || hearth_vmm::vsock::connect(&vm.run_dir().join("v.sock"), hearth_proto::control::AGENT_VSOCK_PORT, Duration::from_secs(10)).unwrap();
+        let mut c = hearth_exec::ExecClient::hello(conn(), None, Duration::from_secs(10)).unwrap();
+        let spec = hearth_proto::control::PtySpec { argv: vec!["bash".into(), "-l".into()], user: Some("scientist".into()), rows: 40, cols: 120, ..Default::default() };
+        let info = c.pty_open(spec).unwrap();
+        let stream = hearth_exec::ExecClient::hello(conn(), None, Duration::from_secs(10)).unwrap().pty_attach(&info.id, None, false).unwrap();
+        let input = stream.input().unwrap();
+        throughput(&mut Agent(stream, input), mb)
+    };
+    phase("agent terminal throughput measured");
 
     // 100 records (read-only, not started: records, no VMs), then list latency.
     for i in 0..99 {
@@ -242,7 +306,7 @@ fn main() {
         "{}",
         serde_json::to_string_pretty(&json!({
             "keystroke_echo": {"hearth_ws": echo_hearth, "terminado": echo_terminado, "vsock_floor_agent_health": stats(floor)},
-            "output_throughput": {"hearth_ws": out_hearth, "terminado": out_terminado},
+            "output_throughput": {"hearth_ws": out_hearth, "terminado": out_terminado, "agent_pty_over_vsock": out_agent, "vsock_floor_exec": bulk_floor, "vsock_floor_exec_through_a_guest_pty": pty_floor},
             "list_100_records": list,
             "health": health,
         }))
