@@ -103,6 +103,21 @@ impl Parsed {
     fn restart(&mut self) {
         self.term = new_term(self.rows, self.cols, self.scrollback_lines);
     }
+
+    /// Applies an item [`State::pop`] handed over, restarting first when it says so.
+    fn take(&mut self, (item, restart): (Unparsed, bool)) {
+        if restart {
+            self.restart();
+        }
+        self.apply(item);
+    }
+
+    /// Parses everything still queued (`st` is held: nothing is queued meanwhile).
+    fn catch_up(&mut self, st: &mut State) {
+        while let Some(next) = st.pop() {
+            self.take(next);
+        }
+    }
 }
 
 /// The headless terminal: vt100 plus the title it reports through a callback.
@@ -303,12 +318,7 @@ impl Sessions {
             let mut parsed = session.parsed.lock().expect("no panics while held");
             // What the parser has not seen yet is parsed now: the replay ends where the live
             // stream starts.
-            while let Some((item, restart)) = st.pop() {
-                if restart {
-                    parsed.restart();
-                }
-                parsed.apply(item);
-            }
+            parsed.catch_up(&mut st);
             let scrollback = scrollback_bytes(&mut parsed.term, scrollback_lines);
             let screen = parsed.term.screen().state_formatted().into_bytes();
             if st.exited.is_none() {
@@ -449,13 +459,18 @@ impl Session {
         drop(input);
         let mut st = self.state.lock().expect("no panics while held");
         // In output order: the terminal takes the new size where the readers do.
-        st.queue(Unparsed::Resize(rows, cols));
-        self.queued.notify_one();
+        self.to_parser(&mut st, Unparsed::Resize(rows, cols));
         (st.rows, st.cols) = (rows, cols);
         for r in &st.readers {
             let _ = r.tx.send(Out::Resized(rows, cols));
         }
         Ok(())
+    }
+
+    /// Queues `item` for the parser and wakes it.
+    fn to_parser(&self, st: &mut State, item: Unparsed) {
+        st.queue(item);
+        self.queued.notify_one();
     }
 
     /// The session's parser thread: queued output into the terminal, until the session ended
@@ -467,13 +482,10 @@ impl Session {
             while st.unparsed.is_empty() && !st.ended {
                 st = self.queued.wait(st).expect("no panics while held");
             }
-            let Some((item, restart)) = st.pop() else { return };
+            let Some(next) = st.pop() else { return };
             let mut parsed = self.parsed.lock().expect("no panics while held");
             drop(st);
-            if restart {
-                parsed.restart();
-            }
-            parsed.apply(item);
+            parsed.take(next);
         }
     }
 
@@ -487,8 +499,7 @@ impl Session {
                 Ok(n) => n,
             };
             let mut st = self.state.lock().expect("no panics while held");
-            st.queue(Unparsed::Output(buf[..n].to_vec()));
-            self.queued.notify_one();
+            self.to_parser(&mut st, Unparsed::Output(buf[..n].to_vec()));
             st.readers.retain(|r| {
                 if r.queued.fetch_add(n, Ordering::SeqCst) + n > MAX_QUEUED_BYTES {
                     // Dropping the sender ends its stream once it drained what it has.
@@ -618,15 +629,6 @@ mod tests {
         State { rows: 24, cols: 80, readers: Vec::new(), exited: None, unparsed: VecDeque::new(), unparsed_bytes: 0, restart: false, ended: false }
     }
 
-    fn drain(st: &mut State, parsed: &mut Parsed) {
-        while let Some((item, restart)) = st.pop() {
-            if restart {
-                parsed.restart();
-            }
-            parsed.apply(item);
-        }
-    }
-
     #[test]
     fn a_parser_that_keeps_up_sees_everything_in_order() {
         let mut st = state();
@@ -635,7 +637,7 @@ mod tests {
         st.queue(Unparsed::Resize(10, 40));
         st.queue(Unparsed::Output(b"two".to_vec()));
         assert_eq!(st.unparsed_bytes, 8);
-        drain(&mut st, &mut parsed);
+        parsed.catch_up(&mut st);
         assert_eq!((st.unparsed_bytes, parsed.rows, parsed.cols), (0, 10, 40));
         assert_eq!(parsed.term.screen().size(), (NonZeroU16::new(10).unwrap(), NonZeroU16::new(40).unwrap()));
         assert_eq!(parsed.term.screen().contents(), "one\ntwo");
@@ -656,7 +658,7 @@ mod tests {
         }
         assert!(st.restart, "output was dropped");
         assert!(matches!(st.unparsed.front(), Some(Unparsed::Resize(12, 60))), "the size in force is kept");
-        drain(&mut st, &mut parsed);
+        parsed.catch_up(&mut st);
         let screen = parsed.term.screen().contents();
         assert!(!screen.contains("old screen"), "the terminal restarted");
         assert_eq!((parsed.rows, parsed.cols), (12, 60));

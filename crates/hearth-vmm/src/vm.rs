@@ -547,7 +547,7 @@ impl Vm {
 
 /// What Firecracker logs when its guest's vCPU reset the machine without asking (a triple
 /// fault: no panic, no word on the console).
-const GUEST_RESET_LINE: &str = "Received KVM_EXIT_SHUTDOWN";
+pub const GUEST_RESET_LINE: &str = "Received KVM_EXIT_SHUTDOWN";
 
 /// The reason [`Vm::exit_reason`] gives: a guest that reset itself is named as such (the log
 /// goes on with "exiting successfully", which would mislead), else the last warning or

@@ -499,10 +499,8 @@ fn abusive_clients_leave_other_terminals_working() {
     // The flooded shell was never stalled by its client: the flood ends.
     let wait = json!({"argv": ["sh", "-c", "sleep 1; while pgrep -x seq >/dev/null; do sleep 0.5; done"], "timeout_secs": 1200});
     let (s, r) = call("POST", &format!("{api}/workstations/{}/exec", ws["id"].as_str().unwrap()), Some(wait));
-    // All of the agent's connections ending at once (this exec's and both terminals') is its
-    // process going away: the guest console says why.
-    let console = || call("GET", &format!("{api}/workstations/{}/console?tail_bytes=3000", ws["id"].as_str().unwrap()), None).1.as_str().unwrap_or_default().to_string();
-    assert_eq!((s, r["exit_code"].as_i64()), (200, Some(0)), "{r}\nconsole:\n{}", console());
+    // Should this fail, the post-mortem prints the guest console and Firecracker's logs.
+    assert_eq!((s, r["exit_code"].as_i64()), (200, Some(0)), "{r}");
     phase("flood over");
     // A new client of that terminal gets its screen, flood's end included.
     let mut watcher = Ws::connect(&flood_url);

@@ -117,7 +117,7 @@ fn name_guest_resets_on_failure() {
             firecracker_logs(std::path::Path::new(&data), &mut logs);
             for log in logs {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
-                if let Some(line) = text.lines().find(|l| l.contains("Received KVM_EXIT_SHUTDOWN")) {
+                if let Some(line) = text.lines().find(|l| l.contains(hearth_vmm::vm::GUEST_RESET_LINE)) {
                     eprintln!("{GUEST_RESET}: {}: {line}", log.display());
                 }
             }

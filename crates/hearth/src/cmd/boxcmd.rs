@@ -160,9 +160,10 @@ fn status(dir: &BoxDir, json: bool) -> anyhow::Result<ExitCode> {
 pub(crate) const BOX_DIED: &str = "the box died while the command ran";
 /// The longest between two probes of whether a running command's box still answers.
 const PROBE_EVERY: Duration = Duration::from_secs(20);
-/// By default, a box that answered no probe for this long is wedged. Seen under TCG: every CPU of the box
-/// halted for good, QEMU alive and quiet, the console silent; the box's clock stops with it,
-/// so nothing inside it times out either, and without this the caller would wait forever.
+/// By default, a box that answered no probe for this long is wedged. Seen under TCG: every
+/// CPU of the box halted for good, QEMU alive and quiet, the console silent; the box's clock
+/// stops with it, so nothing inside it times out either, and without this the caller would
+/// wait forever.
 pub(crate) const WEDGED_AFTER: Duration = Duration::from_secs(120);
 
 /// Asks the box every `every` whether its control server answers, and sends each probe's
@@ -184,10 +185,9 @@ fn probe_answers(dir: BoxDir, every: Duration) -> std::sync::mpsc::Receiver<Opti
 /// waiting on it alone could hang. `stdin`, when given, is streamed to the command. Returns
 /// None, leaving the command running, once `stop` is set.
 ///
-/// A box that died under the command (kernel crash, QEMU gone, no answer for
-/// `wedged_after`) is an error that begins with
-/// [`BOX_DIED`], so callers that may run the command again in a fresh box can tell it from
-/// the command's own failure.
+/// A box that died under the command (kernel crash, QEMU gone, no answer for `wedged_after`)
+/// is an error that begins with [`BOX_DIED`], so callers that may run the command again in a
+/// fresh box can tell it from the command's own failure.
 pub(crate) fn exec_watched(
     dir: &BoxDir,
     spec: ExecSpec,
