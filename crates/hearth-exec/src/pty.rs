@@ -6,7 +6,9 @@
 //! emulation it takes about three times what the PTY does), so it never holds the output up:
 //! it works from a queue bounded by [`MAX_UNPARSED`], and when it falls that far behind, the
 //! oldest queued output is dropped unparsed and the terminal starts afresh from what remains
-//! (a flood's scrollback keeps its end, the screen is right). An attachment is a connection:
+//! (a flood's scrollback keeps its end, the screen is right). Once it is [`FLOOD_BEHIND`]
+//! behind it stops until the output pauses for [`FLOOD_PAUSE`]: parsing a flood that will be
+//! dropped anyway would only take the CPU the output itself needs. An attachment is a connection:
 //! it first gets the exact screen and the scrollback, taken under the lock that orders output
 //! after the parser caught up with the queue, so nothing is lost or doubled between the replay
 //! and the live stream. Each attachment has its own queue bounded in bytes; one that falls
@@ -44,6 +46,10 @@ use crate::user;
 pub const MAX_QUEUED_BYTES: usize = 4 << 20;
 /// Output the terminal may have left to parse; beyond it the oldest is dropped unparsed.
 pub const MAX_UNPARSED: usize = 1 << 20;
+/// Output left to parse that makes a flood: the parser waits for the output to pause.
+pub const FLOOD_BEHIND: usize = 256 << 10;
+/// How long output must pause for the parser to take up a flood's remainder.
+const FLOOD_PAUSE: Duration = Duration::from_millis(50);
 /// An attachment whose peer takes no bytes for this long is dropped.
 const STALLED_WRITE: Duration = Duration::from_secs(30);
 /// After `pty_close` hangs a session up, what is left of it is killed this much later.
@@ -158,6 +164,8 @@ struct State {
     exited: Option<ExitStatus>,
     unparsed: VecDeque<Unparsed>,
     unparsed_bytes: usize,
+    /// Output bytes ever queued: whether output came meanwhile.
+    queued_total: u64,
     /// Output was dropped unparsed: the parser restarts before its next item.
     restart: bool,
     /// No more output will come: the parser ends once the queue is empty.
@@ -168,6 +176,7 @@ impl State {
     fn queue(&mut self, item: Unparsed) {
         if let Unparsed::Output(b) = &item {
             self.unparsed_bytes += b.len();
+            self.queued_total += b.len() as u64;
         }
         self.unparsed.push_back(item);
         // The parser is too far behind: the oldest output goes unparsed.
@@ -184,6 +193,11 @@ impl State {
         if let Some(resize) = size {
             self.unparsed.push_front(resize);
         }
+    }
+
+    /// The parser is so far behind that the output is a flood (and more may come).
+    fn flooded(&self) -> bool {
+        self.unparsed_bytes > FLOOD_BEHIND && !self.ended
     }
 
     /// The next item for the parser, and whether to restart the terminal before it.
@@ -256,6 +270,7 @@ impl Sessions {
                 exited: None,
                 unparsed: VecDeque::new(),
                 unparsed_bytes: 0,
+                queued_total: 0,
                 restart: false,
                 ended: false,
             }),
@@ -477,10 +492,23 @@ impl Session {
     /// and the queue is empty. It takes the terminal before it lets go of the queue, so an
     /// attach (which takes both) never sees an item that left the queue and is not parsed.
     fn parse(self: Arc<Self>) {
+        // `queued_total` when the output last paused in a flood: the rest is parsed then.
+        let mut paused_at = None;
         loop {
             let mut st = self.state.lock().expect("no panics while held");
             while st.unparsed.is_empty() && !st.ended {
                 st = self.queued.wait(st).expect("no panics while held");
+            }
+            // A flood: all but its last MAX_UNPARSED is dropped unparsed anyway, so wait for
+            // it to pause (the session to end, an attach to catch up) and parse the rest then.
+            while st.flooded() && paused_at != Some(st.queued_total) {
+                let seen = st.queued_total;
+                drop(st);
+                std::thread::sleep(FLOOD_PAUSE);
+                st = self.state.lock().expect("no panics while held");
+                if st.queued_total == seen {
+                    paused_at = Some(seen);
+                }
             }
             let Some(next) = st.pop() else { return };
             let mut parsed = self.parsed.lock().expect("no panics while held");
@@ -626,7 +654,22 @@ mod tests {
     use super::*;
 
     fn state() -> State {
-        State { rows: 24, cols: 80, readers: Vec::new(), exited: None, unparsed: VecDeque::new(), unparsed_bytes: 0, restart: false, ended: false }
+        State { rows: 24, cols: 80, readers: Vec::new(), exited: None, unparsed: VecDeque::new(), unparsed_bytes: 0, queued_total: 0, restart: false, ended: false }
+    }
+
+    #[test]
+    fn a_parser_far_enough_behind_is_in_a_flood_until_the_session_ends() {
+        let mut st = state();
+        st.queue(Unparsed::Output(vec![b'x'; FLOOD_BEHIND]));
+        assert!(!st.flooded(), "at the mark it still parses");
+        st.queue(Unparsed::Output(b"y".to_vec()));
+        assert!(st.flooded());
+        assert_eq!(st.queued_total, FLOOD_BEHIND as u64 + 1);
+        st.pop();
+        assert!(!st.flooded(), "parsed back under the mark");
+        st.queue(Unparsed::Output(vec![b'z'; FLOOD_BEHIND]));
+        st.ended = true;
+        assert!(!st.flooded(), "no more output will come: parse the rest now");
     }
 
     #[test]

@@ -109,6 +109,42 @@ fn a_reattach_gets_the_exact_screen_and_the_scrollback() {
 }
 
 #[test]
+fn after_a_flood_a_reattach_gets_its_end_on_screen_and_in_the_scrollback() {
+    let s = support::server();
+    s.client().pty_open(shell("f")).unwrap();
+    let mut first = s.client().pty_attach("f", None, false).unwrap();
+    let mut seen = Vec::new();
+    if !text(&first.screen).contains("$ ") {
+        read_until(&mut first, &mut seen, "$ ");
+    }
+    // ~2.7 MB: more than the parser may fall behind, so most of it is dropped unparsed
+    // (however fast this machine parses, the end must be right).
+    first.input().unwrap().write(b"seq 1 400000; echo flood-$((6*7))\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !text(&seen[seen.len().saturating_sub(4096)..]).contains("flood-42\r\n$ ") {
+        assert!(Instant::now() < deadline, "the flood did not end");
+        match first.next(Some(WAIT)).unwrap() {
+            PtyEvent::Output(b) => seen.extend_from_slice(&b),
+            other => panic!("{other:?}"),
+        }
+    }
+    first.detach();
+    let again = s.client().pty_attach("f", None, false).unwrap();
+    let mut screen = term(24, 80);
+    screen.process(&again.screen);
+    assert!(screen.screen().contents().ends_with("400000\nflood-42\n$ "), "{}", screen.screen().contents());
+    // Scrollback and screen hold the flood's last lines, in order, none missing.
+    let mut history = term(1100, 80);
+    history.process(&again.scrollback);
+    let all = history.screen().contents() + "\n" + &screen.screen().contents();
+    let numbers: Vec<u32> = all.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert!(numbers.len() >= 1000, "{} lines kept", numbers.len());
+    let from = 400_001 - numbers.len() as u32;
+    assert_eq!(numbers, (from..=400_000).collect::<Vec<_>>());
+    s.client().pty_ok(&Request::PtyClose { id: "f".into() }).unwrap();
+}
+
+#[test]
 fn two_readers_see_the_same_output_and_a_viewer_cannot_type() {
     let s = support::server();
     s.client().pty_open(shell("c")).unwrap();

@@ -281,9 +281,12 @@ fn main() {
         let info = c.pty_open(spec).unwrap();
         let stream = hearth_exec::ExecClient::hello(conn(), None, Duration::from_secs(10)).unwrap().pty_attach(&info.id, None, false).unwrap();
         let input = stream.input().unwrap();
-        throughput(&mut Agent(stream, input), mb)
+        let mut agent = Agent(stream, input);
+        let echo = echo(&mut agent, keys);
+        (echo, throughput(&mut agent, mb))
     };
-    phase("agent terminal throughput measured");
+    let (echo_agent, out_agent) = out_agent;
+    phase("agent terminal echo and throughput measured");
 
     // 100 records (read-only, not started: records, no VMs), then list latency.
     for i in 0..99 {
@@ -305,7 +308,7 @@ fn main() {
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
-            "keystroke_echo": {"hearth_ws": echo_hearth, "terminado": echo_terminado, "vsock_floor_agent_health": stats(floor)},
+            "keystroke_echo": {"hearth_ws": echo_hearth, "terminado": echo_terminado, "agent_pty_over_vsock": echo_agent, "vsock_floor_agent_health": stats(floor)},
             "output_throughput": {"hearth_ws": out_hearth, "terminado": out_terminado, "agent_pty_over_vsock": out_agent, "vsock_floor_exec": bulk_floor, "vsock_floor_exec_through_a_guest_pty": pty_floor},
             "list_100_records": list,
             "health": health,
