@@ -69,8 +69,12 @@ pub fn resolv_conf_nameservers(text: &str) -> Vec<Ipv4Addr> {
 /// Sets up this host's rules (table `inet hearth`, forwarding on); None when networking is
 /// disabled.
 pub fn open(cfg: &config::Network) -> Result<Option<Net>, NetworkError> {
-    if !cfg.enabled {
-        tracing::info!("workstation networking is disabled (network.enabled = false)");
+    if !cfg.is_enabled() {
+        if cfg.enabled.is_none() {
+            tracing::warn!("not running as root: workstations get no network (network.enabled = true asks for it anyway)");
+        } else {
+            tracing::info!("workstation networking is disabled (network.enabled = false)");
+        }
         return Ok(None);
     }
     let range: Range = cfg.parsed_range().map_err(NetworkError::Config)?;

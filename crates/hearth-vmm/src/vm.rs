@@ -129,7 +129,7 @@ pub struct LaunchTimings {
     pub instance_start_to_ready_ms: f64,
     /// The guest's own uptime when the agent announced itself.
     pub guest_boot_ms: Option<u64>,
-    /// Boots it took (2 when the first guest shut down early; see [`Vm::launch_timed`]).
+    /// Boots it took (2 when the first guest shut down early or hung; see [`Vm::launch_timed`]).
     pub attempts: u32,
 }
 
@@ -159,19 +159,25 @@ impl Vm {
 
     /// [`Vm::launch`], also saying where the time went.
     ///
-    /// A guest that shuts itself down before its agent is up without a kernel panic (a triple
-    /// fault: seen about once in 60 boots of 2-vCPU guests under the box's emulated nested
-    /// virtualization) is booted once more; the retry is noted in the console log and counted
-    /// in [`LaunchTimings::attempts`].
+    /// A guest whose agent is not up and that did not panic is booted once more: one that shut
+    /// itself down (a triple fault: seen about once in 60 boots of 2-vCPU guests under the
+    /// box's emulated nested virtualization) or one still running but silent at the deadline
+    /// (a boot hang: seen once in about 300 boots there). The retry is noted in the console
+    /// log and counted in [`LaunchTimings::attempts`]; a second failure is the error.
     pub fn launch_timed(dir: &Path, cfg: &VmConfig, ready_timeout: Duration) -> Result<(Vm, LaunchTimings), VmmError> {
         let mut attempt = 1;
         loop {
             match Vm::launch_once(dir, cfg, ready_timeout) {
                 Ok((vm, timings)) => return Ok((vm, LaunchTimings { attempts: attempt, ..timings })),
-                Err(VmmError::NotReady { console_tail, .. })
-                    if attempt == 1 && console_tail.contains("KVM_EXIT_SHUTDOWN") && !console_tail.contains("Kernel panic") =>
-                {
-                    let note = "hearth: the guest shut down before its agent was up (no panic): booting it once more\n";
+                Err(VmmError::NotReady { why, console_tail }) if attempt == 1 && !console_tail.contains("Kernel panic") => {
+                    let what = if console_tail.contains(GUEST_RESET_LINE) {
+                        "the guest shut down before its agent was up"
+                    } else if why == NOT_READY_IN_TIME {
+                        "the guest's agent was not up in time"
+                    } else {
+                        return Err(VmmError::NotReady { why, console_tail });
+                    };
+                    let note = format!("hearth: {what} (no panic): booting it once more\n");
                     let _ = fs::OpenOptions::new().append(true).open(dir.join("console.log")).and_then(|mut f| std::io::Write::write_all(&mut f, note.as_bytes()));
                     attempt += 1;
                 }
@@ -344,7 +350,7 @@ impl Vm {
             let why = if !self.is_running() {
                 "Firecracker exited before the agent was ready"
             } else if Instant::now() > deadline {
-                "the agent was not ready in time"
+                NOT_READY_IN_TIME
             } else {
                 // Short: this poll sets the resolution of the boot-time measurement.
                 std::thread::sleep(Duration::from_millis(5));
@@ -548,6 +554,8 @@ impl Vm {
 /// What Firecracker logs when its guest's vCPU reset the machine without asking (a triple
 /// fault: no panic, no word on the console).
 pub const GUEST_RESET_LINE: &str = "Received KVM_EXIT_SHUTDOWN";
+/// [`VmmError::NotReady`]'s reason when the guest ran to the deadline without its agent.
+const NOT_READY_IN_TIME: &str = "the agent was not ready in time";
 
 /// The reason [`Vm::exit_reason`] gives: a guest that reset itself is named as such (the log
 /// goes on with "exiting successfully", which would mislead), else the last warning or

@@ -293,6 +293,17 @@ fn crashes_broken_guests_and_bad_input_are_clear() {
     assert!(err.contains("Kernel panic") || err.contains("Attempted to kill init"), "{err}");
     let st = ws.status().unwrap();
     assert_eq!((st.record.state, st.pid), (State::Stopped, None));
+    // A guest that hangs without a panic (a shell for init: alive, silent, never ready) is
+    // booted once more, noted in its console, then the start fails; nothing runs.
+    let mut quick = rt.clone();
+    quick.ready_timeout = Duration::from_secs(10);
+    let hung = quick.get("crashy").unwrap();
+    let err = hung.start_with(&["init=/bin/sh".into()]).unwrap_err().to_string();
+    assert!(err.contains("not ready in time"), "{err}");
+    let console = std::fs::read_to_string(ws.console_log()).unwrap();
+    assert_eq!(console.matches("hearth: the guest's agent was not up in time (no panic): booting it once more").count(), 1, "{console}");
+    let st = ws.status().unwrap();
+    assert_eq!((st.record.state, st.pid), (State::Stopped, None));
     ws.delete().unwrap();
     assert_nothing_left(&rt, "crashy");
     std::fs::remove_dir_all(rt.root().parent().unwrap()).unwrap();

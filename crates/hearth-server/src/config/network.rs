@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Network {
-    /// Give every new workstation a network namespace, a tap and an address. Off by default
-    /// for now: in the box, workstations booted with a network device hung at boot or lost
-    /// their agent in 2 of 10 API test runs (not yet explained; docs/network.md).
-    pub enabled: bool,
+    /// Give every new workstation a network namespace, a tap and an address. Unset: on where
+    /// it can work (the server runs as root; inside the box it always does), else off with a
+    /// warning. Set to true, a server that cannot set networking up does not start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     /// The private range workstations' /29 slots are cut from.
     pub range: String,
     /// The interface NAT egress leaves by; empty: the interface of the IPv4 default route.
@@ -33,11 +34,16 @@ pub const MAX_NET_LIST: usize = 256;
 
 impl Default for Network {
     fn default() -> Self {
-        Self { enabled: false, range: hearth_net::alloc::DEFAULT_RANGE.into(), uplink: String::new(), egress: "nat".into(), dns: vec![], allow: vec![], mtu: 1500 }
+        Self { enabled: None, range: hearth_net::alloc::DEFAULT_RANGE.into(), uplink: String::new(), egress: "nat".into(), dns: vec![], allow: vec![], mtu: 1500 }
     }
 }
 
 impl Network {
+    /// Whether workstations get networks: as configured, else whether this process is root.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or_else(super::nix_is_root)
+    }
+
     pub fn parsed_range(&self) -> Result<hearth_net::Range, String> {
         self.range.parse().map_err(|e: hearth_net::AllocError| format!("network.range: {e}"))
     }
@@ -113,6 +119,15 @@ mod tests {
         let allow = c.network.parsed_allow().unwrap();
         assert_eq!(allow.iter().map(|a| (a.net.to_string(), a.port)).collect::<Vec<_>>(), [(String::from("10.1.0.0/16"), None), ("10.2.0.5/32".into(), Some(443)), ("10.3.0.0/24".into(), Some(53))]);
         assert_eq!(Config::default().network.parsed_range().unwrap().slots(), 8192);
+        // Unset, networking is on exactly where the server is root; either way it can be said.
+        assert_eq!(Config::default().network.enabled, None);
+        assert_eq!(Config::default().network.is_enabled(), nix::unistd::geteuid().is_root());
+        for (value, want) in [("false", false), ("true", true)] {
+            let c = Config::load(None, env(&[("HEARTH_NETWORK__ENABLED", value)])).unwrap();
+            assert_eq!((c.network.enabled, c.network.is_enabled()), (Some(want), want));
+        }
+        let toml = toml::to_string(&Config::default()).unwrap();
+        assert!(!toml.contains("enabled"), "unset stays unset when written for the box: {toml}");
         for (key, value, want) in [
             ("HEARTH_NETWORK__RANGE", "8.8.0.0/16", "network.range"),
             ("HEARTH_NETWORK__RANGE", "10.200.0.0/30", "smaller than one /29"),

@@ -171,8 +171,10 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
 /// `nat` get a route that ends at QEMU.)
 fn box_network(config: &mut Config, asked: bool) -> bool {
     let net = &mut config.network;
-    let egress = asked || (net.enabled && net.parsed_egress() == Ok(hearth_net::Egress::Nat));
-    if egress && net.enabled {
+    // The server inside runs as root, whoever runs this one.
+    let enabled = *net.enabled.get_or_insert(true);
+    let egress = asked || (enabled && net.parsed_egress() == Ok(hearth_net::Egress::Nat));
+    if egress && enabled {
         if net.uplink.is_empty() {
             net.uplink = hearth_box::BOX_UPLINK.into();
         }
@@ -219,7 +221,7 @@ mod tests {
     fn a_served_box_lets_nat_egress_out_and_points_guests_at_its_resolver() {
         let networked = || {
             let mut c = Config::default();
-            c.network.enabled = true;
+            c.network.enabled = Some(true);
             c
         };
         let mut c = networked();
@@ -231,15 +233,20 @@ mod tests {
         c.network.dns = vec!["203.0.113.53".into()];
         assert!(box_network(&mut c, false));
         assert_eq!((c.network.uplink.as_str(), c.network.dns[0].as_str()), ("up0", "203.0.113.53"));
-        // Egress none by default, or networking off (the default): the box stays closed
-        // unless asked.
+        // Egress none by default, or networking off: the box stays closed unless asked.
         let mut c = networked();
         c.network.egress = "none".into();
         assert!(!box_network(&mut c, false));
         assert!(c.network.uplink.is_empty());
         assert!(box_network(&mut c, true), "--egress opens it anyway");
         let mut c = Config::default();
+        c.network.enabled = Some(false);
         assert!(!box_network(&mut c, false));
         assert!(c.network.dns.is_empty());
+        // Left unset, networking is on in the box (its server is root, whoever runs this one),
+        // and the server inside is told so.
+        let mut c = Config::default();
+        assert!(box_network(&mut c, false));
+        assert_eq!(c.network.enabled, Some(true));
     }
 }
