@@ -16,5 +16,6 @@ bench_in_box() {
   trap 'cp "$bench_data/box/console.log" "bench/out/'"$name"'-box-console.log" 2>/dev/null; "$H" --data-dir "$bench_data" box stop >/dev/null 2>&1 || true; rm -rf "$bench_data"' EXIT
   "$H" image build >/dev/null 2>&1
   "$H" --data-dir "$bench_data" box start --mem-mib 4096 >/dev/null
-  "$H" --data-dir "$bench_data" box run --host-bin -- "target/release/examples/$example" "$@"
+  # BENCH_NETWORK=false|true: the served workstations' networking (default: the server's).
+  "$H" --data-dir "$bench_data" box run ${BENCH_NETWORK:+--env BENCH_NETWORK=$BENCH_NETWORK} --host-bin -- "target/release/examples/$example" "$@"
 }

@@ -8,7 +8,7 @@ use hearth_proto::control::{
     DirEntry, Event, ExecSpec, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, PROTOCOL_VERSION, TAG_CONTROL, TAG_DATA, TAG_PTY,
     TAG_SCREEN, TAG_SCROLLBACK, TAG_STDERR, TAG_STDIN, TAG_STDOUT,
 };
-use hearth_proto::frame::{read_frame, write_frame};
+use hearth_proto::frame::{read_frame, write_frame, Frame};
 
 use crate::conn::Conn;
 
@@ -307,22 +307,38 @@ pub enum PtyEvent {
     Closed,
 }
 
-impl<C: Conn> PtyStream<C> {
-    /// The next thing the session says; `timeout` bounds the wait (None: forever).
-    pub fn next(&mut self, timeout: Option<Duration>) -> Result<PtyEvent, ExecError> {
-        self.conn.set_read_timeout_conn(timeout).map_err(io_err("setting a read timeout"))?;
-        Ok(match read_frame(&mut self.conn)? {
-            None => PtyEvent::Closed,
-            Some(f) if f.tag == TAG_PTY => PtyEvent::Output(f.payload),
-            Some(f) if f.tag == TAG_CONTROL => match parse_event(&f.payload)? {
+impl PtyEvent {
+    /// What one frame of an attached session's stream says.
+    pub fn from_frame(f: Frame) -> Result<PtyEvent, ExecError> {
+        Ok(match f.tag {
+            TAG_PTY => PtyEvent::Output(f.payload),
+            TAG_CONTROL => match parse_event(&f.payload)? {
                 Event::PtyResized { rows, cols } => PtyEvent::Resized { rows, cols },
                 Event::PtyExited { status } => PtyEvent::Exited(status),
                 Event::PtyLagged => PtyEvent::Lagged,
                 Event::Error { message } => return Err(ExecError::Refused(message)),
                 other => return Err(unexpected("a pty event", other)),
             },
-            Some(f) => return Err(ExecError::Protocol(format!("unexpected frame tag {}", f.tag))),
+            tag => return Err(ExecError::Protocol(format!("unexpected frame tag {tag}"))),
         })
+    }
+}
+
+impl<C: Conn> PtyStream<C> {
+    /// The next thing the session says; `timeout` bounds the wait (None: forever).
+    pub fn next(&mut self, timeout: Option<Duration>) -> Result<PtyEvent, ExecError> {
+        self.conn.set_read_timeout_conn(timeout).map_err(io_err("setting a read timeout"))?;
+        match read_frame(&mut self.conn)? {
+            None => Ok(PtyEvent::Closed),
+            Some(f) => PtyEvent::from_frame(f),
+        }
+    }
+
+    /// The session's id and the connection itself, for a caller that reads the stream with
+    /// [`PtyEvent::from_frame`] and types with [`keys_bytes`] and [`resize_bytes`] on its own terms (the
+    /// server does, from async code).
+    pub fn into_parts(self) -> (String, C) {
+        (self.id, self.conn)
     }
 
     /// A handle that types into the session and resizes it, usable from another thread.
@@ -344,18 +360,32 @@ pub struct PtyInput<C: Conn> {
 
 impl<C: Conn> PtyInput<C> {
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), ExecError> {
-        bytes.chunks(DATA_CHUNK).try_for_each(|c| write_frame(&mut self.conn, TAG_PTY, c))?;
-        Ok(())
+        self.conn.write_all(&keys_bytes(bytes)).map_err(io_err("typing into the session"))
     }
 
     pub fn resize(&mut self, rows: u16, cols: u16) -> Result<(), ExecError> {
-        send(&mut self.conn, &Request::PtyResize { id: self.id.clone(), rows, cols })
+        self.conn.write_all(&resize_bytes(&self.id, rows, cols)).map_err(io_err("resizing the session"))
     }
 
     /// Ends the attachment from this side: the stream's `next` returns `Closed` (detach).
     pub fn close(&self) {
         self.conn.shutdown_conn();
     }
+}
+
+/// What [`PtyInput::write`] sends for `bytes` (frames of at most [`DATA_CHUNK`]).
+pub fn keys_bytes(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 5);
+    for c in bytes.chunks(DATA_CHUNK) {
+        out.extend_from_slice(&Frame::new(TAG_PTY, c).encode().expect("a data chunk fits a frame"));
+    }
+    out
+}
+
+/// What [`PtyInput::resize`] sends to resize session `id`.
+pub fn resize_bytes(id: &str, rows: u16, cols: u16) -> Vec<u8> {
+    let req = serde_json::to_vec(&Request::PtyResize { id: id.into(), rows, cols }).expect("requests serialize");
+    Frame::new(TAG_CONTROL, req).encode().expect("a resize fits a frame")
 }
 
 /// Copies `stdin` into `TAG_STDIN` frames, then ends it with an empty one.

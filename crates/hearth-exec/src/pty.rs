@@ -168,6 +168,8 @@ struct State {
     queued_total: u64,
     /// Output was dropped unparsed: the parser restarts before its next item.
     restart: bool,
+    /// The terminal's scrollback: with a screen, the lines a restarted terminal is fed.
+    scrollback_lines: usize,
     /// No more output will come: the parser ends once the queue is empty.
     ended: bool,
 }
@@ -202,11 +204,55 @@ impl State {
 
     /// The next item for the parser, and whether to restart the terminal before it.
     fn pop(&mut self) -> Option<(Unparsed, bool)> {
+        if self.restart {
+            self.keep_last_lines();
+        }
         let item = self.unparsed.pop_front()?;
         if let Unparsed::Output(b) = &item {
             self.unparsed_bytes -= b.len();
         }
         Some((item, std::mem::take(&mut self.restart)))
+    }
+}
+
+impl State {
+    /// Before a restart: drops the queued output ahead of its last lines, as many as the
+    /// scrollback and the screen hold. A
+    /// fresh terminal fed only those has the same screen and scrollback (the rest would
+    /// scroll out of both), so a flood of short lines costs a restart a few KiB of parsing,
+    /// not [`MAX_UNPARSED`]. The last size change among what goes stays in force.
+    fn keep_last_lines(&mut self) {
+        let keep = self.scrollback_lines + usize::from(self.rows);
+        let mut seen = 0;
+        let mut cut = None;
+        'scan: for (i, item) in self.unparsed.iter().enumerate().rev() {
+            let Unparsed::Output(b) = item else { continue };
+            let mut end = b.len();
+            while let Some(p) = b[..end].iter().rposition(|&c| c == b'\n') {
+                seen += 1;
+                if seen > keep {
+                    cut = Some((i, p + 1));
+                    break 'scan;
+                }
+                end = p;
+            }
+        }
+        let Some((items, bytes)) = cut else { return };
+        let mut size = None;
+        for _ in 0..items {
+            match self.unparsed.pop_front() {
+                Some(Unparsed::Output(b)) => self.unparsed_bytes -= b.len(),
+                Some(resize) => size = Some(resize),
+                None => {}
+            }
+        }
+        if let Some(Unparsed::Output(b)) = self.unparsed.front_mut() {
+            b.drain(..bytes);
+            self.unparsed_bytes -= bytes;
+        }
+        if let Some(resize) = size {
+            self.unparsed.push_front(resize);
+        }
     }
 }
 
@@ -272,6 +318,7 @@ impl Sessions {
                 unparsed_bytes: 0,
                 queued_total: 0,
                 restart: false,
+                scrollback_lines: lines,
                 ended: false,
             }),
             queued: Condvar::new(),
@@ -654,7 +701,7 @@ mod tests {
     use super::*;
 
     fn state() -> State {
-        State { rows: 24, cols: 80, readers: Vec::new(), exited: None, unparsed: VecDeque::new(), unparsed_bytes: 0, queued_total: 0, restart: false, ended: false }
+        State { rows: 24, cols: 80, readers: Vec::new(), exited: None, unparsed: VecDeque::new(), unparsed_bytes: 0, queued_total: 0, restart: false, scrollback_lines: 100, ended: false }
     }
 
     #[test]
@@ -701,11 +748,24 @@ mod tests {
         }
         assert!(st.restart, "output was dropped");
         assert!(matches!(st.unparsed.front(), Some(Unparsed::Resize(12, 60))), "the size in force is kept");
+        let (first, restart) = st.pop().unwrap();
+        assert!(restart && matches!(first, Unparsed::Resize(12, 60)), "the size in force is kept");
+        // What is left to parse is the lines a fresh terminal holds: scrollback and a screen.
+        assert!(st.unparsed_bytes <= (100 + 24) * 9, "{} bytes left to parse", st.unparsed_bytes);
+        parsed.take((first, restart));
         parsed.catch_up(&mut st);
         let screen = parsed.term.screen().contents();
         assert!(!screen.contains("old screen"), "the terminal restarted");
         assert_eq!((parsed.rows, parsed.cols), (12, 60));
-        // The screen ends with the newest lines, as a reader that saw everything has it.
-        assert!(screen.ends_with(&format!("{:07}", total * 1000 - 1)), "{screen}");
+        // The screen ends with the newest lines, as a reader that saw everything has it, and
+        // the scrollback is full with the lines before them.
+        let newest = total * 1000 - 1;
+        assert!(screen.ends_with(&format!("{newest:07}")), "{screen}");
+        let history = String::from_utf8(scrollback_bytes(&mut parsed.term, None)).unwrap();
+        let numbers: Vec<usize> = history.lines().filter_map(|l| l.trim_end_matches("\x1b[m").trim().parse().ok()).collect();
+        let on_screen: Vec<usize> = screen.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        assert_eq!(numbers.len(), 100, "{history:?}");
+        assert_eq!(numbers.last().map(|n| n + 1), on_screen.first().copied());
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1));
     }
 }

@@ -3,10 +3,12 @@
 //! `hearth` is on PATH and terminado (Debian's python3-terminado) is in the box's image.
 //! Prints JSON.
 //!
-//! In one run, on the same (emulated) machine, with the same client code:
+//! In one run, on the same (emulated) machine, with the same client code, each measure in
+//! four rounds in which hearth, terminado and the agent's own terminal take turns:
 //! - keystroke echo round trips: a key sent, its echo received (bash's readline in both):
 //!   through hearth (WebSocket → server → vsock → the guest agent's PTY) and through terminado
 //!   (WebSocket → tornado → a local PTY);
+//!   and straight from the guest agent's terminal over vsock (no server, no WebSocket);
 //! - the floor under any hearth echo here: a health request to the guest agent over vsock;
 //! - output throughput: a command printing `MB` megabytes, timed until its end marker arrives,
 //!   and the floor under it here: the same command through a plain exec over vsock;
@@ -152,7 +154,7 @@ fn settle(p: &mut dyn Peer) {
 
 /// Keystroke round trips: a key, then its echo; a backspace, then its echo (the line stays
 /// empty, so every output is the echo of the key just sent).
-fn echo(p: &mut dyn Peer, n: usize) -> Value {
+fn echo(p: &mut dyn Peer, n: usize) -> Vec<f64> {
     settle(p);
     let mut v = Vec::with_capacity(2 * n);
     for _ in 0..n {
@@ -163,11 +165,11 @@ fn echo(p: &mut dyn Peer, n: usize) -> Value {
             v.push(ms(t.elapsed()));
         }
     }
-    stats(v)
+    v
 }
 
-/// Runs a command printing about `mb` MB and times its output until the end marker.
-fn throughput(p: &mut dyn Peer, mb: u64) -> Value {
+/// Runs a command printing about `mb` MB and times its output until the end marker: (bytes, seconds).
+fn throughput(p: &mut dyn Peer, mb: u64) -> (u64, f64) {
     settle(p);
     // Numbers up to a few million: 8 bytes a line, 9 once the PTY makes "\n" "\r\n".
     let lines = mb * 1_000_000 / 8;
@@ -184,7 +186,11 @@ fn throughput(p: &mut dyn Peer, mb: u64) -> Value {
         let keep = seen.len().saturating_sub(8);
         seen.drain(..keep);
     }
-    let secs = t.elapsed().as_secs_f64();
+    (bytes, t.elapsed().as_secs_f64())
+}
+
+/// Bytes and seconds summed over rounds, as JSON.
+fn rate((bytes, secs): (u64, f64)) -> Value {
     json!({"bytes": bytes, "secs": secs, "mb_per_s": bytes as f64 / secs / 1e6})
 }
 
@@ -219,7 +225,7 @@ fn main() {
     let (keys, mb) = (arg(1, 500) as usize, arg(2, 20));
     let data = PathBuf::from(std::env::var("HEARTH_DATA_DIR").expect("HEARTH_DATA_DIR (run in the box)")).join("serve-bench");
     let _ = std::fs::remove_dir_all(&data);
-    let (_server, line) = start(Command::new("hearth").args(["serve", "--listen", "127.0.0.1:0"]).env("HEARTH_DATA_DIR", &data).env("HEARTH_LOG", "warn"));
+    let (_server, line) = start(Command::new("hearth").args(["serve", "--listen", "127.0.0.1:0"]).env("HEARTH_DATA_DIR", &data).env("HEARTH_LOG", "warn").envs(std::env::var("BENCH_NETWORK").ok().map(|v| ("HEARTH_NETWORK__ENABLED", v))));
     let base = line.strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("{line}")).to_string();
     let api = format!("{base}/api/v1");
     let ws = call("POST", &format!("{api}/workstations"), Some(json!({"name": "bench", "vcpu_count": 2, "mem_size_mib": 512, "disk_size_gib": 1})));
@@ -266,27 +272,38 @@ fn main() {
     // The same through a PTY in the guest (script(1)), still without a terminal emulator.
     let pty_floor = timed_exec(&["script", "-qfec", &seq, "/dev/null"]);
     phase("vsock bulk floors measured");
-    let echo_hearth = echo(&mut hearth, keys);
-    phase("hearth echo measured");
-    let echo_terminado = echo(&mut term, keys);
-    phase("terminado echo measured");
-    let out_hearth = throughput(&mut hearth, mb);
-    phase("hearth throughput measured");
-    let out_terminado = throughput(&mut term, mb);
-    phase("terminado throughput measured");
-    let out_agent = {
+    // The agent's own terminal, read directly over vsock (no server, no WebSocket).
+    let mut agent_term = {
         let conn = || hearth_vmm::vsock::connect(&vm.run_dir().join("v.sock"), hearth_proto::control::AGENT_VSOCK_PORT, Duration::from_secs(10)).unwrap();
         let mut c = hearth_exec::ExecClient::hello(conn(), None, Duration::from_secs(10)).unwrap();
         let spec = hearth_proto::control::PtySpec { argv: vec!["bash".into(), "-l".into()], user: Some("scientist".into()), rows: 40, cols: 120, ..Default::default() };
         let info = c.pty_open(spec).unwrap();
         let stream = hearth_exec::ExecClient::hello(conn(), None, Duration::from_secs(10)).unwrap().pty_attach(&info.id, None, false).unwrap();
         let input = stream.input().unwrap();
-        let mut agent = Agent(stream, input);
-        let echo = echo(&mut agent, keys);
-        (echo, throughput(&mut agent, mb))
+        Agent(stream, input)
     };
-    let (echo_agent, out_agent) = out_agent;
-    phase("agent terminal echo and throughput measured");
+    // Each measure in rounds, the peers taking turns, so a slow spell of the emulated machine
+    // falls on all of them rather than on whichever ran then.
+    const ROUNDS: usize = 4;
+    let mut echoes: [Vec<f64>; 3] = Default::default();
+    let mut rates = [(0u64, 0f64); 3];
+    for round in 0..ROUNDS {
+        let peers: [&mut dyn Peer; 3] = [&mut hearth, &mut term, &mut agent_term];
+        for (i, p) in peers.into_iter().enumerate() {
+            echoes[i].extend(echo(p, keys / ROUNDS));
+        }
+        phase(&format!("echo round {round} measured"));
+    }
+    for round in 0..ROUNDS {
+        let peers: [&mut dyn Peer; 3] = [&mut hearth, &mut term, &mut agent_term];
+        for (i, p) in peers.into_iter().enumerate() {
+            let (b, t) = throughput(p, mb / ROUNDS as u64);
+            rates[i] = (rates[i].0 + b, rates[i].1 + t);
+        }
+        phase(&format!("throughput round {round} measured"));
+    }
+    let [echo_hearth, echo_terminado, echo_agent] = echoes.map(stats);
+    let [out_hearth, out_terminado, out_agent] = rates.map(rate);
 
     // 100 records (read-only, not started: records, no VMs), then list latency.
     for i in 0..99 {

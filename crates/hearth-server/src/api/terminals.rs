@@ -2,12 +2,10 @@
 //! a client to one (docs/terminal-protocol.md).
 //!
 //! A terminal lives in the workstation's agent, not here: a server restart or a browser
-//! reconnect re-attaches and gets the exact screen back. Each WebSocket client has a bounded
-//! queue; one that falls behind is told (`lagged`) and disconnected, never slowing the shell
-//! or the other clients.
+//! reconnect re-attaches and gets the exact screen back. Each WebSocket client's output is
+//! queued by the agent, bounded; one that falls behind is told (`lagged`) and disconnected,
+//! never slowing the shell or the other clients.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -17,7 +15,9 @@ use axum::response::Response;
 use axum::Json;
 use hearth_exec::{ExecError, PtyEvent};
 use hearth_proto::api::{CreateTerminal, ErrorBody, Terminal, TerminalList, WsClientMessage, WsServerMessage};
-use hearth_proto::control::{validate_size, PtyInfo, PtySpec, Request};
+use hearth_proto::control::{validate_size, PtyInfo, PtySpec, Request, DATA_CHUNK};
+use hearth_proto::frame::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -28,8 +28,9 @@ use hearth_proto::unix_ms_now;
 
 /// Largest WebSocket message a client may send (keystrokes and control).
 pub const MAX_WS_MESSAGE: usize = 64 << 10;
-/// Output chunks queued for one WebSocket client before it counts as too slow.
-const CLIENT_QUEUE: usize = 512;
+/// Keystrokes (framed) a client may have sent that the agent has not taken yet; beyond it
+/// the client is not read until the agent catches up.
+const MAX_PENDING_INPUT: usize = 1 << 20;
 const HEARTBEAT: Duration = Duration::from_secs(20);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A client that takes no bytes for this long is dropped (a send would otherwise wait forever).
@@ -165,20 +166,6 @@ pub async fn attach(State(app): State<SharedApp>, Path((id, tid)): Path<(String,
     Ok(ws.max_message_size(MAX_WS_MESSAGE).max_frame_size(MAX_WS_MESSAGE).on_upgrade(move |socket| pump(socket, stream, read_only, stopping)))
 }
 
-/// Keystrokes and resizes for the attachment's writer thread.
-enum In {
-    Keys(Vec<u8>),
-    Resize(u16, u16),
-}
-
-/// The held event if there is one, else the next from the queue.
-async fn next_event(held: &mut Option<PtyEvent>, rx: &mut tokio::sync::mpsc::Receiver<PtyEvent>) -> Option<PtyEvent> {
-    match held.take() {
-        Some(ev) => Some(ev),
-        None => rx.recv().await,
-    }
-}
-
 /// Returns once the server begins to stop.
 async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
@@ -188,76 +175,106 @@ fn text(m: &WsServerMessage) -> Message {
     Message::Text(serde_json::to_string(m).expect("messages serialize").into())
 }
 
+/// Decodes the complete frames at the front of `buf` (dropping them from it) into events.
+fn take_events(buf: &mut Vec<u8>) -> Result<Vec<PtyEvent>, String> {
+    let mut events = Vec::new();
+    let mut used = 0;
+    while let Some((frame, n)) = Frame::decode(&buf[used..]).map_err(|e| e.to_string())? {
+        used += n;
+        events.push(PtyEvent::from_frame(frame).map_err(|e| e.to_string())?);
+    }
+    buf.drain(..used);
+    Ok(events)
+}
+
+/// What the client is sent for the events of one read from the agent: output runs joined
+/// into messages of up to [`DATA_CHUNK`] (under a flood, fewer and larger writes to the
+/// client), and whether the stream ends there (and why, and whether it was asked for).
+fn to_messages(events: Vec<PtyEvent>) -> (Vec<Message>, Option<(&'static str, bool)>) {
+    let mut out = Vec::new();
+    let mut data: Vec<u8> = Vec::new();
+    let flush = |data: &mut Vec<u8>, out: &mut Vec<Message>| {
+        if !data.is_empty() {
+            out.push(Message::Binary(std::mem::take(data).into()));
+        }
+    };
+    for ev in events {
+        match ev {
+            PtyEvent::Output(b) => {
+                if data.len() + b.len() > DATA_CHUNK {
+                    flush(&mut data, &mut out);
+                }
+                data.extend_from_slice(&b);
+            }
+            PtyEvent::Resized { rows, cols } => {
+                flush(&mut data, &mut out);
+                out.push(text(&WsServerMessage::Resize { rows, cols }));
+            }
+            PtyEvent::Exited(st) => {
+                flush(&mut data, &mut out);
+                out.push(text(&WsServerMessage::Exit { code: st.code, signal: st.signal }));
+                return (out, Some(("the terminal's command ended", true)));
+            }
+            // Dropped by the agent: this client's queue there filled.
+            PtyEvent::Lagged => {
+                flush(&mut data, &mut out);
+                out.push(text(&WsServerMessage::Lagged));
+                return (out, Some(("the client lagged (the agent's queue)", false)));
+            }
+            PtyEvent::Closed => break,
+        }
+    }
+    flush(&mut data, &mut out);
+    (out, None)
+}
+
+/// Bridges one WebSocket client and one attachment to the agent, in this task alone: the
+/// agent's connection is read and written here (no thread between them and the socket, one
+/// wake per keystroke each way). Keystrokes not yet taken by the agent are held up to
+/// [`MAX_PENDING_INPUT`]; beyond it the client is not read until they are. The client is never
+/// queued output here: while a send waits on it, the agent queues this client's output (up to
+/// its per-reader bound, then drops it as lagged), and a send that waits [`SEND_TIMEOUT`]
+/// drops it as stalled; neither holds up the shell or other clients.
 async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os::unix::net::UnixStream>, read_only: bool, mut stopping: tokio::sync::watch::Receiver<bool>) {
     let mut replay = std::mem::take(&mut stream.scrollback);
     replay.extend_from_slice(&stream.screen);
     let head = WsServerMessage::Attached { rows: stream.info.rows, cols: stream.info.cols, title: stream.info.title.clone(), read_only, replay_bytes: replay.len() as u64 };
-    let Ok(mut input) = stream.input() else { return };
-    let closer = match stream.input() {
-        Ok(c) => c,
-        Err(_) => return,
+    let (id, conn) = stream.into_parts();
+    // Kept to shut the connection down at the end (the agent detaches this reader then).
+    let Ok(closer) = conn.try_clone() else { return };
+    let agent = conn.set_read_timeout(None).and_then(|()| conn.set_nonblocking(true)).and_then(|()| tokio::net::UnixStream::from_std(conn));
+    let Ok(agent) = agent else {
+        let _ = closer.shutdown(std::net::Shutdown::Both);
+        return;
     };
-    if !send_timed(&mut socket, text(&head)).await {
-        closer.close();
+    let (mut from_agent, mut to_agent) = agent.into_split();
+    let mut sent = send_timed(&mut socket, text(&head)).await;
+    for chunk in replay.chunks(DATA_CHUNK) {
+        sent = sent && send_timed(&mut socket, Message::Binary(chunk.to_vec().into())).await;
+    }
+    if !sent {
+        let _ = closer.shutdown(std::net::Shutdown::Both);
         return;
     }
-    for chunk in replay.chunks(hearth_proto::control::DATA_CHUNK) {
-        if !send_timed(&mut socket, Message::Binary(chunk.to_vec().into())).await {
-            closer.close();
-            return;
-        }
-    }
-    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<PtyEvent>(CLIENT_QUEUE);
-    let lagged = Arc::new(AtomicBool::new(false));
-    {
-        let lagged = lagged.clone();
-        std::thread::spawn(move || loop {
-            let ev = stream.next(None).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "reading a terminal from the agent failed");
-                PtyEvent::Closed
-            });
-            let end = matches!(ev, PtyEvent::Exited(_) | PtyEvent::Lagged | PtyEvent::Closed);
-            match out_tx.try_send(ev) {
-                Ok(()) => {}
-                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                    // This client is too slow: drop it, never the shell.
-                    lagged.store(true, Ordering::SeqCst);
-                    return;
-                }
-                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
-            }
-            if end {
-                return;
-            }
-        });
-    }
-    let (in_tx, in_rx) = std::sync::mpsc::channel::<In>();
-    std::thread::spawn(move || {
-        for m in in_rx {
-            let r = match m {
-                In::Keys(k) => input.write(&k),
-                In::Resize(r, c) => input.resize(r, c),
-            };
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "writing to a terminal in the agent failed");
-                return;
-            }
-        }
-    });
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let mut last_heard = Instant::now();
-    // An event taken from the queue that did not fit in the message before it.
-    let mut held: Option<PtyEvent> = None;
-    let (why, asked) = loop {
+    // Read from the agent, not yet a whole frame.
+    let mut inbound: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; DATA_CHUNK];
+    // Keystrokes and resizes, framed, not yet written to the agent.
+    let mut pending: Vec<u8> = Vec::new();
+    let (why, asked) = 'pump: loop {
         tokio::select! {
-            msg = socket.recv() => {
+            msg = socket.recv(), if pending.len() < MAX_PENDING_INPUT => {
                 let Some(Ok(msg)) = msg else { break ("the client went away", true) };
                 last_heard = Instant::now();
                 match msg {
-                    Message::Binary(b) if !read_only && in_tx.send(In::Keys(b.to_vec())).is_err() => break ("keystrokes could not be written to the agent", false),
+                    Message::Binary(b) if !read_only => pending.extend_from_slice(&hearth_exec::client::keys_bytes(&b)),
                     Message::Text(t) => match serde_json::from_str::<WsClientMessage>(&t) {
                         Ok(WsClientMessage::Resize { rows, cols }) if !read_only => {
-                            if validate_size(rows, cols).is_ok() && in_tx.send(In::Resize(rows, cols)).is_err() { break ("a resize could not be written to the agent", false) }
+                            if validate_size(rows, cols).is_ok() {
+                                pending.extend_from_slice(&hearth_exec::client::resize_bytes(&id, rows, cols));
+                            }
                         }
                         Ok(WsClientMessage::Ping) => {
                             if !send_timed(&mut socket, text(&WsServerMessage::Pong)).await { break ("sending to the client failed or stalled", false) }
@@ -271,39 +288,38 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                     _ => {}
                 }
             }
-            out = next_event(&mut held, &mut out_rx) => {
-                let msg = match out {
-                    Some(PtyEvent::Output(mut b)) => {
-                        // Output queued meanwhile goes in the same message: under a flood,
-                        // fewer and larger writes to the client.
-                        while let Ok(next) = out_rx.try_recv() {
-                            match next {
-                                PtyEvent::Output(more) if b.len() + more.len() <= hearth_proto::control::DATA_CHUNK => b.extend_from_slice(&more),
-                                other => {
-                                    held = Some(other);
-                                    break;
-                                }
-                            }
-                        }
-                        Message::Binary(b.into())
+            written = to_agent.write(&pending), if !pending.is_empty() => match written {
+                Ok(n) if n > 0 => { pending.drain(..n); }
+                Ok(_) => break ("keystrokes could not be written to the agent", false),
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing to a terminal in the agent failed");
+                    break ("keystrokes could not be written to the agent", false);
+                }
+            },
+            read = from_agent.read(&mut chunk) => {
+                let n = match read {
+                    Ok(0) => break ("the agent's stream ended", false),
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading a terminal from the agent failed");
+                        break ("the agent's stream ended", false);
                     }
-                    Some(PtyEvent::Resized { rows, cols }) => text(&WsServerMessage::Resize { rows, cols }),
-                    Some(PtyEvent::Exited(st)) => {
-                        let _ = send_timed(&mut socket, text(&WsServerMessage::Exit { code: st.code, signal: st.signal })).await;
-                        break ("the terminal's command ended", true);
-                    }
-                    // Dropped by the agent, or by our own queue: either way this client lagged.
-                    Some(PtyEvent::Lagged) => {
-                        let _ = send_timed(&mut socket, text(&WsServerMessage::Lagged)).await;
-                        break ("the client lagged (the agent's queue)", false);
-                    }
-                    None if lagged.load(Ordering::SeqCst) => {
-                        let _ = send_timed(&mut socket, text(&WsServerMessage::Lagged)).await;
-                        break ("the client lagged (the server's queue)", false);
-                    }
-                    Some(PtyEvent::Closed) | None => break ("the agent's stream ended", false),
                 };
-                if !send_timed(&mut socket, msg).await { break ("sending to the client failed or stalled", false) }
+                inbound.extend_from_slice(&chunk[..n]);
+                let events = match take_events(&mut inbound) {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the agent's terminal stream is not understood");
+                        break ("the agent's stream ended", false);
+                    }
+                };
+                let (messages, end) = to_messages(events);
+                for m in messages {
+                    if !send_timed(&mut socket, m).await { break 'pump ("sending to the client failed or stalled", false) }
+                }
+                if let Some(end) = end {
+                    break end;
+                }
             }
             // The server is stopping: the client reconnects to the next one, the session lives on.
             _ = stopped(&mut stopping) => break ("the server is stopping", true),
@@ -320,7 +336,61 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
     } else {
         tracing::warn!(why, "a WebSocket terminal client was dropped");
     }
-    // Detach: the reader thread sees its stream end; the writer thread its channel.
-    closer.close();
+    // Detach: the agent drops this reader.
+    let _ = closer.shutdown(std::net::Shutdown::Both);
     let _ = send_timed(&mut socket, Message::Close(None)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_proto::control::{Event, ExitStatus, TAG_CONTROL, TAG_PTY};
+
+    fn frame(tag: u8, payload: &[u8]) -> Vec<u8> {
+        Frame::new(tag, payload).encode().unwrap()
+    }
+
+    fn event(e: &Event) -> Vec<u8> {
+        frame(TAG_CONTROL, &serde_json::to_vec(e).unwrap())
+    }
+
+    #[test]
+    fn frames_split_across_reads_decode_whole_and_in_order() {
+        let mut wire = frame(TAG_PTY, b"hello ");
+        wire.extend(event(&Event::PtyResized { rows: 30, cols: 90 }));
+        wire.extend(frame(TAG_PTY, b"world"));
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        // One byte at a time: a frame is only taken once it is all there.
+        for b in &wire {
+            buf.push(*b);
+            got.extend(take_events(&mut buf).unwrap());
+        }
+        assert!(buf.is_empty());
+        assert_eq!(got, [PtyEvent::Output(b"hello ".to_vec()), PtyEvent::Resized { rows: 30, cols: 90 }, PtyEvent::Output(b"world".to_vec())]);
+        // Garbage from the agent is an error, not a panic or an allocation.
+        let mut bad = vec![0xff, 0xff, 0xff, 0xff, 1];
+        assert!(take_events(&mut bad).unwrap_err().contains("exceeds the limit"));
+        let mut bad = frame(9, b"?");
+        assert!(take_events(&mut bad).is_err());
+    }
+
+    #[test]
+    fn output_is_joined_up_to_a_chunk_and_an_end_ends_the_stream() {
+        let out = |n: usize| PtyEvent::Output(vec![b'x'; n]);
+        let sizes = |m: &[Message]| m.iter().map(|m| match m { Message::Binary(b) => b.len(), _ => 0 }).collect::<Vec<_>>();
+        let (m, end) = to_messages(vec![out(10), out(20), out(DATA_CHUNK - 30), out(1)]);
+        assert_eq!((sizes(&m), end), (vec![DATA_CHUNK, 1], None));
+        // A resize stays between the output around it.
+        let (m, _) = to_messages(vec![out(1), PtyEvent::Resized { rows: 2, cols: 3 }, out(1)]);
+        assert_eq!(sizes(&m), [1, 0, 1]);
+        assert!(matches!(&m[1], Message::Text(t) if t.contains("resize")));
+        // What follows an exit or a lag is not sent; the reason is given.
+        let (m, end) = to_messages(vec![out(5), PtyEvent::Exited(ExitStatus { code: Some(3), signal: None }), out(7)]);
+        assert_eq!((sizes(&m), end), (vec![5, 0], Some(("the terminal's command ended", true))));
+        assert!(matches!(&m[1], Message::Text(t) if t.contains("\"code\":3")));
+        let (m, end) = to_messages(vec![PtyEvent::Lagged]);
+        assert_eq!(end.map(|e| e.1), Some(false));
+        assert!(matches!(&m[0], Message::Text(t) if t.contains("lagged")));
+    }
 }
