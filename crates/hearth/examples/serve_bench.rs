@@ -9,7 +9,8 @@
 //!   through hearth (WebSocket → server → vsock → the guest agent's PTY) and through terminado
 //!   (WebSocket → tornado → a local PTY);
 //!   and straight from the guest agent's terminal over vsock (no server, no WebSocket);
-//! - the floor under any hearth echo here: a health request to the guest agent over vsock;
+//! - the floor under any hearth echo here: a health request to the guest agent over vsock,
+//!   and the other leg of it: hearth's WebSocket ping (client to server and back, no agent);
 //! - output throughput: a command printing `MB` megabytes, timed until its end marker arrives,
 //!   and the floor under it here: the same command through a plain exec over vsock;
 //! - `GET /api/v1/workstations` with 100 records (and `GET /health` beside it).
@@ -168,6 +169,19 @@ fn echo(p: &mut dyn Peer, n: usize) -> Vec<f64> {
     v
 }
 
+/// Round trips of hearth's own ping (a text frame answered by the server, no terminal, no
+/// agent): the client-to-server leg every hearth keystroke also takes.
+fn ping(sock: &mut Sock, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            sock.send(Message::Text(json!({"type": "ping"}).to_string().into())).unwrap();
+            while !matches!(read(sock, Duration::from_secs(30)).expect("a pong"), Message::Text(m) if m.contains("pong")) {}
+            ms(t.elapsed())
+        })
+        .collect()
+}
+
 /// Runs a command printing about `mb` MB and times its output until the end marker: (bytes, seconds).
 fn throughput(p: &mut dyn Peer, mb: u64) -> (u64, f64) {
     settle(p);
@@ -227,6 +241,16 @@ fn main() {
     let _ = std::fs::remove_dir_all(&data);
     let (_server, line) = start(Command::new("hearth").args(["serve", "--listen", "127.0.0.1:0"]).env("HEARTH_DATA_DIR", &data).env("HEARTH_LOG", "warn").envs(std::env::var("BENCH_NETWORK").ok().map(|v| ("HEARTH_NETWORK__ENABLED", v))));
     let base = line.strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("{line}")).to_string();
+    // A run that fails says what became of its workstations' VMs (in the box, most failures
+    // are the emulation's: a guest that reset itself shows as such here).
+    let post_mortem = data.join("workstations");
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        for ws in std::fs::read_dir(&post_mortem).into_iter().flatten().flatten().filter(|e| e.path().join("vm").is_dir()) {
+            eprintln!("serve_bench: workstation {}: its Firecracker's last word: {}", ws.file_name().to_string_lossy(), hearth_vmm::vm::Vm::exit_reason(&ws.path().join("vm")));
+        }
+    }));
     let api = format!("{base}/api/v1");
     let ws = call("POST", &format!("{api}/workstations"), Some(json!({"name": "bench", "vcpu_count": 2, "mem_size_mib": 512, "disk_size_gib": 1})));
     let id = ws["id"].as_str().unwrap_or_else(|| panic!("{ws}")).to_string();
@@ -286,12 +310,14 @@ fn main() {
     // falls on all of them rather than on whichever ran then.
     const ROUNDS: usize = 4;
     let mut echoes: [Vec<f64>; 3] = Default::default();
+    let mut pings = Vec::new();
     let mut rates = [(0u64, 0f64); 3];
     for round in 0..ROUNDS {
         let peers: [&mut dyn Peer; 3] = [&mut hearth, &mut term, &mut agent_term];
         for (i, p) in peers.into_iter().enumerate() {
             echoes[i].extend(echo(p, keys / ROUNDS));
         }
+        pings.extend(ping(&mut hearth.0, 2 * keys / ROUNDS));
         phase(&format!("echo round {round} measured"));
     }
     for round in 0..ROUNDS {
@@ -325,7 +351,7 @@ fn main() {
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
-            "keystroke_echo": {"hearth_ws": echo_hearth, "terminado": echo_terminado, "agent_pty_over_vsock": echo_agent, "vsock_floor_agent_health": stats(floor)},
+            "keystroke_echo": {"hearth_ws": echo_hearth, "terminado": echo_terminado, "agent_pty_over_vsock": echo_agent, "vsock_floor_agent_health": stats(floor), "hearth_ws_ping_no_terminal": stats(pings)},
             "output_throughput": {"hearth_ws": out_hearth, "terminado": out_terminado, "agent_pty_over_vsock": out_agent, "vsock_floor_exec": bulk_floor, "vsock_floor_exec_through_a_guest_pty": pty_floor},
             "list_100_records": list,
             "health": health,
