@@ -58,9 +58,11 @@ pub(crate) const BOX_DIED: &str = "the box died while the command ran";
 /// agent dying.
 pub(crate) const GUEST_RESET: &str = "a workstation's guest reset itself in the box";
 
-/// Runs of a box test whose box died (the crash has come twice in a row under the abuse test:
-/// two runs are not enough for a green CI; each retry is loud).
-pub(crate) const BOX_ATTEMPTS: u32 = 3;
+/// Runs of a box test whose box died (each retry is loud). Three were not enough on
+/// 2026-12-01: the lifecycle test, two 2-vCPU guests at once, lost its box to a kernel crash
+/// three times in a row in a CI check, and 3 times in 6 runs right after, on code paths
+/// unchanged since its last green checks (the emulation, not the product).
+pub(crate) const BOX_ATTEMPTS: u32 = 5;
 
 /// Box tests in one test binary run one at a time: two emulated boxes on the CI machine's two
 /// cores run each slower than both in turn.
