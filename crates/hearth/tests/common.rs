@@ -58,6 +58,13 @@ pub(crate) const BOX_DIED: &str = "the box died while the command ran";
 /// agent dying.
 pub(crate) const GUEST_RESET: &str = "a workstation's guest reset itself in the box";
 
+/// Said when a test failed while a guest's timer stopped firing (its kernel: "rcu_sched
+/// kthread timer wakeup didn't happen"), the guest-side face of the box's timer stalls: the
+/// guest then hangs on what it was doing.
+pub(crate) const GUEST_TIMER_STALL: &str = "a workstation's guest lost its timer in the box";
+/// The guest kernel's line for it.
+const TIMER_STALL_LINE: &str = "timer wakeup didn't happen";
+
 /// Runs of a box test whose box died (each retry is loud). Three were not enough on
 /// 2026-12-01: the lifecycle test, two 2-vCPU guests at once, lost its box to a kernel crash
 /// three times in a row in a CI check, and 3 times in 6 runs right after, on code paths
@@ -76,7 +83,8 @@ static ONE_BOX_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// (once in many runs, under load), and its QEMU to vanish without a word (a triple fault under
 /// `-no-reboot`). `hearth box run` then fails fast saying the box died, and the test is run
 /// again in a fresh box, loudly, up to [`BOX_ATTEMPTS`] times in all; so is a test that failed
-/// while a workstation's guest reset itself ([`GUEST_RESET`]). Any other failure fails the test.
+/// while a workstation's guest reset itself ([`GUEST_RESET`]) or lost its timer
+/// ([`GUEST_TIMER_STALL`]). Any other failure fails the test.
 pub(crate) fn delegated_to_box(test: &str) -> bool {
     if std::env::var_os("HEARTH_IN_BOX").is_some() {
         name_guest_resets_on_failure();
@@ -92,7 +100,7 @@ pub(crate) fn delegated_to_box(test: &str) -> bool {
             "--nocapture",
             "--test-threads=1",
         ]));
-        if code != 0 && attempt < BOX_ATTEMPTS && (err.contains(BOX_DIED) || err.contains(GUEST_RESET)) {
+        if code != 0 && attempt < BOX_ATTEMPTS && [BOX_DIED, GUEST_RESET, GUEST_TIMER_STALL].iter().any(|m| err.contains(m)) {
             eprintln!("WARNING: the box (or a guest in it) died under {test}; running it once more in a fresh box:\n{err}");
             continue;
         }
@@ -116,11 +124,13 @@ fn name_guest_resets_on_failure() {
             previous(info);
             let Some(data) = std::env::var_os("HEARTH_DATA_DIR") else { return };
             let mut logs = Vec::new();
-            firecracker_logs(std::path::Path::new(&data), &mut logs);
+            logs_named(std::path::Path::new(&data), &["firecracker.log", "console.log"], &mut logs);
             for log in logs {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
-                if let Some(line) = text.lines().find(|l| l.contains(hearth_vmm::vm::GUEST_RESET_LINE)) {
-                    eprintln!("{GUEST_RESET}: {}: {line}", log.display());
+                for (marker, what) in [(GUEST_RESET, hearth_vmm::vm::GUEST_RESET_LINE), (GUEST_TIMER_STALL, TIMER_STALL_LINE)] {
+                    if let Some(line) = text.lines().find(|l| l.contains(what)) {
+                        eprintln!("{marker}: {}: {line}", log.display());
+                    }
                 }
             }
         }));
@@ -129,12 +139,17 @@ fn name_guest_resets_on_failure() {
 
 /// Every firecracker.log* under `dir` (symlinks not followed: a jail's root is linked).
 pub(crate) fn firecracker_logs(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    logs_named(dir, &["firecracker.log"], out);
+}
+
+/// Every file under `dir` whose name starts with one of `prefixes` (symlinks not followed).
+fn logs_named(dir: &std::path::Path, prefixes: &[&str], out: &mut Vec<std::path::PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let Ok(t) = e.file_type() else { continue };
         if t.is_dir() {
-            firecracker_logs(&e.path(), out);
-        } else if t.is_file() && e.file_name().to_string_lossy().starts_with("firecracker.log") {
+            logs_named(&e.path(), prefixes, out);
+        } else if t.is_file() && prefixes.iter().any(|p| e.file_name().to_string_lossy().starts_with(p)) {
             out.push(e.path());
         }
     }
