@@ -183,15 +183,25 @@ impl State {
         self.unparsed.push_back(item);
         // The parser is too far behind: the oldest output goes unparsed.
         let mut size = None;
-        while self.unparsed_bytes > MAX_UNPARSED {
-            match self.unparsed.pop_front() {
-                Some(Unparsed::Output(b)) => self.unparsed_bytes -= b.len(),
-                Some(resize) => size = Some(resize),
-                None => break,
-            }
+        while self.unparsed_bytes > MAX_UNPARSED && self.drop_oldest(&mut size) {
             self.restart = true;
         }
-        // The last size change dropped stays in force for the fresh terminal.
+        self.keep_size(size);
+    }
+
+    /// Drops the oldest item unparsed, remembering it in `size` if it is a size change;
+    /// false when nothing is queued.
+    fn drop_oldest(&mut self, size: &mut Option<Unparsed>) -> bool {
+        match self.unparsed.pop_front() {
+            Some(Unparsed::Output(b)) => self.unparsed_bytes -= b.len(),
+            Some(resize) => *size = Some(resize),
+            None => return false,
+        }
+        true
+    }
+
+    /// The last size change dropped stays in force for the fresh terminal.
+    fn keep_size(&mut self, size: Option<Unparsed>) {
         if let Some(resize) = size {
             self.unparsed.push_front(resize);
         }
@@ -213,14 +223,12 @@ impl State {
         }
         Some((item, std::mem::take(&mut self.restart)))
     }
-}
 
-impl State {
     /// Before a restart: drops the queued output ahead of its last lines, as many as the
-    /// scrollback and the screen hold. A
-    /// fresh terminal fed only those has the same screen and scrollback (the rest would
-    /// scroll out of both), so a flood of short lines costs a restart a few KiB of parsing,
-    /// not [`MAX_UNPARSED`]. The last size change among what goes stays in force.
+    /// scrollback and the screen hold. A fresh terminal fed only those has the same screen
+    /// and scrollback (the rest would scroll out of both), so a flood of short lines costs a
+    /// restart a few KiB of parsing, not [`MAX_UNPARSED`]. The last size change among what
+    /// goes stays in force.
     fn keep_last_lines(&mut self) {
         let keep = self.scrollback_lines + usize::from(self.rows);
         let mut seen = 0;
@@ -240,19 +248,13 @@ impl State {
         let Some((items, bytes)) = cut else { return };
         let mut size = None;
         for _ in 0..items {
-            match self.unparsed.pop_front() {
-                Some(Unparsed::Output(b)) => self.unparsed_bytes -= b.len(),
-                Some(resize) => size = Some(resize),
-                None => {}
-            }
+            self.drop_oldest(&mut size);
         }
         if let Some(Unparsed::Output(b)) = self.unparsed.front_mut() {
             b.drain(..bytes);
             self.unparsed_bytes -= bytes;
         }
-        if let Some(resize) = size {
-            self.unparsed.push_front(resize);
-        }
+        self.keep_size(size);
     }
 }
 
@@ -574,7 +576,8 @@ impl Session {
                 Ok(n) => n,
             };
             let mut st = self.state.lock().expect("no panics while held");
-            self.to_parser(&mut st, Unparsed::Output(buf[..n].to_vec()));
+            // Readers first, the parser after: an echo is on its way before the parser is
+            // woken (in a guest, waking a thread on another vCPU costs an exit).
             st.readers.retain(|r| {
                 if r.queued.fetch_add(n, Ordering::SeqCst) + n > MAX_QUEUED_BYTES {
                     // Dropping the sender ends its stream once it drained what it has.
@@ -583,6 +586,7 @@ impl Session {
                 }
                 r.tx.send(Out::Data(buf[..n].to_vec())).is_ok()
             });
+            self.to_parser(&mut st, Unparsed::Output(buf[..n].to_vec()));
         }
         let status = match child.wait() {
             Ok(s) => ExitStatus { code: s.code(), signal: s.signal() },

@@ -24,7 +24,7 @@ pub mod vm;
 pub mod vsock;
 
 pub use api::{ApiClient, ApiError};
-pub use error::VmmError;
+pub use error::{NotReady, VmmError};
 
 /// The guest kernel command line. `quiet` because every console byte is an exit to the VMM
 /// (expensive in the box); no `i8042.nopnp` so SendCtrlAltDel still reaches the guest.

@@ -110,7 +110,7 @@ pub fn probe_boot(spec: &ProbeSpec) -> Result<ProbeReport, VmmError> {
         }
         Err(VmmError::NotReady { why, console_tail }) => {
             let tail: Vec<String> = console_tail.lines().map(str::to_string).collect();
-            report.failure = Some(explain(&why, &tail));
+            report.failure = Some(explain(&why.to_string(), &tail));
         }
         Err(e) => return Err(e),
     }

@@ -33,7 +33,7 @@ use serde::Serialize;
 use crate::api::ApiClient;
 use crate::jail::{self, BindFile, JailConfig};
 use crate::models::{ActionType, Balloon, BootSource, Drive, Entropy, InstanceAction, Logger, MachineConfig, NetworkInterface, RateLimiter, Vsock};
-use crate::error::VmmError;
+use crate::error::{NotReady, VmmError};
 use crate::{AGENT_READY_PREFIX, GUEST_BOOT_ARGS};
 
 /// What a VM writes on its upper layer.
@@ -172,7 +172,7 @@ impl Vm {
                 Err(VmmError::NotReady { why, console_tail }) if attempt == 1 && !console_tail.contains("Kernel panic") => {
                     let what = if console_tail.contains(GUEST_RESET_LINE) {
                         "the guest shut down before its agent was up"
-                    } else if why == NOT_READY_IN_TIME {
+                    } else if why == NotReady::TimedOut {
                         "the guest's agent was not up in time"
                     } else {
                         return Err(VmmError::NotReady { why, console_tail });
@@ -348,9 +348,9 @@ impl Vm {
                 }
             }
             let why = if !self.is_running() {
-                "Firecracker exited before the agent was ready"
+                NotReady::Exited
             } else if Instant::now() > deadline {
-                NOT_READY_IN_TIME
+                NotReady::TimedOut
             } else {
                 // Short: this poll sets the resolution of the boot-time measurement.
                 std::thread::sleep(Duration::from_millis(5));
@@ -364,7 +364,7 @@ impl Vm {
                 console_tail.push_str("\n--- firecracker.log ---\n");
                 console_tail.push_str(&fc_log);
             }
-            return Err(VmmError::NotReady { why: why.into(), console_tail });
+            return Err(VmmError::NotReady { why, console_tail });
         }
     }
 
@@ -554,8 +554,6 @@ impl Vm {
 /// What Firecracker logs when its guest's vCPU reset the machine without asking (a triple
 /// fault: no panic, no word on the console).
 pub const GUEST_RESET_LINE: &str = "Received KVM_EXIT_SHUTDOWN";
-/// [`VmmError::NotReady`]'s reason when the guest ran to the deadline without its agent.
-const NOT_READY_IN_TIME: &str = "the agent was not ready in time";
 
 /// The reason [`Vm::exit_reason`] gives: a guest that reset itself is named as such (the log
 /// goes on with "exiting successfully", which would mislead), else the last warning or
