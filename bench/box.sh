@@ -2,6 +2,7 @@
 # hearth and its examples (release), the artifacts (shared cache), starts a box on a throwaway
 # data dir and runs target/release/examples/EXAMPLE in it. The box is stopped and its data
 # removed on exit; its console log is kept as bench/out/NAME-box-console.log for post-mortems.
+# BENCH_BOX_CPUS=N: the box's vCPUs (default: the host's cores; 1 is about 4x slower here).
 bench_in_box() {
   local name=$1 example=$2
   shift 2
@@ -15,7 +16,7 @@ bench_in_box() {
   mkdir -p bench/out
   trap 'cp "$bench_data/box/console.log" "bench/out/'"$name"'-box-console.log" 2>/dev/null; "$H" --data-dir "$bench_data" box stop >/dev/null 2>&1 || true; rm -rf "$bench_data"' EXIT
   "$H" image build >/dev/null 2>&1
-  "$H" --data-dir "$bench_data" box start --mem-mib 4096 >/dev/null
+  "$H" --data-dir "$bench_data" box start --mem-mib 4096 ${BENCH_BOX_CPUS:+--cpus $BENCH_BOX_CPUS} >/dev/null
   # BENCH_NETWORK=false|true: the served workstations' networking (default: the server's).
   "$H" --data-dir "$bench_data" box run ${BENCH_NETWORK:+--env BENCH_NETWORK=$BENCH_NETWORK} --host-bin -- "target/release/examples/$example" "$@"
 }

@@ -35,15 +35,7 @@ impl Frame {
 
     /// Encodes the frame; fails only if the payload is over the limit.
     pub fn encode(&self) -> Result<Vec<u8>, FrameError> {
-        let len = self.payload.len() + 1;
-        if len > MAX_FRAME_LEN {
-            return Err(FrameError::TooLong(len));
-        }
-        let mut out = Vec::with_capacity(4 + len);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-        out.push(self.tag);
-        out.extend_from_slice(&self.payload);
-        Ok(out)
+        encode(self.tag, &self.payload)
     }
 
     /// Decodes one frame from the front of `buf`.
@@ -67,17 +59,27 @@ fn check_len(len: usize) -> Result<(), FrameError> {
     }
 }
 
-/// Writes one frame and flushes it.
+/// Writes one frame, in one write (header and payload together), and flushes it.
+///
+/// One write, not three: on a vsock socket each write is a packet of its own, and in the
+/// box each packet costs the guest a notification of its device and the host a wake-up.
 pub fn write_frame(w: &mut impl Write, tag: u8, payload: &[u8]) -> Result<(), FrameError> {
+    w.write_all(&encode(tag, payload)?)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// A frame's bytes on the wire: length, tag, payload.
+fn encode(tag: u8, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     let len = payload.len() + 1;
     if len > MAX_FRAME_LEN {
         return Err(FrameError::TooLong(len));
     }
-    w.write_all(&(len as u32).to_be_bytes())?;
-    w.write_all(&[tag])?;
-    w.write_all(payload)?;
-    w.flush()?;
-    Ok(())
+    let mut out = Vec::with_capacity(4 + len);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.push(tag);
+    out.extend_from_slice(payload);
+    Ok(out)
 }
 
 /// Reads one frame. `Ok(None)` means the stream ended cleanly between frames.
@@ -125,6 +127,28 @@ mod tests {
         let (back, used) = Frame::decode(&bytes).unwrap().unwrap();
         assert_eq!((back, used), (f.clone(), bytes.len()));
         assert_eq!(read_frame(&mut &bytes[..]).unwrap(), Some(f));
+    }
+
+    /// A socket that records each write it is given.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl Write for Writes {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.push(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_frame_goes_out_in_one_write() {
+        let mut w = Writes::default();
+        write_frame(&mut w, 3, b"echo").unwrap();
+        write_frame(&mut w, 4, b"").unwrap();
+        assert_eq!(w.0, [Frame::new(3, b"echo".to_vec()).encode().unwrap(), vec![0, 0, 0, 1, 4]]);
     }
 
     #[test]

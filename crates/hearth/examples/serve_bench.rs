@@ -256,7 +256,6 @@ fn main() {
     let id = ws["id"].as_str().unwrap_or_else(|| panic!("{ws}")).to_string();
     let t = call("POST", &format!("{api}/workstations/{id}/terminals"), Some(json!({"argv": ["bash", "-l"], "rows": 40, "cols": 120})));
     let url = format!("{}/workstations/{id}/terminals/{}/ws", api.replace("http://", "ws://"), t["id"].as_str().unwrap());
-    let mut hearth = Hearth(tungstenite::connect(&url).unwrap().0);
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let _terminado = terminado(port);
@@ -306,6 +305,9 @@ fn main() {
         let input = stream.input().unwrap();
         Agent(stream, input)
     };
+    // Attached only now: a client that reads nothing while the floors are measured (over a
+    // minute in a slow box) would be dropped by the server's heartbeat as silent.
+    let mut hearth = Hearth(tungstenite::connect(&url).unwrap().0);
     // Each measure in rounds, the peers taking turns, so a slow spell of the emulated machine
     // falls on all of them rather than on whichever ran then.
     const ROUNDS: usize = 4;

@@ -287,6 +287,13 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                     Message::Close(_) => break ("the client closed", true),
                     _ => {}
                 }
+                // Handed to the agent now when it takes them (the usual case), not on the
+                // loop's next turn; what it does not take waits for the branch below.
+                if !pending.is_empty() {
+                    if let Ok(n) = to_agent.try_write(&pending) {
+                        pending.drain(..n);
+                    }
+                }
             }
             written = to_agent.write(&pending), if !pending.is_empty() => match written {
                 Ok(n) if n > 0 => { pending.drain(..n); }
