@@ -2,11 +2,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-/// A connected, full-duplex byte stream that can be cloned (one reader, one writer).
-pub trait Conn: Read + Write + Send + Sized + 'static {
+/// A connected, full-duplex byte stream that can be cloned (one reader, one writer); a
+/// socket (a terminal's output may be written to it without blocking).
+pub trait Conn: Read + Write + AsFd + Send + Sized + 'static {
     fn try_clone_conn(&self) -> io::Result<Self>;
     fn shutdown_conn(&self);
     fn set_read_timeout_conn(&self, t: Option<Duration>) -> io::Result<()>;

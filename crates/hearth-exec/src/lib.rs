@@ -17,6 +17,7 @@ pub mod client;
 pub mod conn;
 mod exec;
 mod files;
+mod outlet;
 pub mod pty;
 pub mod server;
 pub mod user;

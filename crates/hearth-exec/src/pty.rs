@@ -25,8 +25,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use hearth_proto::control::{
@@ -39,6 +39,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::conn::Conn;
+use crate::outlet::{Out, Outlet};
 use crate::server::{refuse, send, ServerConfig};
 use crate::user;
 
@@ -50,6 +51,10 @@ pub const MAX_UNPARSED: usize = 1 << 20;
 pub const FLOOD_BEHIND: usize = 256 << 10;
 /// How long output must pause for the parser to take up a flood's remainder.
 const FLOOD_PAUSE: Duration = Duration::from_millis(50);
+/// Output at most this long, arriving with nothing left to parse, is parsed by the PTY's
+/// reader itself: an echo then wakes no parser thread (in a guest, a wake on another vCPU
+/// costs an exit to the host).
+const PARSE_INLINE: usize = 512;
 /// An attachment whose peer takes no bytes for this long is dropped.
 const STALLED_WRITE: Duration = Duration::from_secs(30);
 /// After `pty_close` hangs a session up, what is left of it is killed this much later.
@@ -207,6 +212,21 @@ impl State {
         }
     }
 
+    /// Output, parsed at once if it is short and the parser idle (nothing queued, the
+    /// terminal free), else queued: whether it was queued. In order either way: the caller
+    /// holds the state, and the parser parses an item it took before it frees the terminal.
+    fn parse_or_queue(&mut self, parsed: &Mutex<Parsed>, out: &[u8]) -> bool {
+        if out.len() <= PARSE_INLINE && self.unparsed.is_empty() {
+            if let Ok(mut parsed) = parsed.try_lock() {
+                self.queued_total += out.len() as u64;
+                parsed.apply(Unparsed::Output(out.to_vec()));
+                return false;
+            }
+        }
+        self.queue(Unparsed::Output(out.to_vec()));
+        true
+    }
+
     /// The parser is so far behind that the output is a flood (and more may come).
     fn flooded(&self) -> bool {
         self.unparsed_bytes > FLOOD_BEHIND && !self.ended
@@ -261,15 +281,7 @@ impl State {
 /// One attachment as the session sees it.
 struct Reader {
     id: u64,
-    tx: mpsc::Sender<Out>,
-    queued: Arc<AtomicUsize>,
-    lagged: Arc<AtomicBool>,
-}
-
-enum Out {
-    Data(Vec<u8>),
-    Resized(u16, u16),
-    Exited(ExitStatus),
+    out: Arc<Outlet>,
 }
 
 
@@ -370,8 +382,9 @@ impl Sessions {
             Ok(s) => s,
             Err(e) => return refuse(&mut conn, e),
         };
-        let (tx, rx) = mpsc::channel();
-        let (queued, lagged) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let fd = conn.as_fd().try_clone_to_owned().map_err(|e| e.to_string())?;
+        // Busy until the replay is sent: live output waits in it meanwhile.
+        let out = Arc::new(Outlet::new(fd, MAX_QUEUED_BYTES));
         let reader_id = session.next_reader();
         // The replay is taken and the reader registered under the lock that orders output,
         // so the live stream starts exactly where the replay ends; it is sent after the lock
@@ -386,7 +399,7 @@ impl Sessions {
             let scrollback = scrollback_bytes(&mut parsed.term, scrollback_lines);
             let screen = parsed.term.screen().state_formatted().into_bytes();
             if st.exited.is_none() {
-                st.readers.push(Reader { id: reader_id, tx, queued: queued.clone(), lagged: lagged.clone() });
+                st.readers.push(Reader { id: reader_id, out: out.clone() });
             }
             let head = Event::PtyAttached { info: session.info_locked(&st, &parsed), scrollback_bytes: scrollback.len() as u64, screen_bytes: screen.len() as u64 };
             (head, scrollback, screen, st.exited)
@@ -407,45 +420,26 @@ impl Sessions {
             let session = session.clone();
             std::thread::spawn(move || session.take_input(input, reader_id, read_only))
         };
-        // An item taken from the queue that did not fit in the frame before it.
-        let mut held: Option<Out> = None;
+        out.done_writing();
         let result = loop {
-            match held.take().map_or_else(|| rx.recv(), Ok) {
-                Ok(Out::Data(mut bytes)) => {
-                    queued.fetch_sub(bytes.len(), Ordering::SeqCst);
-                    // Output queued meanwhile goes in the same frame: under a flood, fewer and
-                    // larger writes to the host.
-                    while let Ok(next) = rx.try_recv() {
-                        match next {
-                            Out::Data(more) if bytes.len() + more.len() <= DATA_CHUNK => {
-                                queued.fetch_sub(more.len(), Ordering::SeqCst);
-                                bytes.extend_from_slice(&more);
-                            }
-                            other => {
-                                held = Some(other);
-                                break;
-                            }
-                        }
-                    }
-                    if let Err(e) = write_frame(&mut conn, TAG_PTY, &bytes) {
-                        break Err(e.to_string());
-                    }
-                }
-                Ok(Out::Resized(rows, cols)) => {
-                    if let Err(e) = send(&mut conn, &Event::PtyResized { rows, cols }) {
-                        break Err(e);
-                    }
-                }
-                Ok(Out::Exited(status)) => break send(&mut conn, &Event::PtyExited { status }),
-                // Dropped by the session: too slow, or the client went away (detach).
-                Err(mpsc::RecvError) => {
-                    if lagged.load(Ordering::SeqCst) {
+            let written = match out.next() {
+                Some(Out::Data(bytes)) => write_frame(&mut conn, TAG_PTY, &bytes).map_err(|e| e.to_string()),
+                Some(Out::Wire(rest)) => conn.write_all(&rest).and_then(|()| conn.flush()).map_err(|e| e.to_string()),
+                Some(Out::Resized(rows, cols)) => send(&mut conn, &Event::PtyResized { rows, cols }),
+                Some(Out::Exited(status)) => break send(&mut conn, &Event::PtyExited { status }),
+                // Closed by the session: too slow, or the client went away (detach).
+                None => {
+                    if out.lagged() {
                         let _ = send(&mut conn, &Event::PtyLagged);
                     }
                     break Ok(());
                 }
+            };
+            if let Err(e) = written {
+                break Err(e);
             }
         };
+        out.close();
         session.detach(reader_id);
         conn.shutdown_conn();
         let _ = typing.join();
@@ -509,7 +503,12 @@ impl Session {
     }
 
     fn detach(&self, reader: u64) {
-        self.state.lock().expect("no panics while held").readers.retain(|r| r.id != reader);
+        self.state.lock().expect("no panics while held").readers.retain(|r| {
+            if r.id == reader {
+                r.out.close();
+            }
+            r.id != reader
+        });
     }
 
     fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
@@ -526,7 +525,7 @@ impl Session {
         self.to_parser(&mut st, Unparsed::Resize(rows, cols));
         (st.rows, st.cols) = (rows, cols);
         for r in &st.readers {
-            let _ = r.tx.send(Out::Resized(rows, cols));
+            r.out.push(Out::Resized(rows, cols));
         }
         Ok(())
     }
@@ -535,6 +534,13 @@ impl Session {
     fn to_parser(&self, st: &mut State, item: Unparsed) {
         st.queue(item);
         self.queued.notify_one();
+    }
+
+    /// Output to the terminal: see [`State::parse_or_queue`]; the parser is woken if queued.
+    fn parse_or_queue(&self, st: &mut State, out: &[u8]) {
+        if st.parse_or_queue(&self.parsed, out) {
+            self.queued.notify_one();
+        }
     }
 
     /// The session's parser thread: queued output into the terminal, until the session ended
@@ -578,15 +584,10 @@ impl Session {
             let mut st = self.state.lock().expect("no panics while held");
             // Readers first, the parser after: an echo is on its way before the parser is
             // woken (in a guest, waking a thread on another vCPU costs an exit).
-            st.readers.retain(|r| {
-                if r.queued.fetch_add(n, Ordering::SeqCst) + n > MAX_QUEUED_BYTES {
-                    // Dropping the sender ends its stream once it drained what it has.
-                    r.lagged.store(true, Ordering::SeqCst);
-                    return false;
-                }
-                r.tx.send(Out::Data(buf[..n].to_vec())).is_ok()
-            });
-            self.to_parser(&mut st, Unparsed::Output(buf[..n].to_vec()));
+            // A reader dropped here (lagged, or its connection failed) ends its stream
+            // once its writer wrote what it has.
+            st.readers.retain(|r| r.out.output(&buf[..n]));
+            self.parse_or_queue(&mut st, &buf[..n]);
         }
         let status = match child.wait() {
             Ok(s) => ExitStatus { code: s.code(), signal: s.signal() },
@@ -597,7 +598,8 @@ impl Session {
         st.ended = true;
         self.queued.notify_one();
         for r in st.readers.drain(..) {
-            let _ = r.tx.send(Out::Exited(status));
+            r.out.push(Out::Exited(status));
+            r.out.close();
         }
     }
 
@@ -721,6 +723,25 @@ mod tests {
         st.queue(Unparsed::Output(vec![b'z'; FLOOD_BEHIND]));
         st.ended = true;
         assert!(!st.flooded(), "no more output will come: parse the rest now");
+    }
+
+    #[test]
+    fn short_output_is_parsed_at_once_unless_the_parser_is_busy_or_behind() {
+        let mut st = state();
+        let parsed = Mutex::new(Parsed { term: new_term(24, 80, 100), scrollback_lines: 100, rows: 24, cols: 80 });
+        assert!(!st.parse_or_queue(&parsed, b"a"), "an echo: parsed at once");
+        assert!(st.unparsed.is_empty());
+        assert!(st.parse_or_queue(&parsed, &[b'x'; PARSE_INLINE + 1]), "long output goes to the parser");
+        assert!(st.parse_or_queue(&parsed, b"b"), "behind it, in order");
+        parsed.lock().unwrap().catch_up(&mut st);
+        {
+            let _busy = parsed.lock().unwrap();
+            assert!(st.parse_or_queue(&parsed, b"c"), "the parser holds the terminal: queued");
+        }
+        parsed.lock().unwrap().catch_up(&mut st);
+        let screen = parsed.lock().unwrap().term.screen().contents();
+        assert_eq!(screen.replace('\n', ""), format!("a{}bc", "x".repeat(PARSE_INLINE + 1)), "all of it, in order");
+        assert_eq!(st.queued_total, PARSE_INLINE as u64 + 4);
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub fn write_frame(w: &mut impl Write, tag: u8, payload: &[u8]) -> Result<(), Fr
 }
 
 /// A frame's bytes on the wire: length, tag, payload.
-fn encode(tag: u8, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+pub fn encode(tag: u8, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     let len = payload.len() + 1;
     if len > MAX_FRAME_LEN {
         return Err(FrameError::TooLong(len));
