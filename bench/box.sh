@@ -17,6 +17,8 @@ bench_in_box() {
   trap 'cp "$bench_data/box/console.log" "bench/out/'"$name"'-box-console.log" 2>/dev/null; "$H" --data-dir "$bench_data" box stop >/dev/null 2>&1 || true; rm -rf "$bench_data"' EXIT
   "$H" image build >/dev/null 2>&1
   "$H" --data-dir "$bench_data" box start --mem-mib 4096 ${BENCH_BOX_CPUS:+--cpus $BENCH_BOX_CPUS} >/dev/null
+  # BENCH_HALT_POLL_NS=N: the box's KVM halt polling (kvm.halt_poll_ns; its default polls up to 200 us).
+  [ -z "${BENCH_HALT_POLL_NS:-}" ] || "$H" --data-dir "$bench_data" box run -- sh -c "echo $BENCH_HALT_POLL_NS > /sys/module/kvm/parameters/halt_poll_ns"
   # BENCH_NETWORK=false|true: the served workstations' networking (default: the server's).
   "$H" --data-dir "$bench_data" box run ${BENCH_NETWORK:+--env BENCH_NETWORK=$BENCH_NETWORK} --host-bin -- "target/release/examples/$example" "$@"
 }

@@ -10,7 +10,8 @@
 //!   (WebSocket → tornado → a local PTY);
 //!   and straight from the guest agent's terminal over vsock (no server, no WebSocket);
 //! - the floor under any hearth echo here: a health request to the guest agent over vsock,
-//!   and the other leg of it: hearth's WebSocket ping (client to server and back, no agent);
+//!   and the other leg of it: hearth's WebSocket ping (client to server and back, no agent),
+//!   over the floor under that: one byte echoed over loopback TCP by another process;
 //! - output throughput: a command printing `MB` megabytes, timed until its end marker arrives,
 //!   and the floor under it here: the same command through a plain exec over vsock;
 //! - `GET /api/v1/workstations` with 100 records (and `GET /health` beside it).
@@ -182,6 +183,40 @@ fn ping(sock: &mut Sock, n: usize) -> Vec<f64> {
         .collect()
 }
 
+/// `serve_bench tcp-echo`: echoes on a loopback TCP port (printed first) until its client
+/// leaves. Another process, as a server is: the client leg's floor (TCP, two processes).
+fn tcp_echo() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", listener.local_addr().unwrap().port());
+    let (mut s, _) = listener.accept().unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut buf = [0u8; 64];
+    while let Ok(n @ 1..) = s.read(&mut buf) {
+        if s.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+}
+
+/// Round trips of one byte through [`tcp_echo`] in a child process.
+fn tcp_round_trips(n: usize) -> Vec<f64> {
+    use std::io::{Read, Write};
+    let (_echo, port) = start(Command::new(std::env::current_exe().unwrap()).arg("tcp-echo"));
+    let mut s = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut b = [0u8; 1];
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            s.write_all(b"k").unwrap();
+            s.read_exact(&mut b).unwrap();
+            ms(t.elapsed())
+        })
+        .collect()
+}
+
 /// Runs a command printing about `mb` MB and times its output until the end marker: (bytes, seconds).
 fn throughput(p: &mut dyn Peer, mb: u64) -> (u64, f64) {
     settle(p);
@@ -235,6 +270,9 @@ fn terminado(port: u16) -> Reaped {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("tcp-echo") {
+        return tcp_echo();
+    }
     let arg = |i: usize, d: u64| std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     let (keys, mb) = (arg(1, 500) as usize, arg(2, 20));
     let data = PathBuf::from(std::env::var("HEARTH_DATA_DIR").expect("HEARTH_DATA_DIR (run in the box)")).join("serve-bench");
@@ -312,7 +350,7 @@ fn main() {
     // falls on all of them rather than on whichever ran then.
     const ROUNDS: usize = 4;
     let mut echoes: [Vec<f64>; 3] = Default::default();
-    let mut pings = Vec::new();
+    let (mut pings, mut tcp) = (Vec::new(), Vec::new());
     let mut rates = [(0u64, 0f64); 3];
     for round in 0..ROUNDS {
         let peers: [&mut dyn Peer; 3] = [&mut hearth, &mut term, &mut agent_term];
@@ -320,6 +358,7 @@ fn main() {
             echoes[i].extend(echo(p, keys / ROUNDS));
         }
         pings.extend(ping(&mut hearth.0, 2 * keys / ROUNDS));
+        tcp.extend(tcp_round_trips(2 * keys / ROUNDS));
         phase(&format!("echo round {round} measured"));
     }
     for round in 0..ROUNDS {
@@ -353,7 +392,7 @@ fn main() {
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
-            "keystroke_echo": {"hearth_ws": echo_hearth, "terminado": echo_terminado, "agent_pty_over_vsock": echo_agent, "vsock_floor_agent_health": stats(floor), "hearth_ws_ping_no_terminal": stats(pings)},
+            "keystroke_echo": {"hearth_ws": echo_hearth, "terminado": echo_terminado, "agent_pty_over_vsock": echo_agent, "vsock_floor_agent_health": stats(floor), "hearth_ws_ping_no_terminal": stats(pings), "tcp_loopback_two_processes": stats(tcp)},
             "output_throughput": {"hearth_ws": out_hearth, "terminado": out_terminado, "agent_pty_over_vsock": out_agent, "vsock_floor_exec": bulk_floor, "vsock_floor_exec_through_a_guest_pty": pty_floor},
             "list_100_records": list,
             "health": health,
