@@ -21,7 +21,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::num::NonZeroU16;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
@@ -35,6 +35,7 @@ use hearth_proto::control::{
 };
 use hearth_proto::frame::{read_frame, write_frame};
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
@@ -55,6 +56,14 @@ const FLOOD_PAUSE: Duration = Duration::from_millis(50);
 /// reader itself: an echo then wakes no parser thread (in a guest, a wake on another vCPU
 /// costs an exit to the host).
 const PARSE_INLINE: usize = 512;
+/// A PTY read this long means output is streaming: see [`gather`].
+const GATHER_FROM: usize = 1024;
+/// How much [`gather`] collects into one write at most.
+const GATHER_MAX: usize = 32 << 10;
+/// The pause in the output that ends a gathering (milliseconds).
+const GATHER_GAP: u8 = 2;
+/// The longest a gathering holds output back.
+const GATHER_FOR: Duration = Duration::from_millis(10);
 /// An attachment whose peer takes no bytes for this long is dropped.
 const STALLED_WRITE: Duration = Duration::from_secs(30);
 /// After `pty_close` hangs a session up, what is left of it is killed this much later.
@@ -574,13 +583,14 @@ impl Session {
 
     /// The session's reader thread: PTY output out to every reader and to the parser.
     fn drain(self: Arc<Self>, mut pty: File, mut child: Child) {
-        let mut buf = vec![0u8; 16 << 10];
+        let mut buf = vec![0u8; GATHER_MAX];
         loop {
             // EIO once the last process holding the terminal is gone.
             let n = match pty.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            let n = if n >= GATHER_FROM { gather(&mut pty, &mut buf, n) } else { n };
             let mut st = self.state.lock().expect("no panics while held");
             // Readers first, the parser after: an echo is on its way before the parser is
             // woken (in a guest, waking a thread on another vCPU costs an exit).
@@ -628,6 +638,27 @@ impl Session {
         self.detach(reader);
         conn.shutdown_conn();
     }
+}
+
+/// Output streaming in (a read of at least [`GATHER_FROM`] bytes): reads on while more comes
+/// within [`GATHER_GAP`], up to a full `buf` or [`GATHER_FOR`], and returns how much `buf`
+/// holds. A flood then leaves in writes of tens of KiB, not of the PTY's few KiB: each write
+/// is a vsock packet, a device notification in the guest and a wake-up of everything on the
+/// host side. The PTY's buffer is small, so it is read all along (the writer never waits on
+/// a full one). The end of the stream is left for the next read to find.
+fn gather(pty: &mut File, buf: &mut [u8], mut len: usize) -> usize {
+    let started = std::time::Instant::now();
+    while len < buf.len() && started.elapsed() < GATHER_FOR {
+        let mut fds = [PollFd::new(pty.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut fds, GATHER_GAP), Ok(1..)) {
+            break;
+        }
+        match pty.read(&mut buf[len..]) {
+            Ok(n @ 1..) => len += n,
+            _ => break,
+        }
+    }
+    len
 }
 
 /// Opens a PTY and starts the session's command on it, as its controlling terminal.
@@ -723,6 +754,25 @@ mod tests {
         st.queue(Unparsed::Output(vec![b'z'; FLOOD_BEHIND]));
         st.ended = true;
         assert!(!st.flooded(), "no more output will come: parse the rest now");
+    }
+
+    #[test]
+    fn streaming_output_is_gathered_into_one_buffer_up_to_its_size() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let (mut r, mut w) = (File::from(r), File::from(w));
+        let mut buf = vec![0u8; 4000];
+        w.write_all(&[b'a'; 1500]).unwrap();
+        let n = r.read(&mut buf).unwrap();
+        // More came meanwhile (and a last byte after the buffer is full).
+        w.write_all(&[b'b'; 2000]).unwrap();
+        w.write_all(&[b'c'; 501]).unwrap();
+        assert_eq!(gather(&mut r, &mut buf, n), 4000, "gathered until the buffer was full");
+        assert_eq!(&buf[3500..], &[b'c'; 500][..]);
+        // The rest is for the next read; a pause ends a gathering, the end of the stream too.
+        let n = r.read(&mut buf).unwrap();
+        assert_eq!(gather(&mut r, &mut buf, n), 1, "nothing more came");
+        drop(w);
+        assert_eq!(gather(&mut r, &mut buf, 1), 1, "the writer is gone");
     }
 
     #[test]
