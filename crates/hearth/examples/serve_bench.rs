@@ -290,7 +290,9 @@ fn main() {
         }
     }));
     let api = format!("{base}/api/v1");
-    let ws = call("POST", &format!("{api}/workstations"), Some(json!({"name": "bench", "vcpu_count": 2, "mem_size_mib": 512, "disk_size_gib": 1})));
+    // BENCH_VCPUS: the workstation's vCPUs (default 2, the server's default).
+    let vcpus: u8 = std::env::var("BENCH_VCPUS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let ws = call("POST", &format!("{api}/workstations"), Some(json!({"name": "bench", "vcpu_count": vcpus, "mem_size_mib": 512, "disk_size_gib": 1})));
     let id = ws["id"].as_str().unwrap_or_else(|| panic!("{ws}")).to_string();
     let t = call("POST", &format!("{api}/workstations/{id}/terminals"), Some(json!({"argv": ["bash", "-l"], "rows": 40, "cols": 120})));
     let url = format!("{}/workstations/{id}/terminals/{}/ws", api.replace("http://", "ws://"), t["id"].as_str().unwrap());
