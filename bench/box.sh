@@ -20,6 +20,7 @@ bench_in_box() {
   # BENCH_HALT_POLL_NS=N: the box's KVM halt polling (kvm.halt_poll_ns; its default polls up to 200 us).
   [ -z "${BENCH_HALT_POLL_NS:-}" ] || "$H" --data-dir "$bench_data" box run -- sh -c "echo $BENCH_HALT_POLL_NS > /sys/module/kvm/parameters/halt_poll_ns"
   # BENCH_NETWORK=false|true: the served workstations' networking (default: the server's);
-  # BENCH_VCPUS=N: the benchmarked workstation's vCPUs (default 2).
-  "$H" --data-dir "$bench_data" box run ${BENCH_NETWORK:+--env BENCH_NETWORK=$BENCH_NETWORK} ${BENCH_VCPUS:+--env BENCH_VCPUS=$BENCH_VCPUS} --host-bin -- "target/release/examples/$example" "$@"
+  # BENCH_VCPUS=N: the benchmarked workstation's vCPUs (default 2); BENCH_SERVER_WORKERS=N:
+  # the server's async worker threads (config `workers`; default half the box's vCPUs).
+  "$H" --data-dir "$bench_data" box run ${BENCH_NETWORK:+--env BENCH_NETWORK=$BENCH_NETWORK} ${BENCH_VCPUS:+--env BENCH_VCPUS=$BENCH_VCPUS} ${BENCH_SERVER_WORKERS:+--env HEARTH_WORKERS=$BENCH_SERVER_WORKERS} --host-bin -- "target/release/examples/$example" "$@"
 }

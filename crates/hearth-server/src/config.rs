@@ -15,6 +15,8 @@ pub use network::{parse_egress, Network, MAX_NET_LIST};
 pub struct Config {
     /// Where the API listens.
     pub listen: SocketAddr,
+    /// The server's async worker threads; 0: half the host's CPUs, at least one.
+    pub workers: u16,
     pub limits: Limits,
     pub defaults: Defaults,
     /// Run each workstation's Firecracker under the jailer (needs root).
@@ -74,6 +76,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
             limits: Limits::default(),
             defaults: Defaults::default(),
             jail: nix_is_root(),
@@ -124,6 +127,19 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// How many async worker threads to run: [`Config::workers`], or half the host's CPUs.
+    ///
+    /// Not all of them by default: the server only bridges bytes, and on a small host the
+    /// CPUs are the workstations' (in the box, where a second idle worker looking for work to
+    /// steal takes emulated CPU from the guests, terminal throughput was 1.0–1.1 MB/s in three
+    /// runs with two workers, 1.85 in the one run with one; bench/RESULTS.md).
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            n => usize::from(n),
+        }
+    }
+
     /// The file (if any), then the environment on top.
     pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let mut doc: toml::Table = match path {
@@ -186,6 +202,13 @@ mod tests {
         std::fs::write(&f, "listen = \"127.0.0.1:9000\"\n[limits]\nmax_vcpus = 4\n").unwrap();
         let c = Config::load(Some(&f), env(&[("HEARTH_LIMITS__MAX_VCPUS", "6"), ("HEARTH_DEFAULTS__RECIPE", "mine"), ("HEARTH_DATA_DIR", "/x"), ("PATH", "/bin")])).unwrap();
         assert_eq!((c.listen.port(), c.limits.max_vcpus, c.defaults.recipe.as_str()), (9000, 6, "mine"));
+    }
+
+    #[test]
+    fn workers_default_to_half_the_cpus_and_can_be_set() {
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(Config::default().worker_threads(), (cpus / 2).max(1));
+        assert_eq!(Config::load(None, env(&[("HEARTH_WORKERS", "3")])).unwrap().worker_threads(), 3);
     }
 
     #[test]
