@@ -14,7 +14,9 @@
 //! and the live stream. Each attachment has its own queue bounded in bytes; one that falls
 //! [`MAX_QUEUED_BYTES`] behind is dropped (told `pty_lagged`), so a slow reader never stalls
 //! the shell or the other readers. Closing a connection detaches; only `pty_close` ends a
-//! session.
+//! session. An echo wakes no agent thread beyond the PTY reader: it is parsed and written to an
+//! idle attachment by the reader itself (see outlet.rs); a flood is gathered into 32 KiB
+//! writes.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
