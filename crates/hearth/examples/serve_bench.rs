@@ -11,7 +11,8 @@
 //!   and straight from the guest agent's terminal over vsock (no server, no WebSocket);
 //! - the floor under any hearth echo here: a health request to the guest agent over vsock,
 //!   and the other leg of it: hearth's WebSocket ping (client to server and back, no agent),
-//!   over the floor under that: one byte echoed over loopback TCP by another process;
+//!   over the floors under that: a bare axum WebSocket echo server (the framework alone) and
+//!   one byte echoed over loopback TCP by another process;
 //! - output throughput: a command printing `MB` megabytes, timed until its end marker arrives,
 //!   and the floor under it here: the same command through a plain exec over vsock;
 //! - `GET /api/v1/workstations` with 100 records (and `GET /health` beside it).
@@ -199,6 +200,45 @@ fn tcp_echo() {
     }
 }
 
+/// `serve_bench ws-echo`: a bare axum WebSocket server (the server's framework, one async
+/// worker and TCP_NODELAY as the server has them, none of hearth) echoing every message, on a
+/// loopback port printed first: what the framework costs a round trip here.
+fn ws_echo() {
+    use axum::extract::ws::{Message as M, WebSocketUpgrade};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap().port());
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let echo = |ws: WebSocketUpgrade| async move {
+            ws.on_upgrade(|mut s| async move {
+                while let Some(Ok(m)) = s.recv().await {
+                    if matches!(m, M::Close(_)) || s.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        axum::serve(listener, axum::Router::new().route("/ws", axum::routing::get(echo))).await.unwrap();
+    });
+}
+
+/// Round trips of a small text message through [`ws_echo`] in a child process.
+fn ws_round_trips(n: usize) -> Vec<f64> {
+    let (_echo, port) = start(Command::new(std::env::current_exe().unwrap()).arg("ws-echo"));
+    let mut sock = tungstenite::connect(format!("ws://127.0.0.1:{port}/ws")).unwrap().0;
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            sock.send(Message::Text(json!({"type": "ping"}).to_string().into())).unwrap();
+            while !matches!(read(&mut sock, Duration::from_secs(30)).expect("an echo"), Message::Text(_)) {}
+            ms(t.elapsed())
+        })
+        .collect()
+}
+
 /// Round trips of one byte through [`tcp_echo`] in a child process.
 fn tcp_round_trips(n: usize) -> Vec<f64> {
     use std::io::{Read, Write};
@@ -270,8 +310,10 @@ fn terminado(port: u16) -> Reaped {
 }
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("tcp-echo") {
-        return tcp_echo();
+    match std::env::args().nth(1).as_deref() {
+        Some("tcp-echo") => return tcp_echo(),
+        Some("ws-echo") => return ws_echo(),
+        _ => {}
     }
     let arg = |i: usize, d: u64| std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     let (keys, mb) = (arg(1, 500) as usize, arg(2, 20));
@@ -352,7 +394,7 @@ fn main() {
     // falls on all of them rather than on whichever ran then.
     const ROUNDS: usize = 4;
     let mut echoes: [Vec<f64>; 3] = Default::default();
-    let (mut pings, mut tcp) = (Vec::new(), Vec::new());
+    let (mut pings, mut tcp, mut bare_ws) = (Vec::new(), Vec::new(), Vec::new());
     let mut rates = [(0u64, 0f64); 3];
     for round in 0..ROUNDS {
         let peers: [&mut dyn Peer; 3] = [&mut hearth, &mut term, &mut agent_term];
@@ -361,6 +403,7 @@ fn main() {
         }
         pings.extend(ping(&mut hearth.0, 2 * keys / ROUNDS));
         tcp.extend(tcp_round_trips(2 * keys / ROUNDS));
+        bare_ws.extend(ws_round_trips(2 * keys / ROUNDS));
         phase(&format!("echo round {round} measured"));
     }
     for round in 0..ROUNDS {
@@ -394,7 +437,7 @@ fn main() {
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
-            "keystroke_echo": {"hearth_ws": echo_hearth, "terminado": echo_terminado, "agent_pty_over_vsock": echo_agent, "vsock_floor_agent_health": stats(floor), "hearth_ws_ping_no_terminal": stats(pings), "tcp_loopback_two_processes": stats(tcp)},
+            "keystroke_echo": {"hearth_ws": echo_hearth, "terminado": echo_terminado, "agent_pty_over_vsock": echo_agent, "vsock_floor_agent_health": stats(floor), "hearth_ws_ping_no_terminal": stats(pings), "tcp_loopback_two_processes": stats(tcp), "bare_axum_ws_echo": stats(bare_ws)},
             "output_throughput": {"hearth_ws": out_hearth, "terminado": out_terminado, "agent_pty_over_vsock": out_agent, "vsock_floor_exec": bulk_floor, "vsock_floor_exec_through_a_guest_pty": pty_floor},
             "list_100_records": list,
             "health": health,
