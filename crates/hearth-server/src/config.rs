@@ -130,9 +130,10 @@ impl Config {
     /// How many async worker threads to run: [`Config::workers`], or half the host's CPUs.
     ///
     /// Not all of them by default: the server only bridges bytes, and on a small host the
-    /// CPUs are the workstations' (in the box, where a second idle worker looking for work to
-    /// steal takes emulated CPU from the guests, terminal throughput was 1.0–1.1 MB/s in three
-    /// runs with two workers, 1.85 in the one run with one; bench/RESULTS.md).
+    /// CPUs are the workstations' (an idle worker looking for work to steal takes CPU from
+    /// them). In the box the effect is within its run-to-run spread: terminal throughput
+    /// 1.0–1.1 MB/s in three runs with two workers, 1.85 and 1.11 in two with one
+    /// (bench/RESULTS.md).
     pub fn worker_threads(&self) -> usize {
         match self.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
