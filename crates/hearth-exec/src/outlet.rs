@@ -71,12 +71,14 @@ impl Outlet {
             let rest = match send(self.fd.as_raw_fd(), &wire, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL) {
                 Ok(n) if n == wire.len() => return true,
                 Ok(n) => wire[n..].to_vec(),
-                Err(Errno::EAGAIN | Errno::EINTR) => wire,
-                Err(_) => {
+                // The peer is gone: so is the attachment.
+                Err(Errno::EPIPE | Errno::ECONNRESET | Errno::ENOTCONN) => {
                     q.closed = true;
                     self.notify(&q);
                     return false;
                 }
+                // Full (EAGAIN) or anything else: the writer's blocking write decides.
+                Err(_) => wire,
             };
             q.bytes += rest.len();
             q.items.push_back(Out::Wire(rest));
