@@ -98,9 +98,12 @@ impl Peer for Hearth {
     }
 
     fn output(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        // The timeout is for output: the server's heartbeat pings do not extend it.
+        let deadline = Instant::now() + timeout;
         loop {
-            match read(&mut self.0, timeout)? {
+            match read(&mut self.0, deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))? {
                 Message::Binary(b) => return Some(b.to_vec()),
+                _ if Instant::now() >= deadline => return None,
                 _ => continue,
             }
         }
