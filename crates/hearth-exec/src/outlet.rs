@@ -67,10 +67,13 @@ impl Outlet {
             return false;
         }
         if q.items.is_empty() && !q.writing {
-            let Ok(wire) = hearth_proto::frame::encode(TAG_PTY, data) else { return false };
+            let Ok(mut wire) = hearth_proto::frame::encode(TAG_PTY, data) else { return false };
             let rest = match send(self.fd.as_raw_fd(), &wire, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL) {
                 Ok(n) if n == wire.len() => return true,
-                Ok(n) => wire[n..].to_vec(),
+                Ok(n) => {
+                    wire.drain(..n);
+                    wire
+                }
                 // The peer is gone: so is the attachment.
                 Err(Errno::EPIPE | Errno::ECONNRESET | Errno::ENOTCONN) => {
                     q.closed = true;

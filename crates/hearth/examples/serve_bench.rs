@@ -176,12 +176,13 @@ fn echo(p: &mut dyn Peer, n: usize) -> Vec<f64> {
 
 /// Round trips of hearth's own ping (a text frame answered by the server, no terminal, no
 /// agent): the client-to-server leg every hearth keystroke also takes.
-fn ping(sock: &mut Sock, n: usize) -> Vec<f64> {
+/// `answer` is what the reply text holds: "pong" from hearth, "ping" from an echo server.
+fn ping(sock: &mut Sock, n: usize, answer: &str) -> Vec<f64> {
     (0..n)
         .map(|_| {
             let t = Instant::now();
             sock.send(Message::Text(json!({"type": "ping"}).to_string().into())).unwrap();
-            while !matches!(read(sock, Duration::from_secs(30)).expect("a pong"), Message::Text(m) if m.contains("pong")) {}
+            while !matches!(read(sock, Duration::from_secs(30)).expect("an answer"), Message::Text(m) if m.contains(answer)) {}
             ms(t.elapsed())
         })
         .collect()
@@ -231,15 +232,7 @@ fn ws_echo() {
 /// Round trips of a small text message through [`ws_echo`] in a child process.
 fn ws_round_trips(n: usize) -> Vec<f64> {
     let (_echo, port) = start(Command::new(std::env::current_exe().unwrap()).arg("ws-echo"));
-    let mut sock = tungstenite::connect(format!("ws://127.0.0.1:{port}/ws")).unwrap().0;
-    (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            sock.send(Message::Text(json!({"type": "ping"}).to_string().into())).unwrap();
-            while !matches!(read(&mut sock, Duration::from_secs(30)).expect("an echo"), Message::Text(_)) {}
-            ms(t.elapsed())
-        })
-        .collect()
+    ping(&mut tungstenite::connect(format!("ws://127.0.0.1:{port}/ws")).unwrap().0, n, "ping")
 }
 
 /// Round trips of one byte through [`tcp_echo`] in a child process.
@@ -409,7 +402,7 @@ fn main() {
         for (i, p) in peers.into_iter().enumerate() {
             echoes[i].extend(echo(p, keys / ROUNDS));
         }
-        pings.extend(ping(&mut hearth.0, 2 * keys / ROUNDS));
+        pings.extend(ping(&mut hearth.0, 2 * keys / ROUNDS, "pong"));
         tcp.extend(tcp_round_trips(2 * keys / ROUNDS));
         bare_ws.extend(ws_round_trips(2 * keys / ROUNDS));
         phase(&format!("echo round {round} measured"));
