@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn fragments_carry_what_the_system_needs() {
-        for opt in ["SMP", "VIRTIO_MMIO_CMDLINE_DEVICES", "VIRTIO_VSOCKETS", "OVERLAY_FS", "PVH", "VIRTIO_BALLOON", "HW_RANDOM_VIRTIO"] {
+        for opt in ["SMP", "VIRTIO_MMIO_CMDLINE_DEVICES", "VIRTIO_VSOCKETS", "OVERLAY_FS", "PVH", "VIRTIO_BALLOON", "HW_RANDOM_VIRTIO", "NO_HZ_IDLE", "HIGH_RES_TIMERS"] {
             assert!(GUEST_FRAGMENT.contains(&format!("CONFIG_{opt}=y")), "guest lacks {opt}");
         }
         for opt in ["KVM_AMD", "SECCOMP_FILTER", "TUN", "VETH", "NFT_MASQ", "9P_FS", "VIRTIO_PCI", "CFS_BANDWIDTH"] {

@@ -18,13 +18,16 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use hearth_exec::server::{serve_incoming, ConnLimit, ServerConfig};
-use hearth_exec::{Conn, ExecClient, PtyEvent};
+use hearth_exec::ExecClient;
 use hearth_image::{refs, Cache};
-use hearth_proto::control::{ExecSpec, PtySpec};
+use hearth_proto::control::ExecSpec;
 use hearth_vmm::vm::{create_ext4_disk, Overlay, Vm, VmConfig};
 
 #[path = "common/stats.rs"]
 mod stats;
+#[path = "common/echo.rs"]
+mod echo;
+use echo::{echo_through, raw_cat};
 use stats::{median, ms, p99};
 
 fn rss_kib(pid: u32) -> u64 {
@@ -97,7 +100,6 @@ fn main() {
     }
     // Keystroke echo: one byte typed, the same byte read back, N times.
     const ECHOES: usize = 500;
-    let raw_cat = || PtySpec { argv: vec!["sh".into(), "-c".into(), "stty raw -echo; echo ready; exec cat".into()], rows: 24, cols: 80, ..PtySpec::default() };
     let vm = Vm::launch(&root.join("pty"), &ro, Duration::from_secs(120)).expect("launch for the pty bench");
     let id = vm.agent(Duration::from_secs(10)).unwrap().pty_open(raw_cat()).unwrap().id;
     let echo_guest = echo_through(vm.agent(Duration::from_secs(10)).unwrap(), &id, ECHOES);
@@ -135,34 +137,6 @@ fn main() {
     println!("  \"pty_echo_same_server_unix_socket_ms\": {},", summary(echo_server));
     println!("  \"pty_echo_bare_local_pty_ms\": {}", summary(echo_bare));
     println!("}}");
-}
-
-/// Round trips of one keystroke through an attached session running `cat` on a raw PTY.
-fn echo_through<C: Conn>(client: ExecClient<C>, id: &str, n: usize) -> Vec<f64> {
-    let mut t = client.pty_attach(id, None, false).unwrap();
-    let mut keys = t.input().unwrap();
-    let mut seen = String::from_utf8_lossy(&t.screen).into_owned();
-    while !seen.contains("ready") {
-        match t.next(Some(Duration::from_secs(10))).unwrap() {
-            PtyEvent::Output(b) => seen.push_str(&String::from_utf8_lossy(&b)),
-            other => panic!("{other:?}"),
-        }
-    }
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let key = b'a' + (i % 26) as u8;
-        let start = Instant::now();
-        keys.write(&[key]).unwrap();
-        loop {
-            match t.next(Some(Duration::from_secs(10))).unwrap() {
-                PtyEvent::Output(b) if b.contains(&key) => break,
-                PtyEvent::Output(_) => {}
-                other => panic!("{other:?}"),
-            }
-        }
-        out.push(ms(start.elapsed()));
-    }
-    out
 }
 
 /// The floor: the same `cat` on a PTY opened right here, no protocol in between.
