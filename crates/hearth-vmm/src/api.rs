@@ -36,6 +36,12 @@ impl ApiClient {
         Self { socket: socket.into(), timeout: Duration::from_secs(10) }
     }
 
+    /// The same client with another bound on each read and write (for the calls that do
+    /// work in proportion to guest memory).
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
+    }
+
     pub fn socket(&self) -> &Path {
         &self.socket
     }
