@@ -7,12 +7,13 @@
 //! - `as_built`: the guest kernel as configured (tickless idle, high-resolution timers);
 //! - `periodic_tick`: `nohz=off highres=off`, a tick on every vCPU 250 times a second and
 //!   timers at its 4 ms granularity: the guest kernel before they were configured, the peer;
-//! - `guest_halt_poll`: `cpuidle_haltpoll.force=1`, an idle vCPU polls a while before it halts
-//!   (a wake-up then needs no interrupt; the polling burns host CPU).
+//! - `low_res_timers`: `highres=off`, tickless idle but timers at the tick's granularity.
 //!
-//! Per variant: Firecracker's CPU time while the guest sits idle (what a fleet of idle
+//! Per variant and round (two rounds, the variants taking turns): Firecracker's CPU time while the guest sits idle (what a fleet of idle
 //! workstations costs the host), the mean wall time of a 1 ms sleep in the guest (timer
-//! granularity as a user sees it), exec round trips and keystroke echo through the agent.
+//! granularity as a user sees it), exec round trips and keystroke echo through the agent, then
+//! 20 MB output floods through the agent (plain and through a PTY) with a deadline: the guest
+//! hangs seen in the box under floods are counted per variant.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -30,9 +31,15 @@ use stats::{median, ms, p99};
 
 const VARIANTS: &[(&str, &[&str])] = &[
     ("as_built", &[]),
+    ("low_res_timers", &["highres=off"]),
     ("periodic_tick", &["nohz=off", "highres=off"]),
-    ("guest_halt_poll", &["cpuidle_haltpoll.force=1"]),
 ];
+
+/// Output floods through the agent: plain `seq` and `seq` through a PTY (`script`).
+const FLOODS: &[(&str, &str)] = &[("plain", "seq 1 2500000"), ("pty", "script -qfec 'seq 1 2500000' /dev/null")];
+
+/// A flood that has not ended by then counts as a hung guest (and the VM is killed).
+const FLOOD_DEADLINE: Duration = Duration::from_secs(180);
 
 /// Python in the guest: the mean wall time of `time.sleep(0.001)`, in ms.
 const SLEEP_PROBE: &str = "import time\nn = 200\nt = time.perf_counter()\nfor _ in range(n):\n    time.sleep(0.001)\nprint((time.perf_counter() - t) / n * 1000)";
@@ -51,6 +58,49 @@ fn guest_out(vm: &Vm, argv: &[&str]) -> String {
     let (exit, out, err) = vm.agent(Duration::from_secs(30)).unwrap().exec_collect(ExecSpec::new(argv.iter().copied())).unwrap();
     assert_eq!(exit.status(), 0, "{argv:?}: {}", String::from_utf8_lossy(&err));
     String::from_utf8_lossy(&out).trim().to_string()
+}
+
+/// One variant's measures over the rounds (the guest's settings as it reported them last).
+#[derive(Default)]
+struct Seen {
+    clock: String,
+    idle_driver: String,
+    hres: String,
+    launch: Vec<f64>,
+    idle_pct: Vec<f64>,
+    sleep_ms: Vec<f64>,
+    exec: Vec<f64>,
+    echo: Vec<f64>,
+    flood_mb_s: std::collections::BTreeMap<&'static str, Vec<f64>>,
+    hung: usize,
+}
+
+/// Runs `script` in the guest, its output counted: MB/s, or what went wrong: an error, or no
+/// end by the deadline (the VM is then killed, which ends the call).
+fn flood(vm: &Vm, script: &'static str) -> Result<f64, String> {
+    let agent = vm.agent(Duration::from_secs(30)).map_err(|e| format!("connecting: {e}"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        let done = match agent.exec_collect(ExecSpec::new(["sh", "-c", script])) {
+            Ok((exit, out, _)) if exit.status() == 0 => Ok(out.len() as f64 / t.elapsed().as_secs_f64() / 1e6),
+            Ok((exit, out, err)) => Err(format!("{exit:?} after {} bytes: {}", out.len(), String::from_utf8_lossy(&err))),
+            Err(e) => Err(format!("{e}")),
+        };
+        let _ = tx.send(done);
+    });
+    rx.recv_timeout(FLOOD_DEADLINE).unwrap_or_else(|_| {
+        let fc = vm.firecracker_log_tail();
+        vm.kill();
+        Err(format!("no end after {FLOOD_DEADLINE:?}; Firecracker's log tail:\n{fc}"))
+    })
+}
+
+/// The last lines of the guest's console.
+fn tail(vm: &Vm) -> String {
+    let text = std::fs::read_to_string(vm.console_log()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
 fn main() {
@@ -77,44 +127,63 @@ fn main() {
         jail: None,
     };
     let summary = |v: Vec<f64>| serde_json::json!({"n": v.len(), "median": median(v.clone()), "p99": p99(v)});
-    let mut results = serde_json::Map::new();
-    for (name, args) in VARIANTS {
-        let cfg = VmConfig { extra_boot_args: args.iter().map(|a| a.to_string()).collect(), ..base.clone() };
-        let t = Instant::now();
-        let vm = Vm::launch(&root.join(name), &cfg, Duration::from_secs(120)).expect("launch");
-        let launch = ms(t.elapsed());
-        // What the variant really runs with, read back from the guest.
-        let read = |path: &str| guest_out(&vm, &["sh", "-c", &format!("cat {path} 2>/dev/null || echo none")]);
-        let clock = read("/sys/devices/system/clockevents/clockevent0/current_device");
-        let idle_driver = read("/sys/devices/system/cpu/cpuidle/current_driver");
-        let hres = guest_out(&vm, &["sh", "-c", "grep -c 'hres_active *: *1' /proc/timer_list || true"]);
-        // Let boot's stragglers finish, then leave the guest alone.
-        std::thread::sleep(Duration::from_secs(5));
-        let (c0, t0) = (cpu_secs(vm.pid()), Instant::now());
-        std::thread::sleep(Duration::from_secs(idle_secs));
-        let idle_pct = (cpu_secs(vm.pid()) - c0) / t0.elapsed().as_secs_f64() * 100.0;
-        let sleep_ms: f64 = guest_out(&vm, &["python3", "-c", SLEEP_PROBE]).parse().expect("the probe prints a number");
-        let mut exec = vec![];
-        for _ in 0..20 {
+    // Each variant boots once per round, the variants taking turns, so a slow spell of the
+    // emulated machine falls on all of them rather than on whichever ran then.
+    const ROUNDS: usize = 2;
+    let mut seen: Vec<Seen> = VARIANTS.iter().map(|_| Seen::default()).collect();
+    for round in 0..ROUNDS {
+        for ((name, args), seen) in VARIANTS.iter().zip(&mut seen) {
+            let cfg = VmConfig { extra_boot_args: args.iter().map(|a| a.to_string()).collect(), ..base.clone() };
             let t = Instant::now();
-            guest_out(&vm, &["true"]);
-            exec.push(ms(t.elapsed()));
+            let vm = Vm::launch(&root.join(format!("{name}-{round}")), &cfg, Duration::from_secs(120)).expect("launch");
+            seen.launch.push(ms(t.elapsed()));
+            // What the variant really runs with, read back from the guest.
+            let read = |path: &str| guest_out(&vm, &["sh", "-c", &format!("cat {path} 2>/dev/null || echo none")]);
+            seen.clock = read("/sys/devices/system/clockevents/clockevent0/current_device");
+            seen.idle_driver = read("/sys/devices/system/cpu/cpuidle/current_driver");
+            seen.hres = guest_out(&vm, &["sh", "-c", "grep -c 'hres_active *: *1' /proc/timer_list || true"]);
+            // Let boot's stragglers finish, then leave the guest alone.
+            std::thread::sleep(Duration::from_secs(5));
+            let (c0, t0) = (cpu_secs(vm.pid()), Instant::now());
+            std::thread::sleep(Duration::from_secs(idle_secs));
+            seen.idle_pct.push((cpu_secs(vm.pid()) - c0) / t0.elapsed().as_secs_f64() * 100.0);
+            seen.sleep_ms.push(guest_out(&vm, &["python3", "-c", SLEEP_PROBE]).parse().expect("the probe prints a number"));
+            for _ in 0..20 {
+                let t = Instant::now();
+                guest_out(&vm, &["true"]);
+                seen.exec.push(ms(t.elapsed()));
+            }
+            let id = vm.agent(Duration::from_secs(10)).unwrap().pty_open(raw_cat()).unwrap().id;
+            seen.echo.extend(echo_through(vm.agent(Duration::from_secs(10)).unwrap(), &id, echoes / ROUNDS));
+            for (kind, script) in FLOODS {
+                match flood(&vm, script) {
+                    Ok(rate) => seen.flood_mb_s.entry(kind).or_default().push(rate),
+                    Err(why) => {
+                        seen.hung += 1;
+                        eprintln!("guest_bench: {name} round {round}: the {kind} flood failed: {why}; console tail:\n{}", tail(&vm));
+                        break;
+                    }
+                }
+            }
+            vm.kill();
         }
-        let id = vm.agent(Duration::from_secs(10)).unwrap().pty_open(raw_cat()).unwrap().id;
-        let echo = echo_through(vm.agent(Duration::from_secs(10)).unwrap(), &id, echoes);
-        vm.kill();
+    }
+    let mut results = serde_json::Map::new();
+    for ((name, args), seen) in VARIANTS.iter().zip(seen) {
         results.insert(
             name.to_string(),
             serde_json::json!({
                 "boot_args": args.join(" "),
-                "clockevent": clock,
-                "cpuidle_driver": idle_driver,
-                "cpus_with_hres_timers": hres,
-                "launch_to_agent_ready_ms": launch,
-                "idle_firecracker_cpu_percent": idle_pct,
-                "sleep_1ms_takes_ms": sleep_ms,
-                "exec_true_round_trip_ms": summary(exec),
-                "pty_echo_guest_agent_vsock_ms": summary(echo),
+                "clockevent": seen.clock,
+                "cpuidle_driver": seen.idle_driver,
+                "cpus_with_hres_timers": seen.hres,
+                "launch_to_agent_ready_ms": seen.launch,
+                "idle_firecracker_cpu_percent": seen.idle_pct,
+                "sleep_1ms_takes_ms": seen.sleep_ms,
+                "exec_true_round_trip_ms": summary(seen.exec),
+                "pty_echo_guest_agent_vsock_ms": summary(seen.echo),
+                "flood_mb_per_s": seen.flood_mb_s,
+                "floods_failed_or_hung": seen.hung,
             }),
         );
     }
