@@ -204,6 +204,26 @@ fn tcp_echo() {
     }
 }
 
+/// `serve_bench tokio-echo`: [`tcp_echo`] on the server's async runtime (one worker, as in
+/// [`ws_echo`]) with no HTTP or WebSocket: what the runtime alone costs a round trip, between
+/// the blocking TCP echo and the framework's.
+fn tokio_echo() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap().port());
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut buf = [0u8; 64];
+        while let Ok(n @ 1..) = s.read(&mut buf).await {
+            if s.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
 /// `serve_bench ws-echo`: a bare axum WebSocket server (the server's framework, one async
 /// worker and TCP_NODELAY as the server has them, none of hearth) echoing every message, on a
 /// loopback port printed first: what the framework costs a round trip here.
@@ -235,10 +255,10 @@ fn ws_round_trips(n: usize) -> Vec<f64> {
     ping(&mut tungstenite::connect(format!("ws://127.0.0.1:{port}/ws")).unwrap().0, n, "ping")
 }
 
-/// Round trips of one byte through [`tcp_echo`] in a child process.
-fn tcp_round_trips(n: usize) -> Vec<f64> {
+/// Round trips of one byte through [`tcp_echo`] or [`tokio_echo`] (`mode`) in a child process.
+fn tcp_round_trips(mode: &str, n: usize) -> Vec<f64> {
     use std::io::{Read, Write};
-    let (_echo, port) = start(Command::new(std::env::current_exe().unwrap()).arg("tcp-echo"));
+    let (_echo, port) = start(Command::new(std::env::current_exe().unwrap()).arg(mode));
     let mut s = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
     s.set_nodelay(true).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -309,6 +329,7 @@ fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("tcp-echo") => return tcp_echo(),
         Some("ws-echo") => return ws_echo(),
+        Some("tokio-echo") => return tokio_echo(),
         _ => {}
     }
     let arg = |i: usize, d: u64| std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(d);
@@ -395,7 +416,7 @@ fn main() {
     // falls on all of them rather than on whichever ran then.
     const ROUNDS: usize = 4;
     let mut echoes: [Vec<f64>; 3] = Default::default();
-    let (mut pings, mut tcp, mut bare_ws) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut pings, mut tcp, mut tokio_tcp, mut bare_ws) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rates = [(0u64, 0f64); 3];
     for round in 0..ROUNDS {
         let peers: [&mut dyn Peer; 3] = [&mut hearth, &mut term, &mut agent_term];
@@ -403,7 +424,8 @@ fn main() {
             echoes[i].extend(echo(p, keys / ROUNDS));
         }
         pings.extend(ping(&mut hearth.0, 2 * keys / ROUNDS, "pong"));
-        tcp.extend(tcp_round_trips(2 * keys / ROUNDS));
+        tcp.extend(tcp_round_trips("tcp-echo", 2 * keys / ROUNDS));
+        tokio_tcp.extend(tcp_round_trips("tokio-echo", 2 * keys / ROUNDS));
         bare_ws.extend(ws_round_trips(2 * keys / ROUNDS));
         phase(&format!("echo round {round} measured"));
     }
@@ -438,7 +460,7 @@ fn main() {
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
-            "keystroke_echo": {"hearth_ws": echo_hearth, "terminado": echo_terminado, "agent_pty_over_vsock": echo_agent, "vsock_floor_agent_health": stats(floor), "hearth_ws_ping_no_terminal": stats(pings), "tcp_loopback_two_processes": stats(tcp), "bare_axum_ws_echo": stats(bare_ws)},
+            "keystroke_echo": {"hearth_ws": echo_hearth, "terminado": echo_terminado, "agent_pty_over_vsock": echo_agent, "vsock_floor_agent_health": stats(floor), "hearth_ws_ping_no_terminal": stats(pings), "tcp_loopback_two_processes": stats(tcp), "tokio_tcp_echo": stats(tokio_tcp), "bare_axum_ws_echo": stats(bare_ws)},
             "output_throughput": {"hearth_ws": out_hearth, "terminado": out_terminado, "agent_pty_over_vsock": out_agent, "vsock_floor_exec": bulk_floor, "vsock_floor_exec_through_a_guest_pty": pty_floor},
             "list_100_records": list,
             "health": health,
