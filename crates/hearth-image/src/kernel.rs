@@ -111,7 +111,7 @@ mod tests {
         for opt in ["SMP", "VIRTIO_MMIO_CMDLINE_DEVICES", "VIRTIO_VSOCKETS", "OVERLAY_FS", "PVH", "VIRTIO_BALLOON", "HW_RANDOM_VIRTIO", "NO_HZ_IDLE", "HIGH_RES_TIMERS"] {
             assert!(GUEST_FRAGMENT.contains(&format!("CONFIG_{opt}=y")), "guest lacks {opt}");
         }
-        for opt in ["KVM_AMD", "SECCOMP_FILTER", "TUN", "VETH", "NFT_MASQ", "9P_FS", "VIRTIO_PCI", "CFS_BANDWIDTH"] {
+        for opt in ["KVM_AMD", "SECCOMP_FILTER", "TUN", "VETH", "NFT_MASQ", "9P_FS", "VIRTIO_PCI", "CFS_BANDWIDTH", "NO_HZ_IDLE"] {
             assert!(BOX_FRAGMENT.contains(&format!("CONFIG_{opt}=y")), "box lacks {opt}");
         }
     }

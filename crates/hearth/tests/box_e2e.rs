@@ -41,6 +41,10 @@ fn the_box_boots_guests_with_real_firecracker_and_keeps_its_disk() {
     // Inside the box KVM runs guests, so doctor's probe passes there.
     let doctor: serde_json::Value = serde_json::from_str(&run_ok(hearth(d).args(["box", "run", "--", "hearth", "doctor", "--json"]))).unwrap();
     assert_eq!(doctor["mode"], "kvm", "{doctor:#}");
+    // Every box CPU idles without a periodic tick (nohz mode 2): an idle box costs its host
+    // next to nothing (0.2% of a CPU here, 13.9% with the tick).
+    let tickless = "[ \"$(grep -c 'nohz_mode *: 2' /proc/timer_list)\" = \"$(nproc)\" ] && echo tickless";
+    assert_eq!(run_ok(hearth(d).args(["box", "run", "--", "sh", "-c", tickless])), "tickless\n");
 
     // Output, exit status, errors.
     let (code, out, err) = run(hearth(d).args(["box", "run", "--", "sh", "-c", "echo to-out; echo to-err >&2; exit 7"]));
