@@ -9,11 +9,12 @@
 //!   timers at its 4 ms granularity: the guest kernel before they were configured, the peer;
 //! - `low_res_timers`: `highres=off`, tickless idle but timers at the tick's granularity.
 //!
-//! Per variant and round (two rounds, the variants taking turns): Firecracker's CPU time while the guest sits idle (what a fleet of idle
-//! workstations costs the host), the mean wall time of a 1 ms sleep in the guest (timer
-//! granularity as a user sees it), exec round trips and keystroke echo through the agent, then
-//! 20 MB output floods through the agent (plain and through a PTY) with a deadline: the guest
-//! hangs seen in the box under floods are counted per variant.
+//! Per variant and round (two rounds, the variants taking turns): Firecracker's CPU time while
+//! the guest sits idle (what a fleet of idle workstations costs the host), the mean wall time
+//! of a 1 ms sleep in the guest (timer granularity as a user sees it), exec round trips and
+//! keystroke echo through the agent, then 20 MB output floods through the agent (plain and
+//! through a PTY) with a deadline: the guest hangs seen in the box under floods are counted per
+//! variant.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -38,7 +39,7 @@ const VARIANTS: &[(&str, &[&str])] = &[
 /// Output floods through the agent: plain `seq` and `seq` through a PTY (`script`).
 const FLOODS: &[(&str, &str)] = &[("plain", "seq 1 2500000"), ("pty", "script -qfec 'seq 1 2500000' /dev/null")];
 
-/// A flood that has not ended by then counts as a hung guest (and the VM is killed).
+/// A flood that has not ended by then counts as failed: a hung guest (the VM is killed).
 const FLOOD_DEADLINE: Duration = Duration::from_secs(180);
 
 /// Python in the guest: the mean wall time of `time.sleep(0.001)`, in ms.
@@ -72,7 +73,7 @@ struct Seen {
     exec: Vec<f64>,
     echo: Vec<f64>,
     flood_mb_s: std::collections::BTreeMap<&'static str, Vec<f64>>,
-    hung: usize,
+    floods_failed: usize,
 }
 
 /// Runs `script` in the guest, its output counted: MB/s, or what went wrong: an error, or no
@@ -159,7 +160,7 @@ fn main() {
                 match flood(&vm, script) {
                     Ok(rate) => seen.flood_mb_s.entry(kind).or_default().push(rate),
                     Err(why) => {
-                        seen.hung += 1;
+                        seen.floods_failed += 1;
                         eprintln!("guest_bench: {name} round {round}: the {kind} flood failed: {why}; console tail:\n{}", tail(&vm));
                         break;
                     }
@@ -183,7 +184,7 @@ fn main() {
                 "exec_true_round_trip_ms": summary(seen.exec),
                 "pty_echo_guest_agent_vsock_ms": summary(seen.echo),
                 "flood_mb_per_s": seen.flood_mb_s,
-                "floods_failed_or_hung": seen.hung,
+                "floods_failed_or_hung": seen.floods_failed,
             }),
         );
     }
