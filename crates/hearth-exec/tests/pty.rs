@@ -29,6 +29,23 @@ fn read_until(stream: &mut PtyStream<UnixStream>, seen: &mut Vec<u8>, want: &str
     }
 }
 
+/// Waits until a child of `parent` runs the program `comm`.
+fn wait_for_child(parent: u32, comm: &str) {
+    let deadline = Instant::now() + WAIT;
+    let runs = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // `pid (comm) state ppid ...`: the name sits in parentheses, the parent after them.
+            let Some((name, rest)) = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')) else { return false };
+            name == comm && rest.split_whitespace().nth(1) == Some(parent.to_string().as_str())
+        })
+    };
+    while !runs() {
+        assert!(Instant::now() < deadline, "no child `{comm}` of pid {parent}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn term(rows: u16, cols: u16) -> vt100::Parser {
     vt100::Parser::new(rows.try_into().unwrap(), cols.try_into().unwrap(), 0)
 }
@@ -236,13 +253,15 @@ fn close_ends_what_ignores_the_hangup() {
 #[test]
 fn signals_reach_the_foreground_job() {
     let s = support::server();
-    s.client().pty_open(shell("g")).unwrap();
+    let shell_pid = s.client().pty_open(shell("g")).unwrap().pid;
     let mut t = s.client().pty_attach("g", None, false).unwrap();
     let mut seen = Vec::new();
     let mut input = t.input().unwrap();
     input.write(b"sleep 1000\n").unwrap();
     read_until(&mut t, &mut seen, "sleep 1000");
-    std::thread::sleep(Duration::from_millis(300));
+    // The shell makes the job the terminal's foreground group before it execs `sleep`; a
+    // signal sent earlier goes to the shell, which ignores SIGINT, and the sleep runs on.
+    wait_for_child(shell_pid, "sleep");
     s.client().pty_ok(&Request::PtySignal { id: "g".into(), signal: 2 }).unwrap();
     // The shell is back at its prompt only once the sleep is gone.
     input.write(b"echo interrupted-$((3*3))\n").unwrap();
