@@ -143,6 +143,8 @@ pub struct Vm {
 const PROCESS_NAME: &str = "firecracker";
 const PID_FILE: &str = "firecracker.pid";
 const FC_LOG: &str = "firecracker.log";
+/// The guest's serial console (and what Firecracker and the jailer print), in the VM's dir.
+const CONSOLE_LOG: &str = "console.log";
 /// console.log grows across runs up to this, then the older runs move to console.log.1.
 const MAX_CONSOLE_LOG: u64 = 8 << 20;
 /// How often the guest reports memory statistics to the balloon device.
@@ -152,7 +154,24 @@ const BALLOON_STATS_SECS: u32 = 5;
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Console bytes quoted in a failure.
-const TAIL_BYTES: u64 = 3000;
+const TAIL_BYTES: usize = 3000;
+
+/// The last [`TAIL_BYTES`] of `text`, cut at a character boundary.
+fn tail_of(text: &str) -> &str {
+    &text[text.ceil_char_boundary(text.len().saturating_sub(TAIL_BYTES))..]
+}
+
+/// The end of the file at `path` (empty when there is none).
+fn file_tail(path: &Path) -> String {
+    let text = fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    tail_of(&text).to_string()
+}
+
+/// The end of the serial console of the VM whose files live in `dir`: what its guest said
+/// last (a panic, the agent restarted by its init), for a failure to quote.
+pub fn console_tail(dir: &Path) -> String {
+    file_tail(&dir.join(CONSOLE_LOG))
+}
 
 impl Vm {
     /// Boots a VM whose files live in `dir`, returning once its agent announced readiness.
@@ -182,7 +201,7 @@ impl Vm {
                         return Err(VmmError::NotReady { why, console_tail });
                     };
                     let note = format!("hearth: {what} (no panic): booting it once more\n");
-                    let _ = fs::OpenOptions::new().append(true).open(dir.join("console.log")).and_then(|mut f| std::io::Write::write_all(&mut f, note.as_bytes()));
+                    let _ = fs::OpenOptions::new().append(true).open(dir.join(CONSOLE_LOG)).and_then(|mut f| std::io::Write::write_all(&mut f, note.as_bytes()));
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -231,10 +250,10 @@ impl Vm {
         // v.sock too: its path comes back from a snapshot, and a stale file breaks the VM.
         Vm::forget_dir(dir);
         // The console is appended to across runs; past a bound, the older runs go aside.
-        if fs::metadata(dir.join("console.log")).is_ok_and(|m| m.len() > MAX_CONSOLE_LOG) {
-            let _ = fs::rename(dir.join("console.log"), dir.join("console.log.1"));
+        if fs::metadata(dir.join(CONSOLE_LOG)).is_ok_and(|m| m.len() > MAX_CONSOLE_LOG) {
+            let _ = fs::rename(dir.join(CONSOLE_LOG), dir.join("console.log.1"));
         }
-        let console = fs::OpenOptions::new().create(true).append(true).open(dir.join("console.log")).map_err(io("opening console.log"))?;
+        let console = fs::OpenOptions::new().create(true).append(true).open(dir.join(CONSOLE_LOG)).map_err(io("opening console.log"))?;
         // Firecracker writes its log from offset 0 (no O_APPEND): keep the last run's aside.
         let _ = fs::rename(dir.join(FC_LOG), dir.join(format!("{FC_LOG}.1")));
         let console_start = console.metadata().map(|m| m.len()).unwrap_or(0);
@@ -283,8 +302,7 @@ impl Vm {
         while !api.is_listening() {
             if !self.is_running() || Instant::now() > deadline {
                 // Whatever Firecracker or the jailer said on the way out is on its stderr.
-                let text = fs::read(self.console_log()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-                let console_tail = text[text.ceil_char_boundary(text.len().saturating_sub(TAIL_BYTES as usize))..].to_string();
+                let console_tail = console_tail(&self.dir);
                 return Err(VmmError::ApiNotReady { socket: api.socket().to_path_buf(), timeout: Duration::from_secs(10), console_tail });
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -360,9 +378,7 @@ impl Vm {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             };
-            let tail = seen.len().saturating_sub(TAIL_BYTES as usize);
-            let tail_start = seen.ceil_char_boundary(tail);
-            let mut console_tail = seen[tail_start..].to_string();
+            let mut console_tail = tail_of(&seen).to_string();
             let fc_log = self.firecracker_log_tail();
             if !fc_log.trim().is_empty() {
                 console_tail.push_str("\n--- firecracker.log ---\n");
@@ -388,14 +404,12 @@ impl Vm {
     }
 
     pub fn console_log(&self) -> PathBuf {
-        self.dir.join("console.log")
+        self.dir.join(CONSOLE_LOG)
     }
 
     /// The end of Firecracker's own log for this run.
     pub fn firecracker_log_tail(&self) -> String {
-        let text = fs::read(self.run_dir().join(FC_LOG)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-        let start = text.ceil_char_boundary(text.len().saturating_sub(TAIL_BYTES as usize));
-        text[start..].to_string()
+        file_tail(&self.run_dir().join(FC_LOG))
     }
 
     /// Sets the balloon's size: memory taken from the guest and handed back to the host.
@@ -611,6 +625,20 @@ pub fn create_ext4_disk(path: &Path, bytes: u64, mkfs: &Path) -> Result<(), VmmE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_console_tail_is_the_end_of_the_log_cut_at_a_character() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(console_tail(dir.path()), "", "no console yet");
+        fs::write(dir.path().join(CONSOLE_LOG), "booted\nKernel panic\n").unwrap();
+        assert_eq!(console_tail(dir.path()), "booted\nKernel panic\n");
+        // 'é' is two bytes: a cut through its middle moves to the next character.
+        let long = format!("{}{}end", "x".repeat(10), "é".repeat(TAIL_BYTES));
+        fs::write(dir.path().join(CONSOLE_LOG), &long).unwrap();
+        let tail = console_tail(dir.path());
+        assert!(tail.len() <= TAIL_BYTES && tail.len() >= TAIL_BYTES - 1, "{}", tail.len());
+        assert!(tail.ends_with("éend") && tail.starts_with('é'));
+    }
 
     #[test]
     fn a_guest_that_reset_itself_is_named_in_the_exit_reason() {

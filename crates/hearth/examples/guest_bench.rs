@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use hearth_image::{refs, Cache};
 use hearth_proto::control::ExecSpec;
-use hearth_vmm::vm::{Overlay, Vm, VmConfig};
+use hearth_vmm::vm::{console_tail, Overlay, Vm, VmConfig};
 
 #[path = "common/stats.rs"]
 mod stats;
@@ -97,13 +97,6 @@ fn flood(vm: &Vm, script: &'static str) -> Result<f64, String> {
     })
 }
 
-/// The last lines of the guest's console.
-fn tail(vm: &Vm) -> String {
-    let text = std::fs::read_to_string(vm.console_log()).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
-}
-
 fn main() {
     let arg = |i: usize| std::env::args().nth(i);
     let echoes: usize = arg(1).and_then(|a| a.parse().ok()).unwrap_or(300);
@@ -161,7 +154,7 @@ fn main() {
                     Ok(rate) => seen.flood_mb_s.entry(kind).or_default().push(rate),
                     Err(why) => {
                         seen.floods_failed += 1;
-                        eprintln!("guest_bench: {name} round {round}: the {kind} flood failed: {why}; console tail:\n{}", tail(&vm));
+                        eprintln!("guest_bench: {name} round {round}: the {kind} flood failed: {why}; console tail:\n{}", console_tail(vm.dir()));
                         break;
                     }
                 }

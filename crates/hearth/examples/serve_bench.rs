@@ -347,10 +347,7 @@ fn main() {
         for ws in std::fs::read_dir(&post_mortem).into_iter().flatten().flatten().filter(|e| e.path().join("vm").is_dir()) {
             eprintln!("serve_bench: workstation {}: its Firecracker's last word: {}", ws.file_name().to_string_lossy(), hearth_vmm::vm::Vm::exit_reason(&ws.path().join("vm")));
             // And its guest's (a panic, the agent restarted by its init, a timer stall).
-            let console = std::fs::read(ws.path().join("vm").join("console.log")).unwrap_or_default();
-            let console = String::from_utf8_lossy(&console);
-            let tail: Vec<&str> = console.lines().rev().take(20).collect();
-            eprintln!("serve_bench: its console's last lines:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            eprintln!("serve_bench: its console's end:\n{}", hearth_vmm::vm::console_tail(&ws.path().join("vm")));
         }
     }));
     let api = format!("{base}/api/v1");

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use hearth_image::{refs, Cache};
 use hearth_proto::control::ExecSpec;
-use hearth_vmm::vm::{create_ext4_disk, Overlay, StopKind, Vm, VmConfig};
+use hearth_vmm::vm::{console_tail, create_ext4_disk, Overlay, StopKind, Vm, VmConfig};
 
 
 fn config(cache: &Cache, overlay: Overlay, hostname: &str) -> VmConfig {
@@ -39,7 +39,7 @@ fn sh(vm: &Vm, user: Option<&str>, script: &str) -> (i32, String) {
     let (exit, out, err) = vm
         .agent(Duration::from_secs(10))
         .and_then(|a| Ok(a.exec_collect(spec)?))
-        .unwrap_or_else(|e| panic!("{script}: {e}; console tail:\n{}", vm.firecracker_log_tail() + &std::fs::read_to_string(vm.console_log()).unwrap_or_default()));
+        .unwrap_or_else(|e| panic!("{script}: {e}; console tail:\n{}", vm.firecracker_log_tail() + &console_tail(vm.dir())));
     let out = String::from_utf8_lossy(&out).into_owned();
     assert!(err.is_empty() || exit.status() != 0, "stderr: {}", String::from_utf8_lossy(&err));
     (exit.status(), out)
