@@ -21,6 +21,8 @@ bench_in_box() {
   [ -z "${BENCH_HALT_POLL_NS:-}" ] || "$H" --data-dir "$bench_data" box run -- sh -c "echo $BENCH_HALT_POLL_NS > /sys/module/kvm/parameters/halt_poll_ns"
   # BENCH_NETWORK=false|true: the served workstations' networking (default: the server's);
   # BENCH_VCPUS=N: the benchmarked workstation's vCPUs (default 2); BENCH_SERVER_WORKERS=N:
-  # the server's async worker threads (config `workers`; default half the box's vCPUs).
-  "$H" --data-dir "$bench_data" box run ${BENCH_NETWORK:+--env BENCH_NETWORK=$BENCH_NETWORK} ${BENCH_VCPUS:+--env BENCH_VCPUS=$BENCH_VCPUS} ${BENCH_SERVER_WORKERS:+--env HEARTH_WORKERS=$BENCH_SERVER_WORKERS} --host-bin -- "target/release/examples/$example" "$@"
+  # the server's async worker threads (config `workers`; default half the box's vCPUs);
+  # BENCH_GUEST_HALT_POLL_US=N: the served workstations' halt polling (config
+  # `guest_halt_poll_us`; default 0, off).
+  "$H" --data-dir "$bench_data" box run ${BENCH_NETWORK:+--env BENCH_NETWORK=$BENCH_NETWORK} ${BENCH_VCPUS:+--env BENCH_VCPUS=$BENCH_VCPUS} ${BENCH_SERVER_WORKERS:+--env HEARTH_WORKERS=$BENCH_SERVER_WORKERS} ${BENCH_GUEST_HALT_POLL_US:+--env HEARTH_GUEST_HALT_POLL_US=$BENCH_GUEST_HALT_POLL_US} --host-bin -- "target/release/examples/$example" "$@"
 }

@@ -59,6 +59,9 @@ pub struct Runtime {
     pub ready_timeout: Duration,
     /// How long each stop step (agent shutdown, then Ctrl-Alt-Del) may take.
     pub stop_timeout: Duration,
+    /// Kernel arguments every workstation boots with on top of the VMM's own (for example
+    /// [`hearth_vmm::halt_poll_boot_args`]).
+    pub guest_boot_args: Vec<String>,
 }
 
 /// A workstation as it is now.
@@ -95,7 +98,7 @@ impl Runtime {
     pub fn new(data_dir: &Path, artifacts: Artifacts, limits: Limits) -> Result<Self, RuntimeError> {
         let root = data_dir.join("workstations");
         fs::create_dir_all(&root).map_err(RuntimeError::io(format!("creating {}", root.display())))?;
-        Ok(Self { root, artifacts, limits, jail: None, ready_timeout: Duration::from_secs(120), stop_timeout: Duration::from_secs(30) })
+        Ok(Self { root, artifacts, limits, jail: None, ready_timeout: Duration::from_secs(120), stop_timeout: Duration::from_secs(30), guest_boot_args: vec![] })
     }
 
     /// Runs every workstation's Firecracker under the jailer (needs root).
@@ -297,7 +300,7 @@ impl Workstation {
             mem_mib: self.spec.mem_mib,
             smt: self.spec.smt,
             hostname: self.spec.hostname(),
-            extra_boot_args: vec![],
+            extra_boot_args: self.rt.guest_boot_args.clone(),
             network,
             jail,
         })
@@ -330,7 +333,7 @@ impl Workstation {
             });
         }
         let mut cfg = self.vm_config(&record)?;
-        cfg.extra_boot_args = extra_boot_args.to_vec();
+        cfg.extra_boot_args.extend_from_slice(extra_boot_args);
         let (_, timings) = Vm::launch_timed(&self.layout.vm(), &cfg, self.rt.ready_timeout)?;
         record.state = State::Running;
         record.started_unix_ms = Some(unix_ms_now());

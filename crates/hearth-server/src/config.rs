@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,9 @@ pub struct Config {
     pub jail: bool,
     /// Workstations' jail uids/gids are allocated from here up.
     pub jail_uid_base: u32,
+    /// How long an idle workstation vCPU polls before it halts, microseconds (0: it halts at
+    /// once, the default; see [`hearth_vmm::halt_poll_boot_args`]).
+    pub guest_halt_poll_us: u32,
     pub network: Network,
 }
 
@@ -81,6 +85,7 @@ impl Default for Config {
             defaults: Defaults::default(),
             jail: nix_is_root(),
             jail_uid_base: 900_000,
+            guest_halt_poll_us: 0,
             network: Network::default(),
         }
     }
@@ -141,6 +146,15 @@ impl Config {
         }
     }
 
+    /// How long an idle workstation vCPU polls before it halts.
+    ///
+    /// Off by default, in the box too: there a 2 ms window makes a wake-up on another vCPU
+    /// 20x cheaper, but guests with it reset themselves (triple faults, the emulated nested
+    /// SVM's) within seconds in most runs (bench/RESULTS.md).
+    pub fn guest_halt_poll(&self) -> Duration {
+        Duration::from_micros(self.guest_halt_poll_us.into())
+    }
+
     /// The file (if any), then the environment on top.
     pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let mut doc: toml::Table = match path {
@@ -183,6 +197,9 @@ impl Config {
         if d.rx_mbps > l.max_bandwidth_mbps || d.tx_mbps > l.max_bandwidth_mbps {
             return bad("defaults.rx_mbps and defaults.tx_mbps must lie within limits (0-limits.max_bandwidth_mbps; 0: unlimited)");
         }
+        if u128::from(self.guest_halt_poll_us) > hearth_vmm::MAX_HALT_POLL.as_micros() {
+            return bad(&format!("guest_halt_poll_us must be at most {}", hearth_vmm::MAX_HALT_POLL.as_micros()));
+        }
         self.network.check().map_err(ConfigError::Invalid)
     }
 }
@@ -218,6 +235,9 @@ mod tests {
         assert!(e.contains("max_vcpu"), "{e}");
         let e = Config::load(None, env(&[("HEARTH_LISTEN", "nowhere")])).unwrap_err().to_string();
         assert!(e.contains("listen") || e.contains("invalid"), "{e}");
+        let e = Config::load(None, env(&[("HEARTH_GUEST_HALT_POLL_US", "20000")])).unwrap_err().to_string();
+        assert!(e.contains("at most 10000"), "{e}");
+        assert_eq!(Config::load(None, env(&[("HEARTH_GUEST_HALT_POLL_US", "500")])).unwrap().guest_halt_poll(), Duration::from_micros(500));
         let e = Config::load(None, env(&[("HEARTH_DEFAULTS__VCPU_COUNT", "99")])).unwrap_err().to_string();
         assert!(e.contains("within limits"), "{e}");
     }

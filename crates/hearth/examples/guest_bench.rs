@@ -23,11 +23,14 @@ use hearth_image::{refs, Cache};
 use hearth_proto::control::ExecSpec;
 use hearth_vmm::vm::{console_tail, Overlay, Vm, VmConfig};
 
+#[path = "common/cpu.rs"]
+mod cpu;
 #[path = "common/stats.rs"]
 mod stats;
 #[path = "common/echo.rs"]
 mod echo;
 use echo::{echo_through, raw_cat};
+use cpu::cpu_secs;
 use stats::{median, ms, p99};
 
 const VARIANTS: &[(&str, &[&str])] = &[
@@ -44,16 +47,6 @@ const FLOOD_DEADLINE: Duration = Duration::from_secs(180);
 
 /// Python in the guest: the mean wall time of `time.sleep(0.001)`, in ms.
 const SLEEP_PROBE: &str = "import time\nn = 200\nt = time.perf_counter()\nfor _ in range(n):\n    time.sleep(0.001)\nprint((time.perf_counter() - t) / n * 1000)";
-
-/// CPU time (user + system, all threads) the process has used, in seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("firecracker's /proc stat");
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
-    (f[11] + f[12]) / hz
-}
 
 fn guest_out(vm: &Vm, argv: &[&str]) -> String {
     let (exit, out, err) = vm.agent(Duration::from_secs(30)).unwrap().exec_collect(ExecSpec::new(argv.iter().copied())).unwrap();

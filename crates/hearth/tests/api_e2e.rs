@@ -175,7 +175,7 @@ fn the_api_drives_workstations_end_to_end() {
     }
     let data = std::path::PathBuf::from(std::env::var("HEARTH_DATA_DIR").unwrap()).join(format!("api-{}", std::process::id()));
     // Budgets set here so the refusals below do not depend on the size of the box.
-    let env = [("HEARTH_LIMITS__MAX_CONSOLE_FOLLOWERS", "2"), ("HEARTH_LIMITS__VCPU_BUDGET", "8"), ("HEARTH_LIMITS__DISK_BUDGET_GIB", "50")];
+    let env = [("HEARTH_LIMITS__MAX_CONSOLE_FOLLOWERS", "2"), ("HEARTH_LIMITS__VCPU_BUDGET", "8"), ("HEARTH_LIMITS__DISK_BUDGET_GIB", "50"), ("HEARTH_GUEST_HALT_POLL_US", "1")];
     let server = common::serve_in_box_with(&data, &env);
     let api = format!("{}/api/v1", server.base);
     let ws_url = format!("{api}/workstations");
@@ -262,6 +262,10 @@ fn the_api_drives_workstations_end_to_end() {
     let (s, r) = exec(json!({"argv": ["python3", "-c", "import numpy, pandas, getpass; print(numpy.arange(4).sum(), getpass.getuser())"]}));
     let console = || call("GET", &format!("{one}/console?tail_bytes=3000"), None).1.as_str().unwrap_or_default().to_string();
     assert_eq!((s, r["exit_code"].as_i64(), r["stdout"].as_str()), (200, Some(0), Some("6 scientist\n")), "{r}\nconsole:\n{}", console());
+    // The configured halt polling reaches the guest kernel (a 1 us window: next to no
+    // polling; with a real one, guests in the box reset themselves far more often).
+    let (_, r) = exec(json!({"argv": ["cat", "/sys/devices/system/cpu/cpuidle/current_governor_ro", "/sys/module/haltpoll/parameters/guest_halt_poll_ns"]}));
+    assert_eq!(r["stdout"].as_str(), Some("haltpoll\n1000\n"), "{r}");
     let (_, r) = exec(json!({"argv": ["wc", "-c"], "stdin": "12345"}));
     assert_eq!(r["stdout"].as_str().map(str::trim), Some("5"));
     let (_, r) = exec(json!({"argv": ["sh", "-c", "echo oops >&2; exit 3"]}));

@@ -1,0 +1,206 @@
+//! What waking a task on another vCPU costs a 2-vCPU guest, and what guest halt polling does
+//! about it, for bench/wake.sh (run it in the box: `hearth box run --host-bin --
+//! target/release/examples/wake_bench [round trips]`). Prints JSON.
+//!
+//! A keystroke's echo in a workstation hands the byte from task to task (agent, PTY, shell,
+//! PTY, agent); a hand-off to a task on a halted vCPU costs an interrupt and that vCPU's
+//! return from halt, which under the box's emulated nested virtualization is far dearer than
+//! on hardware. Per kernel command-line variant (as built; the halt-polling idle driver with
+//! Linux's 200 us window and with a 2 ms one), booted in turns over two rounds: one byte's
+//! round trip between two guest processes (a pipe; `cat` on a raw PTY) on one vCPU, on one
+//! each, and where the scheduler puts them; the vsock floor (an agent health request); the
+//! agent's terminal echo over vsock; and what the guest costs its Firecracker in CPU idle
+//! and under a light periodic load (a process waking every 10 ms), the price of polling.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hearth_image::{refs, Cache};
+use hearth_proto::control::ExecSpec;
+use hearth_vmm::vm::{console_tail, Overlay, Vm, VmConfig};
+
+#[path = "common/cpu.rs"]
+mod cpu;
+#[path = "common/stats.rs"]
+mod stats;
+#[path = "common/echo.rs"]
+mod echo;
+use echo::{echo_through, raw_cat};
+use cpu::cpu_secs;
+use stats::{median, ms, p99};
+
+/// Python in the guest: round trips of one byte between two processes, by placement; prints
+/// JSON {kind: {placement: [p50 ms, p99 ms]}}.
+const PROBE: &str = r#"
+import json, os, pty, sys, time, tty
+N = int(sys.argv[1])
+ALL = os.sched_getaffinity(0)
+
+def pin(cpu):
+    os.sched_setaffinity(0, ALL if cpu is None else {cpu})
+
+def pipe_peer(cpu):
+    # A child that sends each byte back: (pid, read end, write end) for the parent.
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        pin(cpu)
+        while True:
+            x = os.read(r1, 1)
+            if not x:
+                os._exit(0)
+            os.write(w2, x)
+    os.close(r1); os.close(w2)
+    return pid, r2, w1
+
+def pty_peer(cpu):
+    # `cat` on a raw PTY: the master is both ends.
+    m, s = pty.openpty()
+    tty.setraw(s)
+    pid = os.fork()
+    if pid == 0:
+        os.close(m)
+        pin(cpu)
+        os.dup2(s, 0); os.dup2(s, 1)
+        os.execvp("cat", ["cat"])
+    os.close(s)
+    return pid, m, m
+
+out = {}
+for kind, peer in (("pipe", pipe_peer), ("pty_cat", pty_peer)):
+    out[kind] = {}
+    for name, a, b in (("same_vcpu", 0, 0), ("other_vcpu", 0, 1), ("unpinned", None, None)):
+        pid, r, w = peer(b)
+        pin(a)
+        ts = []
+        for _ in range(N):
+            t = time.perf_counter()
+            os.write(w, b"x")
+            while not os.read(r, 1):
+                pass
+            ts.append(time.perf_counter() - t)
+        pin(None)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        for fd in {r, w}:
+            os.close(fd)
+        ts.sort()
+        out[kind][name] = [round(ts[len(ts) // 2] * 1000, 3), round(ts[min(len(ts) - 1, int(len(ts) * 0.99))] * 1000, 3)]
+print(json.dumps(out))
+"#;
+
+
+/// Kernel command-line variants, booted in turns.
+const VARIANTS: &[(&str, &[&str])] = &[
+    ("as_built", &[]),
+    // The guest polls before it halts an idle vCPU: a wake-up while it polls needs no
+    // interrupt (the poller sees the flag) and nothing exits to the host. Linux's default
+    // window (200 us), then one ten times longer.
+    ("halt_poll_200us", &["cpuidle_haltpoll.force=1"]),
+    ("halt_poll_2ms", &["cpuidle_haltpoll.force=1", "haltpoll.guest_halt_poll_ns=2000000"]),
+];
+
+/// A light periodic load: a process that wakes every `sys.argv[1]` ms (a progress bar, an
+/// event loop's timer) for 10 s. What polling costs when wake-ups come often: every 10 ms,
+/// and every 1 ms (inside the 2 ms window, the worst case for it).
+const TICKER: &str = "import sys, time\nn = int(sys.argv[1])\nfor _ in range(10000 // n):\n    time.sleep(n / 1000)";
+
+/// Firecracker's CPU use while `during` runs, in percent of one CPU.
+fn cpu_percent(vm: &Vm, during: impl FnOnce()) -> f64 {
+    let (c0, t0) = (cpu_secs(vm.pid()), Instant::now());
+    during();
+    (cpu_secs(vm.pid()) - c0) / t0.elapsed().as_secs_f64() * 100.0
+}
+
+fn guest_out(vm: &Vm, argv: &[&str]) -> String {
+    let (exit, out, err) = vm.agent(Duration::from_secs(30)).unwrap().exec_collect(ExecSpec::new(argv.iter().copied())).unwrap();
+    assert_eq!(exit.status(), 0, "{argv:?}: {}", String::from_utf8_lossy(&err));
+    String::from_utf8_lossy(&out).trim().to_string()
+}
+
+/// One guest's measures (p50 and p99 in ms).
+fn measure(vm: &Vm, n: usize) -> serde_json::Value {
+    let topology = guest_out(
+        vm,
+        &["sh", "-c", "for c in /sys/devices/system/cpu/cpu0/cache/index*; do echo \"L$(cat $c/level) $(cat $c/type): cpus $(cat $c/shared_cpu_list)\"; done; grep -m1 'model name' /proc/cpuinfo; cat /sys/devices/system/cpu/cpuidle/current_governor_ro /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null; grep domain /proc/schedstat || true"],
+    );
+    let summary = |v: Vec<f64>| serde_json::json!([median(v.clone()), p99(v)]);
+    let floor: Vec<f64> = {
+        let mut agent = vm.agent(Duration::from_secs(10)).unwrap();
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                agent.health().unwrap();
+                ms(t.elapsed())
+            })
+            .collect()
+    };
+    eprintln!("wake_bench: floor measured");
+    let in_guest: serde_json::Value = serde_json::from_str(&guest_out(vm, &["python3", "-c", PROBE, &n.to_string()])).expect("the probe prints JSON");
+    eprintln!("wake_bench: in-guest probe done");
+    let session = vm.agent(Duration::from_secs(10)).unwrap().pty_open(raw_cat()).unwrap();
+    let echo = echo_through(vm.agent(Duration::from_secs(10)).unwrap(), &session.id, n);
+    eprintln!("wake_bench: agent echo done");
+    let idle = cpu_percent(vm, || std::thread::sleep(Duration::from_secs(10)));
+    let ticking = |every_ms: &str| {
+        cpu_percent(vm, || {
+            guest_out(vm, &["python3", "-c", TICKER, every_ms]);
+        })
+    };
+    let (ticker_10ms, ticker_1ms) = (ticking("10"), ticking("1"));
+    serde_json::json!({
+        "guest_topology": topology.lines().collect::<Vec<_>>(),
+        "vsock_floor_agent_health": summary(floor),
+        "in_guest": in_guest,
+        "agent_pty_echo": summary(echo),
+        "firecracker_cpu_percent_idle": idle,
+        "firecracker_cpu_percent_10ms_ticker": ticker_10ms,
+        "firecracker_cpu_percent_1ms_ticker": ticker_1ms,
+    })
+}
+
+fn main() {
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(500);
+    let cache = Cache::new(std::env::var("HEARTH_CACHE_DIR").expect("HEARTH_CACHE_DIR (run in the box)"));
+    let file = |name: &str, f: &str| cache.resolve_file(name, f).expect("artifacts built");
+    let root = PathBuf::from(std::env::var("HEARTH_DATA_DIR").expect("HEARTH_DATA_DIR")).join("wake-bench");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let base = VmConfig {
+        firecracker: file(refs::FIRECRACKER, "firecracker"),
+        kernel: file(refs::GUEST_KERNEL, "vmlinux"),
+        base_image: file(&refs::rootfs(refs::DEFAULT_RECIPE), "rootfs.ext4"),
+        overlay: Overlay::Tmpfs,
+        vcpus: 2,
+        mem_mib: 512,
+        smt: false,
+        hostname: "bench".into(),
+        extra_boot_args: vec![],
+        network: None,
+        jail: None,
+    };
+    // Each variant boots once per round, the variants taking turns, so a slow spell of the
+    // emulated machine falls on all of them rather than on whichever ran then.
+    const ROUNDS: usize = 2;
+    let mut variants: serde_json::Map<String, serde_json::Value> = VARIANTS.iter().map(|(name, _)| (name.to_string(), serde_json::json!([]))).collect();
+    for round in 0..ROUNDS {
+        for (name, boot_args) in VARIANTS {
+            let cfg = VmConfig { extra_boot_args: boot_args.iter().map(|a| a.to_string()).collect(), ..base.clone() };
+            let vm = Vm::launch(&root.join(format!("{name}-{round}")), &cfg, Duration::from_secs(120)).expect("launch");
+            // Let boot's stragglers finish.
+            std::thread::sleep(Duration::from_secs(5));
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| measure(&vm, n))) {
+                Ok(seen) => variants[*name].as_array_mut().unwrap().push(seen),
+                Err(panic) => {
+                    eprintln!("wake_bench: {name} failed; the guest's console ends:\n{}\nFirecracker's log ends:\n{}", console_tail(vm.dir()), vm.firecracker_log_tail());
+                    std::panic::resume_unwind(panic)
+                }
+            };
+            vm.kill();
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let out = serde_json::json!({"config": {"vcpus": 2, "mem_mib": 512, "round_trips": n}, "variants": variants});
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+}
