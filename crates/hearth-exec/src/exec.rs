@@ -29,6 +29,13 @@ pub(crate) fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) ->
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    // SAFETY: in the forked child before exec; only sigaction is called.
+    unsafe {
+        cmd.pre_exec(|| {
+            user::default_signal_actions();
+            Ok(())
+        });
+    }
     if let Some(name) = &spec.user {
         let account = match user::lookup(name) {
             Ok(a) => a,

@@ -679,10 +679,12 @@ fn spawn(spec: &PtySpec, cfg: &ServerConfig) -> Result<(OwnedFd, Child, Vec<Stri
     let stdio = || slave.try_clone().map(Stdio::from).map_err(|e| format!("dup of the pty: {e}"));
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env_clear().envs(cfg.env.iter().cloned()).env("TERM", "xterm-256color").stdin(stdio()?).stdout(stdio()?).stderr(stdio()?);
-    // SAFETY: in the forked child before exec: a new session whose controlling terminal is
-    // the PTY on fd 0. setsid and ioctl are async-signal-safe.
+    // SAFETY: in the forked child before exec: default signal actions, a new session whose
+    // controlling terminal is the PTY on fd 0. sigaction, setsid and ioctl are
+    // async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
+            crate::user::default_signal_actions();
             nix::unistd::setsid()?;
             if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
                 return Err(std::io::Error::last_os_error());

@@ -57,6 +57,20 @@ pub fn apply(cmd: &mut Command, account: &Account) -> Result<(), String> {
     Ok(())
 }
 
+/// Sets every signal's action back to the default, in a child before it execs: a signal the
+/// server was started with ignored (as `cmd &` in a script starts it with SIGINT and SIGQUIT)
+/// would stay ignored in every command and shell it runs, and a shell treats a signal ignored
+/// at its start as ignored for good (a terminal's Ctrl-C would then reach nothing). Only
+/// sigaction is called: async-signal-safe.
+pub(crate) fn default_signal_actions() {
+    for sig in 1..32 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: SIG_DFL for a valid signal number; no handler runs.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

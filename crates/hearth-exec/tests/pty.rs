@@ -252,6 +252,10 @@ fn close_ends_what_ignores_the_hangup() {
 
 #[test]
 fn signals_reach_the_foreground_job() {
+    // As a server started by `cmd &` from a script is: SIGINT ignored. Its terminals' shells
+    // must not inherit that (a shell keeps a signal ignored at its start ignored for good).
+    // SAFETY: SIG_IGN for SIGINT; no handler runs.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
     let s = support::server();
     let shell_pid = s.client().pty_open(shell("g")).unwrap().pid;
     let mut t = s.client().pty_attach("g", None, false).unwrap();
