@@ -57,8 +57,9 @@ pub fn open(config: Config, data_dir: &Path, cache_dir: &Path) -> Result<App, Se
     let l = &config.limits;
     let limits = Limits { max_vcpus: l.max_vcpus, min_mem_mib: l.min_mem_mib, max_mem_mib: l.max_mem_mib, max_disk_gib: l.max_disk_gib };
     let mut runtime = Runtime::new(data_dir, artifacts, limits).map_err(|e| setup("opening the workstations")(e.to_string()))?;
-    runtime.guest_boot_args = hearth_vmm::halt_poll_boot_args(config.guest_halt_poll());
-    tracing::info!(guest_halt_poll_us = config.guest_halt_poll().as_micros() as u64, "idle workstation vCPUs poll this long before they halt");
+    let halt_poll = config.guest_halt_poll();
+    runtime.guest_boot_args = hearth_vmm::halt_poll_boot_args(halt_poll);
+    tracing::info!(guest_halt_poll_us = halt_poll.as_micros() as u64, "idle workstation vCPUs poll this long before they halt");
     if config.jail {
         runtime = runtime.with_jail(Jail { jailer: file(refs::FIRECRACKER, "jailer")?, uid_base: config.jail_uid_base });
     }

@@ -16,21 +16,22 @@
 //! through a PTY) with a deadline: the guest hangs seen in the box under floods are counted per
 //! variant.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hearth_image::{refs, Cache};
 use hearth_proto::control::ExecSpec;
-use hearth_vmm::vm::{console_tail, Overlay, Vm, VmConfig};
+use hearth_vmm::vm::{console_tail, Vm, VmConfig};
 
 #[path = "common/cpu.rs"]
 mod cpu;
+#[path = "common/guest.rs"]
+mod guest;
 #[path = "common/stats.rs"]
 mod stats;
 #[path = "common/echo.rs"]
 mod echo;
 use echo::{echo_through, raw_cat};
-use cpu::cpu_secs;
+use cpu::cpu_percent;
+use guest::{bench_vm_config, fresh_dir, guest_out};
 use stats::{median, ms, p99};
 
 const VARIANTS: &[(&str, &[&str])] = &[
@@ -47,12 +48,6 @@ const FLOOD_DEADLINE: Duration = Duration::from_secs(180);
 
 /// Python in the guest: the mean wall time of `time.sleep(0.001)`, in ms.
 const SLEEP_PROBE: &str = "import time\nn = 200\nt = time.perf_counter()\nfor _ in range(n):\n    time.sleep(0.001)\nprint((time.perf_counter() - t) / n * 1000)";
-
-fn guest_out(vm: &Vm, argv: &[&str]) -> String {
-    let (exit, out, err) = vm.agent(Duration::from_secs(30)).unwrap().exec_collect(ExecSpec::new(argv.iter().copied())).unwrap();
-    assert_eq!(exit.status(), 0, "{argv:?}: {}", String::from_utf8_lossy(&err));
-    String::from_utf8_lossy(&out).trim().to_string()
-}
 
 /// One variant's measures over the rounds (the guest's settings as it reported them last).
 #[derive(Default)]
@@ -95,24 +90,8 @@ fn main() {
     let echoes: usize = arg(1).and_then(|a| a.parse().ok()).unwrap_or(300);
     let idle_secs: u64 = arg(2).and_then(|a| a.parse().ok()).unwrap_or(20);
     let vcpus: u8 = arg(3).and_then(|a| a.parse().ok()).unwrap_or(2);
-    let cache = Cache::new(std::env::var("HEARTH_CACHE_DIR").expect("HEARTH_CACHE_DIR (run in the box)"));
-    let file = |name: &str, f: &str| cache.resolve_file(name, f).expect("artifacts built");
-    let root = PathBuf::from(std::env::var("HEARTH_DATA_DIR").expect("HEARTH_DATA_DIR")).join("guest-bench");
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    let base = VmConfig {
-        firecracker: file(refs::FIRECRACKER, "firecracker"),
-        kernel: file(refs::GUEST_KERNEL, "vmlinux"),
-        base_image: file(&refs::rootfs(refs::DEFAULT_RECIPE), "rootfs.ext4"),
-        overlay: Overlay::Tmpfs,
-        vcpus,
-        mem_mib: 512,
-        smt: false,
-        hostname: "bench".into(),
-        extra_boot_args: vec![],
-        network: None,
-        jail: None,
-    };
+    let root = fresh_dir("guest-bench");
+    let base = bench_vm_config(vcpus);
     let summary = |v: Vec<f64>| serde_json::json!({"n": v.len(), "median": median(v.clone()), "p99": p99(v)});
     // Each variant boots once per round, the variants taking turns, so a slow spell of the
     // emulated machine falls on all of them rather than on whichever ran then.
@@ -131,9 +110,7 @@ fn main() {
             seen.hres = guest_out(&vm, &["sh", "-c", "grep -c 'hres_active *: *1' /proc/timer_list || true"]);
             // Let boot's stragglers finish, then leave the guest alone.
             std::thread::sleep(Duration::from_secs(5));
-            let (c0, t0) = (cpu_secs(vm.pid()), Instant::now());
-            std::thread::sleep(Duration::from_secs(idle_secs));
-            seen.idle_pct.push((cpu_secs(vm.pid()) - c0) / t0.elapsed().as_secs_f64() * 100.0);
+            seen.idle_pct.push(cpu_percent(vm.pid(), || std::thread::sleep(Duration::from_secs(idle_secs))));
             seen.sleep_ms.push(guest_out(&vm, &["python3", "-c", SLEEP_PROBE]).parse().expect("the probe prints a number"));
             for _ in 0..20 {
                 let t = Instant::now();

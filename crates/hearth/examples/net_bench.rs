@@ -14,14 +14,16 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hearth_image::{refs, Cache};
 use hearth_net::testnet::{self, Internet};
 use hearth_net::{netns, Egress, GuestSide, HostOpts, Network, Range, SetupOpts, Slot, WorkstationId};
 use hearth_proto::control::ExecSpec;
-use hearth_vmm::vm::{NetConfig, Overlay, Vm, VmConfig};
+use hearth_vmm::vm::{NetConfig, Vm, VmConfig};
 
+#[path = "common/guest.rs"]
+mod guest;
 #[path = "common/stats.rs"]
 mod stats;
+use guest::bench_vm_config;
 use stats::{median, ms, p99};
 
 fn id(n: u32) -> WorkstationId {
@@ -53,21 +55,10 @@ fn main() {
     }
 
     // A guest on a network made the product's way (unjailed: the tap belongs to root).
-    let cache = Cache::new(std::env::var("HEARTH_CACHE_DIR").expect("HEARTH_CACHE_DIR (run in the box)"));
-    let file = |name: &str, f: &str| cache.resolve_file(name, f).expect("artifacts built");
     let root = PathBuf::from(std::env::var("HEARTH_DATA_DIR").expect("HEARTH_DATA_DIR")).join("net-bench");
     let _ = std::fs::remove_dir_all(&root);
     let w = net.setup(&id(1), 1, &tap).expect("setup for the VM");
     let cfg = VmConfig {
-        firecracker: file(refs::FIRECRACKER, "firecracker"),
-        kernel: file(refs::GUEST_KERNEL, "vmlinux"),
-        base_image: file(&refs::rootfs(refs::DEFAULT_RECIPE), "rootfs.ext4"),
-        overlay: Overlay::Tmpfs,
-        vcpus: 1,
-        mem_mib: 512,
-        smt: false,
-        hostname: "bench".into(),
-        extra_boot_args: vec![],
         network: Some(NetConfig {
             netns: Some(w.netns.clone()),
             tap: w.tap.clone(),
@@ -80,7 +71,7 @@ fn main() {
             rx: None,
             tx: None,
         }),
-        jail: None,
+        ..bench_vm_config(1)
     };
     let vm = Vm::launch(&root, &cfg, Duration::from_secs(120)).expect("launch");
     let script = testnet::transfer_script(URL, bytes);

@@ -10,23 +10,24 @@
 //! round trip between two guest processes (a pipe; `cat` on a raw PTY) on one vCPU, on one
 //! each, and where the scheduler puts them; the vsock floor (an agent health request); the
 //! agent's terminal echo over vsock; and what the guest costs its Firecracker in CPU idle
-//! and under a light periodic load (a process waking every 10 ms), the price of polling.
+//! and under a light periodic load (a process waking every 10 ms, every 1 ms), the price of
+//! polling.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hearth_image::{refs, Cache};
-use hearth_proto::control::ExecSpec;
-use hearth_vmm::vm::{console_tail, Overlay, Vm, VmConfig};
+use hearth_vmm::vm::{console_tail, Vm, VmConfig};
 
 #[path = "common/cpu.rs"]
 mod cpu;
+#[path = "common/guest.rs"]
+mod guest;
 #[path = "common/stats.rs"]
 mod stats;
 #[path = "common/echo.rs"]
 mod echo;
 use echo::{echo_through, raw_cat};
-use cpu::cpu_secs;
+use cpu::cpu_percent;
+use guest::{bench_vm_config, fresh_dir, guest_out};
 use stats::{median, ms, p99};
 
 /// Python in the guest: round trips of one byte between two processes, by placement; prints
@@ -90,34 +91,19 @@ for kind, peer in (("pipe", pipe_peer), ("pty_cat", pty_peer)):
 print(json.dumps(out))
 "#;
 
-
-/// Kernel command-line variants, booted in turns.
-const VARIANTS: &[(&str, &[&str])] = &[
-    ("as_built", &[]),
-    // The guest polls before it halts an idle vCPU: a wake-up while it polls needs no
-    // interrupt (the poller sees the flag) and nothing exits to the host. Linux's default
-    // window (200 us), then one ten times longer.
-    ("halt_poll_200us", &["cpuidle_haltpoll.force=1"]),
-    ("halt_poll_2ms", &["cpuidle_haltpoll.force=1", "haltpoll.guest_halt_poll_ns=2000000"]),
+/// Guest halt-polling windows, booted in turns (none: the guest as built). A wake-up on a
+/// vCPU while it polls needs no interrupt (the poller sees the flag) and nothing exits to the
+/// host. Linux's default window (200 us), then one ten times longer.
+const VARIANTS: &[(&str, Duration)] = &[
+    ("as_built", Duration::ZERO),
+    ("halt_poll_200us", Duration::from_micros(200)),
+    ("halt_poll_2ms", Duration::from_millis(2)),
 ];
 
 /// A light periodic load: a process that wakes every `sys.argv[1]` ms (a progress bar, an
 /// event loop's timer) for 10 s. What polling costs when wake-ups come often: every 10 ms,
 /// and every 1 ms (inside the 2 ms window, the worst case for it).
 const TICKER: &str = "import sys, time\nn = int(sys.argv[1])\nfor _ in range(10000 // n):\n    time.sleep(n / 1000)";
-
-/// Firecracker's CPU use while `during` runs, in percent of one CPU.
-fn cpu_percent(vm: &Vm, during: impl FnOnce()) -> f64 {
-    let (c0, t0) = (cpu_secs(vm.pid()), Instant::now());
-    during();
-    (cpu_secs(vm.pid()) - c0) / t0.elapsed().as_secs_f64() * 100.0
-}
-
-fn guest_out(vm: &Vm, argv: &[&str]) -> String {
-    let (exit, out, err) = vm.agent(Duration::from_secs(30)).unwrap().exec_collect(ExecSpec::new(argv.iter().copied())).unwrap();
-    assert_eq!(exit.status(), 0, "{argv:?}: {}", String::from_utf8_lossy(&err));
-    String::from_utf8_lossy(&out).trim().to_string()
-}
 
 /// One guest's measures (p50 and p99 in ms).
 fn measure(vm: &Vm, n: usize) -> serde_json::Value {
@@ -142,9 +128,9 @@ fn measure(vm: &Vm, n: usize) -> serde_json::Value {
     let session = vm.agent(Duration::from_secs(10)).unwrap().pty_open(raw_cat()).unwrap();
     let echo = echo_through(vm.agent(Duration::from_secs(10)).unwrap(), &session.id, n);
     eprintln!("wake_bench: agent echo done");
-    let idle = cpu_percent(vm, || std::thread::sleep(Duration::from_secs(10)));
+    let idle = cpu_percent(vm.pid(), || std::thread::sleep(Duration::from_secs(10)));
     let ticking = |every_ms: &str| {
-        cpu_percent(vm, || {
+        cpu_percent(vm.pid(), || {
             guest_out(vm, &["python3", "-c", TICKER, every_ms]);
         })
     };
@@ -162,31 +148,15 @@ fn measure(vm: &Vm, n: usize) -> serde_json::Value {
 
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(500);
-    let cache = Cache::new(std::env::var("HEARTH_CACHE_DIR").expect("HEARTH_CACHE_DIR (run in the box)"));
-    let file = |name: &str, f: &str| cache.resolve_file(name, f).expect("artifacts built");
-    let root = PathBuf::from(std::env::var("HEARTH_DATA_DIR").expect("HEARTH_DATA_DIR")).join("wake-bench");
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    let base = VmConfig {
-        firecracker: file(refs::FIRECRACKER, "firecracker"),
-        kernel: file(refs::GUEST_KERNEL, "vmlinux"),
-        base_image: file(&refs::rootfs(refs::DEFAULT_RECIPE), "rootfs.ext4"),
-        overlay: Overlay::Tmpfs,
-        vcpus: 2,
-        mem_mib: 512,
-        smt: false,
-        hostname: "bench".into(),
-        extra_boot_args: vec![],
-        network: None,
-        jail: None,
-    };
+    let root = fresh_dir("wake-bench");
+    let base = bench_vm_config(2);
     // Each variant boots once per round, the variants taking turns, so a slow spell of the
     // emulated machine falls on all of them rather than on whichever ran then.
     const ROUNDS: usize = 2;
     let mut variants: serde_json::Map<String, serde_json::Value> = VARIANTS.iter().map(|(name, _)| (name.to_string(), serde_json::json!([]))).collect();
     for round in 0..ROUNDS {
-        for (name, boot_args) in VARIANTS {
-            let cfg = VmConfig { extra_boot_args: boot_args.iter().map(|a| a.to_string()).collect(), ..base.clone() };
+        for (name, window) in VARIANTS {
+            let cfg = VmConfig { extra_boot_args: hearth_vmm::halt_poll_boot_args(*window), ..base.clone() };
             let vm = Vm::launch(&root.join(format!("{name}-{round}")), &cfg, Duration::from_secs(120)).expect("launch");
             // Let boot's stragglers finish.
             std::thread::sleep(Duration::from_secs(5));
