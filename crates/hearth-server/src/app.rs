@@ -29,6 +29,8 @@ pub struct App {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Workstation networking; none when `network.enabled` is false.
     pub network: Option<crate::network::Net>,
+    /// Watches on running workstations' Firecrackers: their exits reach the store at once.
+    pub exits: crate::exits::Exits,
 }
 
 /// Runs blocking work (the runtime, the store, the agent) off the async threads.

@@ -10,6 +10,7 @@
 //! - [`network`]: workstation networking through hearth-net: the host's rules, a
 //!   workstation's network at create and delete, the spec its VM starts with.
 //! - [`reconcile`]: database ↔ workstation directories and networks at start.
+//! - [`exits`]: running workstations' Firecrackers watched; an exit reaches the store at once.
 //!
 //! Owns the HTTP surface and the database. Workstation VMs are `hearth-runtime`'s; they run
 //! detached, so stopping the server (gracefully or not) leaves them running.
@@ -18,6 +19,7 @@ pub mod admission;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod exits;
 pub mod network;
 pub mod reconcile;
 pub mod store;
@@ -71,7 +73,7 @@ pub fn open(config: Config, data_dir: &Path, cache_dir: &Path) -> Result<App, Se
     let stopping = tokio::sync::watch::Sender::new(false);
     // The rules go in before anything can make a workstation's network (fail closed).
     let network = network::open(&config.network).map_err(|e| setup("setting up workstation networking (network.enabled = false turns it off)")(e.to_string()))?;
-    Ok(App { config, store, runtime, cache, owner: "local".into(), admission: Admission::new(budget), console_followers, stopping, network })
+    Ok(App { config, store, runtime, cache, owner: "local".into(), admission: Admission::new(budget), console_followers, stopping, network, exits: Default::default() })
 }
 
 /// How a server behaves at its ends.
@@ -89,6 +91,7 @@ pub struct ServeOptions {
 /// EOF). Workstations keep running after, unless `suspend_on_exit`.
 pub async fn serve(app: App, opts: ServeOptions, ready: impl FnOnce(std::net::SocketAddr)) -> Result<(), ServeError> {
     let app = Arc::new(app);
+    tokio::spawn(exits::record(app.clone()));
     let report = {
         let app = app.clone();
         tokio::task::spawn_blocking(move || reconcile::reconcile(&app)).await.map_err(|e| setup("reconciling")(e.to_string()))?

@@ -433,6 +433,25 @@ impl Vm {
         hearth_init::proc::is_alive(self.pid, PROCESS_NAME)
     }
 
+    /// A descriptor that becomes readable when this Firecracker exits (a pidfd: poll it, or
+    /// register it with an event loop), so its supervisor learns of the exit as it happens
+    /// instead of checking every process it knows of. Checked after it is opened: a pid the
+    /// system reused for another process is refused rather than watched.
+    pub fn exit_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor just returned to us, owned by nothing else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+        if !self.is_running() {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("Firecracker {} is no longer running", self.pid)));
+        }
+        Ok(fd)
+    }
+
     /// A control connection to the guest agent (hello done).
     pub fn agent(&self, timeout: Duration) -> Result<ExecClient<UnixStream>, VmmError> {
         let stream = crate::vsock::connect(&self.run_dir().join("v.sock"), AGENT_VSOCK_PORT, timeout)?;
@@ -638,6 +657,27 @@ mod tests {
         let tail = console_tail(dir.path());
         assert!(tail.len() <= TAIL_BYTES && tail.len() >= TAIL_BYTES - 1, "{}", tail.len());
         assert!(tail.ends_with("éend") && tail.starts_with('é'));
+    }
+
+    #[test]
+    fn the_exit_fd_becomes_readable_when_the_process_exits() {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let dir = tempfile::tempdir().unwrap();
+        // A process whose command line names Firecracker, as `is_running` checks.
+        let mut child = Command::new("sh").args(["-c", "sleep 60", PROCESS_NAME]).spawn().unwrap();
+        let vm = Vm { dir: dir.path().to_path_buf(), pid: child.id() };
+        let fd = vm.exit_fd().unwrap();
+        let readable = |ms: u16| {
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            poll(&mut fds, PollTimeout::from(ms)).unwrap() == 1
+        };
+        assert!(!readable(0), "readable while it runs");
+        child.kill().unwrap();
+        assert!(readable(10_000), "not readable after it exited");
+        child.wait().unwrap();
+        // Not Firecracker (this test's own process): refused.
+        assert!(Vm { dir: dir.path().to_path_buf(), pid: std::process::id() }.exit_fd().is_err());
     }
 
     #[test]

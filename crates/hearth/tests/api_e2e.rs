@@ -406,6 +406,32 @@ fn the_api_drives_workstations_end_to_end() {
     let server = common::serve_in_box_with(&data, &env);
     let one = format!("{}/api/v1/workstations/{id}", server.base);
     assert_eq!(call("GET", &one, None).1["state"], "running");
+
+    // Its Firecracker killed behind the server's back, twice: once as found running when the
+    // server started, once as booted by it. The list (which reads only the store) says so by
+    // itself, with the event; nothing asked about this workstation in between.
+    let list_url = format!("{}/api/v1/workstations", server.base);
+    for round in ["found at start", "booted by the server"] {
+        let pid_file = data.join("workstations").join(&id).join("vm/firecracker.pid");
+        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let listed = loop {
+            let listed = call("GET", &list_url, None).1["workstations"][0].clone();
+            if listed["state"] == "crashed" || std::time::Instant::now() > deadline {
+                break listed;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(listed["state"], "crashed", "{round}: {listed}");
+        assert!(listed["crash"].as_str().is_some_and(|c| c.contains("exited without being stopped")), "{round}: {listed}");
+        let events = call("GET", &format!("{one}/events"), None).1;
+        assert_eq!(events["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "crashed").count(), if round == "found at start" { 1 } else { 2 }, "{events}");
+        if round == "found at start" {
+            let (s, started) = call("POST", &format!("{one}/start"), None);
+            assert_eq!((s, started["state"].as_str()), (200, Some("running")), "{started}");
+        }
+    }
     let mut f4 = Sse::open(&format!("{one}/console/stream"));
 
     // Unknown ids, then delete.

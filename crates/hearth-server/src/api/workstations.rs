@@ -157,6 +157,7 @@ fn attach_network(net: &crate::network::Net, ws: &hearth_runtime::Workstation, r
 fn start_locked(app: &crate::app::App, ws: &hearth_runtime::Workstation) -> Result<(), ApiError> {
     match ws.start() {
         Ok(t) => {
+            app.exits.watch(ws);
             let now = unix_ms_now();
             let msg = format!("agent ready {:.0} ms after InstanceStart", t.instance_start_to_ready_ms);
             app.store.set_state(ws.id(), "running", StateTimes { started_ms: Some(now), stopped_ms: None }, None, ("started", &msg), now)?;
@@ -176,7 +177,8 @@ fn start_locked(app: &crate::app::App, ws: &hearth_runtime::Workstation) -> Resu
 /// Lists workstations.
 #[utoipa::path(get, path = "/api/v1/workstations", responses((status = 200, body = WorkstationList)))]
 pub async fn list(State(app): State<SharedApp>) -> Result<Json<WorkstationList>, ApiError> {
-    let rows = blocking(move || app.store.list()?.into_iter().map(|r| app.refresh(r)).collect::<Result<Vec<_>, _>>()).await?;
+    // The store is the state: exits are recorded as they happen (crate::exits).
+    let rows = blocking(move || Ok(app.store.list()?)).await?;
     Ok(Json(WorkstationList { workstations: rows.iter().map(to_api).collect() }))
 }
 

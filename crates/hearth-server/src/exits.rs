@@ -1,0 +1,83 @@
+//! Workstation VMM exits, as they happen. Every workstation the server boots, or finds running
+//! when it starts, has its Firecracker watched through a pidfd on the async runtime; when one
+//! exits, that workstation's record is brought up to date at once ([`App::refresh`]: a VMM
+//! that died on its own becomes crashed, with an event). So the record in the store is the
+//! workstation's state and listing reads the store alone: no per-row look at the processes,
+//! which cost ~0.5 ms a workstation in the box and would make a list of thousands slow.
+//!
+//! A stop the server asked for fires the watch too; its refresh finds the record already
+//! stopped and changes nothing. Must not: decide anything itself (the runtime's record and
+//! the store are the truth; this only says when to look).
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::mpsc;
+
+use crate::app::{blocking, App};
+
+/// Exits waiting to be recorded. A full queue holds the watches back (they wait to send), not
+/// the exits.
+const QUEUE: usize = 256;
+
+/// Starts watches and queues the exits they see for [`record`].
+pub struct Exits {
+    tx: mpsc::Sender<String>,
+    rx: Mutex<Option<mpsc::Receiver<String>>>,
+}
+
+impl Default for Exits {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Exits { tx, rx: Mutex::new(Some(rx)) }
+    }
+}
+
+impl Exits {
+    /// Watches `ws`'s Firecracker, if it runs. Call within the server's async runtime (its
+    /// blocking threads included); elsewhere (a tool with no runtime) this does nothing.
+    pub fn watch(&self, ws: &hearth_runtime::Workstation) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let Some(vm) = ws.vm() else { return };
+        let id = ws.id().to_string();
+        let fd = match vm.exit_fd() {
+            Ok(fd) => fd,
+            // It exited meanwhile: look now.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let _ = self.tx.try_send(id);
+                return;
+            }
+            Err(e) => return tracing::warn!(workstation = %id, "cannot watch its Firecracker ({e}); its state is checked when it is read alone"),
+        };
+        let tx = self.tx.clone();
+        rt.spawn(async move {
+            // SAFETY: the AsyncFd owns the descriptor (an OwnedFd) for all its life.
+            match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+                // A pidfd only ever becomes readable, once its process has exited.
+                Ok(fd) => drop(fd.readable().await),
+                Err(e) => return tracing::warn!(workstation = %id, "cannot watch its Firecracker ({e})"),
+            }
+            let _ = tx.send(id).await;
+        });
+    }
+}
+
+/// Records the exits as the watches see them, for the server's life.
+pub async fn record(app: Arc<App>) {
+    let Some(mut rx) = app.exits.rx.lock().ok().and_then(|mut r| r.take()) else { return };
+    while let Some(id) = rx.recv().await {
+        let app = app.clone();
+        let seen = blocking(move || match app.store.get(&id)? {
+            Some(row) => app.refresh(row).map(|r| Some((id, r.state))),
+            // Deleted meanwhile.
+            None => Ok(None),
+        })
+        .await;
+        match seen {
+            Ok(Some((id, state))) => tracing::info!(workstation = %id, %state, "its Firecracker exited"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("recording a Firecracker's exit: {}", e.message),
+        }
+    }
+}
