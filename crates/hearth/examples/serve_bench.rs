@@ -160,14 +160,14 @@ fn settle(p: &mut dyn Peer) {
 
 /// Keystroke round trips: a key, then its echo; a backspace, then its echo (the line stays
 /// empty, so every output is the echo of the key just sent).
-fn echo(p: &mut dyn Peer, n: usize) -> Vec<f64> {
+fn echo(p: &mut dyn Peer, n: usize, name: &str) -> Vec<f64> {
     settle(p);
     let mut v = Vec::with_capacity(2 * n);
     for _ in 0..n {
         for key in ["a", "\x7f"] {
             let t = Instant::now();
             p.keys(key);
-            p.output(Duration::from_secs(30)).expect("an echo");
+            p.output(Duration::from_secs(30)).unwrap_or_else(|| panic!("{name}: no echo of {key:?} within 30 s"));
             v.push(ms(t.elapsed()));
         }
     }
@@ -418,7 +418,7 @@ fn main() {
     for round in 0..ROUNDS {
         let peers: [&mut dyn Peer; 3] = [&mut hearth, &mut term, &mut agent_term];
         for (i, p) in peers.into_iter().enumerate() {
-            echoes[i].extend(echo(p, keys / ROUNDS));
+            echoes[i].extend(echo(p, keys / ROUNDS, ["hearth", "terminado", "the agent's terminal"][i]));
         }
         pings.extend(ping(&mut hearth.0, 2 * keys / ROUNDS, "pong"));
         tcp.extend(tcp_round_trips("tcp-echo", 2 * keys / ROUNDS));
