@@ -87,6 +87,15 @@ impl App {
         Ok(row)
     }
 
+    /// Records a boot that succeeded: its row running, `why` its `started` event, its
+    /// Firecracker watched from now on ([`crate::exits`]).
+    pub fn record_started(&self, ws: &hearth_runtime::Workstation, why: &str) -> Result<(), ApiError> {
+        self.exits.watch(ws);
+        let now = unix_ms_now();
+        self.store.set_state(ws.id(), "running", StateTimes { started_ms: Some(now), stopped_ms: None }, None, ("started", why), now)?;
+        Ok(())
+    }
+
     /// Holds room for `need` more (see [`Admission`]) until the reservation drops.
     pub fn admit(&self, need: Need) -> Result<Reservation<'_>, ApiError> {
         self.admission.admit(&self.store.list()?, need)

@@ -95,11 +95,7 @@ pub fn resume_suspended(app: &App) {
         let _ = app.store.set_resume(&id, false);
         let started = app.runtime.get(&id).map_err(crate::api::error::ApiError::from).and_then(|ws| {
             let t = ws.start()?;
-            app.exits.watch(&ws);
-            let now = hearth_proto::unix_ms_now();
-            let msg = format!("resumed after its host restarted; agent ready {:.0} ms after InstanceStart", t.instance_start_to_ready_ms);
-            app.store.set_state(&id, "running", crate::store::StateTimes { started_ms: Some(now), stopped_ms: None }, None, ("started", &msg), now)?;
-            Ok(())
+            app.record_started(&ws, &format!("resumed after its host restarted; agent ready {:.0} ms after InstanceStart", t.instance_start_to_ready_ms))
         });
         if let Err(e) = started {
             tracing::warn!(workstation = %id, "resuming: {}", e.message);

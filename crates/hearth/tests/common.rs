@@ -74,6 +74,9 @@ pub(crate) const GUEST_SYSCALL_FAULT: &str = "a workstation's guest kernel fault
 /// The guest kernel's oops line for it.
 const SYSCALL_FAULT_LINE: &str = "RIP: 0010:entry_SYSCALL_64+0x0/";
 
+/// The guest deaths a box test is run again for: what the failure says, the guest's log line.
+const GUEST_DEATHS: [(&str, &str); 3] = [(GUEST_RESET, hearth_vmm::vm::GUEST_RESET_LINE), (GUEST_TIMER_STALL, TIMER_STALL_LINE), (GUEST_SYSCALL_FAULT, SYSCALL_FAULT_LINE)];
+
 /// Runs of a box test whose box died (each retry is loud). Three were not enough on
 /// 2026-12-01: the lifecycle test, two 2-vCPU guests at once, lost its box to a kernel crash
 /// three times in a row in a CI check, and 3 times in 6 runs right after, on code paths
@@ -110,7 +113,8 @@ pub(crate) fn delegated_to_box(test: &str) -> bool {
             "--nocapture",
             "--test-threads=1",
         ]));
-        if code != 0 && attempt < BOX_ATTEMPTS && [BOX_DIED, GUEST_RESET, GUEST_TIMER_STALL, GUEST_SYSCALL_FAULT].iter().any(|m| err.contains(m)) {
+        let retried = err.contains(BOX_DIED) || GUEST_DEATHS.iter().any(|(m, _)| err.contains(m));
+        if code != 0 && attempt < BOX_ATTEMPTS && retried {
             eprintln!("WARNING: the box (or a guest in it) died under {test}; running it once more in a fresh box:\n{err}");
             continue;
         }
@@ -137,7 +141,7 @@ fn name_guest_resets_on_failure() {
             logs_named(std::path::Path::new(&data), &["firecracker.log", "console.log"], &mut logs);
             for log in logs {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
-                for (marker, what) in [(GUEST_RESET, hearth_vmm::vm::GUEST_RESET_LINE), (GUEST_TIMER_STALL, TIMER_STALL_LINE), (GUEST_SYSCALL_FAULT, SYSCALL_FAULT_LINE)] {
+                for (marker, what) in GUEST_DEATHS {
                     if let Some(line) = text.lines().find(|l| l.contains(what)) {
                         eprintln!("{marker}: {}: {line}", log.display());
                     }

@@ -156,13 +156,7 @@ fn attach_network(net: &crate::network::Net, ws: &hearth_runtime::Workstation, r
 /// Boots `ws` and records the outcome either way.
 fn start_locked(app: &crate::app::App, ws: &hearth_runtime::Workstation) -> Result<(), ApiError> {
     match ws.start() {
-        Ok(t) => {
-            app.exits.watch(ws);
-            let now = unix_ms_now();
-            let msg = format!("agent ready {:.0} ms after InstanceStart", t.instance_start_to_ready_ms);
-            app.store.set_state(ws.id(), "running", StateTimes { started_ms: Some(now), stopped_ms: None }, None, ("started", &msg), now)?;
-            Ok(())
-        }
+        Ok(t) => app.record_started(ws, &format!("agent ready {:.0} ms after InstanceStart", t.instance_start_to_ready_ms)),
         Err(e) => {
             let err = ApiError::from(e);
             // A refused start (already running) changed nothing; a failed boot is history.
