@@ -63,6 +63,14 @@ impl DirLock {
     /// Creates `dir` if needed and waits for its `.lock`.
     pub fn acquire(dir: &Path) -> io::Result<Self> {
         fs::create_dir_all(dir).map_err(|e| with_path(e, "creating", dir))?;
+        Self::acquire_existing(dir)
+    }
+
+    /// Waits for the `.lock` of `dir`, which must exist: a directory removed meanwhile is
+    /// not made again (the error is then `NotFound`). The caller checks, once it holds the
+    /// lock, that what it locked is still there; a remover that renames the directory away
+    /// before emptying it leaves nothing for a late caller to write into.
+    pub fn acquire_existing(dir: &Path) -> io::Result<Self> {
         let path = dir.join(".lock");
         let f = fs::OpenOptions::new()
             .create(true)

@@ -88,6 +88,17 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RuntimeEr
     serde_json::from_slice(&bytes).map_err(|e| RuntimeError::Io { what: format!("parsing {}", path.display()), source: std::io::Error::other(e) })
 }
 
+/// Names a workstation directory being deleted takes (not a valid id, so never listed).
+const DELETING: &str = ".deleting-";
+
+/// Removes `dir` and all in it, if it exists.
+fn remove_tree(dir: &Path) -> Result<(), RuntimeError> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::io(format!("removing {}", dir.display()))(e)),
+        _ => Ok(()),
+    }
+}
+
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
     let bytes = serde_json::to_vec_pretty(value).expect("records serialize");
     hearth_fs::write_atomic(path, &bytes).map_err(RuntimeError::io(format!("writing {}", path.display())))
@@ -98,6 +109,15 @@ impl Runtime {
     pub fn new(data_dir: &Path, artifacts: Artifacts, limits: Limits) -> Result<Self, RuntimeError> {
         let root = data_dir.join("workstations");
         fs::create_dir_all(&root).map_err(RuntimeError::io(format!("creating {}", root.display())))?;
+        {
+            // What deletes cut short (by a crash) left; nothing refers to it any more.
+            let _all = DirLock::acquire(&root).map_err(RuntimeError::io("locking the workstations"))?;
+            for e in fs::read_dir(&root).map_err(RuntimeError::io(format!("listing {}", root.display())))?.flatten() {
+                if e.file_name().to_string_lossy().starts_with(DELETING) {
+                    remove_tree(&e.path())?;
+                }
+            }
+        }
         Ok(Self { root, artifacts, limits, jail: None, ready_timeout: Duration::from_secs(120), stop_timeout: Duration::from_secs(30), guest_boot_args: vec![] })
     }
 
@@ -125,6 +145,11 @@ impl Runtime {
         Ok(uid)
     }
 
+    /// The lock of all workstations: taken after a workstation's own, never before.
+    fn lock_root(&self) -> Result<DirLock, RuntimeError> {
+        DirLock::acquire(&self.root).map_err(RuntimeError::io("locking the workstations"))
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -149,7 +174,7 @@ impl Runtime {
             }
             fs::create_dir(layout.vm()).map_err(RuntimeError::io("creating the vm directory"))?;
             // uids are allocated under the lock of the whole root, so two creates never share one.
-            let _all = self.jail.as_ref().map(|_| DirLock::acquire(&self.root)).transpose().map_err(RuntimeError::io("locking the workstations"))?;
+            let _all = self.jail.as_ref().map(|_| self.lock_root()).transpose()?;
             let jail_uid = self.jail.as_ref().map(|j| self.free_uid(j.uid_base)).transpose()?;
             let record = Record {
                 state: State::Stopped,
@@ -189,6 +214,7 @@ impl Runtime {
             .flatten()
             .filter(|e| e.path().join("spec.json").is_file())
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|id| validate_id(id).is_ok())
             .collect();
         ids.sort();
         Ok(ids)
@@ -212,11 +238,18 @@ impl Workstation {
         self.layout.console_log()
     }
 
+    /// Its directory lock; `NotFound` once it is deleted, also when that happened while
+    /// this waited for the lock ([`Workstation::delete`] moves the directory away under it).
     fn lock(&self) -> Result<DirLock, RuntimeError> {
+        let lock = match DirLock::acquire_existing(&self.layout.dir) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RuntimeError::NotFound(self.id.clone())),
+            Err(e) => return Err(RuntimeError::io("locking the workstation")(e)),
+        };
         if !self.layout.spec().is_file() {
             return Err(RuntimeError::NotFound(self.id.clone()));
         }
-        DirLock::acquire(&self.layout.dir).map_err(RuntimeError::io("locking the workstation"))
+        Ok(lock)
     }
 
     fn conflict(&self, state: State, op: &'static str) -> RuntimeError {
@@ -405,9 +438,83 @@ impl Workstation {
         if let Some(vm) = Vm::attach(&self.layout.vm()) {
             vm.kill();
         }
-        // The lock's file goes with the directory; holding it until then keeps others out.
-        let removed = fs::remove_dir_all(&self.layout.dir).map_err(RuntimeError::io(format!("removing {}", self.layout.dir.display())));
+        // Moved out of its name under the lock, then emptied: a caller that was waiting for
+        // the lock (a status check prompted by the kill's own exit, say) finds it gone, and
+        // nobody can put a file back into the directory being emptied.
+        // Directories being deleted are touched only under the root's lock, so the sweep of
+        // ones a crash left behind ([`Runtime::new`]) never races a delete in progress.
+        let all = self.rt.lock_root()?;
+        let doomed = self.rt.root.join(format!("{DELETING}{}", self.id));
+        remove_tree(&doomed)?;
+        fs::rename(&self.layout.dir, &doomed).map_err(RuntimeError::io(format!("moving {} away", self.layout.dir.display())))?;
         drop(lock);
+        let removed = remove_tree(&doomed);
+        drop(all);
         removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    fn runtime(data: &Path) -> (Runtime, Spec) {
+        let base = data.join("base.ext4");
+        fs::write(&base, b"").unwrap();
+        let artifacts = Artifacts { firecracker: "/nonexistent".into(), kernel: "/nonexistent".into(), mkfs: "/nonexistent".into() };
+        let spec = Spec { name: "w".into(), vcpus: 1, mem_mib: 256, disk_gib: 0, smt: false, read_only: true, base_image: base };
+        (Runtime::new(data, artifacts, Limits::default()).unwrap(), spec)
+    }
+
+    /// A status check racing a delete (as the exit watch of the server does: the delete's
+    /// kill fires it) must neither fail the delete nor bring the directory back.
+    #[test]
+    fn a_delete_leaves_nothing_for_a_racing_reader_to_write_into() {
+        let d = tempfile::tempdir().unwrap();
+        let (rt, spec) = runtime(d.path());
+        for round in 0..300 {
+            let id = format!("w{round}");
+            let ws = rt.create(&id, spec.clone()).unwrap();
+            let done = Arc::new(AtomicBool::new(false));
+            let reader = {
+                let (ws, done) = (ws.clone(), done.clone());
+                std::thread::spawn(move || {
+                    while !done.load(Ordering::Relaxed) {
+                        match ws.status() {
+                            Ok(_) | Err(RuntimeError::NotFound(_)) => {}
+                            Err(e) => panic!("status while deleting: {e}"),
+                        }
+                    }
+                })
+            };
+            std::thread::yield_now();
+            let deleted = ws.delete();
+            // The reader goes on a little past the delete, as a late watch would.
+            for _ in 0..50 {
+                assert!(matches!(rt.get(&id).and_then(|w| w.status()), Err(RuntimeError::NotFound(_))));
+            }
+            done.store(true, Ordering::Relaxed);
+            reader.join().unwrap();
+            deleted.unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert!(!rt.root().join(&id).exists(), "round {round}: the directory came back");
+        }
+        let left: Vec<_> = fs::read_dir(rt.root()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(".lock")]);
+    }
+
+    #[test]
+    fn deletes_a_crash_cut_short_are_finished_and_never_listed() {
+        let d = tempfile::tempdir().unwrap();
+        let (rt, spec) = runtime(d.path());
+        rt.create("kept", spec.clone()).unwrap();
+        rt.create("half", spec).unwrap();
+        // As a delete leaves it when the server dies between the move and the removal.
+        fs::rename(rt.root().join("half"), rt.root().join(format!("{DELETING}half"))).unwrap();
+        assert_eq!(rt.ids().unwrap(), vec!["kept".to_string()]);
+        let (rt, _) = runtime(d.path());
+        assert!(!rt.root().join(format!("{DELETING}half")).exists());
+        assert_eq!(rt.ids().unwrap(), vec!["kept".to_string()]);
     }
 }

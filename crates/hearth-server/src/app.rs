@@ -65,13 +65,13 @@ impl App {
     /// The row, with its state brought up to date from the runtime (a Firecracker that died
     /// on its own is recorded as crashed, with an event).
     pub fn refresh(&self, mut row: Row) -> Result<Row, ApiError> {
-        let ws = match self.runtime.get(&row.id) {
-            Ok(ws) => ws,
-            // Its directory is gone: nothing can run it any more.
+        let st = match self.runtime.get(&row.id).and_then(|ws| ws.status()) {
+            Ok(st) => st,
+            // Its directory is gone (or went while this waited for its lock): nothing can run
+            // it any more.
             Err(hearth_runtime::RuntimeError::NotFound(_)) => return Ok(Row { state: "lost".into(), ..row }),
             Err(e) => return Err(e.into()),
         };
-        let st = ws.status()?;
         let state = st.record.state.to_string();
         if state != row.state {
             // Only a crash is news to record here; any other difference is an operation in

@@ -192,9 +192,9 @@ pub async fn get(State(app): State<SharedApp>, Path(id): Path<String>) -> Result
 pub async fn delete(State(app): State<SharedApp>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     blocking(move || {
         let row = row_of(&app, &id)?;
-        match app.runtime.get(&id) {
-            Ok(ws) => ws.delete()?,
-            Err(hearth_runtime::RuntimeError::NotFound(_)) => {}
+        match app.runtime.get(&id).and_then(|ws| ws.delete()) {
+            // NotFound: its directory was gone already, or a delete beside this one took it.
+            Ok(()) | Err(hearth_runtime::RuntimeError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
         // After the VM is gone (it holds its namespace while it runs). If this fails the
