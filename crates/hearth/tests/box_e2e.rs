@@ -70,17 +70,8 @@ fn the_box_boots_guests_with_real_firecracker_and_keeps_its_disk() {
 
     // A wedged box (QEMU alive, the box silent: here its QEMU is stopped with SIGSTOP) fails
     // the command as a box death instead of hanging, and the box it started is cleaned up.
-    let mut wedged = hearth(d)
-        .args(["box", "run", "--wedged-after", "10", "--", "sh", "-c", "echo started; sleep 600"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(wedged.stdout.take().unwrap()), &mut line).unwrap();
-    assert_eq!(line, "started\n");
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("box/state.json")).unwrap()).unwrap();
-    let qemu = nix::unistd::Pid::from_raw(state["pid"].as_i64().unwrap() as i32);
+    let (wedged, qemu) = box_running_with(d, &["--wedged-after", "10"], "sleep 600");
+    let qemu = nix::unistd::Pid::from_raw(qemu as i32);
     nix::sys::signal::kill(qemu, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let out = wedged.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -88,6 +79,36 @@ fn the_box_boots_guests_with_real_firecracker_and_keeps_its_disk() {
     assert!(!common::is_running(qemu.as_raw() as u64), "the wedged box's QEMU {qemu} was left running");
     let (code, out, _) = run(hearth(d).args(["box", "status"]));
     assert_eq!((code, out.trim()), (3, "stopped"));
+
+    // `box run` told to stop (SIGTERM: a test harness's timeout, a CI cancel) stops the box it
+    // started rather than leave its QEMU running with nobody to stop it.
+    let (cmd, qemu) = box_running_with(d, &[], "sleep 600");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(cmd.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = cmd.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("interrupted"), "{err}");
+    assert!(!common::is_running(qemu), "QEMU {qemu} was left running after SIGTERM");
+    let (code, out, _) = run(hearth(d).args(["box", "status"]));
+    assert_eq!((code, out.trim()), (3, "stopped"));
+}
+
+/// Starts `hearth box run FLAGS -- sh -c 'echo started; COMMAND'` (a box of its own) and
+/// returns it once its command runs, with the box's QEMU pid.
+fn box_running_with(d: &std::path::Path, flags: &[&str], command: &str) -> (std::process::Child, u64) {
+    let mut cmd = hearth(d)
+        .args(["box", "run"])
+        .args(flags)
+        .args(["--", "sh", "-c"])
+        .arg(format!("echo started; {command}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(cmd.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line, "started\n");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("box/state.json")).unwrap()).unwrap();
+    (cmd, state["pid"].as_u64().unwrap())
 }
 
 #[test]

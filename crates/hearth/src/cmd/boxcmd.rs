@@ -84,7 +84,7 @@ pub(crate) fn run(cmd: BoxCmd, paths: &Paths) -> anyhow::Result<ExitCode> {
     let dir = BoxDir::new(paths.box_dir());
     match cmd {
         BoxCmd::Start(a) => {
-            let state = start(paths, &dir, &a, true, &[])?;
+            let state = start(paths, &dir, &a, true, &[], false)?;
             println!("box ready in {:.1} s (pid {}, control port 127.0.0.1:{})", state.ready_ms as f64 / 1000.0, state.pid, state.port);
             Ok(ExitCode::SUCCESS)
         }
@@ -102,8 +102,14 @@ pub(crate) fn run(cmd: BoxCmd, paths: &Paths) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub(crate) fn start(paths: &Paths, dir: &BoxDir, a: &StartArgs, rebuild: bool, forwards: &[(u16, u16)]) -> anyhow::Result<hearth_box::host::BoxState> {
+/// Starts the box. `owned`: the box lives only as long as this command, which from the
+/// moment QEMU is started (the artifacts built: a build stays interruptible) stops it on
+/// SIGINT, SIGTERM or SIGHUP ([`stop_on_signals`]).
+pub(crate) fn start(paths: &Paths, dir: &BoxDir, a: &StartArgs, rebuild: bool, forwards: &[(u16, u16)], owned: bool) -> anyhow::Result<hearth_box::host::BoxState> {
     let cache = ensure_artifacts(paths, rebuild)?;
+    if owned {
+        stop_on_signals()?;
+    }
     let opts = StartOptions {
         qemu: tools::require("qemu-system-x86_64")?,
         mkfs: tools::require("mkfs.ext4")?,
@@ -238,20 +244,41 @@ pub(crate) fn exec_watched(
     }
 }
 
+/// Set by SIGINT, SIGTERM or SIGHUP once [`stop_on_signals`] is called.
+pub(crate) static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP set [`STOP`] instead of ending the process, so a box
+/// this process started is stopped on the way out, not left running with nobody to stop it.
+pub(crate) fn stop_on_signals() -> anyhow::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(sig, &action) }.context("installing signal handlers")?;
+    }
+    Ok(())
+}
+
 fn run_in_box(paths: &Paths, dir: &BoxDir, a: RunArgs) -> anyhow::Result<ExitCode> {
     let ephemeral = dir.running().is_none();
     if ephemeral {
-        start(paths, dir, &a.start, false, &[])?;
+        start(paths, dir, &a.start, false, &[], true)?;
     }
     let result = (|| -> anyhow::Result<_> {
         let mut argv = a.argv;
         if a.host_bin {
             argv[0] = dir.share_binary(std::path::Path::new(&argv[0]))?;
         }
+        if STOP.load(std::sync::atomic::Ordering::SeqCst) {
+            bail!("interrupted while the box started (it is stopped)");
+        }
         let spec = ExecSpec { env: a.env, cwd: a.cwd, timeout_secs: a.cmd_timeout, ..ExecSpec::new(argv) };
-        let never = std::sync::atomic::AtomicBool::new(false);
-        let exit = exec_watched(dir, spec, None, Box::new(std::io::stdout()), &never, Duration::from_secs(a.wedged_after))?;
-        exit.ok_or_else(|| anyhow::anyhow!("interrupted"))
+        let exit = exec_watched(dir, spec, None, Box::new(std::io::stdout()), &STOP, Duration::from_secs(a.wedged_after))?;
+        exit.ok_or_else(|| anyhow::anyhow!("interrupted (the box is stopped, and the command with it)"))
     })();
     if ephemeral {
         dir.stop(Duration::from_secs(30)).context("stopping the box after the command")?;

@@ -102,13 +102,6 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
-/// Set by SIGINT / SIGTERM.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: nix::libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
 fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow::Result<ExitCode> {
     let host = config.listen;
     let IpAddr::V4(ip) = host.ip() else { bail!("serving from the box needs an IPv4 listen address (got {host})") };
@@ -127,7 +120,7 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
             if start.egress {
                 eprintln!("hearth: the box lets workstations' NAT egress out through this host");
             }
-            boxcmd::start(paths, &dir, &start, false, &[forward])?;
+            boxcmd::start(paths, &dir, &start, false, &[forward], true)?;
         }
     }
     // The server inside gets this configuration, listening on the forwarded port.
@@ -136,18 +129,14 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
     let config_path = dir.share_file("serve.toml", toml.as_bytes())?;
     let mut spec = ExecSpec::new(["hearth", "serve", "--mode", "direct", "--box-child", "--config", &config_path]);
     spec.env = std::env::vars().filter(|(k, _)| k == "HEARTH_LOG").collect();
-    for sig in [nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGTERM] {
-        let action = nix::sys::signal::SigAction::new(nix::sys::signal::SigHandler::Handler(on_signal), nix::sys::signal::SaFlags::empty(), nix::sys::signal::SigSet::empty());
-        // SAFETY: the handler only stores to an atomic.
-        unsafe { nix::sys::signal::sigaction(sig, &action) }.context("installing signal handlers")?;
-    }
+    boxcmd::stop_on_signals()?;
     let inside = format!("http://0.0.0.0:{BOX_API_PORT}");
     let outside = format!("http://127.0.0.1:{port}");
     // The server inside stops at its stdin's EOF: closing this pipe is how we stop it, so it
     // can suspend the workstations before the box goes down.
     let (stdin_read, stdin_write) = nix::unistd::pipe().context("making a pipe")?;
     std::thread::spawn(move || {
-        while !STOP.load(Ordering::SeqCst) {
+        while !boxcmd::STOP.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(200));
         }
         eprintln!("hearth: stopping the server in the box (suspending running workstations)");
@@ -159,7 +148,7 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
     eprintln!("hearth: stopping the box");
     dir.stop(Duration::from_secs(60)).context("stopping the box")?;
     let exit = result?.context("interrupted")?;
-    if STOP.load(Ordering::SeqCst) && exit.status() == 0 {
+    if boxcmd::STOP.load(Ordering::SeqCst) && exit.status() == 0 {
         return Ok(ExitCode::SUCCESS);
     }
     bail!("the server in the box exited (status {})", exit.status())
