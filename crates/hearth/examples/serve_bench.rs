@@ -74,6 +74,13 @@ trait Peer {
     fn output(&mut self, timeout: Duration) -> Option<Vec<u8>>;
 }
 
+/// Connects the bench's WebSocket client, configured as hearth's own client is (its read
+/// buffer: [`hearth_proto::api::WS_READ_BUFFER`]) for every peer alike.
+fn connect(url: &str) -> Sock {
+    let config = tungstenite::protocol::WebSocketConfig::default().read_buffer_size(hearth_proto::api::WS_READ_BUFFER);
+    tungstenite::client::connect_with_config(url, Some(config), 0).unwrap_or_else(|e| panic!("{url}: {e}")).0
+}
+
 fn set_timeout(sock: &mut Sock, t: Duration) {
     if let MaybeTlsStream::Plain(s) = sock.get_mut() {
         s.set_read_timeout(Some(t)).unwrap();
@@ -153,6 +160,73 @@ impl Peer for Terminado {
     }
 }
 
+/// CPU time (ms) the live threads of `pid` have run so far, by thread name (their
+/// schedstat: ns, exact; a thread that ended meanwhile is missed).
+fn cpu_ms(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut by = std::collections::BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_string();
+        let ns: u64 = std::fs::read_to_string(t.path().join("schedstat")).ok().and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+        *by.entry(name).or_insert(0.0) += ns as f64 / 1e6;
+    }
+    by
+}
+
+/// CPU time (ms) the whole box has been busy so far, all its CPUs (/proc/stat: not idle,
+/// not waiting for I/O).
+fn box_busy_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let tick_ms = 1e3 / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+    (ticks.iter().sum::<f64>() - ticks.get(3).copied().unwrap_or(0.0) - ticks.get(4).copied().unwrap_or(0.0)) * tick_ms
+}
+
+/// Where a measure's CPU went: the named processes' threads' (by thread name) and the
+/// box's, summed over its spans.
+struct CpuSpent {
+    pids: Vec<(&'static str, u32)>,
+    spent: std::collections::BTreeMap<String, f64>,
+}
+
+impl CpuSpent {
+    fn new(pids: Vec<(&'static str, u32)>) -> Self {
+        CpuSpent { pids, spent: Default::default() }
+    }
+
+    fn now(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut all: std::collections::BTreeMap<String, f64> = self.pids.iter().flat_map(|(name, p)| cpu_ms(*p).into_iter().map(move |(t, ms)| (format!("{name}/{t}"), ms))).collect();
+        all.insert("box_busy".into(), box_busy_ms());
+        all
+    }
+
+    /// Runs `f`, adding what it cost each thread and the box.
+    fn add<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let before = self.now();
+        let out = f();
+        for (k, after) in self.now() {
+            *self.spent.entry(k.clone()).or_insert(0.0) += after - before.get(&k).copied().unwrap_or(0.0);
+        }
+        out
+    }
+
+    /// Milliseconds of CPU per round trip, by process (its threads summed, then each), and the
+    /// box's total, for `n` of them; threads that spent under 1 us a round trip are left out.
+    fn per(&self, n: usize) -> Value {
+        let mut m = serde_json::Map::new();
+        for (name, _) in &self.pids {
+            let total: f64 = self.spent.iter().filter(|(k, _)| k.starts_with(&format!("{name}/"))).map(|(_, v)| v).sum();
+            m.insert(name.to_string(), json!(total / n as f64));
+        }
+        for (k, v) in &self.spent {
+            if v / n as f64 >= 0.001 && k != "box_busy" {
+                m.insert(k.clone(), json!(v / n as f64));
+            }
+        }
+        m.insert("box_busy".into(), json!(self.spent.get("box_busy").copied().unwrap_or(0.0) / n as f64));
+        Value::Object(m)
+    }
+}
+
 /// Reads until the peer has been quiet for a while (a prompt drawn, a command done).
 fn settle(p: &mut dyn Peer) {
     while p.output(Duration::from_millis(700)).is_some() {}
@@ -225,7 +299,7 @@ fn tokio_echo() {
 }
 
 /// `serve_bench ws-echo`: a bare axum WebSocket server (the server's framework, one async
-/// worker and TCP_NODELAY as the server has them, none of hearth) echoing every message, on a
+/// worker, TCP_NODELAY and the read buffer as the server has them, none of hearth) echoing every message, on a
 /// loopback port printed first: what the framework costs a round trip here.
 fn ws_echo() {
     use axum::extract::ws::{Message as M, WebSocketUpgrade};
@@ -237,7 +311,7 @@ fn ws_echo() {
             let _ = tcp.set_nodelay(true);
         });
         let echo = |ws: WebSocketUpgrade| async move {
-            ws.on_upgrade(|mut s| async move {
+            ws.read_buffer_size(hearth_proto::api::WS_READ_BUFFER).on_upgrade(|mut s| async move {
                 while let Some(Ok(m)) = s.recv().await {
                     if matches!(m, M::Close(_)) || s.send(m).await.is_err() {
                         break;
@@ -252,7 +326,7 @@ fn ws_echo() {
 /// Round trips of a small text message through [`ws_echo`] in a child process.
 fn ws_round_trips(n: usize) -> Vec<f64> {
     let (_echo, port) = start(Command::new(std::env::current_exe().unwrap()).arg("ws-echo"));
-    ping(&mut tungstenite::connect(format!("ws://127.0.0.1:{port}/ws")).unwrap().0, n, "ping")
+    ping(&mut connect(&format!("ws://127.0.0.1:{port}/ws")), n, "ping")
 }
 
 /// Round trips of one byte through [`tcp_echo`] or [`tokio_echo`] (`mode`) in a child process.
@@ -336,7 +410,7 @@ fn main() {
     let (keys, mb) = (arg(1, 500) as usize, arg(2, 20));
     let data = PathBuf::from(std::env::var("HEARTH_DATA_DIR").expect("HEARTH_DATA_DIR (run in the box)")).join("serve-bench");
     let _ = std::fs::remove_dir_all(&data);
-    let (_server, line) = start(Command::new("hearth").args(["serve", "--listen", "127.0.0.1:0"]).env("HEARTH_DATA_DIR", &data).env("HEARTH_LOG", "warn").envs(std::env::var("BENCH_NETWORK").ok().map(|v| ("HEARTH_NETWORK__ENABLED", v))));
+    let (server, line) = start(Command::new("hearth").args(["serve", "--listen", "127.0.0.1:0"]).env("HEARTH_DATA_DIR", &data).env("HEARTH_LOG", "warn").envs(std::env::var("BENCH_NETWORK").ok().map(|v| ("HEARTH_NETWORK__ENABLED", v))));
     let base = line.strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("{line}")).to_string();
     // A run that fails says what became of its workstations' VMs (in the box, most failures
     // are the emulation's: a guest that reset itself shows as such here).
@@ -359,8 +433,8 @@ fn main() {
     let url = format!("{}/workstations/{id}/terminals/{}/ws", api.replace("http://", "ws://"), t["id"].as_str().unwrap());
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _terminado = terminado(port);
-    let mut term = Terminado(tungstenite::connect(format!("ws://127.0.0.1:{port}/ws")).unwrap().0);
+    let terminado_proc = terminado(port);
+    let mut term = Terminado(connect(&format!("ws://127.0.0.1:{port}/ws")));
 
     let started = Instant::now();
     let phase = |what: &str| eprintln!("serve_bench: {what} at {:.1} s", started.elapsed().as_secs_f64());
@@ -408,19 +482,25 @@ fn main() {
     };
     // Attached only now: a client that reads nothing while the floors are measured (over a
     // minute in a slow box) would be dropped by the server's heartbeat as silent.
-    let mut hearth = Hearth(tungstenite::connect(&url).unwrap().0);
+    let mut hearth = Hearth(connect(&url));
     // Each measure in rounds, the peers taking turns, so a slow spell of the emulated machine
     // falls on all of them rather than on whichever ran then.
     const ROUNDS: usize = 4;
     let mut echoes: [Vec<f64>; 3] = Default::default();
+    // The CPU each echo cost, by process: where the time of a round trip is work, and where
+    // it is waiting (for a wake-up, in the emulated machine).
+    let procs = || vec![("client", std::process::id()), ("server", server.0.id()), ("firecracker", vm.pid()), ("terminado", terminado_proc.0.id())];
+    let mut cpu: [CpuSpent; 3] = [CpuSpent::new(procs()), CpuSpent::new(procs()), CpuSpent::new(procs())];
+    let mut ping_cpu = CpuSpent::new(procs());
     let (mut pings, mut tcp, mut tokio_tcp, mut bare_ws) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rates = [(0u64, 0f64); 3];
     for round in 0..ROUNDS {
         let peers: [&mut dyn Peer; 3] = [&mut hearth, &mut term, &mut agent_term];
         for (i, p) in peers.into_iter().enumerate() {
-            echoes[i].extend(echo(p, keys / ROUNDS, ["hearth", "terminado", "the agent's terminal"][i]));
+            let times = cpu[i].add(|| echo(p, keys / ROUNDS, ["hearth", "terminado", "the agent's terminal"][i]));
+            echoes[i].extend(times);
         }
-        pings.extend(ping(&mut hearth.0, 2 * keys / ROUNDS, "pong"));
+        pings.extend(ping_cpu.add(|| ping(&mut hearth.0, 2 * keys / ROUNDS, "pong")));
         tcp.extend(tcp_round_trips("tcp-echo", 2 * keys / ROUNDS));
         tokio_tcp.extend(tcp_round_trips("tokio-echo", 2 * keys / ROUNDS));
         bare_ws.extend(ws_round_trips(2 * keys / ROUNDS));
@@ -434,6 +514,9 @@ fn main() {
         }
         phase(&format!("throughput round {round} measured"));
     }
+    let round_trips = echoes[0].len();
+    let [cpu_hearth, cpu_terminado, cpu_agent] = cpu.map(|c| c.per(round_trips));
+    let cpu_ping = ping_cpu.per(pings.len());
     let [echo_hearth, echo_terminado, echo_agent] = echoes.map(stats);
     let [out_hearth, out_terminado, out_agent] = rates.map(rate);
 
@@ -458,6 +541,7 @@ fn main() {
         "{}",
         serde_json::to_string_pretty(&json!({
             "keystroke_echo": {"hearth_ws": echo_hearth, "terminado": echo_terminado, "agent_pty_over_vsock": echo_agent, "vsock_floor_agent_health": stats(floor), "hearth_ws_ping_no_terminal": stats(pings), "tcp_loopback_two_processes": stats(tcp), "tokio_tcp_echo": stats(tokio_tcp), "bare_axum_ws_echo": stats(bare_ws)},
+            "keystroke_echo_cpu_ms_per_round_trip": {"hearth_ws": cpu_hearth, "terminado": cpu_terminado, "agent_pty_over_vsock": cpu_agent, "hearth_ws_ping_no_terminal": cpu_ping},
             "output_throughput": {"hearth_ws": out_hearth, "terminado": out_terminado, "agent_pty_over_vsock": out_agent, "vsock_floor_exec": bulk_floor, "vsock_floor_exec_through_a_guest_pty": pty_floor},
             "list_100_records": list,
             "health": health,

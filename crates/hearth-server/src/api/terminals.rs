@@ -163,7 +163,7 @@ pub async fn attach(State(app): State<SharedApp>, Path((id, tid)): Path<(String,
     // Attach before upgrading, so an unknown terminal is a plain 404.
     let stopping = app.stopping.subscribe();
     let stream = blocking(move || app.agent(&id)?.pty_attach(&tid, None, read_only).map_err(agent_error)).await?;
-    Ok(ws.max_message_size(MAX_WS_MESSAGE).max_frame_size(MAX_WS_MESSAGE).on_upgrade(move |socket| pump(socket, stream, read_only, stopping)))
+    Ok(ws.read_buffer_size(hearth_proto::api::WS_READ_BUFFER).max_message_size(MAX_WS_MESSAGE).max_frame_size(MAX_WS_MESSAGE).on_upgrade(move |socket| pump(socket, stream, read_only, stopping)))
 }
 
 /// Returns once the server begins to stop.

@@ -63,7 +63,8 @@ fn control(m: &WsClientMessage) -> Message {
 
 /// Attaches to `url` until the session ends, the server drops us, or the detach key.
 pub(crate) fn attach(url: &str, read_only: bool) -> anyhow::Result<String> {
-    let (mut sock, _) = tungstenite::connect(url).with_context(|| format!("connecting to {url}"))?;
+    let config = tungstenite::protocol::WebSocketConfig::default().read_buffer_size(hearth_proto::api::WS_READ_BUFFER);
+    let (mut sock, _) = tungstenite::client::connect_with_config(url, Some(config), 3).with_context(|| format!("connecting to {url}"))?;
     let head: WsServerMessage = match sock.read().context("reading the first message")? {
         Message::Text(t) => serde_json::from_str(&t).context("parsing the first message")?,
         other => bail!("expected `attached`, got {other:?}"),
