@@ -195,6 +195,24 @@ impl CpuSpent {
 
     fn now(&self) -> std::collections::BTreeMap<String, f64> {
         let mut all: std::collections::BTreeMap<String, f64> = self.pids.iter().flat_map(|(name, p)| cpu_ms(*p).into_iter().map(move |(t, ms)| (format!("{name}/{t}"), ms))).collect();
+        // Its CPU time split into user and kernel (/proc's stat: all its threads', in clock
+        // ticks, 10 ms: summed over a measure's round trips, enough), and the times its
+        // threads went off their CPU (a count).
+        let tick_ms = 1e3 / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+        for (name, pid) in &self.pids {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Fields after the command's closing parenthesis (the state first): utime is the
+            // 12th of them, stime the 13th.
+            let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+            all.insert(format!("{name}:user_ms"), ticks(11) * tick_ms);
+            all.insert(format!("{name}:kernel_ms"), ticks(12) * tick_ms);
+            let switches: f64 = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+                .flat_map(|st| st.lines().filter(|l| l.contains("ctxt_switches:")).filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()).collect::<Vec<_>>())
+                .sum();
+            all.insert(format!("{name}:switches"), switches);
+        }
         all.insert("box_busy".into(), box_busy_ms());
         all
     }
@@ -211,14 +229,20 @@ impl CpuSpent {
 
     /// Milliseconds of CPU per round trip, by process (its threads summed, then each), and the
     /// box's total, for `n` of them; threads that spent under 1 us a round trip are left out.
+    /// Also per round trip: each process's CPU in user space and in the kernel, and its
+    /// context switches.
     fn per(&self, n: usize) -> Value {
         let mut m = serde_json::Map::new();
         for (name, _) in &self.pids {
             let total: f64 = self.spent.iter().filter(|(k, _)| k.starts_with(&format!("{name}/"))).map(|(_, v)| v).sum();
+            if total / (n as f64) < 0.001 {
+                continue;
+            }
             m.insert(name.to_string(), json!(total / n as f64));
         }
         for (k, v) in &self.spent {
-            if v / n as f64 >= 0.001 && k != "box_busy" {
+            let of_idle = self.pids.iter().any(|(name, _)| k.starts_with(*name) && m.get(*name).is_none());
+            if v / n as f64 >= 0.001 && k != "box_busy" && !of_idle {
                 m.insert(k.clone(), json!(v / n as f64));
             }
         }
