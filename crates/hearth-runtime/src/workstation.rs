@@ -109,16 +109,20 @@ impl Runtime {
     pub fn new(data_dir: &Path, artifacts: Artifacts, limits: Limits) -> Result<Self, RuntimeError> {
         let root = data_dir.join("workstations");
         fs::create_dir_all(&root).map_err(RuntimeError::io(format!("creating {}", root.display())))?;
-        {
-            // What deletes cut short (by a crash) left; nothing refers to it any more.
-            let _all = DirLock::acquire(&root).map_err(RuntimeError::io("locking the workstations"))?;
-            for e in fs::read_dir(&root).map_err(RuntimeError::io(format!("listing {}", root.display())))?.flatten() {
-                if e.file_name().to_string_lossy().starts_with(DELETING) {
-                    remove_tree(&e.path())?;
-                }
+        let rt = Self { root, artifacts, limits, jail: None, ready_timeout: Duration::from_secs(120), stop_timeout: Duration::from_secs(30), guest_boot_args: vec![] };
+        rt.finish_cut_short_deletes()?;
+        Ok(rt)
+    }
+
+    /// Removes what deletes cut short (by a crash) left; nothing refers to it any more.
+    fn finish_cut_short_deletes(&self) -> Result<(), RuntimeError> {
+        let _all = self.lock_root()?;
+        for e in fs::read_dir(&self.root).map_err(RuntimeError::io(format!("listing {}", self.root.display())))?.flatten() {
+            if e.file_name().to_string_lossy().starts_with(DELETING) {
+                remove_tree(&e.path())?;
             }
         }
-        Ok(Self { root, artifacts, limits, jail: None, ready_timeout: Duration::from_secs(120), stop_timeout: Duration::from_secs(30), guest_boot_args: vec![] })
+        Ok(())
     }
 
     /// Runs every workstation's Firecracker under the jailer (needs root).

@@ -128,7 +128,8 @@ pub(crate) fn delegated_to_box(test: &str) -> bool {
         hangs += u32::from(hung);
         let retried = err.contains(BOX_DIED) || GUEST_DEATHS.iter().any(|(m, _)| err.contains(m)) || (hung && hangs == 1);
         if code != 0 && attempt < BOX_ATTEMPTS && retried {
-            eprintln!("WARNING: the box (or a guest in it) died under {test}; running it once more in a fresh box:\n{err}");
+            let what = if hung { "hung" } else { "died" };
+            eprintln!("WARNING: the box (or a guest in it) {what} under {test}; running it once more in a fresh box:\n{err}");
             continue;
         }
         assert_eq!(code, 0, "{test} failed in the box\nstdout:\n{out}\nstderr:\n{err}");

@@ -164,6 +164,10 @@ fn status(dir: &BoxDir, json: bool) -> anyhow::Result<ExitCode> {
 
 /// How a box-died error begins (see [`exec_watched`]); tests match on it to run again.
 pub(crate) const BOX_DIED: &str = "the box died while the command ran";
+
+/// What `box run` says when `--cmd-timeout` killed the command (the box tests look for it).
+const TIMED_OUT: &str = "the command timed out in the box and was killed";
+
 /// The longest between two probes of whether a running command's box still answers.
 const PROBE_EVERY: Duration = Duration::from_secs(20);
 /// By default, a box that answered no probe for this long is wedged. Seen under TCG: every
@@ -285,7 +289,7 @@ fn run_in_box(paths: &Paths, dir: &BoxDir, a: RunArgs) -> anyhow::Result<ExitCod
     }
     let exit = result?;
     if exit.timed_out {
-        bail!("the command timed out in the box and was killed");
+        bail!("{TIMED_OUT}");
     }
     Ok(ExitCode::from(exit.status().clamp(0, 255) as u8))
 }
