@@ -160,16 +160,32 @@ impl Peer for Terminado {
     }
 }
 
-/// CPU time (ms) the live threads of `pid` have run so far, by thread name (their
-/// schedstat: ns, exact; a thread that ended meanwhile is missed).
-fn cpu_ms(pid: u32) -> std::collections::BTreeMap<String, f64> {
-    let mut by = std::collections::BTreeMap::new();
+/// Milliseconds in one of /proc's clock ticks.
+fn tick_ms() -> f64 {
+    1e3 / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64
+}
+
+/// What process `pid` has spent so far, into `into` under `name`: each live thread's CPU
+/// (`name/<thread name>`, its schedstat: ns, exact; a thread that ended meanwhile is missed),
+/// its threads' context switches (`name:switches`, a count), and its CPU split into user
+/// and kernel (`name:user_ms`, `name:kernel_ms`; /proc's stat, all its threads', in clock
+/// ticks of 10 ms: summed over a measure's round trips, enough).
+fn sample(name: &str, pid: u32, into: &mut std::collections::BTreeMap<String, f64>) {
+    let mut switches = 0.0;
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
-        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_string();
-        let ns: u64 = std::fs::read_to_string(t.path().join("schedstat")).ok().and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap_or(0);
-        *by.entry(name).or_insert(0.0) += ns as f64 / 1e6;
+        let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+        let ns: f64 = read("schedstat").split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        *into.entry(format!("{name}/{}", read("comm").trim())).or_insert(0.0) += ns / 1e6;
+        switches += read("status").lines().filter(|l| l.contains("ctxt_switches:")).filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()).sum::<f64>();
     }
-    by
+    into.insert(format!("{name}:switches"), switches);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis (the state first): utime is the 12th of
+    // them, stime the 13th.
+    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    into.insert(format!("{name}:user_ms"), ticks(11) * tick_ms());
+    into.insert(format!("{name}:kernel_ms"), ticks(12) * tick_ms());
 }
 
 /// CPU time (ms) the whole box has been busy so far, all its CPUs (/proc/stat: not idle,
@@ -177,8 +193,7 @@ fn cpu_ms(pid: u32) -> std::collections::BTreeMap<String, f64> {
 fn box_busy_ms() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: Vec<f64> = stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
-    let tick_ms = 1e3 / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
-    (ticks.iter().sum::<f64>() - ticks.get(3).copied().unwrap_or(0.0) - ticks.get(4).copied().unwrap_or(0.0)) * tick_ms
+    (ticks.iter().sum::<f64>() - ticks.get(3).copied().unwrap_or(0.0) - ticks.get(4).copied().unwrap_or(0.0)) * tick_ms()
 }
 
 /// Where a measure's CPU went: the named processes' threads' (by thread name) and the
@@ -194,24 +209,9 @@ impl CpuSpent {
     }
 
     fn now(&self) -> std::collections::BTreeMap<String, f64> {
-        let mut all: std::collections::BTreeMap<String, f64> = self.pids.iter().flat_map(|(name, p)| cpu_ms(*p).into_iter().map(move |(t, ms)| (format!("{name}/{t}"), ms))).collect();
-        // Its CPU time split into user and kernel (/proc's stat: all its threads', in clock
-        // ticks, 10 ms: summed over a measure's round trips, enough), and the times its
-        // threads went off their CPU (a count).
-        let tick_ms = 1e3 / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+        let mut all = std::collections::BTreeMap::new();
         for (name, pid) in &self.pids {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // Fields after the command's closing parenthesis (the state first): utime is the
-            // 12th of them, stime the 13th.
-            let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-            all.insert(format!("{name}:user_ms"), ticks(11) * tick_ms);
-            all.insert(format!("{name}:kernel_ms"), ticks(12) * tick_ms);
-            let switches: f64 = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten()
-                .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-                .flat_map(|st| st.lines().filter(|l| l.contains("ctxt_switches:")).filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()).collect::<Vec<_>>())
-                .sum();
-            all.insert(format!("{name}:switches"), switches);
+            sample(name, *pid, &mut all);
         }
         all.insert("box_busy".into(), box_busy_ms());
         all
@@ -232,21 +232,21 @@ impl CpuSpent {
     /// Also per round trip: each process's CPU in user space and in the kernel, and its
     /// context switches.
     fn per(&self, n: usize) -> Value {
+        let per = |v: f64| v / n as f64;
         let mut m = serde_json::Map::new();
         for (name, _) in &self.pids {
+            let of = |k: &String| k.strip_prefix(name).is_some_and(|rest| rest.starts_with(['/', ':']));
             let total: f64 = self.spent.iter().filter(|(k, _)| k.starts_with(&format!("{name}/"))).map(|(_, v)| v).sum();
-            if total / (n as f64) < 0.001 {
+            // A process idle through this measure is left out whole.
+            if per(total) < 0.001 {
                 continue;
             }
-            m.insert(name.to_string(), json!(total / n as f64));
-        }
-        for (k, v) in &self.spent {
-            let of_idle = self.pids.iter().any(|(name, _)| k.starts_with(*name) && m.get(*name).is_none());
-            if v / n as f64 >= 0.001 && k != "box_busy" && !of_idle {
-                m.insert(k.clone(), json!(v / n as f64));
+            m.insert(name.to_string(), json!(per(total)));
+            for (k, v) in self.spent.iter().filter(|(k, v)| of(k) && per(**v) >= 0.001) {
+                m.insert(k.clone(), json!(per(*v)));
             }
         }
-        m.insert("box_busy".into(), json!(self.spent.get("box_busy").copied().unwrap_or(0.0) / n as f64));
+        m.insert("box_busy".into(), json!(per(self.spent.get("box_busy").copied().unwrap_or(0.0))));
         Value::Object(m)
     }
 }
