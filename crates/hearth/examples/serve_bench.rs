@@ -166,19 +166,20 @@ fn tick_ms() -> f64 {
 }
 
 /// What process `pid` has spent so far, into `into` under `name`: each live thread's CPU
-/// (`name/<thread name>`, its schedstat: ns, exact; a thread that ended meanwhile is missed),
-/// its threads' context switches (`name:switches`, a count), and its CPU split into user
+/// (`name/<thread name>#<tid>`, its schedstat: ns, exact) and context switches
+/// (`name:switches#<tid>`, a count), keyed by thread so that a thread ending during a measure
+/// drops out of it instead of taking its whole past off the sum; and its CPU split into user
 /// and kernel (`name:user_ms`, `name:kernel_ms`; /proc's stat, all its threads', in clock
 /// ticks of 10 ms: summed over a measure's round trips, enough).
 fn sample(name: &str, pid: u32, into: &mut std::collections::BTreeMap<String, f64>) {
-    let mut switches = 0.0;
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
         let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+        let tid = t.file_name().to_string_lossy().into_owned();
         let ns: f64 = read("schedstat").split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        *into.entry(format!("{name}/{}", read("comm").trim())).or_insert(0.0) += ns / 1e6;
-        switches += read("status").lines().filter(|l| l.contains("ctxt_switches:")).filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()).sum::<f64>();
+        into.insert(format!("{name}/{}#{tid}", read("comm").trim()), ns / 1e6);
+        let switches = read("status").lines().filter(|l| l.contains("ctxt_switches:")).filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()).sum::<f64>();
+        into.insert(format!("{name}:switches#{tid}"), switches);
     }
-    into.insert(format!("{name}:switches"), switches);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command's closing parenthesis (the state first): utime is the 12th of
     // them, stime the 13th.
@@ -242,8 +243,13 @@ impl CpuSpent {
                 continue;
             }
             m.insert(name.to_string(), json!(per(total)));
-            for (k, v) in self.spent.iter().filter(|(k, v)| of(k) && per(**v) >= 0.001) {
-                m.insert(k.clone(), json!(per(*v)));
+            // Threads summed by name (and switches over all threads).
+            let mut by_name = std::collections::BTreeMap::new();
+            for (k, v) in self.spent.iter().filter(|(k, _)| of(k)) {
+                *by_name.entry(k.split_once('#').map_or(k.as_str(), |(n, _)| n)).or_insert(0.0) += v;
+            }
+            for (k, v) in by_name.into_iter().filter(|(_, v)| per(*v) >= 0.001) {
+                m.insert(k.to_string(), json!(per(v)));
             }
         }
         m.insert("box_busy".into(), json!(per(self.spent.get("box_busy").copied().unwrap_or(0.0))));
