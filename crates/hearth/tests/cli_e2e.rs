@@ -3,12 +3,76 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Runs `hearth ws --server URL ARGS…`; returns (status, stdout, stderr).
 fn ws(server: &str, args: &[&str]) -> (i32, String, String) {
     common::run(Command::new("hearth").arg("ws").args(["--server", server]).args(args))
+}
+
+/// Sets the window size of the terminal `fd` belongs to (a pty's master: the kernel signals
+/// SIGWINCH to the foreground of its slave).
+fn set_window(fd: &OwnedFd, rows: u16, cols: u16) {
+    let ws = nix::libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize through the pointer, which outlives the call.
+    assert_eq!(unsafe { nix::libc::ioctl(fd.as_raw_fd(), nix::libc::TIOCSWINSZ, &ws) }, 0);
+}
+
+/// A terminal's screen as a user at it sees it: what came out of the pty's master so far.
+struct Screen {
+    master: std::fs::File,
+    seen: String,
+}
+
+impl Screen {
+    /// Reads until `needle` has come out, or fails with what did.
+    fn until(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.seen.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {needle:?} within 120 s; the terminal showed: {:?}", self.seen);
+            let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&self.master), nix::poll::PollFlags::POLLIN)];
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX)).unwrap_or(0) == 0 {
+                continue;
+            }
+            let mut buf = [0u8; 4096];
+            match self.master.read(&mut buf) {
+                Ok(n) if n > 0 => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                // EIO: the slave's last holder went (the attach ended).
+                _ => panic!("the terminal closed before {needle:?}; it showed: {:?}", self.seen),
+            }
+        }
+    }
+}
+
+/// `hearth ws attach ARGS…` at a terminal of its own (a pty, its controlling terminal), as a
+/// user runs it: raw mode, window changes, the detach key. Returns the attach, the screen, and
+/// the pty's master (to resize it).
+fn attach_at_a_terminal(server: &str, args: &[&str]) -> (std::process::Child, Screen, OwnedFd) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    set_window(&pty.master, 33, 111);
+    let slave = pty.slave;
+    let mut cmd = Command::new("hearth");
+    cmd.args(["ws", "--server", server, "attach"]).args(args);
+    cmd.stdin(slave.try_clone().unwrap()).stdout(slave.try_clone().unwrap()).stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    drop(slave);
+    let master = std::fs::File::from(pty.master.try_clone().unwrap());
+    (child, Screen { master, seen: String::new() }, pty.master)
 }
 
 #[test]
@@ -53,6 +117,32 @@ fn the_cli_drives_a_workstation() {
     assert!(stderr.contains("the session ended (exit 4)"), "{stderr}");
     let (_, out, _) = ws(url, &["terminals", &id]);
     assert!(out.lines().any(|l| l.contains("exited 4")), "{out}");
+
+    // attach at a terminal: the remote shell gets the window's size and follows its changes,
+    // keystrokes are sent raw (Enter is a carriage return), Ctrl-] detaches and the session
+    // goes on, with what it showed, for the next attach.
+    let (child, mut screen, master) = attach_at_a_terminal(url, &[&id]);
+    screen.master.write_all(b"stty size\r").unwrap();
+    screen.until("33 111");
+    set_window(&master, 40, 120);
+    screen.master.write_all(b"stty size; echo typed-$((6*7))\r").unwrap();
+    screen.until("40 120");
+    screen.until("typed-42");
+    screen.master.write_all(&[0x1d]).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("hearth: detached (terminal "), "{stderr}");
+    let tid = stderr.split("--terminal ").nth(1).and_then(|t| t.split(')').next()).unwrap_or_else(|| panic!("{stderr}")).to_string();
+    let (_, out, _) = ws(url, &["terminals", &id]);
+    let line = out.lines().find(|l| l.starts_with(&tid)).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("running") && line.contains("120x40"), "{line}");
+    let (child, mut screen, _master) = attach_at_a_terminal(url, &[&id, "--terminal", &tid, "--view"]);
+    // The replay: the screen as it was left, scrollback included.
+    screen.until("typed-42");
+    screen.master.write_all(b"echo not-typed\r\x1d").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("detached"));
+    assert!(!screen.seen.contains("not-typed"), "a viewer typed: {:?}", screen.seen);
 
     // cp both ways, byte for byte; a missing remote file is a clear error.
     let local = data.with_extension("up");
