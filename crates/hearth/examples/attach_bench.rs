@@ -94,7 +94,7 @@ fn main() {
     // Attached once the first echo comes back.
     let mut buf = [0u8; 256];
     master.write_all(b"a").unwrap();
-    master.read(&mut buf).unwrap();
+    assert!(master.read(&mut buf).unwrap() >= 1);
     let through_attach: Vec<f64> = (0..n)
         .map(|_| {
             let t = Instant::now();
