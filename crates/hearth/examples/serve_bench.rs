@@ -167,7 +167,7 @@ fn tick_ms() -> f64 {
 
 /// What process `pid` has spent so far, into `into` under `name`: each live thread's CPU
 /// (`name/<thread name>#<tid>`, its schedstat: ns, exact) and context switches
-/// (`name:switches#<tid>`, a count), keyed by thread so that a thread ending during a measure
+/// (`name:switches#<tid>`, a count; `name:involuntary_switches#<tid>` of them), keyed by thread so that a thread ending during a measure
 /// drops out of it instead of taking its whole past off the sum; and its CPU split into user
 /// and kernel (`name:user_ms`, `name:kernel_ms`; /proc's stat, all its threads', in clock
 /// ticks of 10 ms: summed over a measure's round trips, enough).
@@ -177,8 +177,12 @@ fn sample(name: &str, pid: u32, into: &mut std::collections::BTreeMap<String, f6
         let tid = t.file_name().to_string_lossy().into_owned();
         let ns: f64 = read("schedstat").split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
         into.insert(format!("{name}/{}#{tid}", read("comm").trim()), ns / 1e6);
-        let switches = read("status").lines().filter(|l| l.contains("ctxt_switches:")).filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()).sum::<f64>();
-        into.insert(format!("{name}:switches#{tid}"), switches);
+        let status = read("status");
+        let count = |field: &str| status.lines().find_map(|l| l.strip_prefix(field)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
+        let (voluntary, involuntary) = (count("voluntary_ctxt_switches:"), count("nonvoluntary_ctxt_switches:"));
+        into.insert(format!("{name}:switches#{tid}"), voluntary + involuntary);
+        // Involuntary: preempted (a thread it woke took its CPU, say), not waiting for work.
+        into.insert(format!("{name}:involuntary_switches#{tid}"), involuntary);
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command's closing parenthesis (the state first): utime is the 12th of
@@ -251,6 +255,10 @@ impl CpuSpent {
             for (k, v) in by_name.into_iter().filter(|(_, v)| per(*v) >= 0.001) {
                 m.insert(k.to_string(), json!(per(v)));
             }
+            // Which threads switch: one doing all the work, or work handed between threads.
+            let mut by_thread: Vec<f64> = self.spent.iter().filter(|(k, _)| k.starts_with(&format!("{name}:switches#"))).map(|(_, v)| per(*v)).filter(|v| *v >= 0.001).collect();
+            by_thread.sort_by(|a, b| b.total_cmp(a));
+            m.insert(format!("{name}:switches_by_thread"), json!(by_thread));
         }
         m.insert("box_busy".into(), json!(per(self.spent.get("box_busy").copied().unwrap_or(0.0))));
         Value::Object(m)

@@ -311,6 +311,18 @@ fn the_api_drives_workstations_end_to_end() {
     let mut c = Ws::connect(&ws_url);
     c.keys("echo still-$((3*3))\n");
     c.until("still-9");
+    // A paste far larger than every buffer on the way: the server holds keystrokes back while
+    // the agent's connection is full and writes them as it drains, every byte, in order.
+    let paste: Vec<u8> = (0..3_000_000usize).map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789\n"[i % 37]).collect();
+    c.keys("stty raw -echo; echo paste-$((1+1)); head -c 3000000 > ~/paste.txt; stty sane; echo pasted-$((2*2))\n");
+    c.until("paste-2");
+    for chunk in paste.chunks(60 << 10) {
+        c.send(tungstenite::Message::Binary(chunk.to_vec().into()));
+    }
+    c.until("pasted-4");
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut ureq::get(&format!("{one}/files?path=/home/scientist/paste.txt")).call().unwrap().into_reader(), &mut got).unwrap();
+    assert!(got == paste, "the terminal got {} bytes of the {} pasted, or not in order", got.len(), paste.len());
     drop((c, viewer));
     assert!(matches!(tungstenite::connect(format!("{}/nope/ws", terms.replace("http://", "ws://"))), Err(tungstenite::Error::Http(r)) if r.status() == 404));
     assert_eq!(call("DELETE", &format!("{terms}/{tid}"), None).0, 204);

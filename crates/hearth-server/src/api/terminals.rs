@@ -17,7 +17,11 @@ use hearth_exec::{ExecError, PtyEvent};
 use hearth_proto::api::{CreateTerminal, ErrorBody, Terminal, TerminalList, WsClientMessage, WsServerMessage};
 use hearth_proto::control::{validate_size, PtyInfo, PtySpec, Request, DATA_CHUNK};
 use hearth_proto::frame::Frame;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -228,6 +232,65 @@ fn to_messages(events: Vec<PtyEvent>) -> (Vec<Message>, Option<(&'static str, bo
     (out, None)
 }
 
+/// The connection to the agent, waited on for reading only.
+///
+/// Not a `tokio::net::UnixStream`: that waits for both directions, and a unix socket signals
+/// "writable" each time its peer (Firecracker) takes bytes from it, so every keystroke would
+/// wake the server once more for nothing. Writes go straight to the socket; only while some
+/// keystrokes wait for room is a second handle on it ([`Room`]) waited on for writing.
+struct AgentConn(AsyncFd<UnixStream>);
+
+/// A duplicate of the agent connection's descriptor, waited on for writing while keystrokes
+/// are held back; dropped (and so no longer waited on) once they are written.
+struct Room(AsyncFd<OwnedFd>);
+
+impl AgentConn {
+    fn new(conn: UnixStream) -> std::io::Result<AgentConn> {
+        conn.set_read_timeout(None)?;
+        conn.set_nonblocking(true)?;
+        // SAFETY: the AsyncFd owns the stream, whose descriptor stays open and the same until
+        // the AsyncFd drops it.
+        Ok(AgentConn(unsafe { AsyncFd::register_with_interest(conn, Interest::READABLE) }?))
+    }
+
+    /// Reads what the agent sent; cancel-safe (nothing is taken until a read succeeds).
+    async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            if let Ok(read) = ready.try_io(|conn| conn.get_ref().read(buf)) {
+                return read;
+            }
+        }
+    }
+
+    /// Writes what the socket takes of `bytes` now; 0 when it takes nothing yet.
+    fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self.0.get_ref().write(bytes) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            r => r,
+        }
+    }
+
+    fn room(&self) -> std::io::Result<Room> {
+        let fd = std::os::fd::AsFd::as_fd(self.0.get_ref()).try_clone_to_owned()?;
+        // SAFETY: as in `new`: the AsyncFd owns this duplicate until it drops it.
+        Ok(Room(unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) }?))
+    }
+
+    /// Writes some of `bytes` once the socket has room (at least one byte written, or an
+    /// error); with no room to wait on (nothing held back), never.
+    async fn write(&self, room: Option<&Room>, bytes: &[u8]) -> std::io::Result<usize> {
+        let Some(room) = room else { return std::future::pending().await };
+        loop {
+            let mut ready = room.0.writable().await?;
+            match self.try_write(bytes)? {
+                0 => ready.clear_ready(),
+                n => return Ok(n),
+            }
+        }
+    }
+}
+
 /// Bridges one WebSocket client and one attachment to the agent, in this task alone: the
 /// agent's connection is read and written here (no thread between them and the socket, one
 /// wake per keystroke each way). Keystrokes not yet taken by the agent are held up to
@@ -242,12 +305,10 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
     let (id, conn) = stream.into_parts();
     // Kept to shut the connection down at the end (the agent detaches this reader then).
     let Ok(closer) = conn.try_clone() else { return };
-    let agent = conn.set_read_timeout(None).and_then(|()| conn.set_nonblocking(true)).and_then(|()| tokio::net::UnixStream::from_std(conn));
-    let Ok(agent) = agent else {
+    let Ok(agent) = AgentConn::new(conn) else {
         let _ = closer.shutdown(std::net::Shutdown::Both);
         return;
     };
-    let (mut from_agent, mut to_agent) = agent.into_split();
     let mut sent = send_timed(&mut socket, text(&head)).await;
     for chunk in replay.chunks(DATA_CHUNK) {
         sent = sent && send_timed(&mut socket, Message::Binary(chunk.to_vec().into())).await;
@@ -261,8 +322,10 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
     // Read from the agent, not yet a whole frame.
     let mut inbound: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; DATA_CHUNK];
-    // Keystrokes and resizes, framed, not yet written to the agent.
+    // Keystrokes and resizes, framed, not yet written to the agent; while there are any, the
+    // connection is also waited on for room.
     let mut pending: Vec<u8> = Vec::new();
+    let mut room: Option<Room> = None;
     let (why, asked) = 'pump: loop {
         tokio::select! {
             msg = socket.recv(), if pending.len() < MAX_PENDING_INPUT => {
@@ -289,21 +352,38 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                 }
                 // Handed to the agent now when it takes them (the usual case), not on the
                 // loop's next turn; what it does not take waits for the branch below.
-                if !pending.is_empty() {
-                    if let Ok(n) = to_agent.try_write(&pending) {
-                        pending.drain(..n);
+                if room.is_none() && !pending.is_empty() {
+                    match agent.try_write(&pending) {
+                        Ok(n) => { pending.drain(..n); }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "writing to a terminal in the agent failed");
+                            break ("keystrokes could not be written to the agent", false);
+                        }
+                    }
+                    if !pending.is_empty() {
+                        match agent.room() {
+                            Ok(r) => room = Some(r),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "waiting for room in the agent's connection failed");
+                                break ("keystrokes could not be written to the agent", false);
+                            }
+                        }
                     }
                 }
             }
-            written = to_agent.write(&pending), if !pending.is_empty() => match written {
-                Ok(n) if n > 0 => { pending.drain(..n); }
-                Ok(_) => break ("keystrokes could not be written to the agent", false),
+            written = agent.write(room.as_ref(), &pending), if room.is_some() => match written {
+                Ok(n) => {
+                    pending.drain(..n);
+                    if pending.is_empty() {
+                        room = None;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "writing to a terminal in the agent failed");
                     break ("keystrokes could not be written to the agent", false);
                 }
             },
-            read = from_agent.read(&mut chunk) => {
+            read = agent.read(&mut chunk) => {
                 let n = match read {
                     Ok(0) => break ("the agent's stream ended", false),
                     Ok(n) => n,
