@@ -9,12 +9,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tungstenite::Message;
+
+#[path = "../tests/support/pty.rs"]
+mod pty;
 
 /// (p50, p99) in ms.
 fn stats(mut v: Vec<f64>) -> serde_json::Value {
@@ -73,25 +75,17 @@ fn main() {
         .collect();
     drop(ws);
 
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave = pty.slave;
     let mut cmd = Command::new(&hearth);
-    cmd.args(["ws", "--server", &format!("http://127.0.0.1:{port}"), "attach", "w", "--terminal", "t"]);
-    cmd.stdin(slave.try_clone().unwrap()).stdout(slave.try_clone().unwrap()).stderr(std::process::Stdio::null());
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    cmd.args(["ws", "--server", &format!("http://127.0.0.1:{port}"), "attach", "w", "--terminal", "t"]).stderr(std::process::Stdio::null());
+    let (mut child, master) = pty::spawn_at_a_pty(&mut cmd, 24, 80);
+    let mut master = std::fs::File::from(master);
+    // Attached once the terminal is raw (the pty no longer echoes by itself: an echo that
+    // comes back is the stand-in's) and the first echo is back.
+    let attached = Instant::now() + Duration::from_secs(30);
+    while nix::sys::termios::tcgetattr(&master).unwrap().local_flags.contains(nix::sys::termios::LocalFlags::ECHO) {
+        assert!(Instant::now() < attached, "the attach never put its terminal in raw mode");
+        std::thread::sleep(Duration::from_millis(10));
     }
-    let mut child = cmd.spawn().unwrap();
-    drop(slave);
-    let mut master = std::fs::File::from(pty.master);
-    // Attached once the first echo comes back.
     let mut buf = [0u8; 256];
     master.write_all(b"a").unwrap();
     assert!(master.read(&mut buf).unwrap() >= 1);

@@ -2,24 +2,17 @@
 //! user types, what they see, and the exit statuses scripts rely on.
 
 mod common;
+#[path = "support/pty.rs"]
+mod pty;
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs `hearth ws --server URL ARGS…`; returns (status, stdout, stderr).
 fn ws(server: &str, args: &[&str]) -> (i32, String, String) {
     common::run(Command::new("hearth").arg("ws").args(["--server", server]).args(args))
-}
-
-/// Sets the window size of the terminal `fd` belongs to (a pty's master: the kernel signals
-/// SIGWINCH to the foreground of its slave).
-fn set_window(fd: &OwnedFd, rows: u16, cols: u16) {
-    let ws = nix::libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCSWINSZ reads one winsize through the pointer, which outlives the call.
-    assert_eq!(unsafe { nix::libc::ioctl(fd.as_raw_fd(), nix::libc::TIOCSWINSZ, &ws) }, 0);
 }
 
 /// A terminal's screen as a user at it sees it: what came out of the pty's master so far.
@@ -49,30 +42,14 @@ impl Screen {
     }
 }
 
-/// `hearth ws attach ARGS…` at a terminal of its own (a pty, its controlling terminal), as a
-/// user runs it: raw mode, window changes, the detach key. Returns the attach, the screen, and
-/// the pty's master (to resize it).
+/// `hearth ws attach ARGS…` at a terminal of its own, 33 x 111: raw mode, window changes, the
+/// detach key. Returns the attach, the screen, and the pty's master (to resize it).
 fn attach_at_a_terminal(server: &str, args: &[&str]) -> (std::process::Child, Screen, OwnedFd) {
-    let pty = nix::pty::openpty(None, None).unwrap();
-    set_window(&pty.master, 33, 111);
-    let slave = pty.slave;
     let mut cmd = Command::new("hearth");
-    cmd.args(["ws", "--server", server, "attach"]).args(args);
-    cmd.stdin(slave.try_clone().unwrap()).stdout(slave.try_clone().unwrap()).stderr(Stdio::piped());
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().unwrap();
-    drop(slave);
-    let master = std::fs::File::from(pty.master.try_clone().unwrap());
-    (child, Screen { master, seen: String::new() }, pty.master)
+    cmd.args(["ws", "--server", server, "attach"]).args(args).stderr(Stdio::piped());
+    let (child, master) = pty::spawn_at_a_pty(&mut cmd, 33, 111);
+    let screen = Screen { master: std::fs::File::from(master.try_clone().unwrap()), seen: String::new() };
+    (child, screen, master)
 }
 
 #[test]
@@ -124,7 +101,7 @@ fn the_cli_drives_a_workstation() {
     let (child, mut screen, master) = attach_at_a_terminal(url, &[&id]);
     screen.master.write_all(b"stty size\r").unwrap();
     screen.until("33 111");
-    set_window(&master, 40, 120);
+    pty::set_window(&master, 40, 120);
     screen.master.write_all(b"stty size; echo typed-$((6*7))\r").unwrap();
     screen.until("40 120");
     screen.until("typed-42");
