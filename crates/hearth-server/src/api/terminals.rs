@@ -271,10 +271,17 @@ impl AgentConn {
         }
     }
 
-    fn room(&self) -> std::io::Result<Room> {
+    /// Writes what the socket takes of `pending` now and drains it; what is left, if
+    /// anything, waits for the [`Room`] this returns.
+    fn write_now(&self, pending: &mut Vec<u8>) -> std::io::Result<Option<Room>> {
+        let n = self.try_write(pending)?;
+        pending.drain(..n);
+        if pending.is_empty() {
+            return Ok(None);
+        }
         let fd = std::os::fd::AsFd::as_fd(self.0.get_ref()).try_clone_to_owned()?;
         // SAFETY: as in `new`: the AsyncFd owns this duplicate until it drops it.
-        Ok(Room(unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) }?))
+        Ok(Some(Room(unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) }?)))
     }
 
     /// Writes some of `bytes` once the socket has room (at least one byte written, or an
@@ -353,20 +360,11 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                 // Handed to the agent now when it takes them (the usual case), not on the
                 // loop's next turn; what it does not take waits for the branch below.
                 if room.is_none() && !pending.is_empty() {
-                    match agent.try_write(&pending) {
-                        Ok(n) => { pending.drain(..n); }
+                    match agent.write_now(&mut pending) {
+                        Ok(r) => room = r,
                         Err(e) => {
                             tracing::warn!(error = %e, "writing to a terminal in the agent failed");
                             break ("keystrokes could not be written to the agent", false);
-                        }
-                    }
-                    if !pending.is_empty() {
-                        match agent.room() {
-                            Ok(r) => room = Some(r),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "waiting for room in the agent's connection failed");
-                                break ("keystrokes could not be written to the agent", false);
-                            }
                         }
                     }
                 }
