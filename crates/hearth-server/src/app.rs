@@ -64,12 +64,18 @@ impl App {
 
     /// The row, with its state brought up to date from the runtime (a Firecracker that died
     /// on its own is recorded as crashed, with an event).
-    pub fn refresh(&self, mut row: Row) -> Result<Row, ApiError> {
-        let st = match self.runtime.get(&row.id).and_then(|ws| ws.status()) {
-            Ok(st) => st,
+    pub fn refresh(&self, row: Row) -> Result<Row, ApiError> {
+        Ok(self.refreshed(row)?.0)
+    }
+
+    /// [`App::refresh`], with the workstation's runtime handle (none when it is lost).
+    pub fn refreshed(&self, mut row: Row) -> Result<(Row, Option<hearth_runtime::Workstation>), ApiError> {
+        let found = self.runtime.get(&row.id).and_then(|ws| Ok((ws.status()?, ws)));
+        let (st, ws) = match found {
+            Ok(found) => found,
             // Its directory is gone (or went while this waited for its lock): nothing can run
             // it any more.
-            Err(hearth_runtime::RuntimeError::NotFound(_)) => return Ok(Row { state: "lost".into(), ..row }),
+            Err(hearth_runtime::RuntimeError::NotFound(_)) => return Ok((Row { state: "lost".into(), ..row }, None)),
             Err(e) => return Err(e.into()),
         };
         let state = st.record.state.to_string();
@@ -84,7 +90,7 @@ impl App {
             row.state = state;
             row.crash = st.record.crash;
         }
-        Ok(row)
+        Ok((row, Some(ws)))
     }
 
     /// Records a boot that succeeded: its row running, `why` its `started` event, its

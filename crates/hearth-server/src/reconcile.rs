@@ -32,11 +32,11 @@ pub fn reconcile(app: &App) -> Result<Report, crate::api::error::ApiError> {
         networks(app, net, &rows, &mut report)?;
     }
     for row in rows {
-        let row = app.refresh(row)?;
+        let (row, ws) = app.refreshed(row)?;
         report.rows += 1;
         if row.state == "running" || row.state == "paused" {
             report.running += 1;
-            if let Ok(ws) = app.runtime.get(&row.id) {
+            if let Some(ws) = ws {
                 app.exits.watch(&ws);
             }
         }
