@@ -77,6 +77,12 @@ pub struct BoxDir {
 
 const CONSOLE_TAIL_BYTES: u64 = 4096;
 
+/// How long the box's kernel gets to print its CPUs' stacks after an NMI (at the serial
+/// console's speed under emulation: a few KiB take well under a second), and how much of it
+/// is kept.
+const NMI_REPORT_WAIT: Duration = Duration::from_secs(20);
+const NMI_REPORT_BYTES: u64 = 24 << 10;
+
 /// What the box's kernel prints when it is going down (guests' consoles are elsewhere), or
 /// wedged: a vCPU whose timer interrupts stopped (seen under TCG with nested guests running:
 /// the box then answers nothing for good; `-accel tcg,thread=single` was tried against it and
@@ -136,13 +142,37 @@ impl BoxDir {
     /// the post-mortem of a box that stopped answering. None if the monitor does not answer
     /// within a few seconds (a QEMU that is itself stuck, or stopped).
     pub fn cpu_report(&self) -> Option<String> {
+        self.monitor(&["info cpus", "info registers -a"])
+    }
+
+    /// Where the box's kernel is on each CPU, in its own words: an NMI sent to every CPU
+    /// through QEMU's monitor ends the box (its kernel runs with `unknown_nmi_panic`, see
+    /// [`qemu::KERNEL_ARGS`]), and its panic prints the stack of the CPU that took it, then
+    /// of the others, symbolized, on the console; then it reboots, which ends QEMU. For a box
+    /// that stopped answering, where the registers alone name a spinning function but not who
+    /// called it or why; it ends the box, so only for one that is lost anyway. None if the
+    /// monitor does not answer, or the console says nothing within [`NMI_REPORT_WAIT`].
+    pub fn nmi_backtraces(&self) -> Option<String> {
+        let qemu = self.recorded()?.pid;
+        let from = self.console_len();
+        self.monitor(&["nmi"])?;
+        let deadline = Instant::now() + NMI_REPORT_WAIT;
+        while Instant::now() < deadline && is_qemu_alive(qemu) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let said = bounded_from(&self.console_log(), from, NMI_REPORT_BYTES)?;
+        (!said.trim().is_empty()).then_some(said)
+    }
+
+    /// Sends `commands` to QEMU's human monitor; what it answered, without its echo of them.
+    fn monitor(&self, commands: &[&str]) -> Option<String> {
         use std::io::Write;
         let mut m = std::os::unix::net::UnixStream::connect(self.monitor_path()).ok()?;
         m.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-        m.write_all(b"info cpus\ninfo registers -a\n").ok()?;
-        // The banner's prompt, then one per command: the third is the end of the answers.
+        m.write_all(commands.iter().map(|c| format!("{c}\n")).collect::<String>().as_bytes()).ok()?;
+        // The banner's prompt, then one per command: the last is the end of the answers.
         let (mut out, mut buf) = (Vec::new(), [0u8; 4096]);
-        while out.windows(7).filter(|w| w == b"(qemu) ").count() < 3 && out.len() < 64 << 10 {
+        while out.windows(7).filter(|w| w == b"(qemu) ").count() <= commands.len() && out.len() < 64 << 10 {
             match m.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => out.extend_from_slice(&buf[..n]),
@@ -415,11 +445,16 @@ pub fn read_tail(path: &Path) -> String {
 /// What a log holds from `offset` on, its last [`CONSOLE_TAIL_BYTES`] at most; None if it
 /// cannot be opened.
 fn tail_from(path: &Path, offset: u64) -> Option<String> {
+    let len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    bounded_from(path, offset.max(len.saturating_sub(CONSOLE_TAIL_BYTES)), CONSOLE_TAIL_BYTES)
+}
+
+/// At most `limit` bytes of `path` from `offset` on.
+fn bounded_from(path: &Path, offset: u64, limit: u64) -> Option<String> {
     let mut f = fs::File::open(path).ok()?;
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(offset.max(len.saturating_sub(CONSOLE_TAIL_BYTES))));
+    f.seek(SeekFrom::Start(offset)).ok()?;
     let mut buf = Vec::new();
-    let _ = f.take(CONSOLE_TAIL_BYTES).read_to_end(&mut buf);
+    let _ = f.take(limit).read_to_end(&mut buf);
     Some(String::from_utf8_lossy(&buf).into_owned())
 }
 

@@ -35,7 +35,11 @@ pub struct BoxSpec {
 
 /// `kvm.tdp_mmu=0`: the legacy MMU zaps a killed VM's page tables synchronously; with the
 /// TDP MMU the tail of boots after a kill was longer (p95 3.2 s vs 2.6 s over 10 boots).
-pub const KERNEL_ARGS: &str = "console=ttyS0 quiet random.trust_cpu=on kvm.tdp_mmu=0 root=/dev/vda ro rootfstype=ext4 init=/init panic=-1";
+/// `unknown_nmi_panic panic_print=0x40`: an NMI from QEMU's monitor (nothing else sends the
+/// box one) makes its kernel print every CPU's stack and end, the post-mortem of a wedged box
+/// ([`crate::host::BoxDir::nmi_backtraces`]).
+pub const KERNEL_ARGS: &str =
+    "console=ttyS0 quiet random.trust_cpu=on kvm.tdp_mmu=0 unknown_nmi_panic panic_print=0x40 root=/dev/vda ro rootfstype=ext4 init=/init panic=-1";
 
 /// On the box's kernel command line when its QEMU lets traffic out.
 pub const EGRESS_ARG: &str = "hearth.box_egress=1";

@@ -1,7 +1,8 @@
 //! The box, end to end: QEMU boots the box kernel and image, the real Firecracker inside it
 //! boots our guest kernel and image to the agent's readiness line, the box's data disk
 //! keeps its files across a stop and start, and `hearth box run` returns output and status
-//! (and gives up on a box that stops answering).
+//! (and gives up on a box that stops answering, with the box's kernel's own account of where
+//! its CPUs were).
 
 mod common;
 
@@ -90,6 +91,18 @@ fn the_box_boots_guests_with_real_firecracker_and_keeps_its_disk() {
     assert!(!common::is_running(qemu), "QEMU {qemu} was left running after SIGTERM");
     let (code, out, _) = run(hearth(d).args(["box", "status"]));
     assert_eq!((code, out.trim()), (3, "stopped"));
+
+    // The post-mortem of a wedged box (`box run` adds it to the report): an NMI through QEMU's
+    // monitor stops the box's kernel, which prints every CPU's stack, with symbols, and ends
+    // the box.
+    run_ok(hearth(d).args(["box", "start", "--mem-mib", "2048"]));
+    let qemu = serde_json::from_slice::<serde_json::Value>(&std::fs::read(d.join("box/state.json")).unwrap()).unwrap()["pid"].as_u64().unwrap();
+    let said = hearth_box::BoxDir::new(d.join("box")).nmi_backtraces().expect("the box's kernel answers an NMI");
+    for line in ["Kernel panic - not syncing: NMI: Not continuing", "NMI backtrace for cpu 0", "NMI backtrace for cpu 1", "cpu_startup_entry+"] {
+        assert!(said.contains(line), "no {line:?} in:\n{said}");
+    }
+    assert!(!common::is_running(qemu), "QEMU {qemu} outlived its kernel's panic");
+    run(hearth(d).args(["box", "stop"]));
 }
 
 /// Starts `hearth box run FLAGS -- sh -c 'echo started; COMMAND'` (a box of its own) and

@@ -218,11 +218,13 @@ pub(crate) fn exec_watched(
     loop {
         last_answer = answers.try_iter().flatten().last().unwrap_or(last_answer);
         if last_answer.elapsed() > wedged_after {
+            // The registers first: the NMI that asks the kernel for its stacks ends the box.
+            let (console, registers) = (dir.console_since(console_from), dir.cpu_report());
             bail!(
-                "{BOX_DIED}: it stopped answering (its control server silent for {} s, its QEMU alive: a wedged box); console since the command started:\n{}\nQEMU's monitor on the box's CPUs:\n{}",
+                "{BOX_DIED}: it stopped answering (its control server silent for {} s, its QEMU alive: a wedged box); console since the command started:\n{console}\nQEMU's monitor on the box's CPUs:\n{}\nThe box's kernel on its CPUs, stopped by an NMI:\n{}",
                 last_answer.elapsed().as_secs(),
-                dir.console_since(console_from),
-                dir.cpu_report().unwrap_or_else(|| "(no answer)".into())
+                registers.unwrap_or_else(|| "(no answer)".into()),
+                dir.nmi_backtraces().unwrap_or_else(|| "(nothing)".into())
             );
         }
         match rx.recv_timeout(Duration::from_millis(500)) {
