@@ -5,8 +5,9 @@
 # PTY's unbound workqueue, the agent's threads with vsock's interrupt, both, and those with
 # the terminal's program). Per boot: one byte's round trip between two guest processes (pipe;
 # `cat` on a raw PTY) on one vCPU, one on each, or placed by the scheduler; the vsock floor
-# (agent health); the agent's terminal echo over vsock; with `polling`, Firecracker's CPU use
-# with the guest idle and with a process in it waking every 10 ms and every 1 ms.
+# (agent health); the agent's terminal echo over vsock, and the guest's interrupts per echo;
+# with `polling`, Firecracker's CPU use with the guest idle and with a process in it waking
+# every 10 ms and every 1 ms.
 # JSON on stdout, also kept in bench/out/wake-<set>.json.
 # Usage: bench/wake.sh [round trips, default 500] [polling|placement, default polling]
 set -euo pipefail

@@ -9,10 +9,12 @@
 //! Linux's 200 us window and with a 2 ms one), booted in turns over two rounds: one byte's
 //! round trip between two guest processes (a pipe; `cat` on a raw PTY) on one vCPU, on one
 //! each, and where the scheduler puts them; the vsock floor (an agent health request); the
-//! agent's terminal echo over vsock; and what the guest costs its Firecracker in CPU idle
-//! and under a light periodic load (a process waking every 10 ms, every 1 ms), the price of
+//! agent's terminal echo over vsock, with the guest's interrupts per echo by source (each one
+//! an exit, or a halted vCPU woken); and what the guest costs its Firecracker in CPU idle and
+//! under a light periodic load (a process waking every 10 ms, every 1 ms), the price of
 //! polling.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use hearth_vmm::vm::{console_tail, Vm, VmConfig};
@@ -192,7 +194,9 @@ fn measure(vm: &Vm, n: usize, on_vcpu0: &str) -> serde_json::Value {
     eprintln!("wake_bench: floor measured");
     let in_guest: serde_json::Value = serde_json::from_str(&guest_out(vm, &["python3", "-c", PROBE, &n.to_string()])).expect("the probe prints JSON");
     eprintln!("wake_bench: in-guest probe done");
+    let before = interrupts(vm);
     let echo = echo_through(vm.agent(Duration::from_secs(10)).unwrap(), &session.id, n);
+    let after = interrupts(vm);
     eprintln!("wake_bench: agent echo done");
     let mut seen = serde_json::json!({
         "guest_topology": topology.lines().collect::<Vec<_>>(),
@@ -200,6 +204,7 @@ fn measure(vm: &Vm, n: usize, on_vcpu0: &str) -> serde_json::Value {
         "vsock_floor_agent_health": summary(floor),
         "in_guest": in_guest,
         "agent_pty_echo": summary(echo),
+        "agent_pty_echo_interrupts_per_round_trip": per_round_trip(&before, &after, n),
     });
     if on_vcpu0.is_empty() {
         let idle = cpu_percent(vm.pid(), || std::thread::sleep(Duration::from_secs(10)));
@@ -214,6 +219,39 @@ fn measure(vm: &Vm, n: usize, on_vcpu0: &str) -> serde_json::Value {
         seen["firecracker_cpu_percent_1ms_ticker"] = ticker_1ms.into();
     }
     seen
+}
+
+/// The guest's interrupt counts by source, summed over its vCPUs (`/proc/interrupts`: a
+/// device's line by its device's name, the others by their short name: LOC the local timer,
+/// RES rescheduling, CAL function calls, which include the wake-ups of tasks on another vCPU).
+fn interrupts(vm: &Vm) -> BTreeMap<String, u64> {
+    let table = guest_out(vm, &["cat", "/proc/interrupts"]);
+    let cpus = table.lines().next().map_or(0, |l| l.split_whitespace().count());
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (source, rest) = line.split_once(':')?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let count: u64 = fields.iter().take(cpus).map_while(|f| f.parse::<u64>().ok()).sum();
+            let source = source.trim();
+            let name = if source.bytes().all(|b| b.is_ascii_digit()) { fields.last().copied().unwrap_or(source) } else { source };
+            Some((name.to_string(), count))
+        })
+        .collect()
+}
+
+/// Interrupts per round trip from counts taken around `n` of them, the sources that fired at
+/// least once every ten round trips.
+fn per_round_trip(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, n: usize) -> serde_json::Value {
+    let rates: serde_json::Map<String, serde_json::Value> = after
+        .iter()
+        .filter_map(|(name, count)| {
+            let d = count.saturating_sub(before.get(name).copied().unwrap_or(0));
+            (d * 10 >= n as u64).then(|| (name.clone(), serde_json::json!((d as f64 / n as f64 * 100.0).round() / 100.0)))
+        })
+        .collect();
+    rates.into()
 }
 
 fn main() {
