@@ -96,7 +96,7 @@ fn the_box_boots_guests_with_real_firecracker_and_keeps_its_disk() {
     // monitor stops the box's kernel, which prints every CPU's stack, with symbols, and ends
     // the box.
     run_ok(hearth(d).args(["box", "start", "--mem-mib", "2048"]));
-    let qemu = serde_json::from_slice::<serde_json::Value>(&std::fs::read(d.join("box/state.json")).unwrap()).unwrap()["pid"].as_u64().unwrap();
+    let qemu = box_pid(d);
     let said = hearth_box::BoxDir::new(d.join("box")).nmi_backtraces().expect("the box's kernel answers an NMI");
     for line in ["Kernel panic - not syncing: NMI: Not continuing", "NMI backtrace for cpu 0", "NMI backtrace for cpu 1", "cpu_startup_entry+"] {
         assert!(said.contains(line), "no {line:?} in:\n{said}");
@@ -120,8 +120,13 @@ fn box_running_with(d: &std::path::Path, flags: &[&str], command: &str) -> (std:
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(cmd.stdout.take().unwrap()), &mut line).unwrap();
     assert_eq!(line, "started\n");
+    (cmd, box_pid(d))
+}
+
+/// The running box's QEMU pid, from its state file.
+fn box_pid(d: &std::path::Path) -> u64 {
     let state: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("box/state.json")).unwrap()).unwrap();
-    (cmd, state["pid"].as_u64().unwrap())
+    state["pid"].as_u64().unwrap()
 }
 
 #[test]
