@@ -27,15 +27,10 @@ const CID_ANY: u32 = u32::MAX;
 
 /// Environment every command starts with: the image's venv first on PATH.
 fn command_env() -> Vec<(String, String)> {
-    [
-        ("PATH", "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-        ("HOME", "/root"),
-        ("LANG", "C.UTF-8"),
-        ("TERM", "xterm-256color"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    [("PATH", "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), ("HOME", "/root"), ("LANG", "C.UTF-8"), ("TERM", "xterm-256color")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn main() {
@@ -117,8 +112,8 @@ fn serve() -> i32 {
             capability::ADD_ENTROPY,
             capability::SHUTDOWN,
         ]
-            .map(String::from)
-            .to_vec(),
+        .map(String::from)
+        .to_vec(),
         allow_machine_settings: true,
         ptys: Default::default(),
     };

@@ -131,10 +131,7 @@ mod tests {
 
     #[test]
     fn parameters_parse_or_say_what_is_wrong() {
-        assert_eq!(
-            parse_net("10.0.0.2/30,10.0.0.1,1400").unwrap(),
-            NetParams { addr: [10, 0, 0, 2].into(), prefix: 30, gateway: [10, 0, 0, 1].into(), mtu: 1400 }
-        );
+        assert_eq!(parse_net("10.0.0.2/30,10.0.0.1,1400").unwrap(), NetParams { addr: [10, 0, 0, 2].into(), prefix: 30, gateway: [10, 0, 0, 1].into(), mtu: 1400 });
         for bad in ["10.0.0.2,10.0.0.1,1400", "10.0.0.2/33,10.0.0.1,1400", "10.0.0.2/30,x,1400", "10.0.0.2/30,10.0.0.1,20", "a/1,b,c,d"] {
             assert!(parse_net(bad).unwrap_err().contains("expected"), "{bad}");
         }

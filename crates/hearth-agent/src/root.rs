@@ -76,12 +76,7 @@ mod tests {
     #[test]
     fn parses_what_the_host_passes() {
         let p = parse_cmdline("console=ttyS0 quiet hearth.overlay=/dev/vdb hearth.hostname=ws-1 hearth.net=10.0.0.2/30,10.0.0.1,1500 hearth.dns=1.1.1.1 init=/sbin/hearth-agent");
-        let want = BootParams {
-            overlay: Some("/dev/vdb".into()),
-            hostname: Some("ws-1".into()),
-            net: Some("10.0.0.2/30,10.0.0.1,1500".into()),
-            dns: Some("1.1.1.1".into()),
-        };
+        let want = BootParams { overlay: Some("/dev/vdb".into()), hostname: Some("ws-1".into()), net: Some("10.0.0.2/30,10.0.0.1,1500".into()), dns: Some("1.1.1.1".into()) };
         assert_eq!(p, want);
         assert_eq!(parse_cmdline("quiet"), BootParams::default());
     }

@@ -66,9 +66,15 @@ pub struct StartOptions {
 #[derive(Debug, Clone)]
 pub enum BoxStatus {
     Stopped,
-    Running { state: BoxState, uptime_ms: u64 },
+    Running {
+        state: BoxState,
+        uptime_ms: u64,
+    },
     /// QEMU is alive but the control server does not answer.
-    Unresponsive { state: BoxState, error: String },
+    Unresponsive {
+        state: BoxState,
+        error: String,
+    },
 }
 
 pub struct BoxDir {
@@ -199,14 +205,8 @@ impl BoxDir {
             return Some(format!("its kernel crashed or a CPU stalled for good; console:\n{tail}"));
         }
         let state = self.recorded()?;
-        (!is_qemu_alive(state.pid)).then(|| {
-            format!(
-                "its QEMU (pid {}) exited; qemu.log:\n{}\nconsole:\n{}",
-                state.pid,
-                read_tail(&self.root.join("qemu.log")),
-                read_tail(&self.console_log())
-            )
-        })
+        (!is_qemu_alive(state.pid))
+            .then(|| format!("its QEMU (pid {}) exited; qemu.log:\n{}\nconsole:\n{}", state.pid, read_tail(&self.root.join("qemu.log")), read_tail(&self.console_log())))
     }
 
     /// The state last recorded, whether or not its QEMU still runs.
@@ -220,9 +220,7 @@ impl BoxDir {
     }
 
     pub fn token(&self) -> Result<String, BoxError> {
-        fs::read_to_string(self.share().join("token"))
-            .map(|t| t.trim().to_string())
-            .map_err(|e| BoxError::io("reading the box token", e))
+        fs::read_to_string(self.share().join("token")).map(|t| t.trim().to_string()).map_err(|e| BoxError::io("reading the box token", e))
     }
 
     /// An authenticated connection to the running box.
@@ -253,8 +251,7 @@ impl BoxDir {
         }
         let data_disk = self.root.join("data.ext4");
         if !data_disk.exists() {
-            hearth_fs::create_ext4_image(&data_disk, opts.data_disk_gib << 30, "hearth-data", &opts.mkfs)
-                .map_err(|e| BoxError::io("creating the box data disk", e))?;
+            hearth_fs::create_ext4_image(&data_disk, opts.data_disk_gib << 30, "hearth-data", &opts.mkfs).map_err(|e| BoxError::io("creating the box data disk", e))?;
         }
         let token = self.prepare_share(&opts.hearth_bin)?;
         let port = free_port()?;
@@ -303,10 +300,7 @@ impl BoxDir {
         loop {
             if !is_qemu_alive(pid) {
                 let _ = fs::remove_file(self.state_path());
-                return Err(BoxError::QemuExited {
-                    qemu_log: read_tail(&qemu_log_path),
-                    tail: read_tail(&self.console_log()),
-                });
+                return Err(BoxError::QemuExited { qemu_log: read_tail(&qemu_log_path), tail: read_tail(&self.console_log()) });
             }
             if client::connect(port, &token, Duration::from_secs(2)).is_ok() {
                 break;
@@ -348,8 +342,7 @@ impl BoxDir {
     }
 
     fn write_state(&self, state: &BoxState) -> Result<(), BoxError> {
-        hearth_fs::write_atomic(&self.state_path(), &serde_json::to_vec_pretty(state).expect("state serializes"))
-            .map_err(|e| BoxError::io("recording the box state", e))
+        hearth_fs::write_atomic(&self.state_path(), &serde_json::to_vec_pretty(state).expect("state serializes")).map_err(|e| BoxError::io("recording the box state", e))
     }
 
     /// Copies the hearth binary into the share and writes a fresh token; returns the token.
@@ -362,18 +355,11 @@ impl BoxDir {
         fs::create_dir_all(&bin_dir).map_err(|e| BoxError::io("creating the box share", e))?;
         copy_executable(hearth_bin, &bin_dir.join("hearth"))?;
         let mut raw = [0u8; 32];
-        fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut raw))
-            .map_err(|e| BoxError::io("reading /dev/urandom", e))?;
+        fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut raw)).map_err(|e| BoxError::io("reading /dev/urandom", e))?;
         let token = hex::encode(raw);
         let token_path = self.share().join("token");
         let _ = fs::remove_file(&token_path);
-        let mut f = fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o600)
-            .open(&token_path)
-            .map_err(|e| BoxError::io("writing the box token", e))?;
+        let mut f = fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(&token_path).map_err(|e| BoxError::io("writing the box token", e))?;
         std::io::Write::write_all(&mut f, token.as_bytes()).map_err(|e| BoxError::io("writing the box token", e))?;
         Ok(token)
     }

@@ -58,7 +58,11 @@ pub enum BoxError {
     #[error("box control channel: {0}")]
     Exec(#[from] hearth_exec::ExecError),
     #[error("{what} failed")]
-    Io { what: String, #[source] source: std::io::Error },
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl BoxError {

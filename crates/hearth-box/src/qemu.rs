@@ -38,8 +38,7 @@ pub struct BoxSpec {
 /// `unknown_nmi_panic panic_print=0x40`: an NMI from QEMU's monitor (nothing else sends the
 /// box one) makes its kernel print every CPU's stack and end, the post-mortem of a wedged box
 /// ([`crate::host::BoxDir::nmi_backtraces`]).
-pub const KERNEL_ARGS: &str =
-    "console=ttyS0 quiet random.trust_cpu=on kvm.tdp_mmu=0 unknown_nmi_panic panic_print=0x40 root=/dev/vda ro rootfstype=ext4 init=/init panic=-1";
+pub const KERNEL_ARGS: &str = "console=ttyS0 quiet random.trust_cpu=on kvm.tdp_mmu=0 unknown_nmi_panic panic_print=0x40 root=/dev/vda ro rootfstype=ext4 init=/init panic=-1";
 
 /// On the box's kernel command line when its QEMU lets traffic out.
 pub const EGRESS_ARG: &str = "hearth.box_egress=1";
@@ -100,9 +99,18 @@ mod tests {
     fn command_line_has_the_flags_that_matter() {
         let a: Vec<String> = args(&spec()).into_iter().map(|s| s.into_string().unwrap()).collect();
         let joined = a.join(" ");
-        for needle in ["-M q35", "-accel tcg,thread=multi", "-cpu max", "random.trust_cpu=on", "restrict=on",
-            "hostfwd=tcp:127.0.0.1:40000-:7070,hostfwd=tcp:127.0.0.1:8080-:8080", "file=/c/box.ext4,format=raw,if=virtio,readonly=on", "-no-reboot",
-            "mount_tag=hearth-cache,security_model=none,readonly=on", "-monitor unix:/b/monitor.sock,server=on,wait=off"] {
+        for needle in [
+            "-M q35",
+            "-accel tcg,thread=multi",
+            "-cpu max",
+            "random.trust_cpu=on",
+            "restrict=on",
+            "hostfwd=tcp:127.0.0.1:40000-:7070,hostfwd=tcp:127.0.0.1:8080-:8080",
+            "file=/c/box.ext4,format=raw,if=virtio,readonly=on",
+            "-no-reboot",
+            "mount_tag=hearth-cache,security_model=none,readonly=on",
+            "-monitor unix:/b/monitor.sock,server=on,wait=off",
+        ] {
             assert!(joined.contains(needle), "missing {needle}: {joined}");
         }
         // The kernel command line is one argument.

@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use hearth_proto::control::{
-    DirEntry, Event, ExecSpec, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, PROTOCOL_VERSION, TAG_CONTROL, TAG_DATA, TAG_PTY,
-    TAG_SCREEN, TAG_SCROLLBACK, TAG_STDERR, TAG_STDIN, TAG_STDOUT,
+    DirEntry, Event, ExecSpec, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, PROTOCOL_VERSION, TAG_CONTROL, TAG_DATA, TAG_PTY, TAG_SCREEN, TAG_SCROLLBACK, TAG_STDERR,
+    TAG_STDIN, TAG_STDOUT,
 };
 use hearth_proto::frame::{read_frame, write_frame, Frame};
 
@@ -19,7 +19,11 @@ pub enum ExecError {
     #[error("refused: {0}")]
     Refused(String),
     #[error("{what} failed")]
-    Io { what: &'static str, #[source] source: std::io::Error },
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<hearth_proto::FrameError> for ExecError {
@@ -63,9 +67,7 @@ impl<C: Conn> ExecClient<C> {
         send(&mut conn, &Request::Hello { version: PROTOCOL_VERSION, token: token.map(str::to_string) })?;
         let (uptime_ms, capabilities) = match recv_control(&mut conn)? {
             Some(Event::Hello { version, uptime_ms, capabilities }) if version == PROTOCOL_VERSION => (uptime_ms, capabilities),
-            Some(Event::Hello { version, .. }) => {
-                return Err(ExecError::Protocol(format!("server speaks version {version}, we speak {PROTOCOL_VERSION}")))
-            }
+            Some(Event::Hello { version, .. }) => return Err(ExecError::Protocol(format!("server speaks version {version}, we speak {PROTOCOL_VERSION}"))),
             Some(Event::Error { message }) => return Err(ExecError::Refused(message)),
             other => return Err(ExecError::Protocol(format!("expected hello, got {other:?}"))),
         };
@@ -81,13 +83,7 @@ impl<C: Conn> ExecClient<C> {
     /// Runs a command with `stdin` (when given) streamed to it, copying its output as it comes.
     /// The stdin feeder runs on its own thread and ends at its EOF or when the server stops
     /// taking input; this returns when the command ends, whatever the feeder is doing.
-    pub fn exec_io(
-        mut self,
-        mut spec: ExecSpec,
-        stdin: Option<Box<dyn Read + Send>>,
-        stdout: &mut dyn Write,
-        stderr: &mut dyn Write,
-    ) -> Result<ExecExit, ExecError> {
+    pub fn exec_io(mut self, mut spec: ExecSpec, stdin: Option<Box<dyn Read + Send>>, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<ExecExit, ExecError> {
         // Nothing may hang: the server's own limits end a command, plus a margin for the wire.
         let wait = spec.timeout_secs.map(|t| Duration::from_secs(t + 30));
         self.conn.set_read_timeout_conn(wait).map_err(io_err("setting a read timeout"))?;
@@ -199,13 +195,7 @@ impl<C: Conn> ExecClient<C> {
 
     /// Replaces a file atomically with `size` bytes from `src`; returns the bytes written.
     pub fn write_file(mut self, file: WriteFile<'_>, src: &mut dyn Read) -> Result<u64, ExecError> {
-        let req = Request::WriteFile {
-            path: file.path.into(),
-            size: file.size,
-            mode: file.mode,
-            user: file.user.map(str::to_string),
-            create_dirs: file.create_dirs,
-        };
+        let req = Request::WriteFile { path: file.path.into(), size: file.size, mode: file.mode, user: file.user.map(str::to_string), create_dirs: file.create_dirs };
         match self.request(&req)? {
             Event::Ready => {}
             other => return Err(unexpected("ready", other)),
@@ -253,11 +243,10 @@ impl<C: Conn> ExecClient<C> {
 
     /// Attaches to a session: its replay now, its live output from [`PtyStream::next`].
     pub fn pty_attach(mut self, id: &str, scrollback_lines: Option<usize>, read_only: bool) -> Result<PtyStream<C>, ExecError> {
-        let (info, scrollback_bytes, screen_bytes) =
-            match self.request(&Request::PtyAttach { id: id.into(), scrollback_lines, read_only })? {
-                Event::PtyAttached { info, scrollback_bytes, screen_bytes } => (info, scrollback_bytes, screen_bytes),
-                other => return Err(unexpected("pty_attached", other)),
-            };
+        let (info, scrollback_bytes, screen_bytes) = match self.request(&Request::PtyAttach { id: id.into(), scrollback_lines, read_only })? {
+            Event::PtyAttached { info, scrollback_bytes, screen_bytes } => (info, scrollback_bytes, screen_bytes),
+            other => return Err(unexpected("pty_attached", other)),
+        };
         let mut replay = |tag: u8, len: u64| -> Result<Vec<u8>, ExecError> {
             let mut out = Vec::new();
             while (out.len() as u64) < len {
@@ -299,7 +288,10 @@ pub struct PtyStream<C: Conn> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PtyEvent {
     Output(Vec<u8>),
-    Resized { rows: u16, cols: u16 },
+    Resized {
+        rows: u16,
+        cols: u16,
+    },
     Exited(ExitStatus),
     /// This reader fell too far behind and was dropped.
     Lagged,

@@ -59,10 +59,8 @@ pub(crate) fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) ->
     let gone = Arc::new(AtomicBool::new(false));
     let budget = Arc::new(AtomicU64::new(spec.output_limit()));
     let over = Arc::new(AtomicBool::new(false));
-    let streams: [(Option<Box<dyn Read + Send>>, u8); 2] = [
-        (child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), TAG_STDOUT),
-        (child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), TAG_STDERR),
-    ];
+    let streams: [(Option<Box<dyn Read + Send>>, u8); 2] =
+        [(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), TAG_STDOUT), (child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), TAG_STDERR)];
     let pumps: Vec<_> = streams
         .into_iter()
         .filter_map(|(r, tag)| r.map(|r| (r, tag)))
@@ -114,12 +112,7 @@ pub(crate) fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) ->
     for p in pumps {
         let _ = p.join();
     }
-    let exited = Event::Exited {
-        code: status.code(),
-        signal: status.signal(),
-        timed_out,
-        truncated: over.load(Ordering::SeqCst),
-    };
+    let exited = Event::Exited { code: status.code(), signal: status.signal(), timed_out, truncated: over.load(Ordering::SeqCst) };
     let result = send_shared(&exited);
     conn.shutdown_conn();
     result
@@ -169,4 +162,3 @@ fn pump<C: Conn>(mut r: Box<dyn Read + Send>, tag: u8, writer: &Mutex<C>, gone: 
         }
     }
 }
-

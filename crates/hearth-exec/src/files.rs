@@ -163,13 +163,7 @@ pub(crate) fn list_dir(path: &str) -> Result<Event, String> {
             "other"
         };
         let mtime_unix_ms = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as u64);
-        entries.push(DirEntry {
-            name: entry.file_name().to_string_lossy().into_owned(),
-            kind: kind.into(),
-            size: meta.len(),
-            mode: meta.mode() & 0o7777,
-            mtime_unix_ms,
-        });
+        entries.push(DirEntry { name: entry.file_name().to_string_lossy().into_owned(), kind: kind.into(), size: meta.len(), mode: meta.mode() & 0o7777, mtime_unix_ms });
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Event::DirListing { entries, truncated })

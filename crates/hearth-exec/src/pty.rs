@@ -24,16 +24,15 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::num::NonZeroU16;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use hearth_proto::control::{
-    validate_size, Event, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, DEFAULT_SCROLLBACK_LINES, MAX_PTYS, TAG_CONTROL, TAG_PTY,
-    TAG_SCREEN, TAG_SCROLLBACK,
+    validate_size, Event, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, DEFAULT_SCROLLBACK_LINES, MAX_PTYS, TAG_CONTROL, TAG_PTY, TAG_SCREEN, TAG_SCROLLBACK,
 };
 use hearth_proto::frame::{read_frame, write_frame};
 use nix::fcntl::OFlag;
@@ -294,7 +293,6 @@ struct Reader {
     id: u64,
     out: Arc<Outlet>,
 }
-
 
 impl Sessions {
     fn get(&self, id: &str) -> Result<Arc<Session>, String> {
@@ -742,7 +740,18 @@ mod tests {
     use super::*;
 
     fn state() -> State {
-        State { rows: 24, cols: 80, readers: Vec::new(), exited: None, unparsed: VecDeque::new(), unparsed_bytes: 0, queued_total: 0, restart: false, scrollback_lines: 100, ended: false }
+        State {
+            rows: 24,
+            cols: 80,
+            readers: Vec::new(),
+            exited: None,
+            unparsed: VecDeque::new(),
+            unparsed_bytes: 0,
+            queued_total: 0,
+            restart: false,
+            scrollback_lines: 100,
+            ended: false,
+        }
     }
 
     #[test]

@@ -165,16 +165,12 @@ pub fn serve_conn<C: Conn>(mut conn: C, cfg: &ServerConfig) -> Result<(), String
             }
             // Short requests: one answer each, then the next request.
             Request::Health => Event::Health { uptime_ms: (cfg.uptime_ms)(), mem_available_kib: mem_available_kib(), load1: load1() },
-            Request::SetTime { unix_ms } if cfg.allow_machine_settings => {
-                set_wall_clock(unix_ms).map_or_else(|message| Event::Error { message }, |()| Event::TimeSet)
-            }
+            Request::SetTime { unix_ms } if cfg.allow_machine_settings => set_wall_clock(unix_ms).map_or_else(|message| Event::Error { message }, |()| Event::TimeSet),
             Request::SetTime { .. } => Event::Error { message: "this server does not set its clock".into() },
             Request::AddEntropy { seed } if cfg.allow_machine_settings => add_entropy(&seed).map_or_else(|message| Event::Error { message }, |()| Event::Ok),
             Request::AddEntropy { .. } => Event::Error { message: "this server does not take entropy".into() },
             Request::ListDir { path } => files::list_dir(&path).unwrap_or_else(|message| Event::Error { message }),
-            req @ (Request::PtyOpen(_) | Request::PtyList | Request::PtyResize { .. } | Request::PtySignal { .. } | Request::PtyClose { .. }) => {
-                pty::handle(&cfg.ptys, cfg, req)
-            }
+            req @ (Request::PtyOpen(_) | Request::PtyList | Request::PtyResize { .. } | Request::PtySignal { .. } | Request::PtyClose { .. }) => pty::handle(&cfg.ptys, cfg, req),
             Request::Hello { .. } => return refuse(&mut conn, "hello was already said".into()),
         };
         send(&mut conn, &answer)?;

@@ -19,13 +19,9 @@ pub struct Account {
 /// Looks a user up in this system's passwd database.
 pub fn lookup(name: &str) -> Result<Account, String> {
     match User::from_name(name) {
-        Ok(Some(u)) => Ok(Account {
-            name: u.name,
-            uid: u.uid.as_raw(),
-            gid: u.gid.as_raw(),
-            home: u.dir.to_string_lossy().into_owned(),
-            shell: u.shell.to_string_lossy().into_owned(),
-        }),
+        Ok(Some(u)) => {
+            Ok(Account { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw(), home: u.dir.to_string_lossy().into_owned(), shell: u.shell.to_string_lossy().into_owned() })
+        }
         Ok(None) => Err(format!("no such user `{name}`")),
         Err(e) => Err(format!("looking up user `{name}`: {e}")),
     }
@@ -35,14 +31,9 @@ pub fn lookup(name: &str) -> Result<Account, String> {
 pub fn apply(cmd: &mut Command, account: &Account) -> Result<(), String> {
     let cname = CString::new(account.name.as_str()).map_err(|_| "user name contains NUL".to_string())?;
     let (uid, gid) = (Uid::from_raw(account.uid), Gid::from_raw(account.gid));
-    cmd.envs([
-        ("HOME", account.home.as_str()),
-        ("USER", account.name.as_str()),
-        ("LOGNAME", account.name.as_str()),
-        ("SHELL", account.shell.as_str()),
-    ])
-    // A home that does not exist (nobody's /nonexistent) starts in / instead, as su does.
-    .current_dir(if std::path::Path::new(&account.home).is_dir() { account.home.as_str() } else { "/" });
+    cmd.envs([("HOME", account.home.as_str()), ("USER", account.name.as_str()), ("LOGNAME", account.name.as_str()), ("SHELL", account.shell.as_str())])
+        // A home that does not exist (nobody's /nonexistent) starts in / instead, as su does.
+        .current_dir(if std::path::Path::new(&account.home).is_dir() { account.home.as_str() } else { "/" });
     // SAFETY: runs in the forked child before exec; initgroups/setgid/setuid are what every
     // `su` does there. initgroups allocates (it reads /etc/group), which is acceptable here:
     // the child has one thread and nothing else runs in it.

@@ -39,10 +39,7 @@ pub fn create_ext4_image(path: &Path, bytes: u64, label: &str, mkfs: &Path) -> i
     let tmp = path.with_extension("mkfs-tmp");
     let result = (|| {
         File::create(&tmp)?.set_len(bytes)?;
-        let out = std::process::Command::new(mkfs)
-            .args(["-q", "-F", "-L", label, "-E", "lazy_itable_init=1,lazy_journal_init=1"])
-            .arg(&tmp)
-            .output()?;
+        let out = std::process::Command::new(mkfs).args(["-q", "-F", "-L", label, "-E", "lazy_itable_init=1,lazy_journal_init=1"]).arg(&tmp).output()?;
         if !out.status.success() {
             return Err(io::Error::other(format!("{}: {}", mkfs.display(), String::from_utf8_lossy(&out.stderr).trim())));
         }
@@ -72,15 +69,8 @@ impl DirLock {
     /// before emptying it leaves nothing for a late caller to write into.
     pub fn acquire_existing(dir: &Path) -> io::Result<Self> {
         let path = dir.join(".lock");
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| with_path(e, "opening", &path))?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map(|flock| DirLock { _flock: flock })
-            .map_err(|(_, e)| with_path(e.into(), "locking", &path))
+        let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| with_path(e, "opening", &path))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map(|flock| DirLock { _flock: flock }).map_err(|(_, e)| with_path(e.into(), "locking", &path))
     }
 }
 

@@ -94,26 +94,12 @@ impl Cache {
             (0, 0) => dir_sizes(&dir),
             sizes => sizes,
         };
-        Some(Artifact {
-            kind: meta.kind,
-            hash: meta.hash,
-            dir,
-            built_at: meta.built_at,
-            build_secs: meta.build_secs,
-            apparent_bytes,
-            disk_bytes,
-        })
+        Some(Artifact { kind: meta.kind, hash: meta.hash, dir, built_at: meta.built_at, build_secs: meta.build_secs, apparent_bytes, disk_bytes })
     }
 
     /// Returns the cached artifact, or runs `build` into a fresh temporary directory and
     /// renames it into place. `build` gets the output directory and the step's log path.
-    pub fn get_or_build(
-        &self,
-        kind: &str,
-        hash: &str,
-        inputs: Vec<String>,
-        build: impl FnOnce(&Path, &Path) -> Result<(), ImageError>,
-    ) -> Result<(Artifact, bool), ImageError> {
+    pub fn get_or_build(&self, kind: &str, hash: &str, inputs: Vec<String>, build: impl FnOnce(&Path, &Path) -> Result<(), ImageError>) -> Result<(Artifact, bool), ImageError> {
         if let Some(a) = self.get(kind, hash) {
             return Ok((a, false));
         }
@@ -122,25 +108,15 @@ impl Cache {
         let out = tmp.join("out");
         fs::create_dir_all(&out).map_err(|e| ImageError::io(format!("creating {}", out.display()), e))?;
         let log = self.log_path(kind, hash);
-        fs::create_dir_all(log.parent().expect("log path has a parent"))
-            .map_err(|e| ImageError::io("creating the log directory", e))?;
+        fs::create_dir_all(log.parent().expect("log path has a parent")).map_err(|e| ImageError::io("creating the log directory", e))?;
         let started = Instant::now();
         let result = build(&out, &log);
         let finished = result.and_then(|()| {
             let (apparent_bytes, disk_bytes) = dir_sizes(&out);
-            let meta = Meta {
-                kind: kind.into(),
-                hash: hash.into(),
-                inputs,
-                built_at: now_secs(),
-                build_secs: started.elapsed().as_secs_f64(),
-                apparent_bytes,
-                disk_bytes,
-            };
+            let meta = Meta { kind: kind.into(), hash: hash.into(), inputs, built_at: now_secs(), build_secs: started.elapsed().as_secs_f64(), apparent_bytes, disk_bytes };
             write_atomic(&out.join("meta.json"), &serde_json::to_vec_pretty(&meta).expect("meta serializes"))?;
             let dest = self.root.join(kind).join(hash);
-            fs::create_dir_all(dest.parent().expect("artifact dir has a parent"))
-                .map_err(|e| ImageError::io("creating the artifact kind directory", e))?;
+            fs::create_dir_all(dest.parent().expect("artifact dir has a parent")).map_err(|e| ImageError::io("creating the artifact kind directory", e))?;
             fs::rename(&out, &dest).map_err(|e| ImageError::io(format!("renaming into {}", dest.display()), e))
         });
         // The temporary tree goes whether the build worked or not; the log stays.
@@ -152,10 +128,7 @@ impl Cache {
     }
 
     pub fn refs(&self) -> BTreeMap<String, String> {
-        fs::read(self.root.join("refs.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        fs::read(self.root.join("refs.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
     }
 
     /// The artifact a name refers to, if both exist.
@@ -280,11 +253,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let cache = Cache::new(d.path());
         let _l = cache.lock().unwrap();
-        let (a, built) = cache
-            .get_or_build("thing", "abc", vec!["x".into()], |out, _log| {
-                fs::write(out.join("f"), b"12345").map_err(|e| ImageError::io("w", e))
-            })
-            .unwrap();
+        let (a, built) = cache.get_or_build("thing", "abc", vec!["x".into()], |out, _log| fs::write(out.join("f"), b"12345").map_err(|e| ImageError::io("w", e))).unwrap();
         assert!(built);
         assert_eq!(fs::read(a.file("f")).unwrap(), b"12345");
         assert!(a.apparent_bytes >= 5);

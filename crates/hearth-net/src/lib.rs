@@ -24,9 +24,9 @@
 pub mod alloc;
 mod error;
 mod inventory;
+pub mod netns;
 mod nft;
 mod nl;
-pub mod netns;
 mod rules;
 mod setup;
 mod tap;
@@ -37,10 +37,10 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 pub use alloc::{AllocError, Range, Slot, WorkstationId};
-/// Re-exported: it is in this API (allow entries, a slot's networks).
-pub use ipnet::Ipv4Net;
 pub use error::NetError;
 pub use inventory::Inventory;
+/// Re-exported: it is in this API (allow entries, a slot's networks).
+pub use ipnet::Ipv4Net;
 pub use rules::{Allow, HostOpts};
 pub use setup::{Egress, GuestSide, SetupOpts, WorkstationNet};
 

@@ -56,7 +56,8 @@ fn share_dir(dir: &Path) -> Result<(), NetError> {
         Ok(()) => Ok(()),
         // Not a mount point yet: bind it onto itself, then share it.
         Err(Errno::EINVAL) => {
-            mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(NetError::errno(format!("bind-mounting {} onto itself", dir.display())))?;
+            mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(NetError::errno(format!("bind-mounting {} onto itself", dir.display())))?;
             shared().map_err(NetError::errno(format!("making {} a shared mount", dir.display())))
         }
         Err(e) => Err(NetError::errno(format!("making {} a shared mount", dir.display()))(e)),

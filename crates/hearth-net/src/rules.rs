@@ -18,7 +18,8 @@ pub(crate) const NAT_SET: &str = "nat_ifaces";
 const FAMILY: NfFamily = NfFamily::INet;
 /// Never forwarded to (unless DNS or allowed): private, CGNAT, loopback, link-local (the
 /// cloud metadata address 169.254.169.254), multicast, "this network" and reserved.
-pub(crate) const BLOCKED: [&str; 9] = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4"];
+pub(crate) const BLOCKED: [&str; 9] =
+    ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4"];
 
 /// What the host's rules are made from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +79,16 @@ fn rule(chain: &'static str, expr: Vec<S<'static>>) -> NfListObject<'static> {
     NfListObject::Rule(Rule { family: FAMILY, table: TABLE.into(), chain: chain.into(), expr: expr.into(), handle: None, index: None, comment: None })
 }
 fn chain(name: &'static str, kind: NfChainType, hook: NfHook, prio: i32) -> NfListObject<'static> {
-    NfListObject::Chain(Chain { family: FAMILY, table: TABLE.into(), name: name.into(), _type: Some(kind), hook: Some(hook), prio: Some(prio), policy: Some(NfChainPolicy::Accept), ..Chain::default() })
+    NfListObject::Chain(Chain {
+        family: FAMILY,
+        table: TABLE.into(),
+        name: name.into(),
+        _type: Some(kind),
+        hook: Some(hook),
+        prio: Some(prio),
+        policy: Some(NfChainPolicy::Accept),
+        ..Chain::default()
+    })
 }
 fn set(name: &'static str, ty: SetType, interval: bool, elem: Vec<E<'static>>) -> NfListObject<'static> {
     NfListObject::Set(Box::new(Set {
@@ -122,7 +132,14 @@ pub(crate) fn objects(range: &Range, opts: &HostOpts, nat_ifaces: &[String]) -> 
         set("blocked", SetType::Ipv4Addr, true, BLOCKED.iter().filter_map(|b| b.parse().ok()).map(prefix).collect()),
         chain("prerouting", NfChainType::Filter, NfHook::Prerouting, -300),
         // Anti-spoofing: a source address must route back out of the veth it came in by.
-        rule("prerouting", [vec![from_ws(), is(E::Named(N::Fib(Fib { result: FibResult::Oif, flags: HashSet::from([FibFlag::Saddr, FibFlag::Iif]) })), Operator::EQ, E::Boolean(false))], counted_drop().to_vec()].concat()),
+        rule(
+            "prerouting",
+            [
+                vec![from_ws(), is(E::Named(N::Fib(Fib { result: FibResult::Oif, flags: HashSet::from([FibFlag::Saddr, FibFlag::Iif]) })), Operator::EQ, E::Boolean(false))],
+                counted_drop().to_vec(),
+            ]
+            .concat(),
+        ),
         chain("forward", NfChainType::Filter, NfHook::Forward, 0),
         rule("forward", [vec![from_ws(), not_nat(MetaKey::Iifname)], counted_drop().to_vec()].concat()),
         rule("forward", [vec![to_ws(), not_nat(MetaKey::Oifname)], counted_drop().to_vec()].concat()),

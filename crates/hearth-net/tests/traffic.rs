@@ -39,11 +39,7 @@ fn nat_egress_isolation_and_switching() {
     with_host("traffic", |h| {
         // Extra internet-side addresses in private space: a "LAN resolver" and an allowed service.
         let inet = h.internet.path().to_path_buf();
-        let opts = HostOpts {
-            dns: vec!["10.99.0.53".parse().unwrap()],
-            allow: vec![Allow { net: "10.99.0.54/32".parse().unwrap(), port: Some(8080) }],
-            ..h.opts()
-        };
+        let opts = HostOpts { dns: vec!["10.99.0.53".parse().unwrap()], allow: vec![Allow { net: "10.99.0.54/32".parse().unwrap(), port: Some(8080) }], ..h.opts() };
         h.net.init(&opts).unwrap();
         let (a, b, c) = (workstation(h, 1, Egress::Nat), workstation(h, 2, Egress::Nat), workstation(h, 3, Egress::None));
         let slot = |n| h.net.range().slot(n).unwrap();

@@ -256,11 +256,25 @@ pub enum WsClientMessage {
 pub enum WsServerMessage {
     /// First: the session's size and title; the next binary frames are its scrollback then
     /// its screen (`replay_bytes` of them), then live output.
-    Attached { rows: u16, cols: u16, title: String, read_only: bool, replay_bytes: u64 },
-    Resize { rows: u16, cols: u16 },
-    Exit { code: Option<i32>, signal: Option<i32> },
+    Attached {
+        rows: u16,
+        cols: u16,
+        title: String,
+        read_only: bool,
+        replay_bytes: u64,
+    },
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+    Exit {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
     /// This client fell too far behind and is disconnected; reconnect for a fresh screen.
     Lagged,
     Pong,
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }

@@ -388,10 +388,7 @@ mod tests {
     fn messages_have_stable_json() {
         let r = Request::Exec(ExecSpec { timeout_secs: Some(5), ..ExecSpec::new(["true"]) });
         let s = serde_json::to_string(&r).unwrap();
-        assert_eq!(
-            s,
-            r#"{"type":"exec","argv":["true"],"env":[],"cwd":null,"user":null,"timeout_secs":5,"max_output_bytes":null,"stdin":false}"#
-        );
+        assert_eq!(s, r#"{"type":"exec","argv":["true"],"env":[],"cwd":null,"user":null,"timeout_secs":5,"max_output_bytes":null,"stdin":false}"#);
         assert_eq!(serde_json::from_str::<Request>(r#"{"type":"exec","argv":["a"]}"#).unwrap(), Request::Exec(ExecSpec::new(["a"])));
         assert_eq!(serde_json::from_str::<Request>(r#"{"type":"hello","version":1}"#).unwrap(), Request::Hello { version: 1, token: None });
         assert!(serde_json::from_str::<Request>(r#"{"type":"launch"}"#).is_err());

@@ -15,7 +15,11 @@ pub enum RuntimeError {
     #[error("workstation `{id}` is {state}: cannot {op}")]
     Conflict { id: String, state: String, op: &'static str },
     #[error("{what} failed")]
-    Io { what: String, #[source] source: std::io::Error },
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Vmm(#[from] VmmError),
 }

@@ -39,4 +39,3 @@ pub struct Record {
     #[serde(default)]
     pub jail_uid: Option<u32>,
 }
-

@@ -20,9 +20,9 @@ use hearth_vmm::vm::{create_ext4_disk, LaunchTimings, Overlay, StopKind, Vm, VmC
 use crate::layout::{validate_id, Layout};
 use crate::network::NetSpec;
 use crate::record::{Record, State};
-use hearth_proto::unix_ms_now;
 use crate::spec::{Limits, Spec};
 use crate::RuntimeError;
+use hearth_proto::unix_ms_now;
 
 /// The host-side programs and kernel every workstation runs with.
 #[derive(Debug, Clone)]
@@ -163,7 +163,10 @@ impl Runtime {
         validate_id(id).map_err(|message| RuntimeError::Invalid { field: "id", message })?;
         spec.validate(&self.limits)?;
         if !spec.base_image.is_file() {
-            return Err(RuntimeError::Invalid { field: "recipe", message: format!("base image {} does not exist (build it with `hearth image build`)", spec.base_image.display()) });
+            return Err(RuntimeError::Invalid {
+                field: "recipe",
+                message: format!("base image {} does not exist (build it with `hearth image build`)", spec.base_image.display()),
+            });
         }
         let layout = Layout::new(&self.root, id);
         match fs::create_dir(&layout.dir) {
@@ -180,15 +183,7 @@ impl Runtime {
             // uids are allocated under the lock of the whole root, so two creates never share one.
             let _all = self.jail.as_ref().map(|_| self.lock_root()).transpose()?;
             let jail_uid = self.jail.as_ref().map(|j| self.free_uid(j.uid_base)).transpose()?;
-            let record = Record {
-                state: State::Stopped,
-                created_unix_ms: unix_ms_now(),
-                started_unix_ms: None,
-                stopped_unix_ms: None,
-                last_stop: None,
-                crash: None,
-                jail_uid,
-            };
+            let record = Record { state: State::Stopped, created_unix_ms: unix_ms_now(), started_unix_ms: None, stopped_unix_ms: None, last_stop: None, crash: None, jail_uid };
             write_json(&layout.state(), &record)?;
             // Last: a directory without spec.json is a creation that did not finish.
             write_json(&layout.spec(), &spec)

@@ -36,11 +36,7 @@ impl Need {
     fn in_use(rows: &[Row]) -> Need {
         rows.iter().fold(Need::default(), |n, r| {
             let runs = r.state == "running" || r.state == "paused";
-            n.add(Need {
-                mem_mib: if runs { r.mem_size_mib.into() } else { 0 },
-                vcpus: if runs { r.vcpu_count.into() } else { 0 },
-                disk_gib: r.disk_size_gib.into(),
-            })
+            n.add(Need { mem_mib: if runs { r.mem_size_mib.into() } else { 0 }, vcpus: if runs { r.vcpu_count.into() } else { 0 }, disk_gib: r.disk_size_gib.into() })
         })
     }
 }

@@ -59,7 +59,9 @@ impl App {
         if !ok {
             return Err(ApiError::invalid("recipe", "must be 1-64 characters of [A-Za-z0-9_-]"));
         }
-        self.cache.resolve_file(&refs::rootfs(recipe), "rootfs.ext4").map_err(|_| ApiError::invalid("recipe", format!("no image built for recipe `{recipe}` (hearth image build --recipe …)")))
+        self.cache
+            .resolve_file(&refs::rootfs(recipe), "rootfs.ext4")
+            .map_err(|_| ApiError::invalid("recipe", format!("no image built for recipe `{recipe}` (hearth image build --recipe …)")))
     }
 
     /// The row, with its state brought up to date from the runtime (a Firecracker that died

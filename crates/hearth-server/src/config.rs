@@ -175,7 +175,11 @@ impl Config {
             let v = format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")).unwrap_or(toml::Value::String(value));
             let mut table = &mut doc;
             for p in &parts[..parts.len() - 1] {
-                table = table.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new())).as_table_mut().ok_or_else(|| ConfigError::Invalid(format!("{key}: {p} is not a section")))?;
+                table = table
+                    .entry(p.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .ok_or_else(|| ConfigError::Invalid(format!("{key}: {p} is not a section")))?;
             }
             table.insert(parts[parts.len() - 1].clone(), v);
         }
@@ -191,7 +195,13 @@ impl Config {
         if l.max_vcpus == 0 || l.min_mem_mib > l.max_mem_mib || l.max_disk_gib == 0 {
             return bad("limits: max_vcpus and max_disk_gib must be positive, min_mem_mib <= max_mem_mib");
         }
-        if d.vcpu_count == 0 || d.vcpu_count > l.max_vcpus || d.mem_size_mib < l.min_mem_mib || d.mem_size_mib > l.max_mem_mib || d.disk_size_gib == 0 || d.disk_size_gib > l.max_disk_gib {
+        if d.vcpu_count == 0
+            || d.vcpu_count > l.max_vcpus
+            || d.mem_size_mib < l.min_mem_mib
+            || d.mem_size_mib > l.max_mem_mib
+            || d.disk_size_gib == 0
+            || d.disk_size_gib > l.max_disk_gib
+        {
             return bad("defaults must lie within limits");
         }
         if d.rx_mbps > l.max_bandwidth_mbps || d.tx_mbps > l.max_bandwidth_mbps {

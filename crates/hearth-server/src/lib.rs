@@ -52,9 +52,8 @@ pub fn open(config: Config, data_dir: &Path, cache_dir: &Path) -> Result<App, Se
     std::fs::create_dir_all(data_dir).map_err(|e| setup("creating the data directory")(e.to_string()))?;
     let store = Store::open(&data_dir.join("hearth.db")).map_err(|e| setup("opening the database")(e.to_string()))?;
     let cache = Cache::new(cache_dir);
-    let file = |name: &str, f: &str| -> Result<PathBuf, ServeError> {
-        cache.resolve_file(name, f).map_err(|e| setup("finding artifacts (run `hearth image build`)")(e.to_string()))
-    };
+    let file =
+        |name: &str, f: &str| -> Result<PathBuf, ServeError> { cache.resolve_file(name, f).map_err(|e| setup("finding artifacts (run `hearth image build`)")(e.to_string())) };
     let artifacts = Artifacts { firecracker: file(refs::FIRECRACKER, "firecracker")?, kernel: file(refs::GUEST_KERNEL, "vmlinux")?, mkfs: "mkfs.ext4".into() };
     let l = &config.limits;
     let limits = Limits { max_vcpus: l.max_vcpus, min_mem_mib: l.min_mem_mib, max_mem_mib: l.max_mem_mib, max_disk_gib: l.max_disk_gib };

@@ -59,11 +59,7 @@ pub fn default_route_iface(route_table: &str) -> Option<String> {
 /// The IPv4 nameservers of resolv.conf text that are not loopback (a local stub resolver,
 /// like systemd-resolved's 127.0.0.53, is the host's and unreachable from a guest).
 pub fn resolv_conf_nameservers(text: &str) -> Vec<Ipv4Addr> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .filter_map(|a| a.trim().parse::<Ipv4Addr>().ok())
-        .filter(|a| !a.is_loopback() && !a.is_unspecified())
-        .collect()
+    text.lines().filter_map(|l| l.trim().strip_prefix("nameserver")).filter_map(|a| a.trim().parse::<Ipv4Addr>().ok()).filter(|a| !a.is_loopback() && !a.is_unspecified()).collect()
 }
 
 /// Sets up this host's rules (table `inet hearth`, forwarding on); None when networking is

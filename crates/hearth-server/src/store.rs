@@ -228,7 +228,13 @@ impl Store {
             ],
         )?;
         let net = w.address.as_ref().map(|a| format!(", address {a}, egress {}", w.egress)).unwrap_or_default();
-        add_event(&tx, &w.id, now_ms, "created", &format!("{} vCPU, {} MiB, {} GiB{}{net}", w.vcpu_count, w.mem_size_mib, w.disk_size_gib, if w.read_only { ", read-only" } else { "" }))?;
+        add_event(
+            &tx,
+            &w.id,
+            now_ms,
+            "created",
+            &format!("{} vCPU, {} MiB, {} GiB{}{net}", w.vcpu_count, w.mem_size_mib, w.disk_size_gib, if w.read_only { ", read-only" } else { "" }),
+        )?;
         tx.commit()?;
         Ok(w)
     }
@@ -266,9 +272,8 @@ impl Store {
     pub fn events(&self, id: &str, limit: i64) -> Result<Vec<Event>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT id, at_ms, kind, message FROM events WHERE workstation_id = ?1 ORDER BY id DESC LIMIT ?2")?;
-        let mut v = st
-            .query_map(params![id, limit], |r| Ok(Event { id: r.get(0)?, at_unix_ms: r.get(1)?, kind: r.get(2)?, message: r.get(3)? }))?
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut v =
+            st.query_map(params![id, limit], |r| Ok(Event { id: r.get(0)?, at_unix_ms: r.get(1)?, kind: r.get(2)?, message: r.get(3)? }))?.collect::<Result<Vec<_>, _>>()?;
         v.reverse();
         Ok(v)
     }

@@ -16,9 +16,18 @@ const MAX_BODY: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("connecting to the Firecracker API at {path} failed")]
-    Connect { path: PathBuf, #[source] source: std::io::Error },
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("Firecracker API i/o failed on {method} {uri}")]
-    Io { method: &'static str, uri: String, #[source] source: std::io::Error },
+    Io {
+        method: &'static str,
+        uri: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("Firecracker API answered {method} {uri} with a malformed response: {detail}")]
     Malformed { method: &'static str, uri: String, detail: String },
     #[error("Firecracker refused {method} {uri}: HTTP {status}: {fault}")]
@@ -68,8 +77,7 @@ impl ApiClient {
 
     fn request(&self, method: &'static str, uri: &str, body: Option<&[u8]>) -> Result<Vec<u8>, ApiError> {
         let io = |source| ApiError::Io { method, uri: uri.to_string(), source };
-        let mut stream = UnixStream::connect(&self.socket)
-            .map_err(|source| ApiError::Connect { path: self.socket.clone(), source })?;
+        let mut stream = UnixStream::connect(&self.socket).map_err(|source| ApiError::Connect { path: self.socket.clone(), source })?;
         stream.set_read_timeout(Some(self.timeout)).map_err(io)?;
         stream.set_write_timeout(Some(self.timeout)).map_err(io)?;
         let body = body.unwrap_or_default();
@@ -102,11 +110,7 @@ enum ReadError {
 fn read_response(r: &mut impl BufRead) -> Result<(u16, Vec<u8>), ReadError> {
     let mut line = String::new();
     r.read_line(&mut line).map_err(ReadError::Io)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| ReadError::Malformed(format!("status line {:?}", line.trim_end())))?;
+    let status = line.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()).ok_or_else(|| ReadError::Malformed(format!("status line {:?}", line.trim_end())))?;
     let mut content_length = 0usize;
     loop {
         line.clear();
@@ -119,10 +123,7 @@ fn read_response(r: &mut impl BufRead) -> Result<(u16, Vec<u8>), ReadError> {
         }
         if let Some((name, value)) = header.split_once(':') {
             if name.eq_ignore_ascii_case("content-length") {
-                content_length = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| ReadError::Malformed(format!("content-length {value:?}")))?;
+                content_length = value.trim().parse().map_err(|_| ReadError::Malformed(format!("content-length {value:?}")))?;
             }
         }
     }
@@ -163,10 +164,7 @@ mod tests {
                 got.extend_from_slice(&buf[..n]);
                 let text = String::from_utf8_lossy(&got).into_owned();
                 if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("Content-Length: "))
-                        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                    let len = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).map_or(0, |v| v.trim().parse::<usize>().unwrap());
                     if body.len() >= len || n == 0 {
                         break;
                     }
@@ -193,9 +191,7 @@ mod tests {
 
     #[test]
     fn refusals_carry_the_fault_message() {
-        let (_d, path, _h) = serve_once(
-            "HTTP/1.1 400 \r\nContent-Type: application/json\r\nContent-Length: 32\r\n\r\n{\"fault_message\":\"bad vcpu cnt\"}\n",
-        );
+        let (_d, path, _h) = serve_once("HTTP/1.1 400 \r\nContent-Type: application/json\r\nContent-Length: 32\r\n\r\n{\"fault_message\":\"bad vcpu cnt\"}\n");
         let err = ApiClient::new(&path).get("/machine-config").unwrap_err();
         match err {
             ApiError::Refused { status, fault, .. } => assert_eq!((status, fault.as_str()), (400, "bad vcpu cnt")),

@@ -8,13 +8,21 @@ use crate::api::ApiError;
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
     #[error("starting {binary} failed")]
-    Spawn { binary: PathBuf, #[source] source: std::io::Error },
+    Spawn {
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("Firecracker's API socket {socket} did not accept connections within {timeout:?}; console tail:\n{console_tail}")]
     ApiNotReady { socket: PathBuf, timeout: Duration, console_tail: String },
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error("{what} failed")]
-    Io { what: String, #[source] source: std::io::Error },
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{why}; serial console tail:\n{console_tail}")]
     NotReady { why: NotReady, console_tail: String },
     #[error(transparent)]

@@ -67,10 +67,8 @@ pub(crate) fn chroot_of(dir: &Path, cfg: &JailConfig) -> PathBuf {
 fn prepare_parent_cgroup() -> Result<(), VmmError> {
     let parent = Path::new(CGROUP_ROOT).join(PARENT_CGROUP);
     fs::create_dir_all(&parent).map_err(io(format!("creating cgroup {}", parent.display())))?;
-    fs::write(parent.join("cgroup.subtree_control"), "+cpu +memory +pids").map_err(io(format!(
-        "enabling cpu, memory and pids controllers in {} (are they enabled in {CGROUP_ROOT}/cgroup.subtree_control?)",
-        parent.display()
-    )))
+    fs::write(parent.join("cgroup.subtree_control"), "+cpu +memory +pids")
+        .map_err(io(format!("enabling cpu, memory and pids controllers in {} (are they enabled in {CGROUP_ROOT}/cgroup.subtree_control?)", parent.display())))
 }
 
 /// Builds the chroot skeleton and the jailer command for a VM in `dir`. The caller spawns it.

@@ -31,9 +31,9 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use crate::api::ApiClient;
+use crate::error::{NotReady, VmmError};
 use crate::jail::{self, BindFile, JailConfig};
 use crate::models::{ActionType, Balloon, BootSource, Drive, Entropy, InstanceAction, Logger, MachineConfig, NetworkInterface, RateLimiter, Vsock};
-use crate::error::{NotReady, VmmError};
 use crate::{AGENT_READY_PREFIX, GUEST_BOOT_ARGS};
 
 /// What a VM writes on its upper layer.
@@ -326,20 +326,20 @@ impl Vm {
         let mut args = vec![GUEST_BOOT_ARGS.to_string(), overlay_arg.into(), format!("hearth.hostname={}", cfg.hostname)];
         if let Some(net) = &cfg.network {
             args.extend(net.boot_args());
-            api.put("/network-interfaces/eth0", &NetworkInterface {
-                iface_id: "eth0".into(),
-                host_dev_name: net.tap.clone(),
-                guest_mac: net.guest_mac.clone(),
-                rx_rate_limiter: net.rx,
-                tx_rate_limiter: net.tx,
-            })?;
+            api.put(
+                "/network-interfaces/eth0",
+                &NetworkInterface { iface_id: "eth0".into(), host_dev_name: net.tap.clone(), guest_mac: net.guest_mac.clone(), rx_rate_limiter: net.rx, tx_rate_limiter: net.tx },
+            )?;
         }
         args.extend(cfg.extra_boot_args.iter().cloned());
         api.put("/boot-source", &BootSource { kernel_image_path: at(&cfg.kernel, KERNEL_NAME), boot_args: args.join(" "), initrd_path: None })?;
         let base = Drive { drive_id: "base".into(), path_on_host: at(&cfg.base_image, BASE_NAME), is_root_device: true, is_read_only: true, rate_limiter: None };
         api.put("/drives/base", &base)?;
         if let Overlay::Disk(disk) = &cfg.overlay {
-            api.put("/drives/overlay", &Drive { drive_id: "overlay".into(), path_on_host: at(disk, OVERLAY_NAME), is_root_device: false, is_read_only: false, rate_limiter: None })?;
+            api.put(
+                "/drives/overlay",
+                &Drive { drive_id: "overlay".into(), path_on_host: at(disk, OVERLAY_NAME), is_root_device: false, is_read_only: false, rate_limiter: None },
+            )?;
         }
         api.put("/machine-config", &MachineConfig { vcpu_count: cfg.vcpus, mem_size_mib: cfg.mem_mib, smt: cfg.smt.then_some(true) })?;
         api.put("/vsock", &Vsock { guest_cid: 3, uds_path: at(&run.join("v.sock"), "v.sock") })?;
@@ -462,11 +462,14 @@ impl Vm {
     /// paused; resume it or kill it.
     pub fn snapshot(&self, state: &Path, mem: &Path) -> Result<(), VmmError> {
         self.pause()?;
-        self.api().with_timeout(SNAPSHOT_TIMEOUT).put("/snapshot/create", &serde_json::json!({
-            "snapshot_type": "Full",
-            "snapshot_path": path_str(state),
-            "mem_file_path": path_str(mem),
-        }))?;
+        self.api().with_timeout(SNAPSHOT_TIMEOUT).put(
+            "/snapshot/create",
+            &serde_json::json!({
+                "snapshot_type": "Full",
+                "snapshot_path": path_str(state),
+                "mem_file_path": path_str(mem),
+            }),
+        )?;
         Ok(())
     }
 
@@ -477,11 +480,14 @@ impl Vm {
     pub fn restore(dir: &Path, firecracker: &Path, netns: Option<&Path>, state: &Path, mem: &Path, timeout: Duration) -> Result<Vm, VmmError> {
         let (vm, _) = Vm::spawn(dir, firecracker, netns, None)?;
         let restored = vm.wait_api().and_then(|()| {
-            vm.api().put("/snapshot/load", &serde_json::json!({
-                "snapshot_path": path_str(state),
-                "mem_backend": {"backend_type": "File", "backend_path": path_str(mem)},
-                "resume_vm": true,
-            }))?;
+            vm.api().put(
+                "/snapshot/load",
+                &serde_json::json!({
+                    "snapshot_path": path_str(state),
+                    "mem_backend": {"backend_type": "File", "backend_path": path_str(mem)},
+                    "resume_vm": true,
+                }),
+            )?;
             // The restored guest resets its vsock transport first: a connection made right
             // after the load can be dropped before hello. Retry until the agent answers.
             let deadline = Instant::now() + timeout;
@@ -531,13 +537,9 @@ impl Vm {
             self.forget();
             return StopKind::NotRunning;
         }
-        let kind = if self.agent(Duration::from_secs(5)).and_then(|a| Ok(a.shutdown()?)).is_ok()
-            && hearth_init::proc::wait_gone(self.pid, PROCESS_NAME, timeout)
-        {
+        let kind = if self.agent(Duration::from_secs(5)).and_then(|a| Ok(a.shutdown()?)).is_ok() && hearth_init::proc::wait_gone(self.pid, PROCESS_NAME, timeout) {
             StopKind::Clean
-        } else if self.api().put("/actions", &InstanceAction { action_type: ActionType::SendCtrlAltDel }).is_ok()
-            && hearth_init::proc::wait_gone(self.pid, PROCESS_NAME, timeout)
-        {
+        } else if self.api().put("/actions", &InstanceAction { action_type: ActionType::SendCtrlAltDel }).is_ok() && hearth_init::proc::wait_gone(self.pid, PROCESS_NAME, timeout) {
             StopKind::CtrlAltDel
         } else {
             self.kill();
@@ -613,10 +615,7 @@ const OVERLAY_NAME: &str = "overlay.ext4";
 
 /// The files a jailed VM needs bind-mounted into its chroot.
 fn jail_files(cfg: &VmConfig) -> Vec<BindFile> {
-    let mut v = vec![
-        BindFile { host: cfg.kernel.clone(), name: KERNEL_NAME, writable: false },
-        BindFile { host: cfg.base_image.clone(), name: BASE_NAME, writable: false },
-    ];
+    let mut v = vec![BindFile { host: cfg.kernel.clone(), name: KERNEL_NAME, writable: false }, BindFile { host: cfg.base_image.clone(), name: BASE_NAME, writable: false }];
     if let Overlay::Disk(d) = &cfg.overlay {
         v.push(BindFile { host: d.clone(), name: OVERLAY_NAME, writable: true });
     }

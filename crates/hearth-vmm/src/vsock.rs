@@ -47,9 +47,7 @@ pub fn connect(uds: &Path, port: u32, timeout: Duration) -> Result<UnixStream, V
     loop {
         match connect_once(uds, port, Duration::from_secs(2)) {
             Ok(s) => return Ok(s),
-            Err(last) if Instant::now() >= deadline => {
-                return Err(VsockError::NoAnswer { uds: uds.display().to_string(), port, timeout, last })
-            }
+            Err(last) if Instant::now() >= deadline => return Err(VsockError::NoAnswer { uds: uds.display().to_string(), port, timeout, last }),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }

@@ -23,22 +23,18 @@ use hearth_vmm::vm::{console_tail, Vm, VmConfig};
 
 #[path = "common/cpu.rs"]
 mod cpu;
+#[path = "common/echo.rs"]
+mod echo;
 #[path = "common/guest.rs"]
 mod guest;
 #[path = "common/stats.rs"]
 mod stats;
-#[path = "common/echo.rs"]
-mod echo;
-use echo::{echo_through, raw_cat};
 use cpu::cpu_percent;
+use echo::{echo_through, raw_cat};
 use guest::{bench_vm_config, fresh_dir, guest_out};
 use stats::{median, ms, p99};
 
-const VARIANTS: &[(&str, &[&str])] = &[
-    ("as_built", &[]),
-    ("low_res_timers", &["highres=off"]),
-    ("periodic_tick", &["nohz=off", "highres=off"]),
-];
+const VARIANTS: &[(&str, &[&str])] = &[("as_built", &[]), ("low_res_timers", &["highres=off"]), ("periodic_tick", &["nohz=off", "highres=off"])];
 
 /// Output floods through the agent: plain `seq` and `seq` through a PTY (`script`).
 const FLOODS: &[(&str, &str)] = &[("plain", "seq 1 2500000"), ("pty", "script -qfec 'seq 1 2500000' /dev/null")];

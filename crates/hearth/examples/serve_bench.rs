@@ -448,7 +448,13 @@ fn main() {
     let (keys, mb) = (arg(1, 500) as usize, arg(2, 20));
     let data = PathBuf::from(std::env::var("HEARTH_DATA_DIR").expect("HEARTH_DATA_DIR (run in the box)")).join("serve-bench");
     let _ = std::fs::remove_dir_all(&data);
-    let (server, line) = start(Command::new("hearth").args(["serve", "--listen", "127.0.0.1:0"]).env("HEARTH_DATA_DIR", &data).env("HEARTH_LOG", "warn").envs(std::env::var("BENCH_NETWORK").ok().map(|v| ("HEARTH_NETWORK__ENABLED", v))));
+    let (server, line) = start(
+        Command::new("hearth")
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("HEARTH_DATA_DIR", &data)
+            .env("HEARTH_LOG", "warn")
+            .envs(std::env::var("BENCH_NETWORK").ok().map(|v| ("HEARTH_NETWORK__ENABLED", v))),
+    );
     let base = line.strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("{line}")).to_string();
     // A run that fails says what became of its workstations' VMs (in the box, most failures
     // are the emulation's: a guest that reset itself shows as such here).
@@ -563,11 +569,15 @@ fn main() {
         call("POST", &format!("{api}/workstations"), Some(json!({"name": format!("rec-{i}"), "read_only": true, "start": false, "mem_size_mib": 256, "vcpu_count": 1})));
     }
     let timed = |url: &str| -> Value {
-        stats((0..50).map(|_| {
-            let t = Instant::now();
-            call("GET", url, None);
-            ms(t.elapsed())
-        }).collect())
+        stats(
+            (0..50)
+                .map(|_| {
+                    let t = Instant::now();
+                    call("GET", url, None);
+                    ms(t.elapsed())
+                })
+                .collect(),
+        )
     };
     phase("100 records made");
     let list = timed(&format!("{api}/workstations"));

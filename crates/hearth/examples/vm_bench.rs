@@ -23,10 +23,10 @@ use hearth_image::{refs, Cache};
 use hearth_proto::control::ExecSpec;
 use hearth_vmm::vm::{create_ext4_disk, Overlay, Vm, VmConfig};
 
-#[path = "common/stats.rs"]
-mod stats;
 #[path = "common/echo.rs"]
 mod echo;
+#[path = "common/stats.rs"]
+mod stats;
 use echo::{echo_through, raw_cat};
 use stats::{median, ms, p99};
 

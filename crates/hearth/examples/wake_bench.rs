@@ -21,14 +21,14 @@ use hearth_vmm::vm::{console_tail, Vm, VmConfig};
 
 #[path = "common/cpu.rs"]
 mod cpu;
+#[path = "common/echo.rs"]
+mod echo;
 #[path = "common/guest.rs"]
 mod guest;
 #[path = "common/stats.rs"]
 mod stats;
-#[path = "common/echo.rs"]
-mod echo;
-use echo::{echo_through, raw_cat};
 use cpu::cpu_percent;
+use echo::{echo_through, raw_cat};
 use guest::{bench_vm_config, fresh_dir, guest_out};
 use stats::{median, ms, p99};
 

@@ -388,10 +388,7 @@ fn the_api_drives_workstations_end_to_end() {
     // A terminal with output flowing, the server killed with SIGKILL, started again: the
     // workstation still runs, the session is alive with its scrollback, nothing is lost.
     let (_, ticker) = call("POST", &terms, Some(json!({"argv": ["sh", "-c", "i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.05; done"]})));
-    let ticker = ticker["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{ticker}\n{}", call("GET", &one, None).1))
-        .to_string();
+    let ticker = ticker["id"].as_str().unwrap_or_else(|| panic!("{ticker}\n{}", call("GET", &one, None).1)).to_string();
     let mut watch = Ws::connect(&format!("{ws_base}/{ticker}/ws"));
     watch.until("tick-20");
     let events_before = call("GET", &format!("{one}/events"), None).1["events"].as_array().unwrap().len();

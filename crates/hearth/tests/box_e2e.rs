@@ -19,8 +19,7 @@ fn the_box_boots_guests_with_real_firecracker_and_keeps_its_disk() {
     let pid = status["box"]["pid"].as_u64().unwrap();
 
     // The boot check: three boots of the default workstation image inside the box.
-    let probe: serde_json::Value =
-        serde_json::from_str(&run_ok(hearth(d).args(["box", "run", "--", "hearth", "probe", "--count", "3", "--json"]))).unwrap();
+    let probe: serde_json::Value = serde_json::from_str(&run_ok(hearth(d).args(["box", "run", "--", "hearth", "probe", "--count", "3", "--json"]))).unwrap();
     assert_eq!(probe["summary"]["ready"], 3, "{probe:#}");
     for r in probe["reports"].as_array().unwrap() {
         assert_eq!(r["ready"], true, "{r:#}");

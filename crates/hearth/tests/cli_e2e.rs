@@ -80,13 +80,7 @@ fn the_cli_drives_a_workstation() {
     assert_eq!((code, err.as_str()), (3, "bad\n"));
 
     // attach with stdin from a pipe (no terminal: no raw mode): the session runs what it is fed.
-    let mut child = Command::new("hearth")
-        .args(["ws", "--server", url, "attach", &id])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new("hearth").args(["ws", "--server", url, "attach", &id]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(b"echo attached-$((2+3))\nexit 4\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

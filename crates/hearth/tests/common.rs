@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 /// The artifact cache the tests share: $HEARTH_CACHE_DIR or hearth's default.
@@ -41,9 +41,7 @@ pub(crate) fn run_ok(cmd: &mut Command) -> String {
 /// True if the process exists and is not a zombie (an exited QEMU whose parent, the init
 /// of this machine, has not reaped it yet is not running).
 pub(crate) fn is_running(pid: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')).unwrap_or(false))
-        .unwrap_or(false)
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')).unwrap_or(false)).unwrap_or(false)
 }
 
 /// What `hearth box run` says when the box, not the command, failed (cmd/boxcmd.rs).
@@ -217,7 +215,6 @@ pub(crate) fn serve_in_box_with(data: &std::path::Path, env: &[(&str, &str)]) ->
     let base = line.trim().strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
     Server { child, base }
 }
-
 
 /// An API call: (status, JSON body, or the text as a JSON string when it is not JSON).
 pub(crate) fn call(method: &str, url: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {

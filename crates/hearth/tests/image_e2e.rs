@@ -41,28 +41,11 @@ fn bad_recipes_fail_at_the_named_step_and_leave_the_cache_alone() {
     let data = tempfile::tempdir().unwrap();
     let refs_path = cache_dir().join("refs.json");
     let refs_before = fs::read(&refs_path).expect("artifacts were built before the tests");
-    let default_image = cache_dir().join(
-        serde_json::from_slice::<serde_json::Value>(&refs_before).unwrap()["rootfs/datascience"].as_str().unwrap(),
-    );
+    let default_image = cache_dir().join(serde_json::from_slice::<serde_json::Value>(&refs_before).unwrap()["rootfs/datascience"].as_str().unwrap());
     let cases: [BadRecipe; 3] = [
-        (
-            "missing-req",
-            "name='missing-req'\nsuite='bookworm'\nrequirements='requirements.txt'\n",
-            &[],
-            &["`requirements` names `requirements.txt`, which is missing"],
-        ),
-        (
-            "unknown-pkg",
-            "name='unknown-pkg'\nsuite='bookworm'\npackages=['hearth-no-such-package']\n",
-            &[],
-            &["step `mmdebstrap` failed", "hearth-no-such-package"],
-        ),
-        (
-            "broken-hook",
-            "name='broken-hook'\nsuite='bookworm'\nhook='hook.sh'\n",
-            &[("hook.sh", "echo about to fail\nexit 3\n")],
-            &["step `hook` failed", "about to fail"],
-        ),
+        ("missing-req", "name='missing-req'\nsuite='bookworm'\nrequirements='requirements.txt'\n", &[], &["`requirements` names `requirements.txt`, which is missing"]),
+        ("unknown-pkg", "name='unknown-pkg'\nsuite='bookworm'\npackages=['hearth-no-such-package']\n", &[], &["step `mmdebstrap` failed", "hearth-no-such-package"]),
+        ("broken-hook", "name='broken-hook'\nsuite='bookworm'\nhook='hook.sh'\n", &[("hook.sh", "echo about to fail\nexit 3\n")], &["step `hook` failed", "about to fail"]),
     ];
     for (name, toml, files, expect) in cases {
         let dir = data.path().join(name);

@@ -181,7 +181,10 @@ fn workstations_get_nat_isolation_limits_and_survive_restarts() {
     // Another workstation: B listens on its address (it reaches itself there), A gets nothing.
     py(&base, idb, "import subprocess; subprocess.Popen(['python3', '-m', 'http.server', '9000'], start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)");
     let b_service = format!("{}:9000", addr(&b));
-    let wait_b = format!("import socket, time\nfor _ in range(100):\n    try:\n        socket.create_connection(('{}', 9000), 1).close(); print('up'); break\n    except OSError: time.sleep(0.2)\n", addr(&b));
+    let wait_b = format!(
+        "import socket, time\nfor _ in range(100):\n    try:\n        socket.create_connection(('{}', 9000), 1).close(); print('up'); break\n    except OSError: time.sleep(0.2)\n",
+        addr(&b)
+    );
     assert_eq!(py(&base, idb, &wait_b), "up");
     // The host: its uplink address, its address on the box's own network, A's veth host end.
     let a_host_end = format!("{}:{HOST_SERVICE_PORT}", std::net::Ipv4Addr::from(u32::from(addr(&a).parse::<std::net::Ipv4Addr>().unwrap()) + 3));
@@ -271,4 +274,3 @@ fn workstations_get_nat_isolation_limits_and_survive_restarts() {
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(&data29);
 }
-

@@ -15,7 +15,6 @@ use hearth_image::{refs, Cache};
 use hearth_proto::control::ExecSpec;
 use hearth_vmm::vm::{console_tail, create_ext4_disk, Overlay, StopKind, Vm, VmConfig};
 
-
 fn config(cache: &Cache, overlay: Overlay, hostname: &str) -> VmConfig {
     let file = |name: &str, f: &str| cache.resolve_file(name, f).unwrap();
     VmConfig {
@@ -139,10 +138,7 @@ fn a_guest_takes_its_network_from_the_host() {
          ip route show default | cut -d' ' -f1-3; grep nameserver /etc/resolv.conf; \
          ip -o link show lo | grep -c LOWER_UP; ping -c1 -W5 10.213.0.1 >/dev/null && echo gateway-answers",
     );
-    assert_eq!(
-        (status, out.as_str()),
-        (0, "10.213.0.2/30\n1400\n06:00:0a:d5:00:02\ndefault via 10.213.0.1\nnameserver 10.213.0.1\n1\ngateway-answers\n")
-    );
+    assert_eq!((status, out.as_str()), (0, "10.213.0.2/30\n1400\n06:00:0a:d5:00:02\ndefault via 10.213.0.1\nnameserver 10.213.0.1\n1\ngateway-answers\n"));
     // The reply came back through the tap: the namespace reaches the guest too.
     vm.kill();
     ip(&["netns", "del", &ns]);

@@ -127,7 +127,6 @@ fn assert_nothing_left(rt: &Runtime, id: &str) {
     assert!(matches!(rt.get(id), Err(RuntimeError::NotFound(_))));
 }
 
-
 #[test]
 fn a_workstation_lives_works_and_vanishes() {
     if common::delegated_to_box("a_workstation_lives_works_and_vanishes") {

@@ -13,9 +13,9 @@ use std::time::Duration;
 use hearth_init::{console, MountSpec};
 use nix::mount::MsFlags;
 
+use crate::{BOX_ADDR, BOX_GATEWAY, BOX_UPLINK, CACHE_MOUNT, CACHE_TAG, CONTROL_PORT, DATA_DEVICE, DATA_MOUNT, READY_LINE, SHARE_MOUNT};
 use hearth_exec::server::{serve_incoming, ConnLimit, ServerConfig};
 use hearth_proto::control::capability;
-use crate::{BOX_ADDR, BOX_GATEWAY, BOX_UPLINK, CACHE_MOUNT, CACHE_TAG, CONTROL_PORT, DATA_DEVICE, DATA_MOUNT, READY_LINE, SHARE_MOUNT};
 
 /// The cache share is mounted `cache=loose`: artifacts are immutable (content-addressed), so
 /// the box may keep their pages (kernel, firecracker, guest image blocks) in its page cache.
@@ -77,8 +77,7 @@ fn dev_links() -> Result<(), String> {
 
 /// The jailer puts each Firecracker in its own cgroup with cpu/memory/pids limits.
 fn delegate_cgroup_controllers() -> Result<(), String> {
-    std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+cpu +memory +pids +cpuset")
-        .map_err(|e| format!("enabling cgroup controllers: {e}"))
+    std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+cpu +memory +pids +cpuset").map_err(|e| format!("enabling cgroup controllers: {e}"))
 }
 
 fn network_up() -> Result<(), String> {

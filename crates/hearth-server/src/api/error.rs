@@ -68,7 +68,9 @@ impl From<RuntimeError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Alloc(a @ hearth_net::AllocError::Exhausted { .. }) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "address_range_exhausted", format!("{a}; delete a workstation or configure a larger network.range")),
+            StoreError::Alloc(a @ hearth_net::AllocError::Exhausted { .. }) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "address_range_exhausted", format!("{a}; delete a workstation or configure a larger network.range"))
+            }
             e => ApiError::internal(e.to_string()),
         }
     }

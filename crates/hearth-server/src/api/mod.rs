@@ -109,7 +109,8 @@ mod tests {
         for (path, item) in doc["paths"].as_object().unwrap() {
             let params: Vec<&str> = path.split('{').skip(1).filter_map(|s| s.split_once('}').map(|(p, _)| p)).collect();
             for (method, op) in item.as_object().unwrap() {
-                let declared: Vec<&str> = op["parameters"].as_array().map(|a| a.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect()).unwrap_or_default();
+                let declared: Vec<&str> =
+                    op["parameters"].as_array().map(|a| a.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect()).unwrap_or_default();
                 for p in &params {
                     assert!(declared.contains(p), "{method} {path} does not declare {{{p}}}");
                 }

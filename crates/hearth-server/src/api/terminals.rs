@@ -17,12 +17,12 @@ use hearth_exec::{ExecError, PtyEvent};
 use hearth_proto::api::{CreateTerminal, ErrorBody, Terminal, TerminalList, WsClientMessage, WsServerMessage};
 use hearth_proto::control::{validate_size, PtyInfo, PtySpec, Request, DATA_CHUNK};
 use hearth_proto::frame::Frame;
+use serde::Deserialize;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use serde::Deserialize;
 
 use super::error::ApiError;
 use super::json::ApiJson;
@@ -101,7 +101,15 @@ pub async fn create(State(app): State<SharedApp>, Path(id): Path<String>, ApiJso
     spec.validate().map_err(|m| ApiError::invalid("argv", m))?;
     let t = blocking(move || {
         let info = app.agent(&id)?.pty_open(spec).map_err(agent_error)?;
-        let record = TerminalRow { id: info.id.clone(), argv: info.argv.clone(), user: info.user.clone(), rows: info.rows, cols: info.cols, created_ms: info.created_unix_ms, ended_ms: None };
+        let record = TerminalRow {
+            id: info.id.clone(),
+            argv: info.argv.clone(),
+            user: info.user.clone(),
+            rows: info.rows,
+            cols: info.cols,
+            created_ms: info.created_unix_ms,
+            ended_ms: None,
+        };
         app.store.open_terminal(&id, &record, unix_ms_now())?;
         Ok(to_api(&id, info))
     })
@@ -167,7 +175,11 @@ pub async fn attach(State(app): State<SharedApp>, Path((id, tid)): Path<(String,
     // Attach before upgrading, so an unknown terminal is a plain 404.
     let stopping = app.stopping.subscribe();
     let stream = blocking(move || app.agent(&id)?.pty_attach(&tid, None, read_only).map_err(agent_error)).await?;
-    Ok(ws.read_buffer_size(hearth_proto::api::WS_READ_BUFFER).max_message_size(MAX_WS_MESSAGE).max_frame_size(MAX_WS_MESSAGE).on_upgrade(move |socket| pump(socket, stream, read_only, stopping)))
+    Ok(ws
+        .read_buffer_size(hearth_proto::api::WS_READ_BUFFER)
+        .max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| pump(socket, stream, read_only, stopping)))
 }
 
 /// Returns once the server begins to stop.
@@ -463,7 +475,14 @@ mod tests {
     #[test]
     fn output_is_joined_up_to_a_chunk_and_an_end_ends_the_stream() {
         let out = |n: usize| PtyEvent::Output(vec![b'x'; n]);
-        let sizes = |m: &[Message]| m.iter().map(|m| match m { Message::Binary(b) => b.len(), _ => 0 }).collect::<Vec<_>>();
+        let sizes = |m: &[Message]| {
+            m.iter()
+                .map(|m| match m {
+                    Message::Binary(b) => b.len(),
+                    _ => 0,
+                })
+                .collect::<Vec<_>>()
+        };
         let (m, end) = to_messages(vec![out(10), out(20), out(DATA_CHUNK - 30), out(1)]);
         assert_eq!((sizes(&m), end), (vec![DATA_CHUNK, 1], None));
         // A resize stays between the output around it.

@@ -16,8 +16,8 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use crate::admission::Need;
 use crate::app::{blocking, run_need, to_api, SharedApp};
-use hearth_proto::unix_ms_now;
 use crate::store::{Row, StateTimes};
+use hearth_proto::unix_ms_now;
 
 fn new_id() -> String {
     let mut b = [0u8; 6];

@@ -114,10 +114,21 @@ mod tests {
 
     #[test]
     fn the_network_block_is_checked_at_load() {
-        let c = Config::load(None, env(&[("HEARTH_NETWORK__UPLINK", "up0"), ("HEARTH_NETWORK__DNS", r#"["203.0.113.53"]"#), ("HEARTH_NETWORK__ALLOW", r#"["10.1.0.0/16", "10.2.0.5:443", "10.3.0.0/24:53"]"#)])).unwrap();
+        let c = Config::load(
+            None,
+            env(&[
+                ("HEARTH_NETWORK__UPLINK", "up0"),
+                ("HEARTH_NETWORK__DNS", r#"["203.0.113.53"]"#),
+                ("HEARTH_NETWORK__ALLOW", r#"["10.1.0.0/16", "10.2.0.5:443", "10.3.0.0/24:53"]"#),
+            ]),
+        )
+        .unwrap();
         assert_eq!((c.network.uplink.as_str(), c.network.parsed_dns().unwrap()), ("up0", vec![std::net::Ipv4Addr::new(203, 0, 113, 53)]));
         let allow = c.network.parsed_allow().unwrap();
-        assert_eq!(allow.iter().map(|a| (a.net.to_string(), a.port)).collect::<Vec<_>>(), [(String::from("10.1.0.0/16"), None), ("10.2.0.5/32".into(), Some(443)), ("10.3.0.0/24".into(), Some(53))]);
+        assert_eq!(
+            allow.iter().map(|a| (a.net.to_string(), a.port)).collect::<Vec<_>>(),
+            [(String::from("10.1.0.0/16"), None), ("10.2.0.5/32".into(), Some(443)), ("10.3.0.0/24".into(), Some(53))]
+        );
         assert_eq!(Config::default().network.parsed_range().unwrap().slots(), 8192);
         // Unset, networking is on exactly where the server is root; either way it can be said.
         assert_eq!(Config::default().network.enabled, None);

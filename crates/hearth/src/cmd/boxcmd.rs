@@ -151,7 +151,12 @@ fn status(dir: &BoxDir, json: bool) -> anyhow::Result<ExitCode> {
             BoxStatus::Stopped => println!("stopped"),
             BoxStatus::Running { state, uptime_ms } => println!(
                 "running: pid {}, control port 127.0.0.1:{}, {} vCPUs, {} MiB, up {:.0} s, became ready in {:.1} s",
-                state.pid, state.port, state.cpus, state.mem_mib, *uptime_ms as f64 / 1000.0, state.ready_ms as f64 / 1000.0
+                state.pid,
+                state.port,
+                state.cpus,
+                state.mem_mib,
+                *uptime_ms as f64 / 1000.0,
+                state.ready_ms as f64 / 1000.0
             ),
             BoxStatus::Unresponsive { state, error } => println!("unresponsive: pid {} is alive but does not answer: {error}", state.pid),
         }

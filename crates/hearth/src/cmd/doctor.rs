@@ -85,12 +85,14 @@ pub(crate) fn run(a: DoctorArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
     };
     let usable = guests_run || qemu.is_some();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"checks": checks, "verdict": verdict, "usable": usable, "mode": if guests_run { "kvm" } else if usable { "box" } else { "none" }}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"checks": checks, "verdict": verdict, "usable": usable, "mode": if guests_run { "kvm" } else if usable { "box" } else { "none" }})
+            )?
+        );
     } else {
-        let rows: Vec<Vec<String>> = checks
-            .iter()
-            .map(|c| vec![c.name.clone(), format!("{:?}", c.status).to_lowercase(), c.detail.clone(), c.fix.clone()])
-            .collect();
+        let rows: Vec<Vec<String>> = checks.iter().map(|c| vec![c.name.clone(), format!("{:?}", c.status).to_lowercase(), c.detail.clone(), c.fix.clone()]).collect();
         table::print(&["CHECK", "STATUS", "DETAIL", "FIX"], &rows);
         println!("\n{verdict}");
     }
@@ -123,18 +125,8 @@ fn kvm_runs_guests(paths: &Paths, device_ok: bool) -> Check {
     let result = probe_boot(&spec);
     let _ = std::fs::remove_dir_all(&spec.work_dir);
     match result {
-        Ok(r) if r.ready => check(
-            NAME,
-            Status::Ok,
-            format!("probe boot: agent ready {:.0} ms after InstanceStart", r.instance_start_to_ready_ms.unwrap_or(0.0)),
-            "",
-        ),
-        Ok(r) => check(
-            NAME,
-            Status::Warn,
-            format!("KVM present but guests do not run; hearth will use the box ({})", r.failure.unwrap_or_default()),
-            "",
-        ),
+        Ok(r) if r.ready => check(NAME, Status::Ok, format!("probe boot: agent ready {:.0} ms after InstanceStart", r.instance_start_to_ready_ms.unwrap_or(0.0)), ""),
+        Ok(r) => check(NAME, Status::Warn, format!("KVM present but guests do not run; hearth will use the box ({})", r.failure.unwrap_or_default()), ""),
         Err(e) => check(NAME, Status::Warn, format!("probe boot could not run: {e}"), "hearth image build"),
     }
 }

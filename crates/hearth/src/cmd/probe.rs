@@ -103,8 +103,7 @@ pub(crate) fn run(a: ProbeArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
     } else {
         let f = |v: Option<f64>| v.map(|x| format!("{x:.0} ms")).unwrap_or_else(|| "-".into());
         // With a command, stdout is the command's: the summary goes to stderr.
-        let mut out: Box<dyn std::io::Write> =
-            if a.command.is_empty() { Box::new(std::io::stdout()) } else { Box::new(std::io::stderr()) };
+        let mut out: Box<dyn std::io::Write> = if a.command.is_empty() { Box::new(std::io::stdout()) } else { Box::new(std::io::stderr()) };
         table::write(
             &mut out,
             &["BOOTS", "READY", "MIN", "MEDIAN", "P95", "MAX"],

@@ -9,9 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use hearth_proto::api::{
-    Bandwidth, CreateTerminal, CreateWorkstation, EventList, ExecRequest, ExecResult, Terminal, TerminalList, Workstation, WorkstationList,
-};
+use hearth_proto::api::{Bandwidth, CreateTerminal, CreateWorkstation, EventList, ExecRequest, ExecResult, Terminal, TerminalList, Workstation, WorkstationList};
 
 use crate::table;
 use client::Api;
@@ -35,17 +33,29 @@ enum WsCmd {
     /// List workstations.
     Ls,
     /// Show one workstation.
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Delete workstations (their VM, disk and logs).
     Rm {
         #[arg(required = true)]
         ids: Vec<String>,
     },
-    Start { id: String },
-    Stop { id: String },
-    Restart { id: String },
-    Pause { id: String },
-    Resume { id: String },
+    Start {
+        id: String,
+    },
+    Stop {
+        id: String,
+    },
+    Restart {
+        id: String,
+    },
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
     /// Run a command to its end; its output and exit status are passed through.
     Exec {
         id: String,
@@ -68,9 +78,14 @@ enum WsCmd {
         view: bool,
     },
     /// Copy a file in or out: `cp LOCAL ID:/path` uploads, `cp ID:/path LOCAL` downloads.
-    Cp { from: String, to: String },
+    Cp {
+        from: String,
+        to: String,
+    },
     /// List a workstation's terminal sessions.
-    Terminals { id: String },
+    Terminals {
+        id: String,
+    },
     /// The serial console log (the guest kernel and agent).
     Console {
         id: String,
