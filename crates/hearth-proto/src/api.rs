@@ -66,6 +66,53 @@ pub struct CreateWorkstation {
     pub start: Option<bool>,
 }
 
+/// Where a workstation is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum WorkstationState {
+    Stopped,
+    Running,
+    Paused,
+    /// Its VM died without being asked to stop (`crash` says why); start it again.
+    Crashed,
+    /// Its directory is gone from the host: it can never run again; delete it.
+    Lost,
+}
+
+impl WorkstationState {
+    pub const ALL: [WorkstationState; 5] = [WorkstationState::Stopped, WorkstationState::Running, WorkstationState::Paused, WorkstationState::Crashed, WorkstationState::Lost];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkstationState::Stopped => "stopped",
+            WorkstationState::Running => "running",
+            WorkstationState::Paused => "paused",
+            WorkstationState::Crashed => "crashed",
+            WorkstationState::Lost => "lost",
+        }
+    }
+
+    /// Whether its VM holds the host's memory and vCPUs.
+    pub fn holds_vm(self) -> bool {
+        matches!(self, WorkstationState::Running | WorkstationState::Paused)
+    }
+}
+
+impl std::fmt::Display for WorkstationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for WorkstationState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        WorkstationState::ALL.into_iter().find(|w| w.as_str() == s).ok_or_else(|| format!("unknown workstation state `{s}`"))
+    }
+}
+
 /// A workstation as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -73,8 +120,7 @@ pub struct Workstation {
     pub id: String,
     pub name: String,
     pub owner: String,
-    /// `stopped`, `running`, `paused` or `crashed`.
-    pub state: String,
+    pub state: WorkstationState,
     pub vcpu_count: u8,
     pub mem_size_mib: u32,
     pub disk_size_gib: u32,

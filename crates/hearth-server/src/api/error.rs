@@ -1,22 +1,41 @@
 //! Every failure the API reports: an HTTP status and `{"error": {code, message, field?}}`.
+//! The one place a service error becomes a status ([`status_of`]).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_proto::api::{ErrorBody, ErrorDetail};
-use hearth_runtime::RuntimeError;
+use hearth_service::Error;
 
-use crate::store::StoreError;
-
+/// An error on its way to the client.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct HttpError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
 }
 
-impl ApiError {
+/// The HTTP status of each service error.
+pub fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::Invalid { .. } | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+        Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<Error> for HttpError {
+    fn from(e: Error) -> Self {
+        HttpError { status: status_of(&e), code: e.code(), field: e.field().map(str::to_string), message: e.to_string() }
+    }
+}
+
+impl HttpError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into(), field: None }
     }
@@ -25,26 +44,21 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    /// A field out of its limits.
+    /// A request part (a query or path parameter) out of its limits.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        let message = message.into();
-        Self { status: StatusCode::BAD_REQUEST, code: "invalid_field", message: format!("{field}: {message}"), field: Some(field.into()) }
+        Error::invalid(field, message).into()
     }
 
     pub fn not_found(what: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+        Error::NotFound(what.into()).into()
     }
 
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", message)
-    }
-
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Error::TooLarge(message.into()).into()
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
             tracing::warn!(code = self.code, "{}", self.message);
@@ -54,35 +68,29 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<RuntimeError> for ApiError {
-    fn from(e: RuntimeError) -> Self {
-        match e {
-            RuntimeError::Invalid { field, message } => ApiError::invalid(field, message),
-            RuntimeError::NotFound(id) => ApiError::not_found(format!("no workstation `{id}`")),
-            e @ (RuntimeError::Exists(_) | RuntimeError::Conflict { .. }) => ApiError::conflict(e.to_string()),
-            e => ApiError::internal(format!("{e:#}: {}", source_chain(&e))),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_service::Unavailable;
+
+    #[test]
+    fn each_error_has_its_status_code_and_field() {
+        let e = HttpError::from(Error::invalid("vcpu_count", "must be 1-8"));
+        assert_eq!((e.status, e.code, e.field.as_deref(), e.message.as_str()), (StatusCode::BAD_REQUEST, "invalid_field", Some("vcpu_count"), "vcpu_count: must be 1-8"));
+        for (err, status, code) in [
+            (Error::NotFound("x".into()), 404, "not_found"),
+            (Error::Conflict("x".into()), 409, "conflict"),
+            (Error::BadRequest("x".into()), 400, "bad_request"),
+            (Error::Unavailable { what: Unavailable::Memory, message: "x".into() }, 503, "over_capacity"),
+            (Error::Unavailable { what: Unavailable::Addresses, message: "x".into() }, 503, "address_range_exhausted"),
+            (Error::Unavailable { what: Unavailable::Followers, message: "x".into() }, 503, "too_many_followers"),
+            (Error::Unavailable { what: Unavailable::Egress, message: "x".into() }, 503, "egress_unavailable"),
+            (Error::TooLarge("x".into()), 413, "payload_too_large"),
+            (Error::Forbidden("x".into()), 403, "forbidden"),
+            (Error::Internal("x".into()), 500, "internal"),
+        ] {
+            let e = HttpError::from(err);
+            assert_eq!((e.status.as_u16(), e.code, e.field), (status, code, None));
         }
     }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Alloc(a @ hearth_net::AllocError::Exhausted { .. }) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "address_range_exhausted", format!("{a}; delete a workstation or configure a larger network.range"))
-            }
-            e => ApiError::internal(e.to_string()),
-        }
-    }
-}
-
-/// The causes below an error, joined (boot failures carry the console tail there).
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        parts.push(s.to_string());
-        cur = s.source();
-    }
-    parts.join(": ")
 }

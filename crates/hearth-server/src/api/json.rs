@@ -7,23 +7,23 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::error::HttpError;
 
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let json = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
         if !json {
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_request", "expected a body with Content-Type: application/json"));
+            return Err(HttpError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_request", "expected a body with Content-Type: application/json"));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
+                HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
             } else {
-                ApiError::bad_request(e.body_text())
+                HttpError::bad_request(e.body_text())
             }
         })?;
         parse(&bytes).map(ApiJson)
@@ -31,17 +31,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 /// Parses a body, naming the field a type or range error is at.
-pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request(format!("malformed JSON: {inner}"))
+            HttpError::bad_request(format!("malformed JSON: {inner}"))
         } else if path == "." || path.is_empty() {
-            ApiError::bad_request(format!("{inner}"))
+            HttpError::bad_request(format!("{inner}"))
         } else {
-            ApiError::invalid(&path, inner.to_string())
+            HttpError::invalid(&path, inner.to_string())
         }
     })
 }

@@ -1,6 +1,10 @@
-//! The HTTP API, v1. Routes and the OpenAPI document are built from the same handler list
-//! (utoipa-axum), so the document cannot drift from what is served.
+//! The HTTP API, v1: an edge over the service layer. Each handler parses the request, calls
+//! one operation of `hearth_service::Service` as the caller ([`Caller`]) and maps the result
+//! (errors in `error.rs`, the one place that knows statuses). Routes and the OpenAPI document
+//! are built from the same handler list (utoipa-axum), so the document cannot drift from what
+//! is served.
 
+pub mod caller;
 pub mod console;
 pub mod error;
 pub mod files;
@@ -18,8 +22,11 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::{blocking, SharedApp};
-use error::ApiError;
+pub use caller::Caller;
+use error::HttpError;
+
+/// What every handler is given: the service.
+pub type SharedService = std::sync::Arc<hearth_service::Service>;
 
 #[derive(OpenApi)]
 #[openapi(info(title = "hearth", description = "Isolated Linux workstations in Firecracker microVMs: the REST API, v1."))]
@@ -27,13 +34,13 @@ struct ApiDoc;
 
 /// The server's health.
 #[utoipa::path(get, path = "/api/v1/health", responses((status = 200, body = Health)))]
-async fn health(State(app): State<SharedApp>) -> Result<Json<Health>, ApiError> {
-    let n = blocking(move || Ok(app.store.count()?)).await?;
+async fn health(State(svc): State<SharedService>) -> Result<Json<Health>, HttpError> {
+    let n = svc.count().await?;
     Ok(Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into(), workstations: n }))
 }
 
 /// Every route, with its OpenAPI description.
-fn routes() -> OpenApiRouter<SharedApp> {
+fn routes() -> OpenApiRouter<SharedService> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(workstations::create, workstations::list))
@@ -50,17 +57,17 @@ fn routes() -> OpenApiRouter<SharedApp> {
 }
 
 /// The router and the OpenAPI document describing it.
-pub fn router(app: SharedApp) -> axum::Router {
-    let max_body = app.config.limits.max_body_bytes;
-    let max_file = app.config.limits.max_file_bytes;
+pub fn router(svc: SharedService) -> axum::Router {
+    let max_body = svc.config.limits.max_body_bytes;
+    let max_file = svc.config.limits.max_file_bytes;
     let (router, doc) = routes().split_for_parts();
     let doc = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
     router
         .route("/api/v1/openapi.json", axum::routing::get(move || async move { Json(doc.clone()) }))
-        .fallback(|| async { ApiError::not_found("no such route") })
+        .fallback(|| async { HttpError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| announced_size_check(req, next, max_body, max_file)))
-        .with_state(app)
+        .with_state(svc)
 }
 
 /// Refuses a body whose announced length is over the limit from its header alone, before a
@@ -71,7 +78,7 @@ async fn announced_size_check(req: Request, next: Next, max_body: usize, max_fil
     let max = if upload { max_file } else { max_body as u64 };
     let announced = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if announced.is_some_and(|n| n > max) {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request bodies are limited to {max} bytes")).into_response();
+        return HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request bodies are limited to {max} bytes")).into_response();
     }
     next.run(req).await
 }

@@ -13,9 +13,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use hearth_exec::{ExecError, PtyEvent};
+use hearth_exec::PtyEvent;
 use hearth_proto::api::{CreateTerminal, ErrorBody, Terminal, TerminalList, WsClientMessage, WsServerMessage};
-use hearth_proto::control::{validate_size, PtyInfo, PtySpec, Request, DATA_CHUNK};
+use hearth_proto::control::{validate_size, DATA_CHUNK};
 use hearth_proto::frame::Frame;
 use serde::Deserialize;
 use std::io::{Read, Write};
@@ -24,11 +24,11 @@ use std::os::unix::net::UnixStream;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::error::ApiError;
+use hearth_service::terminals::AttachMode;
+
+use super::error::HttpError;
 use super::json::ApiJson;
-use crate::app::{blocking, SharedApp};
-use crate::store::TerminalRow;
-use hearth_proto::unix_ms_now;
+use super::{Caller, SharedService};
 
 /// Largest WebSocket message a client may send (keystrokes and control).
 pub const MAX_WS_MESSAGE: usize = 64 << 10;
@@ -45,115 +45,31 @@ async fn send_timed(socket: &mut WebSocket, m: Message) -> bool {
     matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(m)).await, Ok(Ok(())))
 }
 
-fn to_api(ws: &str, p: PtyInfo) -> Terminal {
-    Terminal {
-        id: p.id,
-        workstation_id: ws.into(),
-        rows: p.rows,
-        cols: p.cols,
-        argv: p.argv,
-        user: p.user,
-        created_unix_ms: p.created_unix_ms,
-        attached: p.attached,
-        title: p.title,
-        exit_code: p.exited.and_then(|e| e.code),
-        exit_signal: p.exited.and_then(|e| e.signal),
-        exited: p.exited.is_some(),
-        ended_unix_ms: None,
-    }
-}
-
-/// An ended session, from its record.
-fn ended(ws: &str, r: TerminalRow) -> Terminal {
-    Terminal {
-        id: r.id,
-        workstation_id: ws.into(),
-        rows: r.rows,
-        cols: r.cols,
-        argv: r.argv,
-        user: r.user,
-        created_unix_ms: r.created_ms,
-        attached: 0,
-        title: String::new(),
-        exit_code: None,
-        exit_signal: None,
-        exited: true,
-        ended_unix_ms: r.ended_ms,
-    }
-}
-
-fn agent_error(e: ExecError) -> ApiError {
-    match e {
-        ExecError::Refused(m) if m.contains("no pty session") => ApiError::not_found(m),
-        ExecError::Refused(m) => ApiError::bad_request(m),
-        e => ApiError::internal(format!("the workstation's agent: {e}")),
-    }
-}
-
 /// Opens a terminal.
 #[utoipa::path(post, path = "/api/v1/workstations/{id}/terminals", params(("id" = String, Path)), request_body = CreateTerminal,
     responses((status = 201, body = Terminal), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn create(State(app): State<SharedApp>, Path(id): Path<String>, ApiJson(req): ApiJson<CreateTerminal>) -> Result<(StatusCode, Json<Terminal>), ApiError> {
-    let (rows, cols) = (req.rows.unwrap_or(24), req.cols.unwrap_or(80));
-    validate_size(rows, cols).map_err(|m| ApiError::invalid(if rows == 0 || rows > hearth_proto::control::MAX_ROWS { "rows" } else { "cols" }, m))?;
-    let user = req.user.unwrap_or_else(|| app.config.defaults.user.clone());
-    let spec = PtySpec { argv: req.argv, user: Some(user), rows, cols, ..PtySpec::default() };
-    spec.validate().map_err(|m| ApiError::invalid("argv", m))?;
-    let t = blocking(move || {
-        let info = app.agent(&id)?.pty_open(spec).map_err(agent_error)?;
-        let record = TerminalRow {
-            id: info.id.clone(),
-            argv: info.argv.clone(),
-            user: info.user.clone(),
-            rows: info.rows,
-            cols: info.cols,
-            created_ms: info.created_unix_ms,
-            ended_ms: None,
-        };
-        app.store.open_terminal(&id, &record, unix_ms_now())?;
-        Ok(to_api(&id, info))
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(t)))
+pub async fn create(
+    State(svc): State<SharedService>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CreateTerminal>,
+) -> Result<(StatusCode, Json<Terminal>), HttpError> {
+    Ok((StatusCode::CREATED, Json(svc.open_terminal(&who, &id, req).await?)))
 }
 
 /// Lists a workstation's terminals: the sessions it runs now, then the records of ended ones
 /// (closed, or lost when it stopped), newest last.
 #[utoipa::path(get, path = "/api/v1/workstations/{id}/terminals", params(("id" = String, Path)),
     responses((status = 200, body = TerminalList), (status = 404, body = ErrorBody)))]
-pub async fn list(State(app): State<SharedApp>, Path(id): Path<String>) -> Result<Json<TerminalList>, ApiError> {
-    let terminals = blocking(move || {
-        let live = match app.agent(&id) {
-            Ok(mut agent) => agent.pty_list().map_err(agent_error)?,
-            // Not running: nothing is live.
-            Err(e) if e.status == StatusCode::CONFLICT => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        let mut records = app.store.terminals(&id)?;
-        // Records whose session the agent no longer has ended with their VM.
-        let gone: Vec<&str> = records.iter().filter(|r| r.ended_ms.is_none() && !live.iter().any(|p| p.id == r.id)).map(|r| r.id.as_str()).collect();
-        if !gone.is_empty() {
-            app.store.end_terminals(&id, &gone, false, unix_ms_now())?;
-            records = app.store.terminals(&id)?;
-        }
-        let mut out: Vec<Terminal> = live.into_iter().map(|p| to_api(&id, p)).collect();
-        out.extend(records.into_iter().filter(|r| r.ended_ms.is_some()).map(|r| ended(&id, r)));
-        Ok(out)
-    })
-    .await?;
-    Ok(Json(TerminalList { terminals }))
+pub async fn list(State(svc): State<SharedService>, Caller(who): Caller, Path(id): Path<String>) -> Result<Json<TerminalList>, HttpError> {
+    Ok(Json(TerminalList { terminals: svc.terminals(&who, &id).await? }))
 }
 
 /// Closes a terminal (its processes are hung up, then killed).
 #[utoipa::path(delete, path = "/api/v1/workstations/{id}/terminals/{tid}", params(("id" = String, Path), ("tid" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn close(State(app): State<SharedApp>, Path((id, tid)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
-    blocking(move || {
-        app.agent(&id)?.pty_ok(&Request::PtyClose { id: tid.clone() }).map_err(agent_error)?;
-        app.store.end_terminals(&id, &[&tid], true, unix_ms_now())?;
-        Ok(())
-    })
-    .await?;
+pub async fn close(State(svc): State<SharedService>, Caller(who): Caller, Path((id, tid)): Path<(String, String)>) -> Result<StatusCode, HttpError> {
+    svc.close_terminal(&who, &id, &tid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -166,15 +82,22 @@ pub struct AttachQuery {
 /// Attaches a WebSocket to a terminal (docs/terminal-protocol.md).
 #[utoipa::path(get, path = "/api/v1/workstations/{id}/terminals/{tid}/ws", params(("id" = String, Path), ("tid" = String, Path), AttachQuery),
     responses((status = 101, description = "WebSocket"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn attach(State(app): State<SharedApp>, Path((id, tid)): Path<(String, String)>, Query(q): Query<AttachQuery>, ws: WebSocketUpgrade) -> Result<Response, ApiError> {
-    let read_only = match q.mode.as_deref() {
-        None | Some("write") => false,
-        Some("view") => true,
-        Some(other) => return Err(ApiError::invalid("mode", format!("`{other}`: expected view or write"))),
+pub async fn attach(
+    State(svc): State<SharedService>,
+    Caller(who): Caller,
+    Path((id, tid)): Path<(String, String)>,
+    Query(q): Query<AttachQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, HttpError> {
+    let mode = match q.mode.as_deref() {
+        None | Some("write") => AttachMode::Write,
+        Some("view") => AttachMode::View,
+        Some(other) => return Err(HttpError::invalid("mode", format!("`{other}`: expected view or write"))),
     };
     // Attach before upgrading, so an unknown terminal is a plain 404.
-    let stopping = app.stopping.subscribe();
-    let stream = blocking(move || app.agent(&id)?.pty_attach(&tid, None, read_only).map_err(agent_error)).await?;
+    let stopping = svc.stopping();
+    let stream = svc.attach_terminal(&who, &id, &tid, mode).await?;
+    let read_only = mode == AttachMode::View;
     Ok(ws
         .read_buffer_size(hearth_proto::api::WS_READ_BUFFER)
         .max_message_size(MAX_WS_MESSAGE)

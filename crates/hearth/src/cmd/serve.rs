@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hearth_box::host::BoxDir;
 use hearth_proto::control::ExecSpec;
-use hearth_server::config::Config;
+use hearth_service::config::Config;
 
 use crate::cmd::boxcmd::{self, StartArgs};
 use crate::paths::Paths;
@@ -81,9 +81,9 @@ pub(crate) fn run(a: ServeArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
 fn serve_here(config: Config, paths: &Paths, opts: hearth_server::ServeOptions) -> anyhow::Result<ExitCode> {
     init_logging();
     let workers = config.worker_threads();
-    let app = hearth_server::open(config, &paths.data_dir, &paths.cache_dir).context("starting the server")?;
+    let svc = hearth_service::Service::open(config, &paths.data_dir, &paths.cache_dir).context("starting the server")?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().context("starting the async runtime")?;
-    rt.block_on(hearth_server::serve(app, opts, |addr| {
+    rt.block_on(hearth_server::serve(svc, opts, |addr| {
         // The line scripts and tests wait for.
         println!("hearth: serving on http://{addr}");
         let _ = std::io::stdout().flush();

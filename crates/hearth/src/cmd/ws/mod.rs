@@ -165,7 +165,7 @@ fn show_workstations(ws: &[Workstation], json: bool) {
             vec![
                 w.id.clone(),
                 w.name.clone(),
-                w.state.clone(),
+                w.state.to_string(),
                 w.vcpu_count.to_string(),
                 format!("{} MiB", w.mem_size_mib),
                 if w.read_only { "read-only".into() } else { format!("{} GiB", w.disk_size_gib) },
@@ -205,7 +205,7 @@ pub(crate) fn run(a: WsArgs) -> anyhow::Result<ExitCode> {
                 let rows = vec![
                     vec!["id".into(), w.id.clone()],
                     vec!["name".into(), w.name.clone()],
-                    vec!["state".into(), w.state.clone()],
+                    vec!["state".into(), w.state.to_string()],
                     vec!["vcpus".into(), format!("{}{}", w.vcpu_count, if w.smt_enabled { " (SMT)" } else { "" })],
                     vec!["memory".into(), format!("{} MiB", w.mem_size_mib)],
                     vec!["disk".into(), if w.read_only { "read-only (writes vanish at stop)".into() } else { format!("{} GiB", w.disk_size_gib) }],

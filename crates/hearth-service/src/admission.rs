@@ -1,16 +1,16 @@
 //! Admission: what this host may take on. Running (and paused) workstations count against a
 //! memory and a vCPU budget, every workstation's own disk against a disk budget. A create or
-//! start over budget is refused with the reason (503 `over_capacity`), never attempted.
+//! start over budget is refused with the reason ([`Error::Unavailable`]), never attempted.
 //!
 //! Checks and the operations they admit are not atomic (a boot takes seconds), so an admitted
 //! operation holds a [`Reservation`] until its outcome is in the store: two creates racing for
-//! the last room cannot both get it.
+//! the last room cannot both get it. The store is read while the reservations' lock is held:
+//! an operation that finishes records its outcome, then gives its reservation back (under
+//! that lock), so a check sees it in one place or the other, never in neither.
 
 use std::sync::Mutex;
 
-use axum::http::StatusCode;
-
-use crate::api::error::ApiError;
+use crate::error::{Error, Unavailable};
 use crate::store::Row;
 
 /// What a workstation needs of the host.
@@ -35,7 +35,7 @@ impl Need {
     /// What the records hold now: running and paused ones their memory and vCPUs, all their disks.
     fn in_use(rows: &[Row]) -> Need {
         rows.iter().fold(Need::default(), |n, r| {
-            let runs = r.state == "running" || r.state == "paused";
+            let runs = r.state.holds_vm();
             n.add(Need { mem_mib: if runs { r.mem_size_mib.into() } else { 0 }, vcpus: if runs { r.vcpu_count.into() } else { 0 }, disk_gib: r.disk_size_gib.into() })
         })
     }
@@ -67,27 +67,27 @@ impl Admission {
         Admission { budget, reserved: Mutex::new(Need::default()) }
     }
 
-    /// Reserves `need` if it fits beside what `rows` (the store, read by the caller) hold and
+    /// Reserves `need` if it fits beside what the records hold (`rows`, read under this
+    /// check's lock; workstation `except` left out: a restart's own VM is about to go) and
     /// what other operations have reserved.
-    pub fn admit(&self, rows: &[Row], need: Need) -> Result<Reservation<'_>, ApiError> {
+    pub fn admit<E: Into<Error>>(&self, rows: impl FnOnce() -> Result<Vec<Row>, E>, except: Option<&str>, need: Need) -> Result<Reservation<'_>, Error> {
         let mut reserved = self.reserved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let used = Need::in_use(rows).add(*reserved);
+        let rows = rows().map_err(Into::into)?;
+        let counted: Vec<Row> = rows.into_iter().filter(|r| Some(r.id.as_str()) != except).collect();
+        let used = Need::in_use(&counted).add(*reserved);
         let b = self.budget;
-        let over = |what: &str, asked: u64, used: u64, budget: u64, unit: &str| {
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "over_capacity",
-                format!("{asked} {unit} more would exceed this host's workstation {what} budget ({used} of {budget} {unit} in use)"),
-            ))
+        let over = |what: Unavailable, name: &str, asked: u64, used: u64, budget: u64, unit: &str| {
+            let message = format!("{asked} {unit} more would exceed this host's workstation {name} budget ({used} of {budget} {unit} in use)");
+            Err(Error::Unavailable { what, message })
         };
         if used.mem_mib + need.mem_mib > b.mem_mib {
-            return over("memory", need.mem_mib, used.mem_mib, b.mem_mib, "MiB");
+            return over(Unavailable::Memory, "memory", need.mem_mib, used.mem_mib, b.mem_mib, "MiB");
         }
         if used.vcpus + need.vcpus > b.vcpus {
-            return over("vCPU", need.vcpus, used.vcpus, b.vcpus, "vCPUs");
+            return over(Unavailable::Vcpus, "vCPU", need.vcpus, used.vcpus, b.vcpus, "vCPUs");
         }
         if used.disk_gib + need.disk_gib > b.disk_gib {
-            return over("disk", need.disk_gib, used.disk_gib, b.disk_gib, "GiB");
+            return over(Unavailable::Disk, "disk", need.disk_gib, used.disk_gib, b.disk_gib, "GiB");
         }
         *reserved = reserved.add(need);
         Ok(Reservation { admission: self, need })
@@ -110,10 +110,12 @@ pub fn host_defaults(data_dir: &std::path::Path) -> Need {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hearth_proto::api::Egress;
+    use hearth_proto::api::WorkstationState::{self, Running, Stopped};
 
-    fn row(state: &str, mem: u32, vcpus: u8, disk: u32) -> Row {
+    fn row(id: &str, state: WorkstationState, mem: u32, vcpus: u8, disk: u32) -> Row {
         Row {
-            id: "w".into(),
+            id: id.into(),
             name: "n".into(),
             owner: "o".into(),
             vcpu_count: vcpus,
@@ -123,10 +125,10 @@ mod tests {
             read_only: false,
             bandwidth: None,
             recipe: "r".into(),
-            state: state.into(),
+            state,
             address: None,
             slot: None,
-            egress: "nat".into(),
+            egress: Egress::Nat,
             created_ms: 0,
             started_ms: None,
             stopped_ms: None,
@@ -137,23 +139,31 @@ mod tests {
     #[test]
     fn each_budget_refuses_with_its_reason() {
         let a = Admission::new(Need { mem_mib: 4096, vcpus: 4, disk_gib: 10 });
-        let rows = [row("running", 2048, 2, 4), row("stopped", 8192, 8, 4)];
+        let rows = || Ok::<_, Error>(vec![row("a", Running, 2048, 2, 4), row("b", Stopped, 8192, 8, 4)]);
         let need = |m, v, d| Need { mem_mib: m, vcpus: v, disk_gib: d };
-        assert!(a.admit(&rows, need(2048, 2, 2)).is_ok());
-        let msg = |n| a.admit(&rows, n).err().map(|e| (e.status.as_u16(), e.message)).unwrap();
+        assert!(a.admit(rows, None, need(2048, 2, 2)).is_ok());
+        let msg = |n| match a.admit(rows, None, n).err().unwrap() {
+            Error::Unavailable { what, message } => (what, message),
+            other => panic!("{other:?}"),
+        };
         assert!(msg(need(4096, 1, 0)).1.contains("memory budget (2048 of 4096 MiB"));
+        assert_eq!(msg(need(1, 3, 0)).0, Unavailable::Vcpus);
         assert!(msg(need(1, 3, 0)).1.contains("vCPU budget (2 of 4 vCPUs"));
-        assert_eq!(msg(need(0, 0, 3)), (503, "3 GiB more would exceed this host's workstation disk budget (8 of 10 GiB in use)".into()));
+        assert_eq!(msg(need(0, 0, 3)), (Unavailable::Disk, "3 GiB more would exceed this host's workstation disk budget (8 of 10 GiB in use)".into()));
+        // A restart does not count its own running VM against itself.
+        assert!(a.admit(rows, None, need(4096, 2, 0)).is_err());
+        assert!(a.admit(rows, Some("a"), need(4096, 2, 0)).is_ok());
     }
 
     #[test]
     fn a_reservation_holds_room_until_dropped() {
         let a = Admission::new(Need { mem_mib: 1024, vcpus: 8, disk_gib: 8 });
         let half = Need { mem_mib: 512, vcpus: 1, disk_gib: 1 };
-        let first = a.admit(&[], half).unwrap();
-        let second = a.admit(&[], half).unwrap();
-        assert!(a.admit(&[], half).is_err(), "the reservations of operations in flight count");
+        let none = || Ok::<_, Error>(vec![]);
+        let first = a.admit(none, None, half).unwrap();
+        let second = a.admit(none, None, half).unwrap();
+        assert!(a.admit(none, None, half).is_err(), "the reservations of operations in flight count");
         drop((first, second));
-        assert!(a.admit(&[], Need { mem_mib: 1024, ..half }).is_ok());
+        assert!(a.admit(none, None, Need { mem_mib: 1024, ..half }).is_ok());
     }
 }

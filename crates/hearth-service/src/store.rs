@@ -4,13 +4,13 @@
 //!
 //! The database is the index of workstations and what the API shows about them (owner, name,
 //! spec, timestamps, events); the VM's own state lives in its runtime directory and is
-//! reconciled into the row (see `crate::reconcile`). Calls block: the API runs them on the
-//! blocking pool.
+//! reconciled into the row (see `crate::reconcile`). Calls block: the service runs them on
+//! the blocking pool.
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use hearth_proto::api::{Bandwidth, Event};
+use hearth_proto::api::{Bandwidth, Egress, Event, WorkstationState};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Each entry takes the schema from version i to i+1.
@@ -77,6 +77,9 @@ pub enum StoreError {
     /// No free slot in the address range (the API answers 503 `address_range_exhausted`).
     #[error(transparent)]
     Alloc(#[from] hearth_net::AllocError),
+    /// The server holds as many workstations as it may (`limits.max_workstations`).
+    #[error("this server holds at most {max} workstations")]
+    Full { max: u32 },
     #[error("the database is at schema version {found}, newer than this hearth ({known}); upgrade hearth")]
     TooNew { found: usize, known: usize },
 }
@@ -106,13 +109,13 @@ pub struct Row {
     pub read_only: bool,
     pub bandwidth: Option<Bandwidth>,
     pub recipe: String,
-    pub state: String,
+    pub state: WorkstationState,
     /// The guest's address (set with the slot).
     pub address: Option<String>,
     /// The slot of the address range it holds; none: it has no network.
     pub slot: Option<u32>,
-    /// `nat` or `none` (meaningful with a slot).
-    pub egress: String,
+    /// Meaningful with a slot.
+    pub egress: Egress,
     pub created_ms: u64,
     pub started_ms: Option<u64>,
     pub stopped_ms: Option<u64>,
@@ -121,6 +124,18 @@ pub struct Row {
 
 pub struct Store {
     conn: Mutex<Connection>,
+}
+
+/// A text column that holds one of an enum's names.
+fn parsed<T: std::str::FromStr<Err = String>>(r: &rusqlite::Row<'_>, column: &str) -> rusqlite::Result<T> {
+    let text: String = r.get(column)?;
+    text.parse().map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+}
+
+/// A stored egress; anything unknown is `none` (fail closed).
+fn stored_egress(r: &rusqlite::Row<'_>) -> rusqlite::Result<Egress> {
+    let text: String = r.get("egress")?;
+    Ok(if text == Egress::Nat.as_str() { Egress::Nat } else { Egress::None })
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -137,10 +152,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         read_only: r.get("read_only")?,
         bandwidth: rx.zip(tx).map(|(rx_mbps, tx_mbps)| Bandwidth { rx_mbps, tx_mbps }),
         recipe: r.get("recipe")?,
-        state: r.get("state")?,
+        state: parsed(r, "state")?,
         address: r.get("address")?,
         slot: r.get("slot")?,
-        egress: r.get("egress")?,
+        egress: stored_egress(r)?,
         created_ms: r.get("created_ms")?,
         started_ms: r.get("started_ms")?,
         stopped_ms: r.get("stopped_ms")?,
@@ -183,13 +198,18 @@ impl Store {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Inserts a workstation and its `created` event together. With a `range`, it also
-    /// takes the lowest slot no row holds, in the same transaction (the UNIQUE index keeps
-    /// a concurrent writer from taking it too), and the guest address that goes with it.
-    /// Returns the row as stored.
-    pub fn insert(&self, w: &Row, range: Option<&hearth_net::Range>, now_ms: u64) -> Result<Row, StoreError> {
+    /// Inserts a workstation and its `created` event together, unless `max` rows exist
+    /// already (counted in the same transaction, so concurrent creates cannot pass it). With
+    /// a `range`, it also takes the lowest slot no row holds, in the same transaction (the
+    /// UNIQUE index keeps a concurrent writer from taking it too), and the guest address that
+    /// goes with it. Returns the row as stored.
+    pub fn insert(&self, w: &Row, max: u32, range: Option<&hearth_net::Range>, now_ms: u64) -> Result<Row, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let count: u64 = tx.query_row("SELECT COUNT(*) FROM workstations", [], |r| r.get(0))?;
+        if count >= u64::from(max) {
+            return Err(StoreError::Full { max });
+        }
         let mut w = w.clone();
         if let Some(range) = range {
             let used = {
@@ -217,17 +237,17 @@ impl Store {
                 w.bandwidth.map(|b| b.rx_mbps),
                 w.bandwidth.map(|b| b.tx_mbps),
                 w.recipe,
-                w.state,
+                w.state.as_str(),
                 w.address,
                 w.created_ms,
                 w.started_ms,
                 w.stopped_ms,
                 w.crash,
                 w.slot,
-                w.egress
+                w.egress.as_str()
             ],
         )?;
-        let net = w.address.as_ref().map(|a| format!(", address {a}, egress {}", w.egress)).unwrap_or_default();
+        let net = w.address.as_ref().map(|a| format!(", address {a}, egress {}", w.egress.as_str())).unwrap_or_default();
         add_event(
             &tx,
             &w.id,
@@ -243,6 +263,7 @@ impl Store {
         Ok(self.conn().query_row("SELECT * FROM workstations WHERE id = ?1", [id], row).optional()?)
     }
 
+    /// Every workstation, oldest first.
     pub fn list(&self) -> Result<Vec<Row>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT * FROM workstations ORDER BY created_ms, id")?;
@@ -250,15 +271,31 @@ impl Store {
         Ok(rows)
     }
 
-    /// Records a new state (and timestamps) with the event that explains it, in one transaction.
-    pub fn set_state(&self, id: &str, state: &str, times: StateTimes, crash: Option<&str>, event: (&str, &str), now_ms: u64) -> Result<(), StoreError> {
+    /// The workstations `owner` owns, oldest first.
+    pub fn list_owned(&self, owner: &str) -> Result<Vec<Row>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT * FROM workstations WHERE owner = ?1 ORDER BY created_ms, id")?;
+        let rows = st.query_map([owner], row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Records a change of state with its timestamps and the event that explains it, in one
+    /// transaction.
+    pub fn record(&self, id: &str, change: Transition<'_>, now_ms: u64) -> Result<(), StoreError> {
+        let (state, kind, message) = change.parts();
+        let started = matches!(change, Transition::Started { .. }).then_some(now_ms);
+        let stopped = matches!(change, Transition::Stopped { .. } | Transition::Crashed { .. }).then_some(now_ms);
+        let crash = match change {
+            Transition::Crashed { why } => Some(why),
+            _ => None,
+        };
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
             "UPDATE workstations SET state = ?2, started_ms = COALESCE(?3, started_ms), stopped_ms = COALESCE(?4, stopped_ms), crash = ?5 WHERE id = ?1",
-            params![id, state, times.started_ms, times.stopped_ms, crash],
+            params![id, state.as_str(), started, stopped, crash],
         )?;
-        add_event(&tx, id, now_ms, event.0, event.1)?;
+        add_event(&tx, id, now_ms, kind, message)?;
         tx.commit()?;
         Ok(())
     }
@@ -365,11 +402,36 @@ impl Store {
     }
 }
 
-/// Timestamps a state change sets (None: keep).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StateTimes {
-    pub started_ms: Option<u64>,
-    pub stopped_ms: Option<u64>,
+/// A change of a workstation's state, with what its event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition<'a> {
+    /// Booted; sets `started`.
+    Started {
+        why: &'a str,
+    },
+    /// Stopped (how, or why); sets `stopped`.
+    Stopped {
+        why: &'a str,
+    },
+    /// Its VM died on its own; sets `stopped` and the crash reason.
+    Crashed {
+        why: &'a str,
+    },
+    Paused,
+    Resumed,
+}
+
+impl Transition<'_> {
+    /// The state it leads to, its event's kind and message.
+    fn parts(&self) -> (WorkstationState, &'static str, &str) {
+        match *self {
+            Transition::Started { why } => (WorkstationState::Running, "started", why),
+            Transition::Stopped { why } => (WorkstationState::Stopped, "stopped", why),
+            Transition::Crashed { why } => (WorkstationState::Crashed, "crashed", why),
+            Transition::Paused => (WorkstationState::Paused, "paused", ""),
+            Transition::Resumed => (WorkstationState::Running, "resumed", ""),
+        }
+    }
 }
 
 fn add_event(conn: &Connection, id: &str, at_ms: u64, kind: &str, message: &str) -> Result<(), StoreError> {
@@ -397,10 +459,10 @@ mod tests {
             read_only: false,
             bandwidth: Some(Bandwidth { rx_mbps: 10, tx_mbps: 20 }),
             recipe: "datascience".into(),
-            state: "stopped".into(),
+            state: WorkstationState::Stopped,
             address: None,
             slot: None,
-            egress: "nat".into(),
+            egress: Egress::Nat,
             created_ms: 5,
             started_ms: None,
             stopped_ms: None,
@@ -414,15 +476,15 @@ mod tests {
         let path = d.path().join("hearth.db");
         {
             let s = Store::open(&path).unwrap();
-            s.insert(&ws("a"), None, 1).unwrap();
-            s.set_state("a", "running", StateTimes { started_ms: Some(7), stopped_ms: None }, None, ("started", "boot 1.2 s"), 7).unwrap();
+            s.insert(&ws("a"), 100, None, 1).unwrap();
+            s.record("a", Transition::Started { why: "boot 1.2 s" }, 7).unwrap();
         }
         let s = Store::open(&path).unwrap();
         let a = s.get("a").unwrap().unwrap();
-        assert_eq!((a.state.as_str(), a.started_ms, a.bandwidth), ("running", Some(7), Some(Bandwidth { rx_mbps: 10, tx_mbps: 20 })));
+        assert_eq!((a.state, a.started_ms, a.bandwidth), (WorkstationState::Running, Some(7), Some(Bandwidth { rx_mbps: 10, tx_mbps: 20 })));
         let kinds: Vec<_> = s.events("a", 10).unwrap().into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, ["created", "started"]);
-        assert!(s.insert(&ws("a"), None, 1).is_err(), "duplicate id");
+        assert!(s.insert(&ws("a"), 100, None, 1).is_err(), "duplicate id");
         s.set_resume("a", true).unwrap();
         assert_eq!(s.to_resume().unwrap(), ["a"]);
         s.set_resume("a", false).unwrap();
@@ -434,7 +496,7 @@ mod tests {
     #[test]
     fn events_are_bounded_per_workstation() {
         let s = Store::in_memory().unwrap();
-        s.insert(&ws("a"), None, 1).unwrap();
+        s.insert(&ws("a"), 100, None, 1).unwrap();
         for i in 0..(MAX_EVENTS_PER_WORKSTATION + 50) {
             s.event("a", "tick", &i.to_string(), 2).unwrap();
         }
@@ -446,7 +508,7 @@ mod tests {
     #[test]
     fn terminal_records_end_and_are_bounded() {
         let s = Store::in_memory().unwrap();
-        s.insert(&ws("a"), None, 1).unwrap();
+        s.insert(&ws("a"), 100, None, 1).unwrap();
         let t = |id: &str, at: u64| TerminalRow { id: id.into(), argv: vec!["bash".into()], user: Some("scientist".into()), rows: 24, cols: 80, created_ms: at, ended_ms: None };
         s.open_terminal("a", &t("t1", 10), 10).unwrap();
         s.open_terminal("a", &t("t2", 11), 11).unwrap();
@@ -476,22 +538,52 @@ mod tests {
         let s = Store::in_memory().unwrap();
         let range: hearth_net::Range = "10.200.0.0/28".parse().unwrap();
         assert_eq!(range.slots(), 2);
-        let a = s.insert(&ws("a"), Some(&range), 1).unwrap();
-        let b = s.insert(&Row { egress: "none".into(), ..ws("b") }, Some(&range), 1).unwrap();
+        let a = s.insert(&ws("a"), 100, Some(&range), 1).unwrap();
+        let b = s.insert(&Row { egress: Egress::None, ..ws("b") }, 100, Some(&range), 1).unwrap();
         assert_eq!((a.slot, a.address.as_deref(), b.slot, b.address.as_deref()), (Some(0), Some("10.200.0.2"), Some(1), Some("10.200.0.10")));
         assert_eq!(s.get("b").unwrap().unwrap(), b);
         // Full: a clear error naming the range and its size, and no row written.
-        let e = s.insert(&ws("c"), Some(&range), 1).unwrap_err();
+        let e = s.insert(&ws("c"), 100, Some(&range), 1).unwrap_err();
         assert!(matches!(e, StoreError::Alloc(hearth_net::AllocError::Exhausted { slots: 2, .. })), "{e}");
         assert!(e.to_string().contains("10.200.0.0/28") && e.to_string().contains("all 2"), "{e}");
         assert_eq!(s.get("c").unwrap(), None);
         // Without a range: no network, no slot.
-        assert_eq!(s.insert(&ws("d"), None, 1).unwrap().slot, None);
+        assert_eq!(s.insert(&ws("d"), 100, None, 1).unwrap().slot, None);
         // A freed slot is the next one given; the database itself refuses a shared slot.
         assert!(s.delete("a").unwrap());
-        assert_eq!(s.insert(&ws("e"), Some(&range), 1).unwrap().slot, Some(0));
+        assert_eq!(s.insert(&ws("e"), 100, Some(&range), 1).unwrap().slot, Some(0));
         let dup = s.conn().execute("UPDATE workstations SET slot = 1 WHERE id = 'e'", []);
         assert!(dup.is_err(), "the UNIQUE index holds");
+    }
+
+    #[test]
+    fn the_workstation_limit_is_kept_by_the_insert_itself() {
+        let s = Store::in_memory().unwrap();
+        s.insert(&ws("a"), 2, None, 1).unwrap();
+        s.insert(&ws("b"), 2, None, 1).unwrap();
+        assert!(matches!(s.insert(&ws("c"), 2, None, 1), Err(StoreError::Full { max: 2 })));
+        assert_eq!(s.count().unwrap(), 2);
+        s.delete("a").unwrap();
+        s.insert(&ws("c"), 2, None, 1).unwrap();
+    }
+
+    #[test]
+    fn transitions_set_their_times_crash_and_event() {
+        let s = Store::in_memory().unwrap();
+        s.insert(&ws("a"), 10, None, 1).unwrap();
+        s.record("a", Transition::Started { why: "boot" }, 10).unwrap();
+        s.record("a", Transition::Crashed { why: "KVM_EXIT_SHUTDOWN" }, 20).unwrap();
+        let a = s.get("a").unwrap().unwrap();
+        assert_eq!((a.state, a.started_ms, a.stopped_ms, a.crash.as_deref()), (WorkstationState::Crashed, Some(10), Some(20), Some("KVM_EXIT_SHUTDOWN")));
+        s.record("a", Transition::Started { why: "again" }, 30).unwrap();
+        s.record("a", Transition::Paused, 40).unwrap();
+        let a = s.get("a").unwrap().unwrap();
+        assert_eq!((a.state, a.started_ms, a.stopped_ms, a.crash), (WorkstationState::Paused, Some(30), Some(20), None));
+        let ev: Vec<_> = s.events("a", 10).unwrap().into_iter().map(|e| (e.kind, e.message)).collect();
+        assert_eq!(
+            ev[1..],
+            [("started".into(), "boot".into()), ("crashed".into(), "KVM_EXIT_SHUTDOWN".into()), ("started".into(), "again".into()), ("paused".into(), String::new())]
+        );
     }
 
     #[test]

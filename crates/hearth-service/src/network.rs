@@ -13,8 +13,8 @@ use hearth_net::{Egress, GuestSide, HostOpts, NetError, Network, Range, SetupOpt
 use hearth_proto::api;
 use hearth_runtime::NetSpec;
 
-use crate::api::error::ApiError;
 use crate::config;
+use crate::error::{Error, Unavailable};
 
 /// The uplink the table is installed with when this host has none: hearth never makes an
 /// interface of this name, so nothing is forwarded or masqueraded (every workstation is
@@ -27,12 +27,6 @@ pub enum NetworkError {
     Net(#[from] NetError),
     #[error("workstation networking: {0}")]
     Config(String),
-}
-
-impl From<NetworkError> for ApiError {
-    fn from(e: NetworkError) -> Self {
-        ApiError::internal(e.to_string())
-    }
 }
 
 /// Workstation networking on this host, set up (its nft table installed) by [`open`].
@@ -104,9 +98,12 @@ fn id(id: &str) -> Result<WorkstationId, NetworkError> {
     WorkstationId::new(id).map_err(|e| NetworkError::Net(e.into()))
 }
 
-/// A row's egress as stored (anything unknown is `none`: fail closed).
-pub fn stored_egress(s: &str) -> Egress {
-    config::parse_egress(s).unwrap_or(Egress::None)
+/// The network's egress for the API's.
+pub fn from_api(e: api::Egress) -> Egress {
+    match e {
+        api::Egress::Nat => Egress::Nat,
+        api::Egress::None => Egress::None,
+    }
 }
 
 pub fn to_api(e: Egress) -> api::Egress {
@@ -123,16 +120,15 @@ impl Net {
 
     /// The egress a create gets: the one asked for, else the configured one. `nat` without
     /// an uplink is refused (503), not silently downgraded.
-    pub fn egress_for(&self, asked: Option<api::Egress>) -> Result<Egress, ApiError> {
+    pub fn egress_for(&self, asked: Option<api::Egress>) -> Result<Egress, Error> {
         match asked {
             None => Ok(self.default_egress),
             Some(api::Egress::None) => Ok(Egress::None),
             Some(api::Egress::Nat) if self.uplink.is_some() => Ok(Egress::Nat),
-            Some(api::Egress::Nat) => Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "egress_unavailable",
-                "egress `nat` is unavailable: this server has no uplink (set network.uplink, or give the host an IPv4 default route)",
-            )),
+            Some(api::Egress::Nat) => Err(Error::Unavailable {
+                what: Unavailable::Egress,
+                message: "egress `nat` is unavailable: this server has no uplink (set network.uplink, or give the host an IPv4 default route)".into(),
+            }),
         }
     }
 

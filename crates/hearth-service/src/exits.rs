@@ -1,6 +1,6 @@
 //! Workstation VMM exits, as they happen. Every workstation the server boots, or finds running
 //! when it starts, has its Firecracker watched through a pidfd on the async runtime; when one
-//! exits, that workstation's record is brought up to date at once ([`App::refresh`]: a VMM
+//! exits, that workstation's record is brought up to date at once (`Service::refresh`: a VMM
 //! that died on its own becomes crashed, with an event). So the record in the store is the
 //! workstation's state and listing reads the store alone: no per-row look at the processes,
 //! which cost ~0.5 ms a workstation in the box and would make a list of thousands slow.
@@ -15,7 +15,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::mpsc;
 
-use crate::app::{blocking, App};
+use crate::backend::Backend;
+use crate::Service;
 
 /// Exits waiting to be recorded. A full queue holds the watches back (they wait to send), not
 /// the exits.
@@ -35,13 +36,13 @@ impl Default for Exits {
 }
 
 impl Exits {
-    /// Watches `ws`'s Firecracker, if it runs. Call within the server's async runtime (its
-    /// blocking threads included); elsewhere (a tool with no runtime) this does nothing.
-    pub fn watch(&self, ws: &hearth_runtime::Workstation) {
+    /// Watches workstation `id`'s VMM, if it runs. Call within the server's async runtime
+    /// (its blocking threads included); elsewhere (a tool with no runtime) this does nothing.
+    pub fn watch(&self, backend: &dyn Backend, id: &str) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
-        let Some(vm) = ws.vm() else { return };
-        let id = ws.id().to_string();
-        let fd = match vm.exit_fd() {
+        let Some(fd) = backend.exit_fd(id) else { return };
+        let id = id.to_string();
+        let fd = match fd {
             Ok(fd) => fd,
             // It exited meanwhile: look now.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -64,20 +65,20 @@ impl Exits {
 }
 
 /// Records the exits as the watches see them, for the server's life.
-pub async fn record(app: Arc<App>) {
-    let Some(mut rx) = app.exits.rx.lock().ok().and_then(|mut r| r.take()) else { return };
+pub async fn record(svc: Arc<Service>) {
+    let Some(mut rx) = svc.exits.rx.lock().ok().and_then(|mut r| r.take()) else { return };
     while let Some(id) = rx.recv().await {
-        let app = app.clone();
-        let seen = blocking(move || match app.store.get(&id)? {
-            Some(row) => app.refresh(row).map(|r| Some((id, r.state))),
-            // Deleted meanwhile.
-            None => Ok(None),
-        })
-        .await;
+        let seen = svc
+            .run(move |s| match s.store.get(&id)? {
+                Some(row) => s.refresh(row).map(|r| Some((id, r.state))),
+                // Deleted meanwhile.
+                None => Ok(None),
+            })
+            .await;
         match seen {
             Ok(Some((id, state))) => tracing::info!(workstation = %id, %state, "its Firecracker exited"),
             Ok(None) => {}
-            Err(e) => tracing::warn!("recording a Firecracker's exit: {}", e.message),
+            Err(e) => tracing::warn!("recording a Firecracker's exit: {e}"),
         }
     }
 }

@@ -1,0 +1,270 @@
+//! The service layer: every operation on workstations, once, for every edge (the REST and
+//! WebSocket API today; sign-in, the web UI and a Hypha service next). Each operation takes
+//! the caller's [`Principal`] and typed input (the wire types of `hearth_proto::api`), checks
+//! it against the limits and the caller's rights, and returns typed output or one [`Error`].
+//!
+//! Layout:
+//! - [`principal`]: who asks, and what they may see.
+//! - [`error`]: the one error enum and its stable codes.
+//! - [`workstations`], [`terminals`], [`exec`], [`files`], [`console`]: the operations.
+//! - [`admission`]: memory, vCPU and disk budgets, and reservations for operations in flight.
+//! - [`backend`]: the VMs and images behind the operations (hearth-runtime and the artifact
+//!   cache, or a fake in tests).
+//! - [`store`]: SQLite: workstations, events, terminal records, versioned migrations.
+//! - [`network`]: workstation networking through hearth-net.
+//! - [`reconcile`]: the records ↔ the host at start; suspend and resume around a box restart.
+//! - [`exits`]: running workstations' VMMs watched; an exit reaches the store at once.
+//! - [`cleanup`]: the undo stack a multi-step operation unwinds when a step fails.
+//! - [`config`]: the TOML configuration, environment overrides, defaults.
+//!
+//! Must not: know HTTP or any other edge's types (it does not depend on axum, so it cannot);
+//! an edge parses, calls one operation here and maps the result.
+
+pub mod admission;
+pub mod backend;
+pub mod cleanup;
+pub mod config;
+pub mod console;
+pub mod error;
+pub mod exec;
+pub mod exits;
+pub mod files;
+pub mod network;
+pub mod principal;
+pub mod reconcile;
+pub mod store;
+pub mod terminals;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod workstations;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_image::{refs, Cache};
+use hearth_proto::api::{Workstation, WorkstationState};
+use hearth_proto::unix_ms_now;
+use hearth_runtime::{Artifacts, Jail, Limits, Runtime};
+
+pub use crate::admission::Need;
+use crate::admission::{Admission, Reservation};
+use crate::backend::{Backend, Host};
+use crate::config::Config;
+pub use crate::error::{Error, Unavailable};
+pub use crate::principal::{Principal, Role};
+use crate::store::{Row, Store, Transition};
+
+/// How long reaching a workstation's agent may take.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the operations share.
+pub struct Service {
+    pub config: Config,
+    store: Store,
+    backend: Box<dyn Backend>,
+    /// The host's budgets for workstations, resolved from the config.
+    admission: Admission,
+    /// One permit per console follower (`limits.max_console_followers`).
+    console_followers: Arc<tokio::sync::Semaphore>,
+    /// Becomes true when the server begins to stop: long-lived streams (console follows,
+    /// WebSocket terminals) end so a graceful shutdown does not wait on them.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// Workstation networking; none when `network.enabled` is false.
+    network: Option<network::Net>,
+    /// Watches on running workstations' VMMs: their exits reach the store at once.
+    exits: exits::Exits,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {message}")]
+pub struct OpenError {
+    pub what: &'static str,
+    pub message: String,
+}
+
+fn setup(what: &'static str) -> impl Fn(String) -> OpenError {
+    move |message| OpenError { what, message }
+}
+
+impl Service {
+    /// Opens everything the service needs on this host: the database, the runtime with its
+    /// artifacts, workstation networking (its rules go in before anything can make a
+    /// workstation's network: fail closed).
+    pub fn open(config: Config, data_dir: &Path, cache_dir: &Path) -> Result<Service, OpenError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| setup("creating the data directory")(e.to_string()))?;
+        let store = Store::open(&data_dir.join("hearth.db")).map_err(|e| setup("opening the database")(e.to_string()))?;
+        let cache = Cache::new(cache_dir);
+        let file = |name: &str, f: &str| cache.resolve_file(name, f).map_err(|e| setup("finding artifacts (run `hearth image build`)")(e.to_string()));
+        let artifacts = Artifacts { firecracker: file(refs::FIRECRACKER, "firecracker")?, kernel: file(refs::GUEST_KERNEL, "vmlinux")?, mkfs: "mkfs.ext4".into() };
+        let l = &config.limits;
+        let limits = Limits { max_vcpus: l.max_vcpus, min_mem_mib: l.min_mem_mib, max_mem_mib: l.max_mem_mib, max_disk_gib: l.max_disk_gib };
+        let mut runtime = Runtime::new(data_dir, artifacts, limits).map_err(|e| setup("opening the workstations")(e.to_string()))?;
+        let halt_poll = config.guest_halt_poll();
+        runtime.guest_boot_args = hearth_vmm::halt_poll_boot_args(halt_poll);
+        tracing::info!(guest_halt_poll_us = halt_poll.as_micros() as u64, "idle workstation vCPUs poll this long before they halt");
+        if config.jail {
+            runtime = runtime.with_jail(Jail { jailer: file(refs::FIRECRACKER, "jailer")?, uid_base: config.jail_uid_base });
+        }
+        let host = admission::host_defaults(data_dir);
+        let or_host = |set: u64, host: u64| if set > 0 { set } else { host };
+        let budget = Need { mem_mib: or_host(l.mem_budget_mib, host.mem_mib), vcpus: or_host(l.vcpu_budget, host.vcpus), disk_gib: or_host(l.disk_budget_gib, host.disk_gib) };
+        tracing::info!(mem_mib = budget.mem_mib, vcpus = budget.vcpus, disk_gib = budget.disk_gib, "workstation budgets");
+        let network = network::open(&config.network).map_err(|e| setup("setting up workstation networking (network.enabled = false turns it off)")(e.to_string()))?;
+        Ok(Service::new(config, store, Box::new(Host { runtime, cache }), network, budget))
+    }
+
+    /// A service over `backend` (tests pass a fake one).
+    pub fn new(config: Config, store: Store, backend: Box<dyn Backend>, network: Option<network::Net>, budget: Need) -> Service {
+        let console_followers = Arc::new(tokio::sync::Semaphore::new(config.limits.max_console_followers));
+        Service {
+            config,
+            store,
+            backend,
+            admission: Admission::new(budget),
+            console_followers,
+            stopping: tokio::sync::watch::Sender::new(false),
+            network,
+            exits: Default::default(),
+        }
+    }
+
+    /// Tells long-lived streams to end: the server is stopping.
+    pub fn begin_stopping(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Becomes true when the server begins to stop.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// How many workstations the server holds (all owners').
+    pub async fn count(self: &Arc<Self>) -> Result<u64, Error> {
+        self.run(|s| Ok(s.store.count()?)).await
+    }
+
+    /// Runs blocking work (the backend, the store, the agent) off the async threads.
+    async fn run<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&Service) -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+        let svc = self.clone();
+        tokio::task::spawn_blocking(move || f(&svc)).await.map_err(|e| Error::internal(format!("a worker failed: {e}")))?
+    }
+
+    /// The record of a workstation `who` may see; not found otherwise (whether or not it exists).
+    fn visible(&self, who: &Principal, id: &str) -> Result<Row, Error> {
+        match self.store.get(id)? {
+            Some(row) if who.sees(&row.owner) => Ok(row),
+            _ => Err(Error::NotFound(format!("no workstation `{id}`"))),
+        }
+    }
+
+    /// [`Service::visible`], with its state brought up to date from its VM.
+    fn current(&self, who: &Principal, id: &str) -> Result<Row, Error> {
+        self.refresh(self.visible(who, id)?)
+    }
+
+    /// The row with its state as its VM has it: a VM that died on its own is recorded as
+    /// crashed, with an event; a workstation whose directory is gone is shown lost.
+    fn refresh(&self, mut row: Row) -> Result<Row, Error> {
+        let vm = match self.backend.state(&row.id) {
+            Ok(vm) => vm,
+            // Its directory is gone (or went while this waited for its lock): nothing can
+            // run it any more.
+            Err(hearth_runtime::RuntimeError::NotFound(_)) => return Ok(Row { state: WorkstationState::Lost, ..row }),
+            Err(e) => return Err(e.into()),
+        };
+        let state = state_of(vm.state);
+        if state != row.state {
+            // Only a crash is news to record here; any other difference is an operation in
+            // flight (a start whose record is being written), shown as the runtime has it.
+            if state == WorkstationState::Crashed {
+                let crash = vm.crash.clone().unwrap_or_default();
+                self.store.record(&row.id, Transition::Crashed { why: &crash }, unix_ms_now())?;
+            }
+            row.state = state;
+            row.crash = vm.crash;
+        }
+        Ok(row)
+    }
+
+    /// Records a boot that succeeded: its row running, `why` its `started` event, its VMM
+    /// watched from now on ([`crate::exits`]).
+    fn record_started(&self, id: &str, why: &str) -> Result<(), Error> {
+        self.exits.watch(self.backend.as_ref(), id);
+        self.store.record(id, Transition::Started { why }, unix_ms_now())?;
+        Ok(())
+    }
+
+    /// Holds room for `need` more (see [`Admission`]) until the reservation drops; `except`:
+    /// a workstation whose own use is about to be given back (a restart's).
+    fn admit(&self, except: Option<&str>, need: Need) -> Result<Reservation<'_>, Error> {
+        self.admission.admit(|| self.store.list(), except, need)
+    }
+
+    /// Boots `id` and records the outcome either way.
+    fn boot(&self, id: &str, why: &str) -> Result<(), Error> {
+        match self.backend.start(id) {
+            Ok(ready_ms) => self.record_started(id, &format!("{why}agent ready {ready_ms:.0} ms after InstanceStart")),
+            Err(e) => {
+                let err = Error::from(e);
+                // A refused start (already running) changed nothing; a failed boot is history.
+                if !matches!(err, Error::Conflict(_)) {
+                    let _ = self.store.event(id, "start_failed", &err.to_string(), unix_ms_now());
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn agent(&self, who: &Principal, id: &str) -> Result<hearth_exec::ExecClient<std::os::unix::net::UnixStream>, Error> {
+        self.visible(who, id)?;
+        Ok(self.backend.agent(id, AGENT_TIMEOUT)?)
+    }
+}
+
+/// The API's state for the runtime's.
+fn state_of(s: hearth_runtime::State) -> WorkstationState {
+    match s {
+        hearth_runtime::State::Stopped => WorkstationState::Stopped,
+        hearth_runtime::State::Running => WorkstationState::Running,
+        hearth_runtime::State::Paused => WorkstationState::Paused,
+        hearth_runtime::State::Crashed => WorkstationState::Crashed,
+    }
+}
+
+/// What `r` needs to run (its disk exists already).
+fn run_need(r: &Row) -> Need {
+    Need { mem_mib: r.mem_size_mib.into(), vcpus: r.vcpu_count.into(), disk_gib: 0 }
+}
+
+impl From<&Row> for Workstation {
+    fn from(r: &Row) -> Workstation {
+        Workstation {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            owner: r.owner.clone(),
+            state: r.state,
+            vcpu_count: r.vcpu_count,
+            mem_size_mib: r.mem_size_mib,
+            disk_size_gib: r.disk_size_gib,
+            smt_enabled: r.smt_enabled,
+            read_only: r.read_only,
+            bandwidth: r.bandwidth,
+            recipe: r.recipe.clone(),
+            address: r.address.clone(),
+            egress: r.slot.map(|_| r.egress),
+            created_unix_ms: r.created_ms,
+            started_unix_ms: r.started_ms,
+            stopped_unix_ms: r.stopped_ms,
+            crash: r.crash.clone(),
+        }
+    }
+}
+
+/// Fresh random bytes as lowercase hex: ids nobody can guess. Fails rather than hand out a
+/// predictable id when the system has no randomness to give.
+fn random_hex(bytes: usize) -> Result<String, Error> {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).map_err(|e| Error::internal(format!("no randomness for a new id: {e}")))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}

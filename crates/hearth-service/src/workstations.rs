@@ -1,0 +1,272 @@
+//! Workstations: create, list, get, delete, the lifecycle actions and events. Operations on
+//! one workstation do not overlap: the backend holds its lock for each.
+
+use std::sync::Arc;
+
+use hearth_proto::api::{Bandwidth, CreateWorkstation, Event, Workstation, WorkstationState};
+use hearth_proto::unix_ms_now;
+use hearth_runtime::Spec;
+
+use crate::cleanup::Cleanup;
+use crate::error::Error;
+use crate::network::{from_api, to_api};
+use crate::principal::Principal;
+use crate::store::{Row, Transition, MAX_EVENTS_PER_WORKSTATION};
+use crate::{random_hex, run_need, Need, Service};
+
+/// A lifecycle action on a workstation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+    Pause,
+    Resume,
+}
+
+impl Action {
+    pub const ALL: [Action; 5] = [Action::Start, Action::Stop, Action::Restart, Action::Pause, Action::Resume];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+        }
+    }
+}
+
+impl std::str::FromStr for Action {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Action, Error> {
+        Action::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| Error::NotFound(format!("no action `{s}` (start, stop, restart, pause, resume)")))
+    }
+}
+
+/// Events a caller may ask for at once: the default, and at most.
+pub const DEFAULT_EVENTS: i64 = 100;
+pub const MAX_EVENTS: i64 = MAX_EVENTS_PER_WORKSTATION;
+
+/// A new workstation id: `w` and 12 random hex digits (the network derives interface names
+/// from it, which bounds its length).
+fn new_id() -> Result<String, Error> {
+    Ok(format!("w{}", random_hex(6)?))
+}
+
+impl Service {
+    /// Checks a create against the configured limits, naming the field at fault.
+    fn validate(&self, req: &CreateWorkstation) -> Result<(), Error> {
+        let l = &self.config.limits;
+        let name_ok = !req.name.trim().is_empty() && req.name.len() <= l.max_name_len && !req.name.chars().any(char::is_control);
+        if !name_ok {
+            return Err(Error::invalid("name", format!("must be 1-{} bytes without control characters", l.max_name_len)));
+        }
+        if let Some(v) = req.vcpu_count {
+            if v == 0 || v > l.max_vcpus {
+                return Err(Error::invalid("vcpu_count", format!("must be 1-{}", l.max_vcpus)));
+            }
+        }
+        if let Some(m) = req.mem_size_mib {
+            if m < l.min_mem_mib || m > l.max_mem_mib {
+                return Err(Error::invalid("mem_size_mib", format!("must be {}-{}", l.min_mem_mib, l.max_mem_mib)));
+            }
+        }
+        if let Some(d) = req.disk_size_gib {
+            if d == 0 || d > l.max_disk_gib {
+                return Err(Error::invalid("disk_size_gib", format!("must be 1-{}", l.max_disk_gib)));
+            }
+        }
+        if let Some(b) = req.bandwidth {
+            for (field, v) in [("bandwidth.rx_mbps", b.rx_mbps), ("bandwidth.tx_mbps", b.tx_mbps)] {
+                if v == 0 || v > l.max_bandwidth_mbps {
+                    return Err(Error::invalid(field, format!("must be 1-{} Mbit/s", l.max_bandwidth_mbps)));
+                }
+            }
+        }
+        if let Some(recipe) = &req.recipe {
+            let ok = !recipe.is_empty() && recipe.len() <= 64 && recipe.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(Error::invalid("recipe", "must be 1-64 characters of [A-Za-z0-9_-]"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a workstation for `who` and, unless `start` is false, boots it.
+    pub async fn create(self: &Arc<Self>, who: &Principal, req: CreateWorkstation) -> Result<Workstation, Error> {
+        self.validate(&req)?;
+        let who = who.clone();
+        self.run(move |s| s.create_now(&who, req)).await
+    }
+
+    /// The steps of a create, in order; each undone in reverse if a later one fails.
+    fn create_now(&self, who: &Principal, req: CreateWorkstation) -> Result<Workstation, Error> {
+        let d = &self.config.defaults;
+        // 1. Everything checked before anything is made: a bad or unavailable egress, an
+        // unbuilt recipe, no room change nothing.
+        let egress = match (&self.network, req.egress) {
+            (Some(net), asked) => Some(net.egress_for(asked)?),
+            (None, Some(_)) => return Err(Error::invalid("egress", "this server has workstation networking turned off (network.enabled = false)")),
+            (None, None) => None,
+        };
+        let recipe = req.recipe.clone().unwrap_or_else(|| d.recipe.clone());
+        let base_image =
+            self.backend.base_image(&recipe).ok_or_else(|| Error::invalid("recipe", format!("no image built for recipe `{recipe}` (hearth image build --recipe …)")))?;
+        let read_only = req.read_only.unwrap_or(false);
+        let spec = Spec {
+            name: req.name.clone(),
+            vcpus: req.vcpu_count.unwrap_or(d.vcpu_count),
+            mem_mib: req.mem_size_mib.unwrap_or(d.mem_size_mib),
+            disk_gib: if read_only { 0 } else { req.disk_size_gib.unwrap_or(d.disk_size_gib) },
+            smt: req.smt_enabled.unwrap_or(false),
+            read_only,
+            base_image,
+        };
+        let start = req.start.unwrap_or(true);
+        // 2. Room, held until the outcome is recorded: its disk from now on, its memory and
+        // vCPUs if it boots.
+        let runs = |n: u64| if start { n } else { 0 };
+        let _room = self.admit(None, Need { mem_mib: runs(spec.mem_mib.into()), vcpus: runs(spec.vcpus.into()), disk_gib: spec.disk_gib.into() })?;
+        let id = new_id()?;
+        let mut undo = Cleanup::new("create");
+        // 3. Its directory and own disk.
+        self.backend.create(&id, spec.clone())?;
+        undo.push("workstation directory", || self.backend.delete(&id));
+        // 4. Its record, with its address slot (and the server's limit on how many exist)
+        // taken in the same transaction.
+        let now = unix_ms_now();
+        let row = Row {
+            id: id.clone(),
+            name: spec.name.clone(),
+            owner: who.user.clone(),
+            vcpu_count: spec.vcpus,
+            mem_size_mib: spec.mem_mib,
+            disk_size_gib: spec.disk_gib,
+            smt_enabled: spec.smt,
+            read_only,
+            bandwidth: req.bandwidth.or(default_bandwidth(d)),
+            recipe,
+            state: WorkstationState::Stopped,
+            address: None,
+            slot: None,
+            egress: egress.map_or(hearth_proto::api::Egress::Nat, to_api),
+            created_ms: now,
+            started_ms: None,
+            stopped_ms: None,
+            crash: None,
+        };
+        let row = self.store.insert(&row, self.config.limits.max_workstations, self.network.as_ref().map(|n| n.range()), now)?;
+        undo.push("record", || self.store.delete(&id).map(drop));
+        // 5. Its network, and the VM's spec of it.
+        if let (Some(net), Some(slot)) = (&self.network, row.slot) {
+            net.setup(&id, slot, from_api(row.egress), self.backend.jail_uid(&id)?)?;
+            undo.push("network", || net.teardown(&id));
+            let bw = row.bandwidth.map_or((0, 0), |b| (b.rx_mbps, b.tx_mbps));
+            self.backend.set_network(&id, Some(&net.spec(&id, slot, bw)?))?;
+        }
+        // Made: a boot that fails from here leaves a stopped workstation with its event.
+        undo.dismiss();
+        if start {
+            self.boot(&id, "")?;
+        }
+        Ok(Workstation::from(&self.store.get(&id)?.unwrap_or(row)))
+    }
+
+    /// The workstations `who` may see (an admin: all), oldest first. The store is the state:
+    /// exits are recorded as they happen ([`crate::exits`]).
+    pub async fn list(self: &Arc<Self>, who: &Principal) -> Result<Vec<Workstation>, Error> {
+        let who = who.clone();
+        self.run(move |s| {
+            let rows = if who.is_admin() { s.store.list()? } else { s.store.list_owned(&who.user)? };
+            Ok(rows.iter().map(Workstation::from).collect())
+        })
+        .await
+    }
+
+    /// One workstation, its state as its VM has it now.
+    pub async fn get(self: &Arc<Self>, who: &Principal, id: &str) -> Result<Workstation, Error> {
+        let (who, id) = (who.clone(), id.to_string());
+        self.run(move |s| Ok(Workstation::from(&s.current(&who, &id)?))).await
+    }
+
+    /// Deletes a workstation: its VM, disk, logs, network and record.
+    pub async fn delete(self: &Arc<Self>, who: &Principal, id: &str) -> Result<(), Error> {
+        let (who, id) = (who.clone(), id.to_string());
+        self.run(move |s| {
+            let row = s.visible(&who, &id)?;
+            match s.backend.delete(&id) {
+                // NotFound: its directory was gone already, or a delete beside this one took it.
+                Ok(()) | Err(hearth_runtime::RuntimeError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            // After the VM is gone (it holds its namespace while it runs). If this fails the
+            // row stays, so a retried delete (or the next start's reconciliation) finishes it.
+            if let (Some(net), Some(_)) = (&s.network, row.slot) {
+                net.teardown(&id)?;
+            }
+            s.store.delete(&id)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Starts, stops, restarts, pauses or resumes a workstation; returns it as it is after.
+    pub async fn act(self: &Arc<Self>, who: &Principal, id: &str, action: Action) -> Result<Workstation, Error> {
+        let (who, id) = (who.clone(), id.to_string());
+        self.run(move |s| {
+            let row = s.current(&who, &id)?;
+            let now = unix_ms_now();
+            match action {
+                Action::Start => {
+                    let _room = s.admit(None, run_need(&row))?;
+                    s.boot(&id, "")?;
+                }
+                Action::Stop => {
+                    let kind = s.backend.stop(&id)?;
+                    s.store.record(&id, Transition::Stopped { why: kind.as_str() }, now)?;
+                }
+                Action::Restart => {
+                    // Admitted before it stops (its own VM's share left out, as it is about to
+                    // go): a restart refused for room leaves it running.
+                    let _room = s.admit(Some(&id), run_need(&row))?;
+                    s.backend.stop(&id)?;
+                    s.store.record(&id, Transition::Stopped { why: "restart" }, now)?;
+                    s.boot(&id, "")?;
+                }
+                Action::Pause => {
+                    s.backend.pause(&id)?;
+                    s.store.record(&id, Transition::Paused, now)?;
+                }
+                Action::Resume => {
+                    s.backend.resume(&id)?;
+                    s.store.record(&id, Transition::Resumed, now)?;
+                }
+            }
+            Ok(Workstation::from(&s.current(&who, &id)?))
+        })
+        .await
+    }
+
+    /// What happened to a workstation, oldest first: the newest `limit` events (default
+    /// [`DEFAULT_EVENTS`], 1 to [`MAX_EVENTS`]).
+    pub async fn events(self: &Arc<Self>, who: &Principal, id: &str, limit: Option<i64>) -> Result<Vec<Event>, Error> {
+        let limit = limit.unwrap_or(DEFAULT_EVENTS);
+        if !(1..=MAX_EVENTS).contains(&limit) {
+            return Err(Error::invalid("limit", format!("must be 1-{MAX_EVENTS}")));
+        }
+        let (who, id) = (who.clone(), id.to_string());
+        self.run(move |s| {
+            s.current(&who, &id)?;
+            Ok(s.store.events(&id, limit)?)
+        })
+        .await
+    }
+}
+
+/// The configured bandwidth of a create without its own (none when both are unlimited).
+fn default_bandwidth(d: &crate::config::Defaults) -> Option<Bandwidth> {
+    (d.rx_mbps > 0 || d.tx_mbps > 0).then_some(Bandwidth { rx_mbps: d.rx_mbps, tx_mbps: d.tx_mbps })
+}
