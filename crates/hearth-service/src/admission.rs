@@ -3,10 +3,12 @@
 //! start over budget is refused with the reason ([`Error::Unavailable`]), never attempted.
 //!
 //! Checks and the operations they admit are not atomic (a boot takes seconds), so an admitted
-//! operation holds a [`Reservation`] until its outcome is in the store: two creates racing for
-//! the last room cannot both get it. The store is read while the reservations' lock is held:
-//! an operation that finishes records its outcome, then gives its reservation back (under
-//! that lock), so a check sees it in one place or the other, never in neither.
+//! operation holds a [`Reservation`] for its workstation until its outcome is in the store:
+//! two creates racing for the last room cannot both get it. A workstation is counted exactly
+//! once at every moment: by its reservation while it has one (whatever its record says in the
+//! meantime), else by its record. The store is read while the reservations' lock is held, and
+//! an operation records its outcome before it gives its reservation back (under that lock),
+//! so a check never sees a workstation in neither place, nor in both.
 
 use std::sync::Mutex;
 
@@ -28,10 +30,6 @@ impl Need {
         Need { mem_mib: self.mem_mib + o.mem_mib, vcpus: self.vcpus + o.vcpus, disk_gib: self.disk_gib + o.disk_gib }
     }
 
-    fn sub(self, o: Need) -> Need {
-        Need { mem_mib: self.mem_mib - o.mem_mib, vcpus: self.vcpus - o.vcpus, disk_gib: self.disk_gib - o.disk_gib }
-    }
-
     /// What the records hold now: running and paused ones their memory and vCPUs, all their disks.
     fn in_use(rows: &[Row]) -> Need {
         rows.iter().fold(Need::default(), |n, r| {
@@ -45,36 +43,42 @@ impl Need {
 #[derive(Debug)]
 pub struct Admission {
     pub budget: Need,
-    reserved: Mutex<Need>,
+    /// Workstations with an operation in flight, each with all it will hold if it succeeds.
+    reserved: Mutex<Vec<(String, Need)>>,
 }
 
-/// Room held for an operation in flight; given back when dropped.
+/// Room held for an operation in flight on one workstation; given back when dropped.
 #[must_use]
 pub struct Reservation<'a> {
     admission: &'a Admission,
-    need: Need,
+    id: String,
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         let mut r = self.admission.reserved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *r = r.sub(self.need);
+        if let Some(i) = r.iter().position(|(id, _)| *id == self.id) {
+            r.swap_remove(i);
+        }
     }
 }
 
 impl Admission {
     pub fn new(budget: Need) -> Admission {
-        Admission { budget, reserved: Mutex::new(Need::default()) }
+        Admission { budget, reserved: Mutex::new(Vec::new()) }
     }
 
-    /// Reserves `need` if it fits beside what the records hold (`rows`, read under this
-    /// check's lock; workstation `except` left out: a restart's own VM is about to go) and
-    /// what other operations have reserved.
-    pub fn admit<E: Into<Error>>(&self, rows: impl FnOnce() -> Result<Vec<Row>, E>, except: Option<&str>, need: Need) -> Result<Reservation<'_>, Error> {
+    /// Reserves `need`, all that workstation `id` will hold once the operation succeeds
+    /// (its memory and vCPUs if it will run, its disk), if it fits beside what the other
+    /// records hold (`rows`, read under this check's lock) and what other operations have
+    /// reserved. Its own record does not count while it is reserved: a restart's running VM
+    /// is about to be replaced by the one reserved.
+    pub fn admit<E: Into<Error>>(&self, rows: impl FnOnce() -> Result<Vec<Row>, E>, id: &str, need: Need) -> Result<Reservation<'_>, Error> {
         let mut reserved = self.reserved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let rows = rows().map_err(Into::into)?;
-        let counted: Vec<Row> = rows.into_iter().filter(|r| Some(r.id.as_str()) != except).collect();
-        let used = Need::in_use(&counted).add(*reserved);
+        let held = |rid: &str| rid == id || reserved.iter().any(|(r, _)| r == rid);
+        let counted: Vec<Row> = rows.into_iter().filter(|r| !held(&r.id)).collect();
+        let used = reserved.iter().fold(Need::in_use(&counted), |n, (_, r)| n.add(*r));
         let b = self.budget;
         let over = |what: Unavailable, name: &str, asked: u64, used: u64, budget: u64, unit: &str| {
             let message = format!("{asked} {unit} more would exceed this host's workstation {name} budget ({used} of {budget} {unit} in use)");
@@ -89,8 +93,8 @@ impl Admission {
         if used.disk_gib + need.disk_gib > b.disk_gib {
             return over(Unavailable::Disk, "disk", need.disk_gib, used.disk_gib, b.disk_gib, "GiB");
         }
-        *reserved = reserved.add(need);
-        Ok(Reservation { admission: self, need })
+        reserved.push((id.to_string(), need));
+        Ok(Reservation { admission: self, id: id.to_string() })
     }
 }
 
@@ -141,8 +145,8 @@ mod tests {
         let a = Admission::new(Need { mem_mib: 4096, vcpus: 4, disk_gib: 10 });
         let rows = || Ok::<_, Error>(vec![row("a", Running, 2048, 2, 4), row("b", Stopped, 8192, 8, 4)]);
         let need = |m, v, d| Need { mem_mib: m, vcpus: v, disk_gib: d };
-        assert!(a.admit(rows, None, need(2048, 2, 2)).is_ok());
-        let msg = |n| match a.admit(rows, None, n).err().unwrap() {
+        assert!(a.admit(rows, "new", need(2048, 2, 2)).is_ok());
+        let msg = |n| match a.admit(rows, "new", n).err().unwrap() {
             Error::Unavailable { what, message } => (what, message),
             other => panic!("{other:?}"),
         };
@@ -151,8 +155,8 @@ mod tests {
         assert!(msg(need(1, 3, 0)).1.contains("vCPU budget (2 of 4 vCPUs"));
         assert_eq!(msg(need(0, 0, 3)), (Unavailable::Disk, "3 GiB more would exceed this host's workstation disk budget (8 of 10 GiB in use)".into()));
         // A restart does not count its own running VM against itself.
-        assert!(a.admit(rows, None, need(4096, 2, 0)).is_err());
-        assert!(a.admit(rows, Some("a"), need(4096, 2, 0)).is_ok());
+        assert!(a.admit(rows, "new", need(4096, 2, 0)).is_err());
+        assert!(a.admit(rows, "a", need(4096, 2, 4)).is_ok());
     }
 
     #[test]
@@ -160,10 +164,24 @@ mod tests {
         let a = Admission::new(Need { mem_mib: 1024, vcpus: 8, disk_gib: 8 });
         let half = Need { mem_mib: 512, vcpus: 1, disk_gib: 1 };
         let none = || Ok::<_, Error>(vec![]);
-        let first = a.admit(none, None, half).unwrap();
-        let second = a.admit(none, None, half).unwrap();
-        assert!(a.admit(none, None, half).is_err(), "the reservations of operations in flight count");
+        let first = a.admit(none, "a", half).unwrap();
+        let second = a.admit(none, "b", half).unwrap();
+        assert!(a.admit(none, "c", half).is_err(), "the reservations of operations in flight count");
         drop((first, second));
-        assert!(a.admit(none, None, Need { mem_mib: 1024, ..half }).is_ok());
+        assert!(a.admit(none, "c", Need { mem_mib: 1024, ..half }).is_ok());
+    }
+
+    #[test]
+    fn a_workstation_is_counted_once_while_its_operation_records_its_outcome() {
+        let a = Admission::new(Need { mem_mib: 1024, vcpus: 8, disk_gib: 8 });
+        let need = Need { mem_mib: 512, vcpus: 1, disk_gib: 1 };
+        let booting = a.admit(|| Ok::<_, Error>(vec![]), "a", need).unwrap();
+        // Its boot is recorded while it still holds its reservation: not counted twice.
+        let recorded = || Ok::<_, Error>(vec![row("a", Running, 512, 1, 1)]);
+        let other = a.admit(recorded, "b", need).unwrap();
+        drop((booting, other));
+        // Given back: its record counts.
+        assert!(a.admit(recorded, "c", need).is_ok());
+        assert!(a.admit(|| Ok::<_, Error>(vec![row("a", Running, 512, 1, 1), row("b", Running, 512, 1, 1)]), "c", need).is_err());
     }
 }

@@ -36,6 +36,8 @@ pub mod store;
 pub mod terminals;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+#[cfg(test)]
+mod tests;
 pub mod workstations;
 
 use std::path::Path;
@@ -195,10 +197,10 @@ impl Service {
         Ok(())
     }
 
-    /// Holds room for `need` more (see [`Admission`]) until the reservation drops; `except`:
-    /// a workstation whose own use is about to be given back (a restart's).
-    fn admit(&self, except: Option<&str>, need: Need) -> Result<Reservation<'_>, Error> {
-        self.admission.admit(|| self.store.list(), except, need)
+    /// Holds room for workstation `id` to hold `need` (see [`Admission`]) until the
+    /// reservation drops: drop it after the outcome is recorded.
+    fn admit(&self, id: &str, need: Need) -> Result<Reservation<'_>, Error> {
+        self.admission.admit(|| self.store.list(), id, need)
     }
 
     /// Boots `id` and records the outcome either way.
@@ -232,9 +234,9 @@ fn state_of(s: hearth_runtime::State) -> WorkstationState {
     }
 }
 
-/// What `r` needs to run (its disk exists already).
+/// What `r` holds when it runs.
 fn run_need(r: &Row) -> Need {
-    Need { mem_mib: r.mem_size_mib.into(), vcpus: r.vcpu_count.into(), disk_gib: 0 }
+    Need { mem_mib: r.mem_size_mib.into(), vcpus: r.vcpu_count.into(), disk_gib: r.disk_size_gib.into() }
 }
 
 impl From<&Row> for Workstation {

@@ -106,7 +106,7 @@ impl Service {
             let _ = self.store.set_resume(&id, false);
             let booted = self.store.get(&id).map_err(Error::from).and_then(|row| {
                 let Some(row) = row else { return Ok(()) };
-                let _room = self.admit(None, run_need(&row))?;
+                let _room = self.admit(&id, run_need(&row))?;
                 self.boot(&id, "resumed after its host restarted; ")
             });
             if let Err(e) = booted {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,13 +39,15 @@ pub struct FakeBackend {
     vms: Mutex<HashMap<String, Vm>>,
     /// Boots so far (tests count them).
     pub starts: AtomicUsize,
+    /// How long making a workstation takes, milliseconds (the real one makes a disk).
+    pub create_ms: AtomicU64,
 }
 
 impl FakeBackend {
     /// Keeps its files (base image, console logs) under `dir`.
     pub fn new(dir: &Path) -> FakeBackend {
         std::fs::write(dir.join("base.ext4"), b"").expect("writing the fake base image");
-        FakeBackend { dir: dir.to_path_buf(), vms: Mutex::default(), starts: AtomicUsize::new(0) }
+        FakeBackend { dir: dir.to_path_buf(), vms: Mutex::default(), starts: AtomicUsize::new(0), create_ms: AtomicU64::new(0) }
     }
 
     fn vms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vm>> {
@@ -93,6 +95,7 @@ impl Backend for FakeBackend {
 
     fn create(&self, id: &str, spec: Spec) -> Result<(), RuntimeError> {
         spec.validate(&hearth_runtime::Limits::default())?;
+        std::thread::sleep(Duration::from_millis(self.create_ms.load(Ordering::Relaxed)));
         let mut vms = self.vms();
         if vms.contains_key(id) {
             return Err(RuntimeError::Exists(id.into()));

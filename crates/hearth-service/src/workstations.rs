@@ -129,8 +129,8 @@ impl Service {
         // 2. Room, held until the outcome is recorded: its disk from now on, its memory and
         // vCPUs if it boots.
         let runs = |n: u64| if start { n } else { 0 };
-        let _room = self.admit(None, Need { mem_mib: runs(spec.mem_mib.into()), vcpus: runs(spec.vcpus.into()), disk_gib: spec.disk_gib.into() })?;
         let id = new_id()?;
+        let _room = self.admit(&id, Need { mem_mib: runs(spec.mem_mib.into()), vcpus: runs(spec.vcpus.into()), disk_gib: spec.disk_gib.into() })?;
         let mut undo = Cleanup::new("create");
         // 3. Its directory and own disk.
         self.backend.create(&id, spec.clone())?;
@@ -221,7 +221,7 @@ impl Service {
             let now = unix_ms_now();
             match action {
                 Action::Start => {
-                    let _room = s.admit(None, run_need(&row))?;
+                    let _room = s.admit(&id, run_need(&row))?;
                     s.boot(&id, "")?;
                 }
                 Action::Stop => {
@@ -229,9 +229,9 @@ impl Service {
                     s.store.record(&id, Transition::Stopped { why: kind.as_str() }, now)?;
                 }
                 Action::Restart => {
-                    // Admitted before it stops (its own VM's share left out, as it is about to
-                    // go): a restart refused for room leaves it running.
-                    let _room = s.admit(Some(&id), run_need(&row))?;
+                    // Admitted before it stops (its own VM's share is the reservation's from
+                    // here): a restart refused for room leaves it running.
+                    let _room = s.admit(&id, run_need(&row))?;
                     s.backend.stop(&id)?;
                     s.store.record(&id, Transition::Stopped { why: "restart" }, now)?;
                     s.boot(&id, "")?;
