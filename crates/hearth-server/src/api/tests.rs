@@ -1,0 +1,356 @@
+//! Every route's success and error paths, through the router as a client sends them, over
+//! the service with a fake backend (hearth_service::testing): no Firecracker, no box, no
+//! root; commands, files and terminals run in the real agent server on this host.
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use hearth_service::config::Config;
+use hearth_service::testing::service;
+use hearth_service::Need;
+
+struct Api {
+    _dir: tempfile::TempDir,
+    router: axum::Router,
+    svc: super::SharedService,
+}
+
+fn api_with(config: Config, budget: Need) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, _backend) = service(dir.path(), config, budget);
+    Api { _dir: dir, router: super::router(svc.clone()), svc }
+}
+
+fn api() -> Api {
+    api_with(Config::default(), Need { mem_mib: 8192, vcpus: 64, disk_gib: 64 })
+}
+
+impl Api {
+    async fn send(&self, req: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let ctype = resp.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_string());
+        let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        (status, ctype, body)
+    }
+
+    /// A JSON request (or none) and the JSON (or text) answer.
+    async fn call(&self, method: Method, uri: impl Into<String>, body: Option<Value>) -> (u16, Value) {
+        let mut req = Request::builder().method(method).uri(uri.into());
+        let body = match body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(serde_json::to_vec(&b).unwrap())
+            }
+            None => Body::empty(),
+        };
+        let (status, _, bytes) = self.send(req.body(body).unwrap()).await;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        (status.as_u16(), serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn create(&self, body: Value) -> Value {
+        let (s, w) = self.call(Method::POST, "/api/v1/workstations", Some(body)).await;
+        assert_eq!(s, 201, "{w}");
+        w
+    }
+}
+
+/// An error answer: its status, code and field, in the API's JSON shape.
+#[track_caller]
+fn error(got: (u16, Value), status: u16, code: &str, field: Option<&str>) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+    assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
+    assert_eq!(got.1["error"]["field"].as_str(), field, "{}", got.1);
+}
+
+#[tokio::test]
+async fn health_the_document_and_unknown_routes() {
+    let api = api();
+    let (s, h) = api.call(Method::GET, "/api/v1/health", None).await;
+    assert_eq!((s, h["status"].as_str(), h["workstations"].as_u64()), (200, Some("ok"), Some(0)));
+    let (s, doc) = api.call(Method::GET, "/api/v1/openapi.json", None).await;
+    assert_eq!((s, doc["info"]["title"].as_str()), (200, Some("hearth")));
+    error(api.call(Method::GET, "/api/v1/nothing-here", None).await, 404, "not_found", None);
+}
+
+#[tokio::test]
+async fn workstations_are_created_listed_got_and_deleted() {
+    let api = api();
+    let w = api.create(json!({"name": "first", "mem_size_mib": 512, "bandwidth": {"rx_mbps": 5, "tx_mbps": 6}})).await;
+    let id = w["id"].as_str().unwrap();
+    assert_eq!((w["state"].as_str(), w["owner"].as_str(), w["recipe"].as_str(), w["bandwidth"]["tx_mbps"].as_u64()), (Some("running"), Some("local"), Some("test"), Some(6)));
+    let (s, l) = api.call(Method::GET, "/api/v1/workstations", None).await;
+    assert_eq!((s, l["workstations"][0]["id"].as_str()), (200, Some(id)));
+    let (s, one) = api.call(Method::GET, &format!("/api/v1/workstations/{id}"), None).await;
+    assert_eq!((s, one["name"].as_str()), (200, Some("first")));
+    let (s, _) = api.call(Method::DELETE, &format!("/api/v1/workstations/{id}"), None).await;
+    assert_eq!(s, 204);
+    error(api.call(Method::GET, &format!("/api/v1/workstations/{id}"), None).await, 404, "not_found", None);
+    error(api.call(Method::DELETE, &format!("/api/v1/workstations/{id}"), None).await, 404, "not_found", None);
+}
+
+#[tokio::test]
+async fn creates_are_refused_with_the_field_or_the_reason() {
+    let api = api();
+    let bad = |body: Value| api.call(Method::POST, "/api/v1/workstations", Some(body));
+    error(bad(json!({"name": "a", "vcpu_count": 0})).await, 400, "invalid_field", Some("vcpu_count"));
+    error(bad(json!({"name": "a", "vcpu_count": "two"})).await, 400, "invalid_field", Some("vcpu_count"));
+    error(bad(json!({"name": "a", "mem_size_mib": 4})).await, 400, "invalid_field", Some("mem_size_mib"));
+    error(bad(json!({"name": "a", "disk_size_gib": 0})).await, 400, "invalid_field", Some("disk_size_gib"));
+    error(bad(json!({"name": "a", "bandwidth": {"rx_mbps": 0, "tx_mbps": 1}})).await, 400, "invalid_field", Some("bandwidth.rx_mbps"));
+    error(bad(json!({"name": ""})).await, 400, "invalid_field", Some("name"));
+    error(bad(json!({"name": "a", "recipe": "no-such"})).await, 400, "invalid_field", Some("recipe"));
+    error(bad(json!({"name": "a", "recipe": "../x"})).await, 400, "invalid_field", Some("recipe"));
+    error(bad(json!({"name": "a", "vcpu_count": 3, "smt_enabled": true})).await, 400, "invalid_field", Some("smt_enabled"));
+    error(bad(json!({"name": "a", "egress": "nat"})).await, 400, "invalid_field", Some("egress"));
+    error(bad(json!({"name": "a", "colour": "red"})).await, 400, "invalid_field", Some("colour"));
+    error(bad(json!({"name": "big", "mem_size_mib": 16384})).await, 503, "over_capacity", None);
+    let raw = |ctype: &'static str, body: &'static [u8]| {
+        Request::builder().method(Method::POST).uri("/api/v1/workstations").header(header::CONTENT_TYPE, ctype).body(Body::from(body)).unwrap()
+    };
+    let (s, ctype, _) = api.send(raw("application/json", b"{\"name\": ")).await;
+    assert_eq!((s, ctype.as_deref()), (StatusCode::BAD_REQUEST, Some("application/json")));
+    let (s, _, body) = api.send(raw("text/plain", b"name=a")).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", String::from_utf8_lossy(&body));
+    let huge = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/workstations")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, 2 << 20)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(api.send(huge).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    // Nothing was made by any of them.
+    assert_eq!(api.call(Method::GET, "/api/v1/workstations", None).await.1["workstations"], json!([]));
+    // The server's limit on how many exist.
+    let mut config = Config::default();
+    config.limits.max_workstations = 1;
+    let one = api_with(config, Need { mem_mib: 8192, vcpus: 64, disk_gib: 64 });
+    one.create(json!({"name": "a", "start": false})).await;
+    error(one.call(Method::POST, "/api/v1/workstations", Some(json!({"name": "b"}))).await, 409, "conflict", None);
+}
+
+#[tokio::test]
+async fn lifecycle_actions_and_their_refusals() {
+    let api = api_with(Config::default(), Need { mem_mib: 1024, vcpus: 64, disk_gib: 64 });
+    let id = api.create(json!({"name": "a", "mem_size_mib": 512})).await["id"].as_str().unwrap().to_string();
+    let act = |a: &str| api.call(Method::POST, format!("/api/v1/workstations/{id}/{a}"), None);
+    assert_eq!(act("pause").await.1["state"], "paused");
+    error(act("pause").await, 409, "conflict", None);
+    assert_eq!(act("resume").await.1["state"], "running");
+    error(act("start").await, 409, "conflict", None);
+    assert_eq!(act("restart").await.1["state"], "running");
+    assert_eq!(act("stop").await.1["state"], "stopped");
+    error(act("resume").await, 409, "conflict", None);
+    error(act("explode").await, 404, "not_found", None);
+    // Over budget: another workstation holds the room this one needs to start.
+    api.create(json!({"name": "b", "mem_size_mib": 1024})).await;
+    error(act("start").await, 503, "over_capacity", None);
+    error(api.call(Method::POST, "/api/v1/workstations/w000000000000/start", None).await, 404, "not_found", None);
+    let kinds: Vec<String> = api.call(Method::GET, &format!("/api/v1/workstations/{id}/events"), None).await.1["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["created", "started", "paused", "resumed", "stopped", "started", "stopped"]);
+    let (s, last) = api.call(Method::GET, &format!("/api/v1/workstations/{id}/events?limit=1"), None).await;
+    assert_eq!((s, last["events"].as_array().unwrap().len()), (200, 1));
+    error(api.call(Method::GET, &format!("/api/v1/workstations/{id}/events?limit=0"), None).await, 400, "invalid_field", Some("limit"));
+    error(api.call(Method::GET, "/api/v1/workstations/w000000000000/events", None).await, 404, "not_found", None);
+}
+
+#[tokio::test]
+async fn exec_runs_commands_and_names_what_is_wrong() {
+    let api = api();
+    let id = api.create(json!({"name": "a"})).await["id"].as_str().unwrap().to_string();
+    let exec = |body: Value| api.call(Method::POST, format!("/api/v1/workstations/{id}/exec"), Some(body));
+    let (s, r) = exec(json!({"argv": ["sh", "-c", "read x; echo got $x; echo oops >&2; exit 3"], "stdin": "it\n"})).await;
+    assert_eq!((s, r["exit_code"].as_i64(), r["stdout"].as_str(), r["stderr"].as_str()), (200, Some(3), Some("got it\n"), Some("oops\n")));
+    error(exec(json!({"argv": []})).await, 400, "invalid_field", Some("argv"));
+    error(exec(json!({"argv": ["/no/such/binary"]})).await, 400, "invalid_field", Some("argv"));
+    error(exec(json!({"argv": ["true"], "timeout_secs": 0})).await, 400, "invalid_field", Some("timeout_secs"));
+    error(api.call(Method::POST, "/api/v1/workstations/w000000000000/exec", Some(json!({"argv": ["true"]}))).await, 404, "not_found", None);
+    api.call(Method::POST, &format!("/api/v1/workstations/{id}/stop"), None).await;
+    error(exec(json!({"argv": ["true"]})).await, 409, "conflict", None);
+}
+
+#[tokio::test]
+async fn the_console_tail_and_follow() {
+    let api = api();
+    let id = api.create(json!({"name": "a"})).await["id"].as_str().unwrap().to_string();
+    let get = Request::builder().uri(format!("/api/v1/workstations/{id}/console")).body(Body::empty()).unwrap();
+    let (s, ctype, body) = api.send(get).await;
+    assert_eq!((s, ctype.as_deref()), (StatusCode::OK, Some("text/plain; charset=utf-8")));
+    assert!(String::from_utf8_lossy(&body).contains("booted"));
+    let (_, two) = api.call(Method::GET, &format!("/api/v1/workstations/{id}/console?tail_bytes=2"), None).await;
+    assert_eq!(two, json!("d\n"));
+    error(api.call(Method::GET, &format!("/api/v1/workstations/{id}/console?tail_bytes=99999999"), None).await, 400, "invalid_field", Some("tail_bytes"));
+    error(api.call(Method::GET, "/api/v1/workstations/w000000000000/console", None).await, 404, "not_found", None);
+    // A follow: the tail, then (once the server stops) its end.
+    let follow = Request::builder().uri(format!("/api/v1/workstations/{id}/console/stream")).body(Body::empty()).unwrap();
+    let resp = api.router.clone().oneshot(follow).await.unwrap();
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let first = String::from_utf8_lossy(&first).into_owned();
+    assert!(first.starts_with("event: output\ndata: {\"text\":\"[fake]"), "{first}");
+    api.svc.begin_stopping();
+    let mut rest = String::new();
+    while let Some(frame) = body.frame().await {
+        rest.push_str(&String::from_utf8_lossy(&frame.unwrap().into_data().unwrap()));
+    }
+    assert!(rest.contains("event: end\ndata: {\"reason\":\"server_stopping\"}"), "{rest}");
+    error(api.call(Method::GET, &format!("/api/v1/workstations/{id}/console/stream?tail_bytes=99999999"), None).await, 400, "invalid_field", Some("tail_bytes"));
+    let mut config = Config::default();
+    config.limits.max_console_followers = 0;
+    let none = api_with(config, Need { mem_mib: 8192, vcpus: 64, disk_gib: 64 });
+    let id = none.create(json!({"name": "a"})).await["id"].as_str().unwrap().to_string();
+    error(none.call(Method::GET, &format!("/api/v1/workstations/{id}/console/stream"), None).await, 503, "too_many_followers", None);
+}
+
+#[tokio::test]
+async fn terminals_are_opened_listed_and_closed() {
+    let api = api();
+    let id = api.create(json!({"name": "a"})).await["id"].as_str().unwrap().to_string();
+    let terms = format!("/api/v1/workstations/{id}/terminals");
+    let (s, t) = api.call(Method::POST, &terms, Some(json!({"rows": 30, "cols": 100, "argv": ["sh"]}))).await;
+    assert_eq!((s, t["rows"].as_u64(), t["cols"].as_u64(), t["exited"].as_bool()), (201, Some(30), Some(100), Some(false)), "{t}");
+    let tid = t["id"].as_str().unwrap().to_string();
+    let (s, l) = api.call(Method::GET, &terms, None).await;
+    assert_eq!((s, l["terminals"][0]["id"].as_str()), (200, Some(tid.as_str())));
+    error(api.call(Method::POST, &terms, Some(json!({"rows": 0}))).await, 400, "invalid_field", Some("rows"));
+    error(api.call(Method::POST, &terms, Some(json!({"cols": 5000}))).await, 400, "invalid_field", Some("cols"));
+    error(api.call(Method::POST, "/api/v1/workstations/w000000000000/terminals", Some(json!({}))).await, 404, "not_found", None);
+    let (s, _) = api.call(Method::DELETE, &format!("{terms}/{tid}"), None).await;
+    assert_eq!(s, 204);
+    error(api.call(Method::DELETE, &format!("{terms}/{tid}"), None).await, 404, "not_found", None);
+    let (_, l) = api.call(Method::GET, &terms, None).await;
+    assert_eq!((l["terminals"][0]["id"].as_str(), l["terminals"][0]["ended_unix_ms"].is_u64()), (Some(tid.as_str()), true));
+    api.call(Method::POST, &format!("/api/v1/workstations/{id}/stop"), None).await;
+    error(api.call(Method::POST, &terms, Some(json!({}))).await, 409, "conflict", None);
+    assert_eq!(api.call(Method::GET, &terms, None).await.0, 200, "a stopped workstation lists its ended terminals");
+}
+
+#[tokio::test]
+async fn files_go_up_and_come_down() {
+    let api = api();
+    let id = api.create(json!({"name": "a"})).await["id"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in/f.bin").to_string_lossy().into_owned();
+    let files = format!("/api/v1/workstations/{id}/files");
+    let put = |uri: String, body: &'static [u8], length: bool| {
+        let mut r = Request::builder().method(Method::PUT).uri(uri);
+        if length {
+            r = r.header(header::CONTENT_LENGTH, body.len());
+        }
+        r.body(Body::from(body)).unwrap()
+    };
+    assert_eq!(api.send(put(format!("{files}?path={path}&mode=600"), b"bytes\x00\xff", true)).await.0, StatusCode::NO_CONTENT);
+    let (s, ctype, body) = api.send(Request::builder().uri(format!("{files}?path={path}")).body(Body::empty()).unwrap()).await;
+    assert_eq!((s, ctype.as_deref(), body.as_slice()), (StatusCode::OK, Some("application/octet-stream"), &b"bytes\x00\xff"[..]));
+    error(api.call(Method::GET, &format!("{files}?path={path}.missing"), None).await, 404, "not_found", None);
+    error(api.call(Method::GET, &format!("{files}?path=relative"), None).await, 400, "invalid_field", Some("path"));
+    let bad_mode = api.send(put(format!("{files}?path={path}&mode=999"), b"x", true)).await;
+    assert_eq!(bad_mode.0, StatusCode::BAD_REQUEST);
+    let (s, _, body) = api.send(put(format!("{files}?path={path}"), b"x", false)).await;
+    assert_eq!(s, StatusCode::LENGTH_REQUIRED, "{}", String::from_utf8_lossy(&body));
+    let huge = Request::builder().method(Method::PUT).uri(format!("{files}?path={path}")).header(header::CONTENT_LENGTH, 3u64 << 30).body(Body::empty()).unwrap();
+    assert_eq!(api.send(huge).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    error(api.call(Method::GET, &format!("/api/v1/workstations/w000000000000/files?path={path}"), None).await, 404, "not_found", None);
+}
+
+/// The WebSocket terminal for real: a server on loopback, a client that attaches, types and
+/// reads its echo, a viewer that is told it is one, and the refusals before the upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_attaches_types_and_sees_the_output() {
+    let api = api();
+    let id = api.create(json!({"name": "a"})).await["id"].as_str().unwrap().to_string();
+    let (_, t) = api.call(Method::POST, &format!("/api/v1/workstations/{id}/terminals"), Some(json!({"argv": ["sh"]}))).await;
+    let tid = t["id"].as_str().unwrap().to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = api.router.clone();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let base = format!("ws://{addr}/api/v1/workstations/{id}/terminals/{tid}/ws");
+    let seen = tokio::task::spawn_blocking(move || {
+        let (mut ws, _) = tungstenite::connect(&base).unwrap();
+        let head: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+        assert_eq!((head["type"].as_str(), head["read_only"].as_bool()), (Some("attached"), Some(false)), "{head}");
+        ws.send(tungstenite::Message::binary(b"echo he''llo\n".to_vec())).unwrap();
+        let mut out = String::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !out.contains("hello") && std::time::Instant::now() < deadline {
+            if let tungstenite::Message::Binary(b) = ws.read().unwrap() {
+                out.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
+        ws.send(tungstenite::Message::text(r#"{"type":"ping"}"#)).unwrap();
+        let pong = loop {
+            if let tungstenite::Message::Text(t) = ws.read().unwrap() {
+                break t.to_string();
+            }
+        };
+        let (mut viewer, _) = tungstenite::connect(format!("{base}?mode=view")).unwrap();
+        let head: Value = serde_json::from_str(viewer.read().unwrap().to_text().unwrap()).unwrap();
+        assert_eq!(head["read_only"].as_bool(), Some(true), "{head}");
+        let bad = match tungstenite::connect(format!("{base}?mode=sideways")) {
+            Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+            other => panic!("{:?}", other.map(|_| ())),
+        };
+        let missing = match tungstenite::connect(base.replace(&tid, "t0000000000000000")) {
+            Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+            other => panic!("{:?}", other.map(|_| ())),
+        };
+        (out, pong, bad, missing)
+    })
+    .await
+    .unwrap();
+    assert!(seen.0.contains("hello"), "{:?}", seen.0);
+    assert_eq!(seen.1, r#"{"type":"pong"}"#);
+    assert_eq!((seen.2, seen.3), (400, 404));
+    server.abort();
+}
+
+fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                out.push(r);
+            }
+            m.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+/// The document is whole: every `$ref` resolves, every path parameter is declared by
+/// each of its operations, every operation answers something.
+#[test]
+fn the_openapi_document_is_self_consistent() {
+    let doc = serde_json::to_value(super::routes().split_for_parts().1).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("unexpected $ref {r}"));
+        assert!(doc["components"]["schemas"].get(name).is_some(), "$ref {r} resolves to nothing");
+    }
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let params: Vec<&str> = path.split('{').skip(1).filter_map(|s| s.split_once('}').map(|(p, _)| p)).collect();
+        for (method, op) in item.as_object().unwrap() {
+            let declared: Vec<&str> = op["parameters"].as_array().map(|a| a.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect()).unwrap_or_default();
+            for p in &params {
+                assert!(declared.contains(p), "{method} {path} does not declare {{{p}}}");
+            }
+            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} has no responses");
+        }
+    }
+}
