@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::api::ApiError;
+use crate::fc_api::FcApiError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
@@ -16,7 +16,7 @@ pub enum VmmError {
     #[error("Firecracker's API socket {socket} did not accept connections within {timeout:?}; console tail:\n{console_tail}")]
     ApiNotReady { socket: PathBuf, timeout: Duration, console_tail: String },
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(#[from] FcApiError),
     #[error("{what} failed")]
     Io {
         what: String,

@@ -1,7 +1,7 @@
 //! Firecracker, and only Firecracker.
 //!
 //! Layout:
-//! - [`api`]: a typed client for Firecracker's HTTP API over its unix socket.
+//! - [`fc_api`]: a typed client for Firecracker's HTTP API over its unix socket.
 //! - [`models`]: the request bodies we send, with exactly the documented keys
 //!   (Firecracker denies unknown fields).
 //! - [`error`]: the crate's errors.
@@ -15,8 +15,8 @@
 //!
 //! This crate knows nothing about where artifacts come from: callers pass paths.
 
-pub mod api;
 pub mod error;
+pub mod fc_api;
 pub mod jail;
 pub mod models;
 pub mod probe;
@@ -25,8 +25,8 @@ pub mod vsock;
 
 use std::time::Duration;
 
-pub use api::{ApiClient, ApiError};
 pub use error::{NotReady, VmmError};
+pub use fc_api::{ApiClient, FcApiError};
 
 /// The guest kernel command line. `quiet` because every console byte is an exit to the VMM
 /// (expensive in the box); no `i8042.nopnp` so SendCtrlAltDel still reaches the guest.

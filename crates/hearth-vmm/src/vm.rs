@@ -30,8 +30,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
 
-use crate::api::ApiClient;
 use crate::error::{NotReady, VmmError};
+use crate::fc_api::ApiClient;
 use crate::jail::{self, BindFile, JailConfig};
 use crate::models::{ActionType, Balloon, BootSource, Drive, Entropy, InstanceAction, Logger, MachineConfig, NetworkInterface, RateLimiter, Vsock};
 use crate::{AGENT_READY_PREFIX, GUEST_BOOT_ARGS};

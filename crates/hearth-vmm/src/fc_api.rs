@@ -14,7 +14,7 @@ use serde::Serialize;
 const MAX_BODY: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum FcApiError {
     #[error("connecting to the Firecracker API at {path} failed")]
     Connect {
         path: PathBuf,
@@ -56,17 +56,17 @@ impl ApiClient {
     }
 
     /// PUT a JSON body; Firecracker answers 204 on success.
-    pub fn put<T: Serialize>(&self, uri: &str, body: &T) -> Result<Vec<u8>, ApiError> {
+    pub fn put<T: Serialize>(&self, uri: &str, body: &T) -> Result<Vec<u8>, FcApiError> {
         let json = serde_json::to_vec(body).expect("API models always serialize");
         self.request("PUT", uri, Some(&json))
     }
 
-    pub fn patch<T: Serialize>(&self, uri: &str, body: &T) -> Result<Vec<u8>, ApiError> {
+    pub fn patch<T: Serialize>(&self, uri: &str, body: &T) -> Result<Vec<u8>, FcApiError> {
         let json = serde_json::to_vec(body).expect("API models always serialize");
         self.request("PATCH", uri, Some(&json))
     }
 
-    pub fn get(&self, uri: &str) -> Result<Vec<u8>, ApiError> {
+    pub fn get(&self, uri: &str) -> Result<Vec<u8>, FcApiError> {
         self.request("GET", uri, None)
     }
 
@@ -75,9 +75,9 @@ impl ApiClient {
         UnixStream::connect(&self.socket).is_ok()
     }
 
-    fn request(&self, method: &'static str, uri: &str, body: Option<&[u8]>) -> Result<Vec<u8>, ApiError> {
-        let io = |source| ApiError::Io { method, uri: uri.to_string(), source };
-        let mut stream = UnixStream::connect(&self.socket).map_err(|source| ApiError::Connect { path: self.socket.clone(), source })?;
+    fn request(&self, method: &'static str, uri: &str, body: Option<&[u8]>) -> Result<Vec<u8>, FcApiError> {
+        let io = |source| FcApiError::Io { method, uri: uri.to_string(), source };
+        let mut stream = UnixStream::connect(&self.socket).map_err(|source| FcApiError::Connect { path: self.socket.clone(), source })?;
         stream.set_read_timeout(Some(self.timeout)).map_err(io)?;
         stream.set_write_timeout(Some(self.timeout)).map_err(io)?;
         let body = body.unwrap_or_default();
@@ -92,12 +92,12 @@ impl ApiClient {
         stream.write_all(&request).map_err(io)?;
         let (status, resp) = read_response(&mut BufReader::new(stream)).map_err(|e| match e {
             ReadError::Io(source) => io(source),
-            ReadError::Malformed(detail) => ApiError::Malformed { method, uri: uri.to_string(), detail },
+            ReadError::Malformed(detail) => FcApiError::Malformed { method, uri: uri.to_string(), detail },
         })?;
         if (200..300).contains(&status) {
             return Ok(resp);
         }
-        Err(ApiError::Refused { method, uri: uri.to_string(), status, fault: fault_message(&resp) })
+        Err(FcApiError::Refused { method, uri: uri.to_string(), status, fault: fault_message(&resp) })
     }
 }
 
@@ -194,7 +194,7 @@ mod tests {
         let (_d, path, _h) = serve_once("HTTP/1.1 400 \r\nContent-Type: application/json\r\nContent-Length: 32\r\n\r\n{\"fault_message\":\"bad vcpu cnt\"}\n");
         let err = ApiClient::new(&path).get("/machine-config").unwrap_err();
         match err {
-            ApiError::Refused { status, fault, .. } => assert_eq!((status, fault.as_str()), (400, "bad vcpu cnt")),
+            FcApiError::Refused { status, fault, .. } => assert_eq!((status, fault.as_str()), (400, "bad vcpu cnt")),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -202,6 +202,6 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let (_d, path, _h) = serve_once("SSH-2.0-nope\r\n");
-        assert!(matches!(ApiClient::new(&path).get("/"), Err(ApiError::Malformed { .. })));
+        assert!(matches!(ApiClient::new(&path).get("/"), Err(FcApiError::Malformed { .. })));
     }
 }
