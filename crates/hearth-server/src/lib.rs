@@ -9,6 +9,7 @@
 //! server (gracefully or not) leaves them running.
 
 pub mod api;
+pub mod listen;
 
 use std::sync::Arc;
 
@@ -64,23 +65,15 @@ pub async fn serve(svc: Service, opts: ServeOptions, ready: impl FnOnce(std::net
         let svc = svc.clone();
         tokio::task::spawn_blocking(move || svc.resume_suspended());
     }
-    // Keystroke echoes are small writes: without TCP_NODELAY the second of two (an echo, then
-    // the prompt) waits for the first one's delayed ACK, ~40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "setting TCP_NODELAY");
+    let header_read_timeout = std::time::Duration::from_secs(svc.config.limits.header_read_timeout_secs);
+    listen::serve(listener, api::router(svc.clone()), header_read_timeout, {
+        let svc = svc.clone();
+        async move {
+            shutdown_signal(opts.until_stdin_eof).await;
+            svc.begin_stopping();
         }
-    });
-    axum::serve(listener, api::router(svc.clone()))
-        .with_graceful_shutdown({
-            let svc = svc.clone();
-            async move {
-                shutdown_signal(opts.until_stdin_eof).await;
-                svc.begin_stopping();
-            }
-        })
-        .await
-        .map_err(|source| ServeError::Listen { addr, source })?;
+    })
+    .await;
     if opts.suspend_on_exit {
         let svc = svc.clone();
         tokio::task::spawn_blocking(move || svc.suspend_running()).await.map_err(|e| setup("suspending")(e.to_string()))?;

@@ -57,6 +57,17 @@ pub struct Limits {
     pub max_file_bytes: u64,
     /// Console follows (`/console/stream`) open at once, over all workstations.
     pub max_console_followers: usize,
+    /// Requests being answered at once, over all clients; beyond it a request is refused
+    /// at once (503 `overloaded`) rather than queued. WebSocket terminals and console follows
+    /// count only until they are set up.
+    pub max_requests_in_flight: usize,
+    /// How long a request may take to be answered, seconds (503 `timed_out` after), except
+    /// those with bounds of their own: exec (its `timeout_secs`), file transfers (their
+    /// size), terminal WebSockets and console follows (streams).
+    pub request_timeout_secs: u64,
+    /// How long a client may take to send a request's headers, seconds; also how long a
+    /// kept-alive connection may wait for its next request before it is closed.
+    pub header_read_timeout_secs: u64,
 }
 
 /// What a create without a field gets.
@@ -113,6 +124,10 @@ impl Default for Limits {
             max_body_bytes: 1 << 20,
             max_file_bytes: 1 << 30,
             max_console_followers: 64,
+            max_requests_in_flight: 1024,
+            // Above the longest operation's own bounds: a restart's stop (2 x 30 s) and boot (120 s).
+            request_timeout_secs: 300,
+            header_read_timeout_secs: 30,
         }
     }
 }
@@ -194,6 +209,9 @@ impl Config {
         let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
         if l.max_vcpus == 0 || l.min_mem_mib > l.max_mem_mib || l.max_disk_gib == 0 {
             return bad("limits: max_vcpus and max_disk_gib must be positive, min_mem_mib <= max_mem_mib");
+        }
+        if l.max_requests_in_flight == 0 || l.request_timeout_secs == 0 || l.header_read_timeout_secs == 0 {
+            return bad("limits: max_requests_in_flight, request_timeout_secs and header_read_timeout_secs must be positive");
         }
         if d.vcpu_count == 0
             || d.vcpu_count > l.max_vcpus

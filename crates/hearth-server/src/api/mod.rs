@@ -9,6 +9,7 @@ pub mod console;
 pub mod error;
 pub mod files;
 pub mod json;
+pub mod layers;
 pub mod terminals;
 #[cfg(test)]
 mod tests;
@@ -60,8 +61,10 @@ fn routes() -> OpenApiRouter<SharedService> {
 
 /// The router and the OpenAPI document describing it.
 pub fn router(svc: SharedService) -> axum::Router {
-    let max_body = svc.config.limits.max_body_bytes;
-    let max_file = svc.config.limits.max_file_bytes;
+    let l = &svc.config.limits;
+    let (max_body, max_file) = (l.max_body_bytes, l.max_file_bytes);
+    let in_flight = layers::InFlight::new(l.max_requests_in_flight);
+    let timeout = std::time::Duration::from_secs(l.request_timeout_secs);
     let (router, doc) = routes().split_for_parts();
     let doc = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
     router
@@ -69,6 +72,10 @@ pub fn router(svc: SharedService) -> axum::Router {
         .fallback(|| async { HttpError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| announced_size_check(req, next, max_body, max_file)))
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| layers::deadline(timeout, req, next)))
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| layers::limit_in_flight(in_flight.clone(), req, next)))
+        // Outermost: every answer, refusals by the layers above included, carries the id.
+        .layer(axum::middleware::from_fn(layers::request_id))
         .with_state(svc)
 }
 

@@ -16,12 +16,13 @@ struct Api {
     _dir: tempfile::TempDir,
     router: axum::Router,
     svc: super::SharedService,
+    backend: std::sync::Arc<hearth_service::testing::FakeBackend>,
 }
 
 fn api_with(config: Config, budget: Need) -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let (svc, _backend) = service(dir.path(), config, budget);
-    Api { _dir: dir, router: super::router(svc.clone()), svc }
+    let (svc, backend) = service(dir.path(), config, budget);
+    Api { _dir: dir, router: super::router(svc.clone()), svc, backend }
 }
 
 fn api() -> Api {
@@ -353,4 +354,104 @@ fn the_openapi_document_is_self_consistent() {
             assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} has no responses");
         }
     }
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let api = api();
+    let get = |id: Option<&'static str>| {
+        let mut r = Request::builder().uri("/api/v1/health");
+        if let Some(id) = id {
+            r = r.header("x-request-id", id);
+        }
+        api.router.clone().oneshot(r.body(Body::empty()).unwrap())
+    };
+    let made = get(None).await.unwrap().headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(made.len(), 16);
+    assert_ne!(get(None).await.unwrap().headers()["x-request-id"], made.as_str());
+    assert_eq!(get(Some("client-42")).await.unwrap().headers()["x-request-id"], "client-42");
+    // Not one to repeat into logs and headers: replaced.
+    assert_ne!(get(Some("a b")).await.unwrap().headers()["x-request-id"], "a b");
+    let refused = api.router.clone().oneshot(Request::builder().uri("/api/v1/nothing").body(Body::empty()).unwrap()).await.unwrap();
+    assert!(refused.headers().contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn a_request_past_its_deadline_is_answered_and_the_operation_goes_on() {
+    let mut config = Config::default();
+    config.limits.request_timeout_secs = 1;
+    let api = api_with(config, Need { mem_mib: 8192, vcpus: 64, disk_gib: 64 });
+    api.backend.create_ms.store(1500, std::sync::atomic::Ordering::Relaxed);
+    error(api.call(Method::POST, "/api/v1/workstations", Some(json!({"name": "slow"}))).await, 503, "timed_out", None);
+    // It finishes on its own; the list shows it then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while api.call(Method::GET, "/api/v1/workstations", None).await.1["workstations"].as_array().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the create never finished");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_in_flight_bound_are_refused_at_once() {
+    let mut config = Config::default();
+    config.limits.max_requests_in_flight = 1;
+    let api = api_with(config, Need { mem_mib: 8192, vcpus: 64, disk_gib: 64 });
+    api.backend.create_ms.store(1000, std::sync::atomic::Ordering::Relaxed);
+    let slow = {
+        let router = api.router.clone();
+        let body = Body::from(serde_json::to_vec(&json!({"name": "slow"})).unwrap());
+        let req = Request::builder().method(Method::POST).uri("/api/v1/workstations").header(header::CONTENT_TYPE, "application/json").body(body).unwrap();
+        tokio::spawn(router.oneshot(req))
+    };
+    // The slow create holds the one place until it is answered.
+    let mut refused = None;
+    for _ in 0..100 {
+        let resp = api.router.clone().oneshot(Request::builder().uri("/api/v1/health").body(Body::empty()).unwrap()).await.unwrap();
+        if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            refused = Some(resp);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let refused = refused.expect("a request beside the slow one was never refused");
+    assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+    let body: Value = serde_json::from_slice(&refused.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"]["code"], "overloaded");
+    assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::CREATED);
+    assert_eq!(api.call(Method::GET, "/api/v1/health", None).await.0, 200, "the place is free again");
+}
+
+/// A client that never finishes its headers is cut off; one that does is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_bounds_how_long_headers_may_take() {
+    let api = api();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::listen::serve(listener, api.router.clone(), std::time::Duration::from_secs(1), async move {
+        let _ = stop_rx.await;
+    }));
+    let (slow, whole) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut slow = std::net::TcpStream::connect(addr).unwrap();
+        slow.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        slow.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n").unwrap();
+        let started = std::time::Instant::now();
+        let mut got = Vec::new();
+        // Closed by the server (with or without a 408 first), well before our own 10 s.
+        let _ = slow.read_to_end(&mut got);
+        let slow = (started.elapsed(), String::from_utf8_lossy(&got).into_owned());
+        let mut ok = std::net::TcpStream::connect(addr).unwrap();
+        ok.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut whole = String::new();
+        ok.read_to_string(&mut whole).unwrap();
+        (slow, whole)
+    })
+    .await
+    .unwrap();
+    assert!(slow.0 < std::time::Duration::from_secs(5), "{slow:?}");
+    assert!(!slow.1.contains("200 OK"), "{slow:?}");
+    assert!(whole.starts_with("HTTP/1.1 200 OK"), "{whole}");
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server).await.expect("the listener stopped").unwrap();
 }
