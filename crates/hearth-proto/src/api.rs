@@ -211,6 +211,23 @@ pub struct ConsoleOutput {
     pub text: String,
 }
 
+/// The `end` event of a console follow: why it ended (after it, the stream closes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ConsoleEnd {
+    pub reason: ConsoleEndReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ConsoleEndReason {
+    /// The workstation was deleted.
+    Deleted,
+    /// The server is stopping (follow again from the next one).
+    ServerStopping,
+}
+
 /// Every error: `{"error": {"code", "message", "field"?}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -290,6 +307,7 @@ pub const WS_READ_BUFFER: usize = 4 << 10;
 
 /// Text frames a WebSocket terminal client sends (binary frames are keystrokes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WsClientMessage {
     Resize { rows: u16, cols: u16 },
@@ -298,6 +316,7 @@ pub enum WsClientMessage {
 
 /// Text frames the server sends on a WebSocket terminal (binary frames are terminal output).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WsServerMessage {
     /// First: the session's size and title; the next binary frames are its scrollback then

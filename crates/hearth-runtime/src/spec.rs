@@ -38,15 +38,15 @@ impl Default for Limits {
     }
 }
 
-/// Longest name.
+/// Longest name, in characters.
 pub const MAX_NAME_LEN: usize = 64;
 
 impl Spec {
     /// Checks every field; the error names the first that is out of bounds.
     pub fn validate(&self, limits: &Limits) -> Result<(), RuntimeError> {
         let invalid = |field, message: String| Err(RuntimeError::Invalid { field, message });
-        if self.name.is_empty() || self.name.len() > MAX_NAME_LEN || self.name.chars().any(char::is_control) {
-            return invalid("name", format!("must be 1-{MAX_NAME_LEN} bytes without control characters"));
+        if self.name.is_empty() || self.name.chars().count() > MAX_NAME_LEN || self.name.chars().any(char::is_control) {
+            return invalid("name", format!("must be 1-{MAX_NAME_LEN} characters without control characters"));
         }
         if self.vcpus == 0 || self.vcpus > limits.max_vcpus {
             return invalid("vcpu_count", format!("must be 1-{}", limits.max_vcpus));

@@ -210,6 +210,9 @@ impl Config {
         if l.max_vcpus == 0 || l.min_mem_mib > l.max_mem_mib || l.max_disk_gib == 0 {
             return bad("limits: max_vcpus and max_disk_gib must be positive, min_mem_mib <= max_mem_mib");
         }
+        if l.max_name_len == 0 || l.max_name_len > hearth_runtime::spec::MAX_NAME_LEN {
+            return bad(&format!("limits.max_name_len must be 1-{}", hearth_runtime::spec::MAX_NAME_LEN));
+        }
         if l.max_requests_in_flight == 0 || l.request_timeout_secs == 0 || l.header_read_timeout_secs == 0 {
             return bad("limits: max_requests_in_flight, request_timeout_secs and header_read_timeout_secs must be positive");
         }

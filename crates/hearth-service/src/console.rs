@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hearth_proto::api::ConsoleEndReason;
+
 use crate::error::{Error, Unavailable};
 use crate::principal::Principal;
 use crate::Service;
@@ -35,8 +37,8 @@ fn tail_bytes(n: Option<u64>) -> Result<u64, Error> {
 pub enum ConsoleItem {
     /// Text the guest printed.
     Output(String),
-    /// The follow is over, and why (`deleted`, `server_stopping`).
-    End(&'static str),
+    /// The follow is over, and why.
+    End(ConsoleEndReason),
 }
 
 /// A live follow of a console; holds one of the server's follower permits.
@@ -53,10 +55,10 @@ impl ConsoleFollow {
             let mut f = self.follow.take()?;
             // A missing log means the workstation (its directory) is gone.
             if !f.path.exists() {
-                return Some(ConsoleItem::End("deleted"));
+                return Some(ConsoleItem::End(ConsoleEndReason::Deleted));
             }
             if *self.stopping.borrow_and_update() {
-                return Some(ConsoleItem::End("server_stopping"));
+                return Some(ConsoleItem::End(ConsoleEndReason::ServerStopping));
             }
             let (chunk, back) = tokio::task::spawn_blocking(move || (f.read_more(MAX_PIECE_BYTES), f)).await.ok()?;
             self.follow = Some(back);

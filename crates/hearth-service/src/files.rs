@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use hearth_exec::WriteFile;
-use hearth_proto::control::validate_path;
+use hearth_proto::control::{validate_path, MAX_PATH_LEN};
 
 use crate::error::{agent_error, Error};
 use crate::principal::Principal;
@@ -23,14 +23,25 @@ pub struct Upload {
     pub size: u64,
 }
 
-/// Checks a path a caller names.
+/// Longest path a caller may name, in characters: the agent's limit is in bytes, and a
+/// character takes at most four of them, so a path within this always fits it.
+pub const MAX_PATH_CHARS: usize = MAX_PATH_LEN / 4;
+
+/// Checks a path a caller names: absolute, no NUL, at most [`MAX_PATH_CHARS`] characters.
 pub fn check_path(path: &str) -> Result<(), Error> {
+    if path.chars().count() > MAX_PATH_CHARS {
+        return Err(Error::invalid("path", format!("at most {MAX_PATH_CHARS} characters")));
+    }
     validate_path(path).map_err(|m| Error::invalid("path", m))
 }
 
-/// Parses octal permission bits (`644`).
+/// The form of permission bits a caller gives: 1-4 octal digits.
+pub const MODE_PATTERN: &str = "^[0-7]{1,4}$";
+
+/// Parses octal permission bits (`644`): 1-4 digits 0-7, nothing else (no sign, no space).
 pub fn parse_mode(mode: &str) -> Result<u32, Error> {
-    u32::from_str_radix(mode, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| Error::invalid("mode", "octal permission bits, e.g. 644"))
+    let digits = (1..=4).contains(&mode.len()) && mode.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    digits.then(|| u32::from_str_radix(mode, 8).ok()).flatten().ok_or_else(|| Error::invalid("mode", "1-4 octal digits, e.g. 644"))
 }
 
 impl Service {

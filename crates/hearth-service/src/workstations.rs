@@ -60,9 +60,9 @@ impl Service {
     /// Checks a create against the configured limits, naming the field at fault.
     fn validate(&self, req: &CreateWorkstation) -> Result<(), Error> {
         let l = &self.config.limits;
-        let name_ok = !req.name.trim().is_empty() && req.name.len() <= l.max_name_len && !req.name.chars().any(char::is_control);
+        let name_ok = !req.name.trim().is_empty() && req.name.chars().count() <= l.max_name_len && !req.name.chars().any(char::is_control);
         if !name_ok {
-            return Err(Error::invalid("name", format!("must be 1-{} bytes without control characters", l.max_name_len)));
+            return Err(Error::invalid("name", format!("must be 1-{} characters, not all blank, without control characters", l.max_name_len)));
         }
         if let Some(v) = req.vcpu_count {
             if v == 0 || v > l.max_vcpus {

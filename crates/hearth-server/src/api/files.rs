@@ -9,7 +9,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -18,9 +18,12 @@ use hearth_service::files::{check_path, parse_mode, Upload};
 use serde::Deserialize;
 
 use super::error::HttpError;
+use super::extract::{ApiPath, ApiQuery};
 use super::{Caller, SharedService};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct FileQuery {
     /// Absolute path in the workstation.
     pub path: String,
@@ -57,8 +60,8 @@ impl Read for ChannelReader {
 pub async fn upload(
     State(svc): State<SharedService>,
     Caller(who): Caller,
-    Path(id): Path<String>,
-    Query(q): Query<FileQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<FileQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, HttpError> {
@@ -86,7 +89,7 @@ pub async fn upload(
 /// Downloads a file.
 #[utoipa::path(get, path = "/api/v1/workstations/{id}/files", params(("id" = String, Path), FileQuery),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
-pub async fn download(State(svc): State<SharedService>, Caller(who): Caller, Path(id): Path<String>, Query(q): Query<FileQuery>) -> Result<Response, HttpError> {
+pub async fn download(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>, ApiQuery(q): ApiQuery<FileQuery>) -> Result<Response, HttpError> {
     check_path(&q.path)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<(), HttpError>>();

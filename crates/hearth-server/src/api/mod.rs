@@ -6,9 +6,10 @@
 
 pub mod caller;
 pub mod console;
+pub mod contract;
 pub mod error;
+pub mod extract;
 pub mod files;
-pub mod json;
 pub mod layers;
 pub mod terminals;
 #[cfg(test)]
@@ -32,7 +33,10 @@ use error::HttpError;
 pub type SharedService = std::sync::Arc<hearth_service::Service>;
 
 #[derive(OpenApi)]
-#[openapi(info(title = "hearth", description = "Isolated Linux workstations in Firecracker microVMs: the REST API, v1."))]
+#[openapi(
+    info(title = "hearth", description = "Isolated Linux workstations in Firecracker microVMs: the REST API, v1."),
+    components(schemas(hearth_proto::api::ConsoleEnd, hearth_proto::api::WsClientMessage, hearth_proto::api::WsServerMessage))
+)]
 struct ApiDoc;
 
 /// The server's health.
@@ -66,10 +70,11 @@ pub fn router(svc: SharedService) -> axum::Router {
     let in_flight = layers::InFlight::new(l.max_requests_in_flight);
     let timeout = std::time::Duration::from_secs(l.request_timeout_secs);
     let (router, doc) = routes().split_for_parts();
-    let doc = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
+    let doc = contract::document(serde_json::to_value(&doc).expect("the OpenAPI document serializes"), &svc.config);
     router
         .route("/api/v1/openapi.json", axum::routing::get(move || async move { Json(doc.clone()) }))
         .fallback(|| async { HttpError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async { HttpError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| announced_size_check(req, next, max_body, max_file)))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| layers::deadline(timeout, req, next)))

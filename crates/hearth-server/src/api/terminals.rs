@@ -8,8 +8,9 @@
 
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -27,7 +28,7 @@ use tokio::io::Interest;
 use hearth_service::terminals::AttachMode;
 
 use super::error::HttpError;
-use super::json::ApiJson;
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{Caller, SharedService};
 
 /// Largest WebSocket message a client may send (keystrokes and control).
@@ -51,7 +52,7 @@ async fn send_timed(socket: &mut WebSocket, m: Message) -> bool {
 pub async fn create(
     State(svc): State<SharedService>,
     Caller(who): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<CreateTerminal>,
 ) -> Result<(StatusCode, Json<Terminal>), HttpError> {
     Ok((StatusCode::CREATED, Json(svc.open_terminal(&who, &id, req).await?)))
@@ -61,19 +62,21 @@ pub async fn create(
 /// (closed, or lost when it stopped), newest last.
 #[utoipa::path(get, path = "/api/v1/workstations/{id}/terminals", params(("id" = String, Path)),
     responses((status = 200, body = TerminalList), (status = 404, body = ErrorBody)))]
-pub async fn list(State(svc): State<SharedService>, Caller(who): Caller, Path(id): Path<String>) -> Result<Json<TerminalList>, HttpError> {
+pub async fn list(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>) -> Result<Json<TerminalList>, HttpError> {
     Ok(Json(TerminalList { terminals: svc.terminals(&who, &id).await? }))
 }
 
 /// Closes a terminal (its processes are hung up, then killed).
 #[utoipa::path(delete, path = "/api/v1/workstations/{id}/terminals/{tid}", params(("id" = String, Path), ("tid" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn close(State(svc): State<SharedService>, Caller(who): Caller, Path((id, tid)): Path<(String, String)>) -> Result<StatusCode, HttpError> {
+pub async fn close(State(svc): State<SharedService>, Caller(who): Caller, ApiPath((id, tid)): ApiPath<(String, String)>) -> Result<StatusCode, HttpError> {
     svc.close_terminal(&who, &id, &tid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct AttachQuery {
     /// `view`: read-only (keystrokes and resizes are ignored).
     pub mode: Option<String>,
@@ -85,10 +88,15 @@ pub struct AttachQuery {
 pub async fn attach(
     State(svc): State<SharedService>,
     Caller(who): Caller,
-    Path((id, tid)): Path<(String, String)>,
-    Query(q): Query<AttachQuery>,
-    ws: WebSocketUpgrade,
+    ApiPath((id, tid)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<AttachQuery>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, HttpError> {
+    // Not a WebSocket handshake: said in the API's error shape, not axum's plain text.
+    let ws = ws.map_err(|e| {
+        let code = if e.status() == StatusCode::UPGRADE_REQUIRED { "upgrade_required" } else { "bad_request" };
+        HttpError::new(e.status(), code, e.body_text())
+    })?;
     let mode = match q.mode.as_deref() {
         None | Some("write") => AttachMode::Write,
         Some("view") => AttachMode::View,

@@ -335,7 +335,7 @@ fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
 /// each of its operations, every operation answers something.
 #[test]
 fn the_openapi_document_is_self_consistent() {
-    let doc = serde_json::to_value(super::routes().split_for_parts().1).unwrap();
+    let doc = super::contract::document(serde_json::to_value(super::routes().split_for_parts().1).unwrap(), &Config::default());
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let mut all = Vec::new();
     refs(&doc, &mut all);
@@ -403,7 +403,9 @@ async fn requests_over_the_in_flight_bound_are_refused_at_once() {
         let req = Request::builder().method(Method::POST).uri("/api/v1/workstations").header(header::CONTENT_TYPE, "application/json").body(body).unwrap();
         tokio::spawn(router.oneshot(req))
     };
-    // The slow create holds the one place until it is answered.
+    // The slow create takes the one place (nothing else asks meanwhile, so it is not refused
+    // itself), and holds it until it is answered.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let mut refused = None;
     for _ in 0..100 {
         let resp = api.router.clone().oneshot(Request::builder().uri("/api/v1/health").body(Body::empty()).unwrap()).await.unwrap();
@@ -454,4 +456,144 @@ async fn the_listener_bounds_how_long_headers_may_take() {
     assert!(whole.starts_with("HTTP/1.1 200 OK"), "{whole}");
     stop_tx.send(()).unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(5), server).await.expect("the listener stopped").unwrap();
+}
+
+/// The bounds the document states are the ones the server enforces: for every bounded field
+/// of every JSON body and every bounded query parameter, the values at each bound are not
+/// refused for that field, and the values just past it are refused naming it. Every integer
+/// and list a client sends has both bounds in the document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documents_bounds_are_the_servers() {
+    let roomy = Need { mem_mib: 1 << 30, vcpus: 1 << 20, disk_gib: 1 << 20 };
+    let api = api_with(Config::default(), roomy);
+    let (_, doc) = api.call(Method::GET, "/api/v1/openapi.json", None).await;
+    let id = api.create(json!({"name": "walker"})).await["id"].as_str().unwrap().to_string();
+    let schema = |name: &str| doc["components"]["schemas"][name].clone();
+    // Each body the walk varies: its route, a valid body, and the schema it follows.
+    let bodies = [
+        ("/api/v1/workstations".to_string(), json!({"name": "w", "start": false}), "CreateWorkstation"),
+        (format!("/api/v1/workstations/{id}/exec"), json!({"argv": ["true"]}), "ExecRequest"),
+        (format!("/api/v1/workstations/{id}/terminals"), json!({"argv": ["true"]}), "CreateTerminal"),
+    ];
+    let mut checked = 0;
+    for (uri, base, name) in &bodies {
+        let mut fields: Vec<(String, Value)> = Vec::new();
+        for (field, s) in schema(name)["properties"].as_object().unwrap() {
+            // A nested object (`bandwidth`): its own fields, under its name.
+            if let Some(r) = s["oneOf"].as_array().and_then(|o| o.iter().find_map(|v| v["$ref"].as_str())) {
+                let nested = schema(r.rsplit('/').next().unwrap());
+                if nested["type"] == "object" {
+                    for (inner, is) in nested["properties"].as_object().unwrap() {
+                        fields.push((format!("{field}.{inner}"), is.clone()));
+                    }
+                }
+                continue;
+            }
+            fields.push((field.clone(), s.clone()));
+        }
+        for (path, s) in fields {
+            let types = s["type"].to_string();
+            let (lo, hi) =
+                (s["minimum"].as_i64().or(s["minItems"].as_i64()).or(s["minLength"].as_i64()), s["maximum"].as_i64().or(s["maxItems"].as_i64()).or(s["maxLength"].as_i64()));
+            if types.contains("integer") || types.contains("array") {
+                assert!(lo.is_some() && hi.is_some(), "{name}.{path} has no bounds in the document: {s}");
+            }
+            let make = |n: i64| -> Value {
+                if types.contains("integer") {
+                    json!(n)
+                } else if types.contains("array") {
+                    // Pairs (`env`) of a valid name, else `true`: a command that runs whatever follows it.
+                    let item = if s["items"]["type"] == "array" { json!(["NAME", "value"]) } else { json!("true") };
+                    json!(vec![item; n.max(0) as usize])
+                } else {
+                    json!("x".repeat(n.max(0) as usize))
+                }
+            };
+            let mut cases = Vec::new();
+            if let Some(lo) = lo {
+                cases.push((make(lo), true));
+                if lo > 0 {
+                    cases.push((make(lo - 1), false));
+                } else if types.contains("integer") {
+                    // Below a minimum of 0: a negative number.
+                    cases.push((make(-1), false));
+                }
+            }
+            if let Some(hi) = hi {
+                cases.extend([(make(hi), true), (make(hi + 1), false)]);
+            }
+            for (value, valid) in cases {
+                let mut body = base.clone();
+                match path.split_once('.') {
+                    Some((outer, inner)) => {
+                        body[outer] = json!({"rx_mbps": 1, "tx_mbps": 1});
+                        body[outer][inner] = value.clone();
+                    }
+                    None => body[&path] = value.clone(),
+                }
+                let (status, answer) = api.call(Method::POST, uri.clone(), Some(body)).await;
+                let refused_for_it = status == 400 && answer["error"]["field"] == path.as_str();
+                let shown = if value.to_string().len() > 40 { format!("{}…", &value.to_string()[..40]) } else { value.to_string() };
+                assert_eq!(refused_for_it, !valid, "{name}.{path} = {shown}: the document says {}, the server answered {status} {answer}", if valid { "valid" } else { "invalid" });
+                checked += 1;
+            }
+        }
+    }
+    // Query parameters with bounds: every operation's.
+    let queries = [
+        (format!("/api/v1/workstations/{id}/console"), "tail_bytes"),
+        (format!("/api/v1/workstations/{id}/events"), "limit"),
+        (format!("/api/v1/workstations/{id}/files"), "path"),
+    ];
+    for (uri, param) in queries {
+        let op = &doc["paths"][uri.replace(&id, "{id}")]["get"];
+        let s = &op["parameters"].as_array().unwrap().iter().find(|p| p["name"] == param).unwrap_or_else(|| panic!("{uri} documents no {param}"))["schema"];
+        let mut cases = Vec::new();
+        if param == "path" {
+            let max = s["maxLength"].as_u64().unwrap() as usize;
+            cases.extend([(format!("/{}", "x".repeat(max - 1)), true), (format!("/{}", "x".repeat(max)), false), ("relative".into(), false)]);
+        } else {
+            let (lo, hi) = (s["minimum"].as_i64().unwrap(), s["maximum"].as_i64().unwrap());
+            cases.extend([(lo.to_string(), true), ((lo - 1).to_string(), false), (hi.to_string(), true), ((hi + 1).to_string(), false)]);
+        }
+        for (value, valid) in cases {
+            let (status, answer) = api.call(Method::GET, format!("{uri}?{param}={value}"), None).await;
+            let refused_for_it = status == 400 && answer["error"]["field"] == param;
+            assert_eq!(refused_for_it, !valid, "{uri} {param}={}: answered {status} {answer}", &value[..value.len().min(40)]);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 50, "only {checked} cases: the walk lost its fields");
+}
+
+/// Every refusal is in the API's error shape, those of extractors and of the WebSocket
+/// upgrade included; and each operation documents the statuses it can answer.
+#[tokio::test]
+async fn refusals_are_json_and_documented() {
+    let api = api();
+    let id = api.create(json!({"name": "a"})).await["id"].as_str().unwrap().to_string();
+    let (_, t) = api.call(Method::POST, format!("/api/v1/workstations/{id}/terminals"), Some(json!({}))).await;
+    let tid = t["id"].as_str().unwrap();
+    error(api.call(Method::GET, format!("/api/v1/workstations/{id}/console?tail_bytes=lots"), None).await, 400, "invalid_field", Some("tail_bytes"));
+    error(api.call(Method::GET, format!("/api/v1/workstations/{id}/events?limit=1&colour=red"), None).await, 400, "invalid_field", Some("colour"));
+    error(api.call(Method::PUT, format!("/api/v1/workstations/{id}/files?path=/tmp/x&mode=%2B644"), None).await, 400, "invalid_field", Some("mode"));
+    error(api.call(Method::GET, format!("/api/v1/workstations/{id}/terminals/{tid}/ws"), None).await, 400, "bad_request", None);
+    error(api.call(Method::PATCH, format!("/api/v1/workstations/{id}"), None).await, 405, "method_not_allowed", None);
+    let (_, doc) = api.call(Method::GET, "/api/v1/openapi.json", None).await;
+    let ops = |path: &str, method: &str| doc["paths"][path][method]["responses"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    for (path, method, want) in [
+        ("/api/v1/health", "get", &["200", "500", "503"][..]),
+        ("/api/v1/workstations", "post", &["201", "400", "409", "413", "415", "500", "503"]),
+        ("/api/v1/workstations/{id}/files", "put", &["204", "400", "404", "411", "413", "500", "503"]),
+        ("/api/v1/workstations/{id}/terminals/{tid}/ws", "get", &["101", "400", "404", "426", "500", "503"]),
+        ("/api/v1/workstations/{id}/console/stream", "get", &["200", "400", "404", "500", "503"]),
+    ] {
+        let have = ops(path, method);
+        for w in want {
+            assert!(have.iter().any(|h| h == w), "{method} {path} does not document {w}: {have:?}");
+        }
+    }
+    let sse = &doc["paths"]["/api/v1/workstations/{id}/console/stream"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    assert_eq!(sse["x-events"]["end"], "#/components/schemas/ConsoleEnd");
+    assert!(doc["components"]["schemas"]["WsServerMessage"].is_object());
 }

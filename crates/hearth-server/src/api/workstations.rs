@@ -1,6 +1,6 @@
 //! `/api/v1/workstations`: create, list, get, delete, the lifecycle actions, exec and events.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use hearth_proto::api::{CreateWorkstation, ErrorBody, EventList, ExecRequest, ExecResult, Workstation, WorkstationList};
@@ -8,7 +8,7 @@ use hearth_service::workstations::Action;
 use serde::Deserialize;
 
 use super::error::HttpError;
-use super::json::ApiJson;
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{Caller, SharedService};
 
 /// Creates a workstation and, unless `start` is false, boots it.
@@ -26,13 +26,13 @@ pub async fn list(State(svc): State<SharedService>, Caller(who): Caller) -> Resu
 
 /// One workstation.
 #[utoipa::path(get, path = "/api/v1/workstations/{id}", params(("id" = String, Path)), responses((status = 200, body = Workstation), (status = 404, body = ErrorBody)))]
-pub async fn get(State(svc): State<SharedService>, Caller(who): Caller, Path(id): Path<String>) -> Result<Json<Workstation>, HttpError> {
+pub async fn get(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>) -> Result<Json<Workstation>, HttpError> {
     Ok(Json(svc.get(&who, &id).await?))
 }
 
 /// Deletes a workstation: its VM, disk, logs, network and record.
 #[utoipa::path(delete, path = "/api/v1/workstations/{id}", params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete(State(svc): State<SharedService>, Caller(who): Caller, Path(id): Path<String>) -> Result<StatusCode, HttpError> {
+pub async fn delete(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>) -> Result<StatusCode, HttpError> {
     svc.delete(&who, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -41,7 +41,7 @@ pub async fn delete(State(svc): State<SharedService>, Caller(who): Caller, Path(
 #[utoipa::path(post, path = "/api/v1/workstations/{id}/{action}",
     params(("id" = String, Path), ("action" = String, Path, description = "start, stop, restart, pause or resume")),
     responses((status = 200, body = Workstation), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn action(State(svc): State<SharedService>, Caller(who): Caller, Path((id, action)): Path<(String, String)>) -> Result<Json<Workstation>, HttpError> {
+pub async fn action(State(svc): State<SharedService>, Caller(who): Caller, ApiPath((id, action)): ApiPath<(String, String)>) -> Result<Json<Workstation>, HttpError> {
     let action: Action = action.parse()?;
     Ok(Json(svc.act(&who, &id, action).await?))
 }
@@ -49,11 +49,13 @@ pub async fn action(State(svc): State<SharedService>, Caller(who): Caller, Path(
 /// Runs a command to its end and returns its output.
 #[utoipa::path(post, path = "/api/v1/workstations/{id}/exec", params(("id" = String, Path)), request_body = ExecRequest,
     responses((status = 200, body = ExecResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn exec(State(svc): State<SharedService>, Caller(who): Caller, Path(id): Path<String>, ApiJson(req): ApiJson<ExecRequest>) -> Result<Json<ExecResult>, HttpError> {
+pub async fn exec(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>, ApiJson(req): ApiJson<ExecRequest>) -> Result<Json<ExecResult>, HttpError> {
     Ok(Json(svc.exec(&who, &id, req).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// The newest this many (default 100, at most 1000).
     pub limit: Option<i64>,
@@ -62,6 +64,6 @@ pub struct EventsQuery {
 /// What happened to a workstation, oldest first.
 #[utoipa::path(get, path = "/api/v1/workstations/{id}/events", params(("id" = String, Path), EventsQuery),
     responses((status = 200, body = EventList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn events(State(svc): State<SharedService>, Caller(who): Caller, Path(id): Path<String>, Query(q): Query<EventsQuery>) -> Result<Json<EventList>, HttpError> {
+pub async fn events(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>, ApiQuery(q): ApiQuery<EventsQuery>) -> Result<Json<EventList>, HttpError> {
     Ok(Json(EventList { events: svc.events(&who, &id, q.limit).await? }))
 }

@@ -1,13 +1,47 @@
-//! The JSON body extractor: a body that is not the JSON asked for is a 400 naming the field
-//! at fault (`bandwidth.rx_mbps`), in the API's error shape, never axum's plain-text rejection.
+//! The extractors of request parts: a JSON body, a query string, path parameters. What is
+//! not what was asked for is a 400 naming the field at fault (`bandwidth.rx_mbps`,
+//! `tail_bytes`), in the API's error shape, never axum's plain-text rejection.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::error::HttpError;
+
+/// A query string, parsed.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path.is_empty() {
+                HttpError::bad_request(format!("query string: {inner}"))
+            } else {
+                HttpError::invalid(&path, inner.to_string())
+            }
+        })
+    }
+}
+
+/// Path parameters, parsed.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| ApiPath(p.0)).map_err(|e| HttpError::bad_request(e.body_text()))
+    }
+}
 
 pub struct ApiJson<T>(pub T);
 
