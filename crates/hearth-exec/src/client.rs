@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use hearth_proto::control::{
-    DirEntry, Event, ExecSpec, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, PROTOCOL_VERSION, TAG_CONTROL, TAG_DATA, TAG_PTY, TAG_SCREEN, TAG_SCROLLBACK, TAG_STDERR,
-    TAG_STDIN, TAG_STDOUT,
+    DirEntry, ErrorKind, Event, ExecSpec, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, PROTOCOL_VERSION, TAG_CONTROL, TAG_DATA, TAG_PTY, TAG_SCREEN, TAG_SCROLLBACK,
+    TAG_STDERR, TAG_STDIN, TAG_STDOUT,
 };
 use hearth_proto::frame::{read_frame, write_frame, Frame};
 
@@ -16,8 +16,14 @@ use crate::conn::Conn;
 pub enum ExecError {
     #[error("protocol error: {0}")]
     Protocol(String),
-    #[error("refused: {0}")]
-    Refused(String),
+    /// Reading or writing a frame on the connection failed: its cause (reset? timed out?)
+    /// is the part a caller acts on, so it is kept whole.
+    #[error("protocol error: frame i/o failed: {0} ({kind:?})", kind = .0.kind())]
+    FrameIo(std::io::Error),
+    /// The server answered `error`: `kind` says what a caller may act on (`unknown` from a
+    /// server older than error kinds), `message` is for people.
+    #[error("refused: {message}")]
+    Refused { kind: ErrorKind, message: String },
     #[error("{what} failed")]
     Io {
         what: &'static str,
@@ -29,9 +35,18 @@ pub enum ExecError {
 impl From<hearth_proto::FrameError> for ExecError {
     fn from(e: hearth_proto::FrameError) -> Self {
         match e {
-            // The io error is the part worth reading (reset? timed out?): keep it.
-            hearth_proto::FrameError::Io(io) => ExecError::Protocol(format!("frame i/o failed: {io} ({:?})", io.kind())),
+            hearth_proto::FrameError::Io(io) => ExecError::FrameIo(io),
             e => ExecError::Protocol(e.to_string()),
+        }
+    }
+}
+
+impl ExecError {
+    /// The kind of a refusal; None for errors of the protocol or the connection.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            ExecError::Refused { kind, .. } => Some(*kind),
+            _ => None,
         }
     }
 }
@@ -68,7 +83,7 @@ impl<C: Conn> ExecClient<C> {
         let (uptime_ms, capabilities) = match recv_control(&mut conn)? {
             Some(Event::Hello { version, uptime_ms, capabilities }) if version == PROTOCOL_VERSION => (uptime_ms, capabilities),
             Some(Event::Hello { version, .. }) => return Err(ExecError::Protocol(format!("server speaks version {version}, we speak {PROTOCOL_VERSION}"))),
-            Some(Event::Error { message }) => return Err(ExecError::Refused(message)),
+            Some(Event::Error { kind, message }) => return Err(ExecError::Refused { kind, message }),
             other => return Err(ExecError::Protocol(format!("expected hello, got {other:?}"))),
         };
         conn.set_read_timeout_conn(None).map_err(io_err("clearing the read timeout"))?;
@@ -107,7 +122,7 @@ impl<C: Conn> ExecClient<C> {
                         self.conn.shutdown_conn();
                         return Ok(ExecExit { code, signal, timed_out, truncated });
                     }
-                    Event::Error { message } => return Err(ExecError::Refused(message)),
+                    Event::Error { kind, message } => return Err(ExecError::Refused { kind, message }),
                     other => return Err(ExecError::Protocol(format!("unexpected {other:?}"))),
                 },
                 t => return Err(ExecError::Protocol(format!("unknown frame tag {t}"))),
@@ -127,7 +142,7 @@ impl<C: Conn> ExecClient<C> {
     pub fn request(&mut self, req: &Request) -> Result<Event, ExecError> {
         send(&mut self.conn, req)?;
         match recv_control(&mut self.conn)? {
-            Some(Event::Error { message }) => Err(ExecError::Refused(message)),
+            Some(Event::Error { kind, message }) => Err(ExecError::Refused { kind, message }),
             Some(ev) => Ok(ev),
             None => Err(ExecError::Protocol("the server closed the connection".into())),
         }
@@ -183,7 +198,7 @@ impl<C: Conn> ExecClient<C> {
                 Some(f) if f.tag == TAG_CONTROL => {
                     return match parse_event(&f.payload)? {
                         Event::Done { bytes } => Ok(bytes),
-                        Event::Error { message } => Err(ExecError::Refused(message)),
+                        Event::Error { kind, message } => Err(ExecError::Refused { kind, message }),
                         other => Err(unexpected("done", other)),
                     }
                 }
@@ -213,7 +228,7 @@ impl<C: Conn> ExecClient<C> {
         }
         match recv_control(&mut self.conn)? {
             Some(Event::Done { bytes }) => Ok(bytes),
-            Some(Event::Error { message }) => Err(ExecError::Refused(message)),
+            Some(Event::Error { kind, message }) => Err(ExecError::Refused { kind, message }),
             other => Err(ExecError::Protocol(format!("expected done, got {other:?}"))),
         }
     }
@@ -308,7 +323,7 @@ impl PtyEvent {
                 Event::PtyResized { rows, cols } => PtyEvent::Resized { rows, cols },
                 Event::PtyExited { status } => PtyEvent::Exited(status),
                 Event::PtyLagged => PtyEvent::Lagged,
-                Event::Error { message } => return Err(ExecError::Refused(message)),
+                Event::Error { kind, message } => return Err(ExecError::Refused { kind, message }),
                 other => return Err(unexpected("a pty event", other)),
             },
             tag => return Err(ExecError::Protocol(format!("unexpected frame tag {tag}"))),
@@ -461,5 +476,6 @@ mod tests {
         let (ours, _theirs) = UnixStream::pair().unwrap();
         let Err(err) = ExecClient::hello(ours, None, Duration::from_millis(300)) else { panic!("hello succeeded with a mute peer") };
         assert!(err.to_string().contains("protocol error"), "{err}");
+        assert!(matches!(&err, ExecError::FrameIo(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)), "{err:?}");
     }
 }

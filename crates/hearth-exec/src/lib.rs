@@ -8,6 +8,8 @@
 //! - [`exec`]: running one command, streaming its stdin, stdout and stderr.
 //! - [`files`]: reading, writing (atomically) and listing files.
 //! - [`pty`]: terminal sessions that outlive their connections: screen, scrollback, attach.
+//! - [`refusal`]: the serving side's typed error ([`Refusal`]: an [`ErrorKind`] and a message).
+//! - `reply`: sending events and refusals on a connection, for every request handler.
 //! - [`client`]: the caller's side.
 //! - [`user`]: running a command as another user (uid, gid, groups, home).
 //!
@@ -19,9 +21,13 @@ mod exec;
 mod files;
 mod outlet;
 pub mod pty;
+pub mod refusal;
+mod reply;
 pub mod server;
 pub mod user;
 
 pub use client::{ExecClient, ExecError, ExecExit, PtyEvent, PtyInput, PtyStream, WriteFile};
 pub use conn::Conn;
+pub use hearth_proto::control::ErrorKind;
+pub use refusal::Refusal;
 pub use server::{serve_conn, ConnLimit, ServerConfig};

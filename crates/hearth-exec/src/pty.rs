@@ -32,7 +32,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use hearth_proto::control::{
-    validate_size, Event, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, DEFAULT_SCROLLBACK_LINES, MAX_PTYS, TAG_CONTROL, TAG_PTY, TAG_SCREEN, TAG_SCROLLBACK,
+    validate_size, ErrorKind, Event, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, DEFAULT_SCROLLBACK_LINES, MAX_PTYS, TAG_CONTROL, TAG_PTY, TAG_SCREEN, TAG_SCROLLBACK,
 };
 use hearth_proto::frame::{read_frame, write_frame};
 use nix::fcntl::OFlag;
@@ -42,7 +42,9 @@ use nix::unistd::Pid;
 
 use crate::conn::Conn;
 use crate::outlet::{Out, Outlet};
-use crate::server::{refuse, send, ServerConfig};
+use crate::refusal::Refusal;
+use crate::reply::{refuse, send};
+use crate::server::ServerConfig;
 use crate::user;
 
 /// Output an attachment may have queued before it is dropped as too slow.
@@ -295,8 +297,8 @@ struct Reader {
 }
 
 impl Sessions {
-    fn get(&self, id: &str) -> Result<Arc<Session>, String> {
-        self.map.lock().expect("no panics while held").get(id).cloned().ok_or_else(|| format!("no pty session `{id}`"))
+    fn get(&self, id: &str) -> Result<Arc<Session>, Refusal> {
+        self.map.lock().expect("no panics while held").get(id).cloned().ok_or_else(|| no_session(id))
     }
 
     pub fn list(&self) -> Vec<PtyInfo> {
@@ -306,14 +308,14 @@ impl Sessions {
     }
 
     /// Starts a session.
-    pub fn open(&self, spec: &PtySpec, cfg: &ServerConfig) -> Result<PtyInfo, String> {
-        spec.validate()?;
+    pub fn open(&self, spec: &PtySpec, cfg: &ServerConfig) -> Result<PtyInfo, Refusal> {
+        spec.validate().map_err(Refusal::invalid)?;
         let mut map = self.map.lock().expect("no panics while held");
         if map.len() >= MAX_PTYS {
-            return Err(format!("{MAX_PTYS} pty sessions already open; close one first"));
+            return Err(Refusal::new(ErrorKind::Busy, format!("{MAX_PTYS} pty sessions already open; close one first")));
         }
         let id = match &spec.id {
-            Some(id) if map.contains_key(id) => return Err(format!("pty session `{id}` already exists")),
+            Some(id) if map.contains_key(id) => return Err(Refusal::new(ErrorKind::Exists, format!("pty session `{id}` already exists"))),
             Some(id) => id.clone(),
             None => loop {
                 let id = format!("t{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
@@ -323,7 +325,7 @@ impl Sessions {
             },
         };
         let (master, child, argv) = spawn(spec, cfg)?;
-        let reader = File::from(master.try_clone().map_err(|e| format!("dup of the pty: {e}"))?);
+        let reader = File::from(master.try_clone().map_err(|e| Refusal::io("dup of the pty", &e))?);
         let lines = spec.scrollback_lines.unwrap_or(DEFAULT_SCROLLBACK_LINES);
         let session = Arc::new(Session {
             id: id.clone(),
@@ -355,22 +357,22 @@ impl Sessions {
         Ok(session.info())
     }
 
-    pub fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), String> {
+    pub fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), Refusal> {
         self.get(id)?.resize(rows, cols)
     }
 
-    pub fn signal(&self, id: &str, signal: i32) -> Result<(), String> {
+    pub fn signal(&self, id: &str, signal: i32) -> Result<(), Refusal> {
         let s = self.get(id)?;
-        let sig = Signal::try_from(signal).map_err(|_| format!("{signal} is not a signal"))?;
+        let sig = Signal::try_from(signal).map_err(|_| Refusal::invalid(format!("{signal} is not a signal")))?;
         // The foreground job is what Ctrl-C would reach; the session's own group otherwise.
         let input = s.input.lock().expect("no panics while held");
         let pgrp = nix::unistd::tcgetpgrp(&*input).unwrap_or(Pid::from_raw(s.pid as i32));
-        killpg(pgrp, sig).map_err(|e| format!("signalling {pgrp}: {e}"))
+        killpg(pgrp, sig).map_err(|e| Refusal::failed(format!("signalling {pgrp}: {e}")))
     }
 
     /// Hangs the session up and forgets it; what ignores the hangup is killed a little later.
-    pub fn close(&self, id: &str) -> Result<(), String> {
-        let s = self.map.lock().expect("no panics while held").remove(id).ok_or_else(|| format!("no pty session `{id}`"))?;
+    pub fn close(&self, id: &str) -> Result<(), Refusal> {
+        let s = self.map.lock().expect("no panics while held").remove(id).ok_or_else(|| no_session(id))?;
         if s.state.lock().expect("no panics while held").exited.is_none() {
             let pgid = Pid::from_raw(s.pid as i32);
             let _ = killpg(pgid, Signal::SIGHUP);
@@ -386,12 +388,12 @@ impl Sessions {
     }
 
     /// Streams a session over `conn` until the client detaches, lags or the command ends.
-    pub(crate) fn attach<C: Conn>(&self, mut conn: C, id: &str, scrollback_lines: Option<usize>, read_only: bool) -> Result<(), String> {
+    pub(crate) fn attach<C: Conn>(&self, mut conn: C, id: &str, scrollback_lines: Option<usize>, read_only: bool) -> Result<(), Refusal> {
         let session = match self.get(id) {
             Ok(s) => s,
             Err(e) => return refuse(&mut conn, e),
         };
-        let fd = conn.as_fd().try_clone_to_owned().map_err(|e| e.to_string())?;
+        let fd = conn.as_fd().try_clone_to_owned()?;
         // Busy until the replay is sent: live output waits in it meanwhile.
         let out = Arc::new(Outlet::new(fd, MAX_QUEUED_BYTES));
         let reader_id = session.next_reader();
@@ -413,7 +415,7 @@ impl Sessions {
             let head = Event::PtyAttached { info: session.info_locked(&st, &parsed), scrollback_bytes: scrollback.len() as u64, screen_bytes: screen.len() as u64 };
             (head, scrollback, screen, st.exited)
         };
-        conn.set_write_timeout_conn(Some(STALLED_WRITE)).map_err(|e| e.to_string())?;
+        conn.set_write_timeout_conn(Some(STALLED_WRITE))?;
         let sent = send(&mut conn, &head).and_then(|()| send_chunks(&mut conn, TAG_SCROLLBACK, &scrollback)).and_then(|()| send_chunks(&mut conn, TAG_SCREEN, &screen));
         if let Err(e) = sent {
             session.detach(reader_id);
@@ -424,7 +426,7 @@ impl Sessions {
             conn.shutdown_conn();
             return Ok(());
         }
-        let input = conn.try_clone_conn().map_err(|e| e.to_string())?;
+        let input = conn.try_clone_conn()?;
         let typing = {
             let session = session.clone();
             std::thread::spawn(move || session.take_input(input, reader_id, read_only))
@@ -432,8 +434,8 @@ impl Sessions {
         out.done_writing();
         let result = loop {
             let written = match out.next() {
-                Some(Out::Data(bytes)) => write_frame(&mut conn, TAG_PTY, &bytes).map_err(|e| e.to_string()),
-                Some(Out::Wire(rest)) => conn.write_all(&rest).and_then(|()| conn.flush()).map_err(|e| e.to_string()),
+                Some(Out::Data(bytes)) => write_frame(&mut conn, TAG_PTY, &bytes).map_err(Refusal::from),
+                Some(Out::Wire(rest)) => conn.write_all(&rest).and_then(|()| conn.flush()).map_err(Refusal::from),
                 Some(Out::Resized(rows, cols)) => send(&mut conn, &Event::PtyResized { rows, cols }),
                 Some(Out::Exited(status)) => break send(&mut conn, &Event::PtyExited { status }),
                 // Closed by the session: too slow, or the client went away (detach).
@@ -457,8 +459,12 @@ impl Sessions {
 }
 
 /// Sends `bytes` as frames of at most [`DATA_CHUNK`].
-fn send_chunks<C: Conn>(conn: &mut C, tag: u8, bytes: &[u8]) -> Result<(), String> {
-    bytes.chunks(DATA_CHUNK).try_for_each(|c| write_frame(conn, tag, c).map_err(|e| e.to_string()))
+fn send_chunks<C: Conn>(conn: &mut C, tag: u8, bytes: &[u8]) -> Result<(), Refusal> {
+    bytes.chunks(DATA_CHUNK).try_for_each(|c| write_frame(conn, tag, c).map_err(Refusal::from))
+}
+
+fn no_session(id: &str) -> Refusal {
+    Refusal::not_found(format!("no pty session `{id}`"))
 }
 
 /// The last `lines` (default: all) lines of scrollback, formatted, each ended by CRLF.
@@ -520,13 +526,13 @@ impl Session {
         });
     }
 
-    fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
-        validate_size(rows, cols)?;
+    fn resize(&self, rows: u16, cols: u16) -> Result<(), Refusal> {
+        validate_size(rows, cols).map_err(Refusal::invalid)?;
         let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
         let input = self.input.lock().expect("no panics while held");
         // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which outlives the call.
         if unsafe { libc::ioctl(input.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
-            return Err(format!("resizing: {}", std::io::Error::last_os_error()));
+            return Err(Refusal::io("resizing", &std::io::Error::last_os_error()));
         }
         drop(input);
         let mut st = self.state.lock().expect("no panics while held");
@@ -662,7 +668,7 @@ fn gather(pty: &mut File, buf: &mut [u8], mut len: usize) -> usize {
 }
 
 /// Opens a PTY and starts the session's command on it, as its controlling terminal.
-fn spawn(spec: &PtySpec, cfg: &ServerConfig) -> Result<(OwnedFd, Child, Vec<String>), String> {
+fn spawn(spec: &PtySpec, cfg: &ServerConfig) -> Result<(OwnedFd, Child, Vec<String>), Refusal> {
     let account = match &spec.user {
         Some(name) => Some(user::lookup(name)?),
         None => None,
@@ -673,8 +679,8 @@ fn spawn(spec: &PtySpec, cfg: &ServerConfig) -> Result<(OwnedFd, Child, Vec<Stri
     } else {
         spec.argv.clone()
     };
-    let (master, slave) = open_pty(spec.rows, spec.cols).map_err(|e| format!("opening a pty: {e}"))?;
-    let stdio = || slave.try_clone().map(Stdio::from).map_err(|e| format!("dup of the pty: {e}"));
+    let (master, slave) = open_pty(spec.rows, spec.cols).map_err(|e| Refusal::io("opening a pty", &e))?;
+    let stdio = || slave.try_clone().map(Stdio::from).map_err(|e| Refusal::io("dup of the pty", &e));
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env_clear().envs(cfg.env.iter().cloned()).env("TERM", "xterm-256color").stdin(stdio()?).stdout(stdio()?).stderr(stdio()?);
     // SAFETY: in the forked child before exec: default signal actions, a new session whose
@@ -697,7 +703,8 @@ fn spawn(spec: &PtySpec, cfg: &ServerConfig) -> Result<(OwnedFd, Child, Vec<Stri
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }
-    let child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    // Whatever the cause (a missing binary too), the command was tried and could not run.
+    let child = cmd.spawn().map_err(|e| Refusal::failed(format!("cannot run {}: {e}", argv[0])))?;
     Ok((master, child, argv))
 }
 
@@ -724,14 +731,14 @@ fn open_pty(rows: u16, cols: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
 
 /// `pty_*` requests other than attach, answered with one event.
 pub(crate) fn handle(sessions: &Sessions, cfg: &ServerConfig, req: Request) -> Event {
-    let ok = |r: Result<(), String>| r.map_or_else(|message| Event::Error { message }, |()| Event::Ok);
+    let ok = |r: Result<(), Refusal>| r.map_or_else(|r| r.event(), |()| Event::Ok);
     match req {
-        Request::PtyOpen(spec) => sessions.open(&spec, cfg).map_or_else(|message| Event::Error { message }, |info| Event::PtyOpened { info }),
+        Request::PtyOpen(spec) => sessions.open(&spec, cfg).map_or_else(|r| r.event(), |info| Event::PtyOpened { info }),
         Request::PtyList => Event::PtyList { sessions: sessions.list() },
         Request::PtyResize { id, rows, cols } => ok(sessions.resize(&id, rows, cols)),
         Request::PtySignal { id, signal } => ok(sessions.signal(&id, signal)),
         Request::PtyClose { id } => ok(sessions.close(&id)),
-        other => Event::Error { message: format!("not a pty request: {other:?}") },
+        other => Refusal::invalid(format!("not a pty request: {other:?}")).event(),
     }
 }
 

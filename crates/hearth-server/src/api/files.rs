@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use hearth_exec::{ExecError, WriteFile};
+use hearth_exec::{ErrorKind, ExecError, WriteFile};
 use hearth_proto::api::ErrorBody;
 use hearth_proto::control::validate_path;
 use serde::Deserialize;
@@ -27,9 +27,9 @@ pub struct FileQuery {
 
 fn agent_error(e: ExecError) -> ApiError {
     match e {
-        ExecError::Refused(m) if m.contains("No such file") || m.contains("cannot read") => ApiError::not_found(m),
-        ExecError::Refused(m) if m.contains("more than the limit") => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m),
-        ExecError::Refused(m) => ApiError::bad_request(m),
+        ExecError::Refused { kind: ErrorKind::NotFound, message } => ApiError::not_found(message),
+        ExecError::Refused { kind: ErrorKind::TooLarge, message } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message),
+        ExecError::Refused { message, .. } => ApiError::bad_request(message),
         e => ApiError::internal(format!("the workstation's agent: {e}")),
     }
 }

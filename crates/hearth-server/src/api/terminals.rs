@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use hearth_exec::{ExecError, PtyEvent};
+use hearth_exec::{ErrorKind, ExecError, PtyEvent};
 use hearth_proto::api::{CreateTerminal, ErrorBody, Terminal, TerminalList, WsClientMessage, WsServerMessage};
 use hearth_proto::control::{validate_size, PtyInfo, PtySpec, Request, DATA_CHUNK};
 use hearth_proto::frame::Frame;
@@ -84,8 +84,8 @@ fn ended(ws: &str, r: TerminalRow) -> Terminal {
 
 fn agent_error(e: ExecError) -> ApiError {
     match e {
-        ExecError::Refused(m) if m.contains("no pty session") => ApiError::not_found(m),
-        ExecError::Refused(m) => ApiError::bad_request(m),
+        ExecError::Refused { kind: ErrorKind::NotFound, message } => ApiError::not_found(message),
+        ExecError::Refused { message, .. } => ApiError::bad_request(message),
         e => ApiError::internal(format!("the workstation's agent: {e}")),
     }
 }

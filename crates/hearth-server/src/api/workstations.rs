@@ -277,7 +277,7 @@ pub async fn exec(State(app): State<SharedApp>, Path(id): Path<String>, ApiJson(
             None => agent.exec(spec, &mut out, &mut err),
         };
         let exit = exit.map_err(|e| match e {
-            hearth_exec::ExecError::Refused(m) => ApiError::invalid("argv", m),
+            hearth_exec::ExecError::Refused { message, .. } => ApiError::invalid("argv", message),
             e => ApiError::internal(format!("the workstation's agent: {e}")),
         })?;
         Ok(ExecResult {
