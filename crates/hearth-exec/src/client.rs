@@ -5,12 +5,14 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use hearth_proto::control::{
-    DirEntry, ErrorKind, Event, ExecSpec, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, PROTOCOL_VERSION, TAG_CONTROL, TAG_DATA, TAG_PTY, TAG_SCREEN, TAG_SCROLLBACK,
-    TAG_STDERR, TAG_STDIN, TAG_STDOUT,
+    DirEntry, ErrorKind, Event, ExecSpec, PtyInfo, PtySpec, Request, DATA_CHUNK, PROTOCOL_VERSION, TAG_CONTROL, TAG_DATA, TAG_SCREEN, TAG_SCROLLBACK, TAG_STDERR, TAG_STDIN,
+    TAG_STDOUT,
 };
-use hearth_proto::frame::{read_frame, write_frame, Frame};
+use hearth_proto::frame::{read_frame, write_frame};
 
 use crate::conn::Conn;
+pub use crate::stream::PtyEvent;
+use crate::stream::{keys_bytes, resize_bytes, Decoder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -274,7 +276,7 @@ impl<C: Conn> ExecClient<C> {
         };
         let scrollback = replay(TAG_SCROLLBACK, scrollback_bytes)?;
         let screen = replay(TAG_SCREEN, screen_bytes)?;
-        Ok(PtyStream { id: id.into(), conn: self.conn, info, scrollback, screen })
+        Ok(PtyStream { id: id.into(), conn: self.conn, decoder: Decoder::new(), info, scrollback, screen })
     }
 }
 
@@ -292,6 +294,8 @@ pub struct WriteFile<'a> {
 pub struct PtyStream<C: Conn> {
     id: String,
     conn: C,
+    /// The live stream's bytes read and not yet a whole frame.
+    decoder: Decoder,
     pub info: PtyInfo,
     /// Scrollback lines, formatted, each ended by CRLF.
     pub scrollback: Vec<u8>,
@@ -299,53 +303,32 @@ pub struct PtyStream<C: Conn> {
     pub screen: Vec<u8>,
 }
 
-/// What an attached session says next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PtyEvent {
-    Output(Vec<u8>),
-    Resized {
-        rows: u16,
-        cols: u16,
-    },
-    Exited(ExitStatus),
-    /// This reader fell too far behind and was dropped.
-    Lagged,
-    /// The stream ended (detached, or the server went away).
-    Closed,
-}
-
-impl PtyEvent {
-    /// What one frame of an attached session's stream says.
-    pub fn from_frame(f: Frame) -> Result<PtyEvent, ExecError> {
-        Ok(match f.tag {
-            TAG_PTY => PtyEvent::Output(f.payload),
-            TAG_CONTROL => match parse_event(&f.payload)? {
-                Event::PtyResized { rows, cols } => PtyEvent::Resized { rows, cols },
-                Event::PtyExited { status } => PtyEvent::Exited(status),
-                Event::PtyLagged => PtyEvent::Lagged,
-                Event::Error { kind, message } => return Err(ExecError::Refused { kind, message }),
-                other => return Err(unexpected("a pty event", other)),
-            },
-            tag => return Err(ExecError::Protocol(format!("unexpected frame tag {tag}"))),
-        })
-    }
-}
-
 impl<C: Conn> PtyStream<C> {
-    /// The next thing the session says; `timeout` bounds the wait (None: forever).
+    /// The next thing the session says; `timeout` bounds the wait for more bytes (None:
+    /// forever). A timeout is [`ExecError::FrameIo`]; a frame it cut in two is kept whole for
+    /// the next call.
     pub fn next(&mut self, timeout: Option<Duration>) -> Result<PtyEvent, ExecError> {
         self.conn.set_read_timeout_conn(timeout).map_err(io_err("setting a read timeout"))?;
-        match read_frame(&mut self.conn)? {
-            None => Ok(PtyEvent::Closed),
-            Some(f) => PtyEvent::from_frame(f),
+        let mut buf = [0u8; 16 << 10];
+        loop {
+            if let Some(ev) = self.decoder.next_event()? {
+                return Ok(ev);
+            }
+            match self.conn.read(&mut buf) {
+                Ok(0) if self.decoder.pending() == 0 => return Ok(PtyEvent::Closed),
+                Ok(0) => return Err(hearth_proto::FrameError::Truncated.into()),
+                Ok(n) => self.decoder.feed(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ExecError::FrameIo(e)),
+            }
         }
     }
 
-    /// The session's id and the connection itself, for a caller that reads the stream with
-    /// [`PtyEvent::from_frame`] and types with [`keys_bytes`] and [`resize_bytes`] on its own terms (the
-    /// server does, from async code).
-    pub fn into_parts(self) -> (String, C) {
-        (self.id, self.conn)
+    /// The session's id, the connection itself and the stream's decoder (with what it
+    /// already read), for a caller that reads the stream and types with [`crate::stream`]
+    /// on its own terms (the server does, from async code).
+    pub fn into_parts(self) -> (String, C, Decoder) {
+        (self.id, self.conn, self.decoder)
     }
 
     /// A handle that types into the session and resizes it, usable from another thread.
@@ -378,21 +361,6 @@ impl<C: Conn> PtyInput<C> {
     pub fn close(&self) {
         self.conn.shutdown_conn();
     }
-}
-
-/// What [`PtyInput::write`] sends for `bytes` (frames of at most [`DATA_CHUNK`]).
-pub fn keys_bytes(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + 5);
-    for c in bytes.chunks(DATA_CHUNK) {
-        out.extend_from_slice(&Frame::new(TAG_PTY, c).encode().expect("a data chunk fits a frame"));
-    }
-    out
-}
-
-/// What [`PtyInput::resize`] sends to resize session `id`.
-pub fn resize_bytes(id: &str, rows: u16, cols: u16) -> Vec<u8> {
-    let req = serde_json::to_vec(&Request::PtyResize { id: id.into(), rows, cols }).expect("requests serialize");
-    Frame::new(TAG_CONTROL, req).encode().expect("a resize fits a frame")
 }
 
 /// Copies `stdin` into `TAG_STDIN` frames, then ends it with an empty one.
