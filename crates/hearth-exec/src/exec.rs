@@ -19,14 +19,14 @@ use nix::unistd::Pid;
 use crate::conn::Conn;
 use crate::refusal::Refusal;
 use crate::reply::{refuse, send};
-use crate::server::ServerConfig;
 use crate::user;
 
-pub(crate) fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) -> Result<(), Refusal> {
+/// Runs `spec` with `env` (the server's configured environment) under the request's own.
+pub(crate) fn exec<C: Conn>(mut conn: C, env: &[(String, String)], spec: &ExecSpec) -> Result<(), Refusal> {
     let mut cmd = Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..])
         .env_clear()
-        .envs(cfg.env.iter().cloned())
+        .envs(env.iter().cloned())
         .stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

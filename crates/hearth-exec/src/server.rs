@@ -142,7 +142,7 @@ pub fn serve_conn<C: Conn>(mut conn: C, cfg: &ServerConfig) -> Result<(), Refusa
                     return refuse(&mut conn, Refusal::invalid(e));
                 }
                 conn.set_read_timeout_conn(None)?;
-                return crate::exec::exec(conn, cfg, &spec);
+                return crate::exec::exec(conn, &cfg.env, &spec);
             }
             Request::ReadFile { path, max_bytes } => return files::read_file(conn, &path, max_bytes),
             Request::WriteFile { path, size, mode, user, create_dirs } => {
@@ -166,7 +166,9 @@ pub fn serve_conn<C: Conn>(mut conn: C, cfg: &ServerConfig) -> Result<(), Refusa
             Request::AddEntropy { seed } if cfg.allow_machine_settings => add_entropy(&seed).map_or_else(|r| r.event(), |()| Event::Ok),
             Request::AddEntropy { .. } => Refusal::new(ErrorKind::Denied, "this server does not take entropy").event(),
             Request::ListDir { path } => files::list_dir(&path).unwrap_or_else(|r| r.event()),
-            req @ (Request::PtyOpen(_) | Request::PtyList | Request::PtyResize { .. } | Request::PtySignal { .. } | Request::PtyClose { .. }) => pty::handle(&cfg.ptys, cfg, req),
+            req @ (Request::PtyOpen(_) | Request::PtyList | Request::PtyResize { .. } | Request::PtySignal { .. } | Request::PtyClose { .. }) => {
+                pty::handle(&cfg.ptys, &cfg.env, req)
+            }
             Request::Hello { .. } => return refuse(&mut conn, Refusal::invalid("hello was already said")),
         };
         send(&mut conn, &answer)?;
