@@ -5,19 +5,27 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use hearth_proto::control::{
-    DirEntry, Event, ExecSpec, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, PROTOCOL_VERSION, TAG_CONTROL, TAG_DATA, TAG_PTY, TAG_SCREEN, TAG_SCROLLBACK, TAG_STDERR,
-    TAG_STDIN, TAG_STDOUT,
+    DirEntry, ErrorKind, Event, ExecSpec, PtyInfo, PtySpec, Request, DATA_CHUNK, PROTOCOL_VERSION, TAG_CONTROL, TAG_DATA, TAG_SCREEN, TAG_SCROLLBACK, TAG_STDERR, TAG_STDIN,
+    TAG_STDOUT,
 };
-use hearth_proto::frame::{read_frame, write_frame, Frame};
+use hearth_proto::frame::{read_frame, write_frame};
 
 use crate::conn::Conn;
+pub use crate::stream::PtyEvent;
+use crate::stream::{keys_bytes, resize_bytes, Decoder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("protocol error: {0}")]
     Protocol(String),
-    #[error("refused: {0}")]
-    Refused(String),
+    /// Reading or writing a frame on the connection failed: its cause (reset? timed out?)
+    /// is the part a caller acts on, so it is kept whole.
+    #[error("protocol error: frame i/o failed: {0} ({kind:?})", kind = .0.kind())]
+    FrameIo(std::io::Error),
+    /// The server answered `error`: `kind` says what a caller may act on (`unknown` from a
+    /// server older than error kinds), `message` is for people.
+    #[error("refused: {message}")]
+    Refused { kind: ErrorKind, message: String },
     #[error("{what} failed")]
     Io {
         what: &'static str,
@@ -29,9 +37,18 @@ pub enum ExecError {
 impl From<hearth_proto::FrameError> for ExecError {
     fn from(e: hearth_proto::FrameError) -> Self {
         match e {
-            // The io error is the part worth reading (reset? timed out?): keep it.
-            hearth_proto::FrameError::Io(io) => ExecError::Protocol(format!("frame i/o failed: {io} ({:?})", io.kind())),
+            hearth_proto::FrameError::Io(io) => ExecError::FrameIo(io),
             e => ExecError::Protocol(e.to_string()),
+        }
+    }
+}
+
+impl ExecError {
+    /// The kind of a refusal; None for errors of the protocol or the connection.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            ExecError::Refused { kind, .. } => Some(*kind),
+            _ => None,
         }
     }
 }
@@ -68,7 +85,7 @@ impl<C: Conn> ExecClient<C> {
         let (uptime_ms, capabilities) = match recv_control(&mut conn)? {
             Some(Event::Hello { version, uptime_ms, capabilities }) if version == PROTOCOL_VERSION => (uptime_ms, capabilities),
             Some(Event::Hello { version, .. }) => return Err(ExecError::Protocol(format!("server speaks version {version}, we speak {PROTOCOL_VERSION}"))),
-            Some(Event::Error { message }) => return Err(ExecError::Refused(message)),
+            Some(Event::Error { kind, message }) => return Err(ExecError::Refused { kind, message }),
             other => return Err(ExecError::Protocol(format!("expected hello, got {other:?}"))),
         };
         conn.set_read_timeout_conn(None).map_err(io_err("clearing the read timeout"))?;
@@ -107,7 +124,7 @@ impl<C: Conn> ExecClient<C> {
                         self.conn.shutdown_conn();
                         return Ok(ExecExit { code, signal, timed_out, truncated });
                     }
-                    Event::Error { message } => return Err(ExecError::Refused(message)),
+                    Event::Error { kind, message } => return Err(ExecError::Refused { kind, message }),
                     other => return Err(ExecError::Protocol(format!("unexpected {other:?}"))),
                 },
                 t => return Err(ExecError::Protocol(format!("unknown frame tag {t}"))),
@@ -127,7 +144,7 @@ impl<C: Conn> ExecClient<C> {
     pub fn request(&mut self, req: &Request) -> Result<Event, ExecError> {
         send(&mut self.conn, req)?;
         match recv_control(&mut self.conn)? {
-            Some(Event::Error { message }) => Err(ExecError::Refused(message)),
+            Some(Event::Error { kind, message }) => Err(ExecError::Refused { kind, message }),
             Some(ev) => Ok(ev),
             None => Err(ExecError::Protocol("the server closed the connection".into())),
         }
@@ -183,7 +200,7 @@ impl<C: Conn> ExecClient<C> {
                 Some(f) if f.tag == TAG_CONTROL => {
                     return match parse_event(&f.payload)? {
                         Event::Done { bytes } => Ok(bytes),
-                        Event::Error { message } => Err(ExecError::Refused(message)),
+                        Event::Error { kind, message } => Err(ExecError::Refused { kind, message }),
                         other => Err(unexpected("done", other)),
                     }
                 }
@@ -213,7 +230,7 @@ impl<C: Conn> ExecClient<C> {
         }
         match recv_control(&mut self.conn)? {
             Some(Event::Done { bytes }) => Ok(bytes),
-            Some(Event::Error { message }) => Err(ExecError::Refused(message)),
+            Some(Event::Error { kind, message }) => Err(ExecError::Refused { kind, message }),
             other => Err(ExecError::Protocol(format!("expected done, got {other:?}"))),
         }
     }
@@ -259,7 +276,7 @@ impl<C: Conn> ExecClient<C> {
         };
         let scrollback = replay(TAG_SCROLLBACK, scrollback_bytes)?;
         let screen = replay(TAG_SCREEN, screen_bytes)?;
-        Ok(PtyStream { id: id.into(), conn: self.conn, info, scrollback, screen })
+        Ok(PtyStream { id: id.into(), conn: self.conn, decoder: Decoder::new(), info, scrollback, screen })
     }
 }
 
@@ -277,6 +294,8 @@ pub struct WriteFile<'a> {
 pub struct PtyStream<C: Conn> {
     id: String,
     conn: C,
+    /// The live stream's bytes read and not yet a whole frame.
+    decoder: Decoder,
     pub info: PtyInfo,
     /// Scrollback lines, formatted, each ended by CRLF.
     pub scrollback: Vec<u8>,
@@ -284,53 +303,32 @@ pub struct PtyStream<C: Conn> {
     pub screen: Vec<u8>,
 }
 
-/// What an attached session says next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PtyEvent {
-    Output(Vec<u8>),
-    Resized {
-        rows: u16,
-        cols: u16,
-    },
-    Exited(ExitStatus),
-    /// This reader fell too far behind and was dropped.
-    Lagged,
-    /// The stream ended (detached, or the server went away).
-    Closed,
-}
-
-impl PtyEvent {
-    /// What one frame of an attached session's stream says.
-    pub fn from_frame(f: Frame) -> Result<PtyEvent, ExecError> {
-        Ok(match f.tag {
-            TAG_PTY => PtyEvent::Output(f.payload),
-            TAG_CONTROL => match parse_event(&f.payload)? {
-                Event::PtyResized { rows, cols } => PtyEvent::Resized { rows, cols },
-                Event::PtyExited { status } => PtyEvent::Exited(status),
-                Event::PtyLagged => PtyEvent::Lagged,
-                Event::Error { message } => return Err(ExecError::Refused(message)),
-                other => return Err(unexpected("a pty event", other)),
-            },
-            tag => return Err(ExecError::Protocol(format!("unexpected frame tag {tag}"))),
-        })
-    }
-}
-
 impl<C: Conn> PtyStream<C> {
-    /// The next thing the session says; `timeout` bounds the wait (None: forever).
+    /// The next thing the session says; `timeout` bounds the wait for more bytes (None:
+    /// forever). A timeout is [`ExecError::FrameIo`]; a frame it cut in two is kept whole for
+    /// the next call.
     pub fn next(&mut self, timeout: Option<Duration>) -> Result<PtyEvent, ExecError> {
         self.conn.set_read_timeout_conn(timeout).map_err(io_err("setting a read timeout"))?;
-        match read_frame(&mut self.conn)? {
-            None => Ok(PtyEvent::Closed),
-            Some(f) => PtyEvent::from_frame(f),
+        let mut buf = [0u8; 16 << 10];
+        loop {
+            if let Some(ev) = self.decoder.next_event()? {
+                return Ok(ev);
+            }
+            match self.conn.read(&mut buf) {
+                Ok(0) if self.decoder.pending() == 0 => return Ok(PtyEvent::Closed),
+                Ok(0) => return Err(hearth_proto::FrameError::Truncated.into()),
+                Ok(n) => self.decoder.feed(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ExecError::FrameIo(e)),
+            }
         }
     }
 
-    /// The session's id and the connection itself, for a caller that reads the stream with
-    /// [`PtyEvent::from_frame`] and types with [`keys_bytes`] and [`resize_bytes`] on its own terms (the
-    /// server does, from async code).
-    pub fn into_parts(self) -> (String, C) {
-        (self.id, self.conn)
+    /// The session's id, the connection itself and the stream's decoder (with what it
+    /// already read), for a caller that reads the stream and types with [`crate::stream`]
+    /// on its own terms (the server does, from async code).
+    pub fn into_parts(self) -> (String, C, Decoder) {
+        (self.id, self.conn, self.decoder)
     }
 
     /// A handle that types into the session and resizes it, usable from another thread.
@@ -363,21 +361,6 @@ impl<C: Conn> PtyInput<C> {
     pub fn close(&self) {
         self.conn.shutdown_conn();
     }
-}
-
-/// What [`PtyInput::write`] sends for `bytes` (frames of at most [`DATA_CHUNK`]).
-pub fn keys_bytes(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + 5);
-    for c in bytes.chunks(DATA_CHUNK) {
-        out.extend_from_slice(&Frame::new(TAG_PTY, c).encode().expect("a data chunk fits a frame"));
-    }
-    out
-}
-
-/// What [`PtyInput::resize`] sends to resize session `id`.
-pub fn resize_bytes(id: &str, rows: u16, cols: u16) -> Vec<u8> {
-    let req = serde_json::to_vec(&Request::PtyResize { id: id.into(), rows, cols }).expect("requests serialize");
-    Frame::new(TAG_CONTROL, req).encode().expect("a resize fits a frame")
 }
 
 /// Copies `stdin` into `TAG_STDIN` frames, then ends it with an empty one.
@@ -461,5 +444,6 @@ mod tests {
         let (ours, _theirs) = UnixStream::pair().unwrap();
         let Err(err) = ExecClient::hello(ours, None, Duration::from_millis(300)) else { panic!("hello succeeded with a mute peer") };
         assert!(err.to_string().contains("protocol error"), "{err}");
+        assert!(matches!(&err, ExecError::FrameIo(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)), "{err:?}");
     }
 }

@@ -11,20 +11,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hearth_proto::control::{Event, ExecSpec, TAG_STDERR, TAG_STDIN, TAG_STDOUT};
+use hearth_proto::control::{ErrorKind, Event, ExecSpec, TAG_STDERR, TAG_STDIN, TAG_STDOUT};
 use hearth_proto::frame::{read_frame, write_frame};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::conn::Conn;
-use crate::server::{refuse, send, ServerConfig};
+use crate::refusal::Refusal;
+use crate::reply::{refuse, send};
 use crate::user;
 
-pub(crate) fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) -> Result<(), String> {
+/// Runs `spec` with `env` (the server's configured environment) under the request's own.
+pub(crate) fn exec<C: Conn>(mut conn: C, env: &[(String, String)], spec: &ExecSpec) -> Result<(), Refusal> {
     let mut cmd = Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..])
         .env_clear()
-        .envs(cfg.env.iter().cloned())
+        .envs(env.iter().cloned())
         .stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -49,10 +51,11 @@ pub(crate) fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) ->
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return refuse(&mut conn, format!("cannot run {}: {e}", spec.argv[0])),
+        // Whatever the cause (a missing binary too), the command was tried and could not run.
+        Err(e) => return refuse(&mut conn, Refusal::failed(format!("cannot run {}: {e}", spec.argv[0]))),
     };
     let pgid = Pid::from_raw(child.id() as i32);
-    let writer = Arc::new(Mutex::new(conn.try_clone_conn().map_err(|e| e.to_string())?));
+    let writer = Arc::new(Mutex::new(conn.try_clone_conn()?));
     // The pumps write output frames through the same writer: control events take the lock too.
     let send_shared = |ev: &Event| send(&mut *writer.lock().expect("no panics while held"), ev);
     send_shared(&Event::Started { pid: child.id() })?;
@@ -72,7 +75,7 @@ pub(crate) fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) ->
     // What the client sends after its request is stdin, or nothing: the stream ending (or
     // anything else arriving) means it went away.
     {
-        let (watch, gone, stdin) = (conn.try_clone_conn().map_err(|e| e.to_string())?, gone.clone(), child.stdin.take());
+        let (watch, gone, stdin) = (conn.try_clone_conn()?, gone.clone(), child.stdin.take());
         std::thread::spawn(move || {
             feed_stdin(watch, stdin);
             gone.store(true, Ordering::SeqCst);
@@ -89,9 +92,9 @@ pub(crate) fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) ->
             Ok(Ok(status)) => break status,
             Ok(Err(e)) => {
                 // Tell the client why, rather than closing on it without an `exited`.
-                let message = format!("waiting for {} failed: {e}", spec.argv[0]);
-                let _ = send_shared(&Event::Error { message: message.clone() });
-                return Err(message);
+                let failure = Refusal::failed(format!("waiting for {} failed: {e}", spec.argv[0]));
+                let _ = send_shared(&failure.event());
+                return Err(failure);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let expired = deadline.is_some_and(|d| Instant::now() > d);
@@ -101,9 +104,9 @@ pub(crate) fn exec<C: Conn>(mut conn: C, cfg: &ServerConfig, spec: &ExecSpec) ->
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let message = "lost the command's wait thread".to_string();
-                let _ = send_shared(&Event::Error { message: message.clone() });
-                return Err(message);
+                let failure = Refusal::new(ErrorKind::Failed, "lost the command's wait thread");
+                let _ = send_shared(&failure.event());
+                return Err(failure);
             }
         }
     };

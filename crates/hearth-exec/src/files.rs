@@ -14,27 +14,28 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
-use hearth_proto::control::{DirEntry, Event, DATA_CHUNK, MAX_DIR_ENTRIES, MAX_FILE_BYTES, TAG_DATA};
+use hearth_proto::control::{DirEntry, ErrorKind, Event, DATA_CHUNK, MAX_DIR_ENTRIES, MAX_FILE_BYTES, TAG_DATA};
 use hearth_proto::frame::{read_frame, write_frame};
 
 use crate::conn::Conn;
-use crate::server::{refuse, send};
+use crate::refusal::Refusal;
+use crate::reply::{refuse, send};
 use crate::user;
 
 /// A client uploading must send its next frame within this time.
 const UPLOAD_STALL: Duration = Duration::from_secs(60);
 
-pub(crate) fn read_file<C: Conn>(mut conn: C, path: &str, max_bytes: Option<u64>) -> Result<(), String> {
+pub(crate) fn read_file<C: Conn>(mut conn: C, path: &str, max_bytes: Option<u64>) -> Result<(), Refusal> {
     let limit = max_bytes.unwrap_or(MAX_FILE_BYTES).min(MAX_FILE_BYTES);
     let (mut file, meta) = match File::open(path).and_then(|f| f.metadata().map(|m| (f, m))) {
         Ok(x) => x,
-        Err(e) => return refuse(&mut conn, format!("cannot read {path}: {e}")),
+        Err(e) => return refuse(&mut conn, Refusal::io(format_args!("cannot read {path}"), &e)),
     };
     if meta.is_dir() {
-        return refuse(&mut conn, format!("{path} is a directory"));
+        return refuse(&mut conn, Refusal::invalid(format!("{path} is a directory")));
     }
     if meta.len() > limit {
-        return refuse(&mut conn, format!("{path} is {} bytes, more than the limit of {limit}", meta.len()));
+        return refuse(&mut conn, Refusal::new(ErrorKind::TooLarge, format!("{path} is {} bytes, more than the limit of {limit}", meta.len())));
     }
     send(&mut conn, &Event::File { size: meta.len(), mode: meta.mode() & 0o7777 })?;
     let mut buf = vec![0u8; DATA_CHUNK];
@@ -43,14 +44,14 @@ pub(crate) fn read_file<C: Conn>(mut conn: C, path: &str, max_bytes: Option<u64>
         let n = match file.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) => return refuse(&mut conn, format!("reading {path}: {e}")),
+            Err(e) => return refuse(&mut conn, Refusal::io(format_args!("reading {path}"), &e)),
         };
         sent += n as u64;
         // Files that grow while read (logs, /proc) are still bounded.
         if sent > limit {
-            return refuse(&mut conn, format!("{path} grew past the limit of {limit} bytes while read"));
+            return refuse(&mut conn, Refusal::new(ErrorKind::TooLarge, format!("{path} grew past the limit of {limit} bytes while read")));
         }
-        write_frame(&mut conn, TAG_DATA, &buf[..n]).map_err(|e| e.to_string())?;
+        write_frame(&mut conn, TAG_DATA, &buf[..n])?;
     }
     send(&mut conn, &Event::Done { bytes: sent })
 }
@@ -64,9 +65,9 @@ pub(crate) struct WriteSpec<'a> {
     pub create_dirs: bool,
 }
 
-pub(crate) fn write_file<C: Conn>(mut conn: C, spec: WriteSpec<'_>) -> Result<(), String> {
+pub(crate) fn write_file<C: Conn>(mut conn: C, spec: WriteSpec<'_>) -> Result<(), Refusal> {
     if spec.size > MAX_FILE_BYTES {
-        return refuse(&mut conn, format!("size {} is over the limit of {MAX_FILE_BYTES} bytes", spec.size));
+        return refuse(&mut conn, Refusal::new(ErrorKind::TooLarge, format!("size {} is over the limit of {MAX_FILE_BYTES} bytes", spec.size)));
     }
     let owner = match spec.user.map(user::lookup).transpose() {
         Ok(o) => o.map(|a| (a.uid, a.gid)),
@@ -74,24 +75,24 @@ pub(crate) fn write_file<C: Conn>(mut conn: C, spec: WriteSpec<'_>) -> Result<()
     };
     let target = Path::new(spec.path);
     let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
-        return refuse(&mut conn, format!("{} names no file", spec.path));
+        return refuse(&mut conn, Refusal::invalid(format!("{} names no file", spec.path)));
     };
     if spec.create_dirs {
         if let Err(e) = create_dirs(dir, owner) {
-            return refuse(&mut conn, format!("creating {}: {e}", dir.display()));
+            return refuse(&mut conn, Refusal::io(format_args!("creating {}", dir.display()), &e));
         }
     }
     if target.is_dir() {
-        return refuse(&mut conn, format!("{} is a directory", spec.path));
+        return refuse(&mut conn, Refusal::invalid(format!("{} is a directory", spec.path)));
     }
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(".{}.hearth-{}-{}", name.to_string_lossy(), std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
     let mode = spec.mode.unwrap_or(0o644) & 0o7777;
     let file = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp) {
         Ok(f) => f,
-        Err(e) => return refuse(&mut conn, format!("cannot write in {}: {e}", dir.display())),
+        Err(e) => return refuse(&mut conn, Refusal::io(format_args!("cannot write in {}", dir.display()), &e)),
     };
-    let result = receive(&mut conn, file, spec.size, mode, owner).and_then(|()| fs::rename(&tmp, target).map_err(|e| format!("renaming into place: {e}")));
+    let result = receive(&mut conn, file, spec.size, mode, owner).and_then(|()| fs::rename(&tmp, target).map_err(|e| Refusal::io("renaming into place", &e)));
     match result {
         Ok(()) => {
             // The rename is durable once the directory is.
@@ -106,28 +107,29 @@ pub(crate) fn write_file<C: Conn>(mut conn: C, spec: WriteSpec<'_>) -> Result<()
 }
 
 /// Takes exactly `size` bytes of `TAG_DATA` frames into `file`, then makes it durable.
-fn receive<C: Conn>(conn: &mut C, mut file: File, size: u64, mode: u32, owner: Option<(u32, u32)>) -> Result<(), String> {
-    conn.set_read_timeout_conn(Some(UPLOAD_STALL)).map_err(|e| e.to_string())?;
+fn receive<C: Conn>(conn: &mut C, mut file: File, size: u64, mode: u32, owner: Option<(u32, u32)>) -> Result<(), Refusal> {
+    conn.set_read_timeout_conn(Some(UPLOAD_STALL))?;
     send(conn, &Event::Ready)?;
     let mut got = 0u64;
     while got < size {
         let frame = match read_frame(conn) {
             Ok(Some(f)) if f.tag == TAG_DATA => f,
-            Ok(Some(f)) => return Err(format!("expected file data, got a frame with tag {}", f.tag)),
-            Ok(None) => return Err(format!("the stream ended after {got} of {size} bytes")),
-            Err(e) => return Err(format!("after {got} of {size} bytes: {e}")),
+            Ok(Some(f)) => return Err(Refusal::invalid(format!("expected file data, got a frame with tag {}", f.tag))),
+            Ok(None) => return Err(Refusal::new(ErrorKind::Closed, format!("the stream ended after {got} of {size} bytes"))),
+            // The frame's own kind: one too long is too large, a stream cut short closed.
+            Err(e) => return Err(Refusal { message: format!("after {got} of {size} bytes: {e}"), ..e.into() }),
         };
         got += frame.payload.len() as u64;
         if got > size {
-            return Err(format!("more bytes than the announced {size}"));
+            return Err(Refusal::invalid(format!("more bytes than the announced {size}")));
         }
-        file.write_all(&frame.payload).map_err(|e| format!("writing: {e}"))?;
+        file.write_all(&frame.payload).map_err(|e| Refusal::io("writing", &e))?;
     }
-    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| format!("setting mode: {e}"))?;
+    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| Refusal::io("setting mode", &e))?;
     if let Some((uid, gid)) = owner {
-        std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|e| format!("setting owner: {e}"))?;
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|e| Refusal::io("setting owner", &e))?;
     }
-    file.sync_all().map_err(|e| format!("syncing: {e}"))
+    file.sync_all().map_err(|e| Refusal::io("syncing", &e))
 }
 
 /// Creates `dir` and its missing parents, each owned by `owner` when given.
@@ -142,8 +144,8 @@ fn create_dirs(dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn list_dir(path: &str) -> Result<Event, String> {
-    let read = fs::read_dir(path).map_err(|e| format!("cannot list {path}: {e}"))?;
+pub(crate) fn list_dir(path: &str) -> Result<Event, Refusal> {
+    let read = fs::read_dir(path).map_err(|e| Refusal::io(format_args!("cannot list {path}"), &e))?;
     let mut entries = Vec::new();
     let mut truncated = false;
     for entry in read.flatten() {

@@ -8,12 +8,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_proto::control::{validate_path, Event, Request, PROTOCOL_VERSION, TAG_CONTROL};
-use hearth_proto::frame::{read_frame, write_frame};
+use hearth_proto::control::{capability, validate_path, ErrorKind, Event, Request, PROTOCOL_VERSION, TAG_CONTROL};
+use hearth_proto::frame::read_frame;
 
 use crate::conn::Conn;
 use crate::files::{self, WriteSpec};
 use crate::pty::{self, Sessions};
+use crate::refusal::{io_kind, Refusal};
+use crate::reply::{refuse, send};
 
 /// A client must say hello within this time.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,7 +75,7 @@ pub fn serve_incoming<C: Conn>(incoming: impl Iterator<Item = io::Result<C>>, cf
     for conn in incoming {
         let Ok(mut conn) = conn else { continue };
         let Some(slot) = limit.try_acquire() else {
-            let _ = send(&mut conn, &Event::Error { message: "too many connections".into() });
+            let _ = send(&mut conn, &Refusal::new(ErrorKind::Busy, "too many connections").event());
             continue;
         };
         let cfg = cfg.clone();
@@ -84,16 +86,13 @@ pub fn serve_incoming<C: Conn>(incoming: impl Iterator<Item = io::Result<C>>, cf
     }
 }
 
-pub(crate) fn send<C: Conn>(conn: &mut C, ev: &Event) -> Result<(), String> {
-    write_frame(conn, TAG_CONTROL, &serde_json::to_vec(ev).expect("events serialize")).map_err(|e| e.to_string())
-}
-
-fn recv<C: Conn>(conn: &mut C) -> Result<Request, String> {
+/// The next request; None when the client closed the connection (between requests).
+fn recv<C: Conn>(conn: &mut C) -> Result<Option<Request>, Refusal> {
     match read_frame(conn) {
-        Ok(Some(f)) if f.tag == TAG_CONTROL => serde_json::from_slice(&f.payload).map_err(|e| format!("bad request: {e}")),
-        Ok(Some(f)) => Err(format!("expected a control frame, got tag {}", f.tag)),
-        Ok(None) => Err(CLOSED.into()),
-        Err(e) => Err(e.to_string()),
+        Ok(Some(f)) if f.tag == TAG_CONTROL => serde_json::from_slice(&f.payload).map(Some).map_err(|e| Refusal::invalid(format!("bad request: {e}"))),
+        Ok(Some(f)) => Err(Refusal::invalid(format!("expected a control frame, got tag {}", f.tag))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -102,58 +101,55 @@ fn token_matches(given: &str, want: &str) -> bool {
     given.len() == want.len() && given.bytes().zip(want.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-pub(crate) fn refuse<C: Conn>(conn: &mut C, message: String) -> Result<(), String> {
-    let _ = send(conn, &Event::Error { message: message.clone() });
-    Err(message)
-}
-
-/// Serves one connection to its end. Errors are what the client was told.
-pub fn serve_conn<C: Conn>(mut conn: C, cfg: &ServerConfig) -> Result<(), String> {
-    conn.set_read_timeout_conn(Some(HELLO_TIMEOUT)).map_err(|e| e.to_string())?;
+/// Serves one connection to its end. Errors are what the client was told (as far as the
+/// connection still took it).
+pub fn serve_conn<C: Conn>(mut conn: C, cfg: &ServerConfig) -> Result<(), Refusal> {
+    conn.set_read_timeout_conn(Some(HELLO_TIMEOUT))?;
     match recv(&mut conn) {
-        Ok(Request::Hello { version, .. }) if version != PROTOCOL_VERSION => {
-            return refuse(&mut conn, format!("protocol version {version} not supported; this server speaks {PROTOCOL_VERSION}"))
+        Ok(Some(Request::Hello { version, .. })) if version != PROTOCOL_VERSION => {
+            return refuse(&mut conn, Refusal::invalid(format!("protocol version {version} not supported; this server speaks {PROTOCOL_VERSION}")))
         }
-        Ok(Request::Hello { token, .. }) => {
+        Ok(Some(Request::Hello { token, .. })) => {
             if let Some(want) = &cfg.token {
                 if !token.as_deref().is_some_and(|t| token_matches(t, want)) {
-                    return refuse(&mut conn, "wrong token".into());
+                    return refuse(&mut conn, Refusal::new(ErrorKind::Denied, "wrong token"));
                 }
             }
         }
-        Ok(_) => return refuse(&mut conn, "say hello first".into()),
+        Ok(Some(_)) => return refuse(&mut conn, Refusal::invalid("say hello first")),
+        Ok(None) => return refuse(&mut conn, Refusal::new(ErrorKind::Closed, "connection closed")),
         Err(e) => return refuse(&mut conn, e),
     }
-    let hello = Event::Hello { version: PROTOCOL_VERSION, uptime_ms: (cfg.uptime_ms)(), capabilities: cfg.capabilities.clone() };
+    let hello = Event::Hello { version: PROTOCOL_VERSION, uptime_ms: (cfg.uptime_ms)(), capabilities: capabilities(cfg) };
     send(&mut conn, &hello)?;
     loop {
-        conn.set_read_timeout_conn(Some(IDLE_TIMEOUT)).map_err(|e| e.to_string())?;
+        conn.set_read_timeout_conn(Some(IDLE_TIMEOUT))?;
         let req = match recv(&mut conn) {
-            Ok(r) => r,
+            Ok(Some(r)) => r,
             // The client is done with this connection.
-            Err(e) if e == CLOSED => return Ok(()),
+            Ok(None) => return Ok(()),
             Err(e) => return refuse(&mut conn, e),
         };
         if let Some(path) = request_path(&req) {
             if let Err(e) = validate_path(path) {
-                return refuse(&mut conn, e);
+                return refuse(&mut conn, Refusal::invalid(e));
             }
         }
         let answer = match req {
             // Streaming requests: the connection is theirs from here.
             Request::Exec(spec) => {
                 if let Err(e) = spec.validate() {
-                    return refuse(&mut conn, e);
+                    return refuse(&mut conn, Refusal::invalid(e));
                 }
-                conn.set_read_timeout_conn(None).map_err(|e| e.to_string())?;
-                return crate::exec::exec(conn, cfg, &spec);
+                conn.set_read_timeout_conn(None)?;
+                return crate::exec::exec(conn, &cfg.env, &spec);
             }
             Request::ReadFile { path, max_bytes } => return files::read_file(conn, &path, max_bytes),
             Request::WriteFile { path, size, mode, user, create_dirs } => {
                 return files::write_file(conn, WriteSpec { path: &path, size, mode, user: user.as_deref(), create_dirs })
             }
             Request::PtyAttach { id, scrollback_lines, read_only } => {
-                conn.set_read_timeout_conn(None).map_err(|e| e.to_string())?;
+                conn.set_read_timeout_conn(None)?;
                 return cfg.ptys.attach(conn, &id, scrollback_lines, read_only);
             }
             Request::Shutdown => {
@@ -165,20 +161,29 @@ pub fn serve_conn<C: Conn>(mut conn: C, cfg: &ServerConfig) -> Result<(), String
             }
             // Short requests: one answer each, then the next request.
             Request::Health => Event::Health { uptime_ms: (cfg.uptime_ms)(), mem_available_kib: mem_available_kib(), load1: load1() },
-            Request::SetTime { unix_ms } if cfg.allow_machine_settings => set_wall_clock(unix_ms).map_or_else(|message| Event::Error { message }, |()| Event::TimeSet),
-            Request::SetTime { .. } => Event::Error { message: "this server does not set its clock".into() },
-            Request::AddEntropy { seed } if cfg.allow_machine_settings => add_entropy(&seed).map_or_else(|message| Event::Error { message }, |()| Event::Ok),
-            Request::AddEntropy { .. } => Event::Error { message: "this server does not take entropy".into() },
-            Request::ListDir { path } => files::list_dir(&path).unwrap_or_else(|message| Event::Error { message }),
-            req @ (Request::PtyOpen(_) | Request::PtyList | Request::PtyResize { .. } | Request::PtySignal { .. } | Request::PtyClose { .. }) => pty::handle(&cfg.ptys, cfg, req),
-            Request::Hello { .. } => return refuse(&mut conn, "hello was already said".into()),
+            Request::SetTime { unix_ms } if cfg.allow_machine_settings => set_wall_clock(unix_ms).map_or_else(|r| r.event(), |()| Event::TimeSet),
+            Request::SetTime { .. } => Refusal::new(ErrorKind::Denied, "this server does not set its clock").event(),
+            Request::AddEntropy { seed } if cfg.allow_machine_settings => add_entropy(&seed).map_or_else(|r| r.event(), |()| Event::Ok),
+            Request::AddEntropy { .. } => Refusal::new(ErrorKind::Denied, "this server does not take entropy").event(),
+            Request::ListDir { path } => files::list_dir(&path).unwrap_or_else(|r| r.event()),
+            req @ (Request::PtyOpen(_) | Request::PtyList | Request::PtyResize { .. } | Request::PtySignal { .. } | Request::PtyClose { .. }) => {
+                pty::handle(&cfg.ptys, &cfg.env, req)
+            }
+            Request::Hello { .. } => return refuse(&mut conn, Refusal::invalid("hello was already said")),
         };
         send(&mut conn, &answer)?;
     }
 }
 
-/// What `recv` says when the client closed the connection between requests.
-const CLOSED: &str = "connection closed";
+/// What hello announces: the configured capabilities, plus those of this crate's server
+/// itself whatever the configuration (every error it sends has a kind).
+fn capabilities(cfg: &ServerConfig) -> Vec<String> {
+    let mut caps = cfg.capabilities.clone();
+    if !caps.iter().any(|c| c == capability::ERROR_KINDS) {
+        caps.push(capability::ERROR_KINDS.into());
+    }
+    caps
+}
 
 /// The path a file request names.
 fn request_path(req: &Request) -> Option<&str> {
@@ -190,16 +195,16 @@ fn request_path(req: &Request) -> Option<&str> {
 
 /// Mixes `seed` into the kernel's pool (writing /dev/urandom mixes without crediting; the
 /// guest's virtio-rng and trusted CPU randomness are what credit it).
-fn add_entropy(seed: &[u8]) -> Result<(), String> {
+fn add_entropy(seed: &[u8]) -> Result<(), Refusal> {
     if seed.len() > hearth_proto::control::MAX_ENTROPY_SEED {
-        return Err(format!("seed of {} bytes, at most {} allowed", seed.len(), hearth_proto::control::MAX_ENTROPY_SEED));
+        return Err(Refusal::new(ErrorKind::TooLarge, format!("seed of {} bytes, at most {} allowed", seed.len(), hearth_proto::control::MAX_ENTROPY_SEED)));
     }
-    std::fs::OpenOptions::new().write(true).open("/dev/urandom").and_then(|mut f| std::io::Write::write_all(&mut f, seed)).map_err(|e| format!("writing /dev/urandom: {e}"))
+    std::fs::OpenOptions::new().write(true).open("/dev/urandom").and_then(|mut f| std::io::Write::write_all(&mut f, seed)).map_err(|e| Refusal::io("writing /dev/urandom", &e))
 }
 
-fn set_wall_clock(unix_ms: u64) -> Result<(), String> {
+fn set_wall_clock(unix_ms: u64) -> Result<(), Refusal> {
     let ts = nix::sys::time::TimeSpec::new((unix_ms / 1000) as i64, ((unix_ms % 1000) * 1_000_000) as i64);
-    nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts).map_err(|e| format!("setting the clock: {e}"))
+    nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts).map_err(|e| Refusal::new(io_kind(&std::io::Error::from(e)), format!("setting the clock: {e}")))
 }
 
 fn mem_available_kib() -> u64 {
@@ -266,7 +271,7 @@ mod tests {
     fn runs_commands_and_streams_both_outputs() {
         let s = server(None);
         let c = s.client(None).unwrap();
-        assert_eq!((c.uptime_ms, c.capabilities.clone()), (42, vec!["exec".to_string()]));
+        assert_eq!((c.uptime_ms, c.capabilities.clone()), (42, vec!["exec".to_string(), "error-kinds".to_string()]));
         let (r, out, err) = s.exec(ExecSpec::new(["sh", "-c", "echo out $HEARTH_TEST_ENV; echo err >&2; exit 7"]));
         assert_eq!(r.unwrap().status(), 7);
         assert_eq!((out.as_str(), err.as_str()), ("out base\n", "err\n"));
@@ -312,30 +317,36 @@ mod tests {
         let nobody = crate::user::lookup("nobody").unwrap();
         assert_eq!(out, format!("{}\nnobody\n", nobody.uid));
         let (r, _, _) = s.exec(ExecSpec { user: Some("hearth-no-such-user".into()), ..ExecSpec::new(["true"]) });
-        assert!(matches!(r, Err(ExecError::Refused(m)) if m.contains("no such user")));
+        assert!(matches!(r, Err(ExecError::Refused { kind: ErrorKind::Invalid, message: m }) if m.contains("no such user")));
     }
 
     #[test]
     fn missing_binary_is_an_error_and_the_server_keeps_serving() {
         let s = server(None);
         let (r, _, _) = s.exec(ExecSpec::new(["/no/such/binary"]));
-        assert!(matches!(r, Err(ExecError::Refused(m)) if m.contains("cannot run /no/such/binary")));
+        assert!(matches!(r, Err(ExecError::Refused { kind: ErrorKind::Failed, message: m }) if m.contains("cannot run /no/such/binary")));
         assert_eq!(s.exec(ExecSpec::new(["true"])).0.unwrap().status(), 0);
     }
 
     #[test]
     fn tokens_garbage_and_bad_requests_are_refused() {
         let s = server(Some("sekrit"));
-        assert!(matches!(s.client(Some("nope")), Err(ExecError::Refused(m)) if m == "wrong token"));
-        assert!(matches!(s.client(None), Err(ExecError::Refused(m)) if m == "wrong token"));
+        assert!(matches!(s.client(Some("nope")), Err(ExecError::Refused { kind: ErrorKind::Denied, message: m }) if m == "wrong token"));
+        assert!(matches!(s.client(None), Err(ExecError::Refused { kind: ErrorKind::Denied, message: m }) if m == "wrong token"));
         assert!(s.client(Some("sekrit")).is_ok());
         // An oversized frame header, an unknown message, a truncated stream.
-        for bytes in [&[0xffu8, 0xff, 0xff, 0xff, 1][..], b"\x00\x00\x00\x10\x01{\"type\":\"zap\"}", b"\x00\x00\x00\x09\x01{\"ty"] {
+        for (bytes, want) in [
+            (&[0xffu8, 0xff, 0xff, 0xff, 1][..], ErrorKind::TooLarge),
+            // An unknown message: 15 bytes, its tag and the JSON.
+            (b"\x00\x00\x00\x0f\x01{\"type\":\"zap\"}", ErrorKind::Invalid),
+            (b"\x00\x00\x00\x09\x01{\"ty", ErrorKind::Closed),
+        ] {
             let mut raw = UnixStream::connect(&s.path).unwrap();
             std::io::Write::write_all(&mut raw, bytes).unwrap();
             raw.shutdown(std::net::Shutdown::Write).unwrap();
             let reply = read_frame(&mut raw).unwrap().unwrap();
             assert!(String::from_utf8_lossy(&reply.payload).contains("\"type\":\"error\""), "{bytes:?}");
+            assert!(matches!(serde_json::from_slice(&reply.payload), Ok(Event::Error { kind, .. }) if kind == want), "{bytes:?}: {reply:?}");
         }
         let ok = ExecClient::hello(UnixStream::connect(&s.path).unwrap(), Some("sekrit"), Duration::from_secs(5)).unwrap();
         assert_eq!(ok.exec_collect(ExecSpec::new(["true"])).unwrap().0.status(), 0);
@@ -345,8 +356,8 @@ mod tests {
     fn set_time_is_refused_where_not_allowed() {
         let s = server(None);
         let mut c = s.client(None).unwrap();
-        assert!(matches!(c.set_time(1), Err(ExecError::Refused(m)) if m.contains("does not set its clock")));
-        assert!(matches!(c.add_entropy(b"seed"), Err(ExecError::Refused(m)) if m.contains("does not take entropy")));
+        assert!(matches!(c.set_time(1), Err(ExecError::Refused { kind: ErrorKind::Denied, message: m }) if m.contains("does not set its clock")));
+        assert!(matches!(c.add_entropy(b"seed"), Err(ExecError::Refused { kind: ErrorKind::Denied, message: m }) if m.contains("does not take entropy")));
     }
 
     #[test]

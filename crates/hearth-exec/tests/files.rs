@@ -6,7 +6,7 @@ mod support;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use hearth_exec::{ExecError, WriteFile};
+use hearth_exec::{ErrorKind, ExecError, WriteFile};
 use hearth_proto::control::{Event, ExecSpec, Request, TAG_CONTROL, TAG_DATA};
 use hearth_proto::frame::{read_frame, write_frame};
 
@@ -86,20 +86,20 @@ fn reads_are_bounded_and_bad_paths_refused() {
     let s = support::server();
     let path = s.dir.path().join("big");
     std::fs::write(&path, bytes(10_000)).unwrap();
-    let refused = |r: Result<u64, ExecError>| match r {
-        Err(ExecError::Refused(m)) => m,
-        other => panic!("{other:?}"),
+    let refused = |r: Result<u64, ExecError>, want: ErrorKind| match r {
+        Err(ExecError::Refused { kind, message }) if kind == want => message,
+        other => panic!("{other:?}, expected a refusal of kind {want}"),
     };
-    let m = refused(s.client().read_file(path.to_str().unwrap(), Some(100), &mut Vec::new()));
+    let m = refused(s.client().read_file(path.to_str().unwrap(), Some(100), &mut Vec::new()), ErrorKind::TooLarge);
     assert!(m.contains("10000 bytes, more than the limit of 100"), "{m}");
-    let m = refused(s.client().read_file("/no/such/file", None, &mut Vec::new()));
+    let m = refused(s.client().read_file("/no/such/file", None, &mut Vec::new()), ErrorKind::NotFound);
     assert!(m.contains("cannot read /no/such/file"), "{m}");
-    let m = refused(s.client().read_file(s.dir.path().to_str().unwrap(), None, &mut Vec::new()));
+    let m = refused(s.client().read_file(s.dir.path().to_str().unwrap(), None, &mut Vec::new()), ErrorKind::Invalid);
     assert!(m.contains("is a directory"), "{m}");
-    let m = refused(s.client().read_file("relative/path", None, &mut Vec::new()));
+    let m = refused(s.client().read_file("relative/path", None, &mut Vec::new()), ErrorKind::Invalid);
     assert!(m.contains("must be absolute"), "{m}");
     let spec = WriteFile { path: s.dir.path().to_str().unwrap(), size: 1, ..WriteFile::default() };
-    let m = refused(s.client().write_file(spec, &mut &b"x"[..]));
+    let m = refused(s.client().write_file(spec, &mut &b"x"[..]), ErrorKind::Invalid);
     assert!(m.contains("is a directory"), "{m}");
 }
 
@@ -115,7 +115,7 @@ fn one_connection_serves_short_requests_in_a_row() {
     let summary: Vec<_> = entries.iter().map(|e| (e.name.as_str(), e.kind.as_str(), if e.kind == "file" { e.size } else { 0 })).collect();
     assert_eq!(summary, [("a-link", "symlink", 0), ("b.txt", "file", 5), ("ctl.sock", "other", 0), ("sub", "dir", 0)]);
     assert!(matches!(c.health().unwrap(), Event::Health { .. }));
-    assert!(matches!(c.list_dir("/no/such/dir"), Err(ExecError::Refused(m)) if m.contains("cannot list")));
+    assert!(matches!(c.list_dir("/no/such/dir"), Err(ExecError::Refused { kind: ErrorKind::NotFound, message: m }) if m.contains("cannot list")));
     // A refused short request leaves the connection usable.
     assert_eq!(c.list_dir(s.dir.path().join("sub").to_str().unwrap()).unwrap().0, []);
 }

@@ -7,7 +7,7 @@ mod support;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use hearth_exec::{ExecError, PtyEvent, PtyStream};
+use hearth_exec::{ErrorKind, ExecError, PtyEvent, PtyStream};
 use hearth_proto::control::{PtySpec, Request, MAX_PTYS};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -270,7 +270,9 @@ fn signals_reach_the_foreground_job() {
     // The shell is back at its prompt only once the sleep is gone.
     input.write(b"echo interrupted-$((3*3))\n").unwrap();
     read_until(&mut t, &mut seen, "interrupted-9");
-    assert!(matches!(s.client().pty_ok(&Request::PtySignal { id: "g".into(), signal: 999 }), Err(ExecError::Refused(m)) if m.contains("not a signal")));
+    assert!(
+        matches!(s.client().pty_ok(&Request::PtySignal { id: "g".into(), signal: 999 }), Err(ExecError::Refused { kind: ErrorKind::Invalid, message: m }) if m.contains("not a signal"))
+    );
     s.client().pty_ok(&Request::PtyClose { id: "g".into() }).unwrap();
 }
 
@@ -278,20 +280,22 @@ fn signals_reach_the_foreground_job() {
 fn limits_and_unknown_sessions_are_clear_errors() {
     let s = support::server();
     let mut c = s.client();
-    let refused = |r: Result<(), ExecError>| match r {
-        Err(ExecError::Refused(m)) => m,
-        other => panic!("{other:?}"),
+    let refused = |r: Result<(), ExecError>, want: ErrorKind| match r {
+        Err(ExecError::Refused { kind, message }) if kind == want => message,
+        other => panic!("{other:?}, expected a refusal of kind {want}"),
     };
-    assert!(refused(c.pty_ok(&Request::PtyResize { id: "nope".into(), rows: 10, cols: 10 })).contains("no pty session `nope`"));
-    assert!(matches!(s.client().pty_attach("nope", None, false), Err(ExecError::Refused(m)) if m.contains("no pty session")));
+    assert!(refused(c.pty_ok(&Request::PtyResize { id: "nope".into(), rows: 10, cols: 10 }), ErrorKind::NotFound).contains("no pty session `nope`"));
+    assert!(matches!(s.client().pty_attach("nope", None, false), Err(ExecError::Refused { kind: ErrorKind::NotFound, message: m }) if m.contains("no pty session")));
     c.pty_open(PtySpec { argv: vec!["sleep".into(), "1000".into()], ..shell("h0") }).unwrap();
-    assert!(refused(c.pty_ok(&Request::PtyResize { id: "h0".into(), rows: 0, cols: 10 })).contains("out of range"));
-    assert!(matches!(c.pty_open(shell("h0")), Err(ExecError::Refused(m)) if m.contains("already exists")));
-    assert!(matches!(c.pty_open(PtySpec { argv: vec!["/no/such/shell".into()], ..shell("x") }), Err(ExecError::Refused(m)) if m.contains("cannot run")));
+    assert!(refused(c.pty_ok(&Request::PtyResize { id: "h0".into(), rows: 0, cols: 10 }), ErrorKind::Invalid).contains("out of range"));
+    assert!(matches!(c.pty_open(shell("h0")), Err(ExecError::Refused { kind: ErrorKind::Exists, message: m }) if m.contains("already exists")));
+    assert!(
+        matches!(c.pty_open(PtySpec { argv: vec!["/no/such/shell".into()], ..shell("x") }), Err(ExecError::Refused { kind: ErrorKind::Failed, message: m }) if m.contains("cannot run"))
+    );
     for i in 1..MAX_PTYS {
         c.pty_open(PtySpec { id: Some(format!("h{i}")), argv: vec!["sleep".into(), "1000".into()], ..shell("") }).unwrap();
     }
-    assert!(matches!(c.pty_open(shell("one-too-many")), Err(ExecError::Refused(m)) if m.contains("already open")));
+    assert!(matches!(c.pty_open(shell("one-too-many")), Err(ExecError::Refused { kind: ErrorKind::Busy, message: m }) if m.contains("already open")));
     for i in 0..MAX_PTYS {
         c.pty_ok(&Request::PtyClose { id: format!("h{i}") }).unwrap();
     }

@@ -69,6 +69,63 @@ pub mod capability {
     pub const EXEC_STDIN: &str = "exec-stdin";
     pub const FILES: &str = "files";
     pub const PTY: &str = "pty";
+    /// Its `error` events carry a [`ErrorKind`](super::ErrorKind) (older servers send none).
+    pub const ERROR_KINDS: &str = "error-kinds";
+}
+
+/// What kind of failure an `error` event reports: what a caller may act on without reading
+/// the message (which is for people and may change).
+///
+/// Versioning: the kind was added within protocol version 1. An older server sends no
+/// `kind` (it reads as [`ErrorKind::Unknown`]); a newer one may send a kind this side does not
+/// know (it reads as [`ErrorKind::Unknown`] too). So adding a kind never breaks a peer, and a
+/// caller must treat `unknown` as "some failure" and never need a kind to be present.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// What the request names does not exist (a file, a pty session).
+    NotFound,
+    /// What the request would create exists already (a pty session id).
+    Exists,
+    /// Not allowed: a wrong token, no permission, a request this server does not serve.
+    Denied,
+    /// The request itself is wrong: bad argv, size, path, id, user, or a malformed message.
+    Invalid,
+    /// Over a size limit (a file, a frame, a seed).
+    TooLarge,
+    /// A limit on concurrent things is reached (connections, pty sessions): try later.
+    Busy,
+    /// The connection or stream ended before the request could complete.
+    Closed,
+    /// The operation was tried and failed (the command cannot be run, an I/O error).
+    Failed,
+    /// Sent by a peer without kinds, or a kind this side does not know.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorKind {
+    /// The kind as it is on the wire (`not_found`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Exists => "exists",
+            ErrorKind::Denied => "denied",
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Closed => "closed",
+            ErrorKind::Failed => "failed",
+            ErrorKind::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,7 +314,10 @@ pub enum Event {
     },
     TimeSet,
     ShuttingDown,
+    /// A request refused or failed. `kind` is absent from older servers (see [`ErrorKind`]).
     Error {
+        #[serde(default)]
+        kind: ErrorKind,
         message: String,
     },
     /// Acknowledges a request that has no other answer.
@@ -392,6 +452,35 @@ mod tests {
         assert_eq!(serde_json::from_str::<Request>(r#"{"type":"exec","argv":["a"]}"#).unwrap(), Request::Exec(ExecSpec::new(["a"])));
         assert_eq!(serde_json::from_str::<Request>(r#"{"type":"hello","version":1}"#).unwrap(), Request::Hello { version: 1, token: None });
         assert!(serde_json::from_str::<Request>(r#"{"type":"launch"}"#).is_err());
+    }
+
+    #[test]
+    fn errors_carry_a_kind_and_read_without_one() {
+        let e = Event::Error { kind: ErrorKind::NotFound, message: "no pty session `x`".into() };
+        let s = serde_json::to_string(&e).unwrap();
+        assert_eq!(s, r#"{"type":"error","kind":"not_found","message":"no pty session `x`"}"#);
+        assert_eq!(serde_json::from_str::<Event>(&s).unwrap(), e);
+        // An older agent (in a snapshot) sends no kind.
+        let old: Event = serde_json::from_str(r#"{"type":"error","message":"wrong token"}"#).unwrap();
+        assert_eq!(old, Event::Error { kind: ErrorKind::Unknown, message: "wrong token".into() });
+        // A newer one may send a kind this side does not know.
+        let newer: Event = serde_json::from_str(r#"{"type":"error","kind":"quota_exceeded","message":"m"}"#).unwrap();
+        assert_eq!(newer, Event::Error { kind: ErrorKind::Unknown, message: "m".into() });
+        for kind in [
+            ErrorKind::NotFound,
+            ErrorKind::Exists,
+            ErrorKind::Denied,
+            ErrorKind::Invalid,
+            ErrorKind::TooLarge,
+            ErrorKind::Busy,
+            ErrorKind::Closed,
+            ErrorKind::Failed,
+            ErrorKind::Unknown,
+        ] {
+            let wire = serde_json::to_string(&kind).unwrap();
+            assert_eq!(wire, format!("\"{kind}\""));
+            assert_eq!(serde_json::from_str::<ErrorKind>(&wire).unwrap(), kind);
+        }
     }
 
     #[test]

@@ -116,14 +116,21 @@ impl From<NetworkError> for Error {
     }
 }
 
-/// A workstation agent's failure as the service's: what it refused, by what it refused; a
-/// connection or protocol failure is internal.
-// TODO(error kinds): by the refusal's kind once the control protocol carries one.
+/// A workstation agent's failure as the service's, by the kind of its refusal (the control
+/// protocol carries one; an older agent's refusal is `unknown`, a 400 as before kinds
+/// existed); a connection or protocol failure is internal.
 pub(crate) fn agent_error(e: hearth_exec::ExecError) -> Error {
+    use hearth_exec::ErrorKind as K;
     match e {
-        hearth_exec::ExecError::Refused(m) if m.contains("no pty session") || m.contains("No such file") || m.contains("cannot read") => Error::NotFound(m),
-        hearth_exec::ExecError::Refused(m) if m.contains("more than the limit") => Error::TooLarge(m),
-        hearth_exec::ExecError::Refused(m) => Error::BadRequest(m),
+        hearth_exec::ExecError::Refused { kind, message } => match kind {
+            K::NotFound => Error::NotFound(message),
+            K::Denied => Error::Forbidden(message),
+            K::TooLarge => Error::TooLarge(message),
+            // A limit on how many exist (sessions), or a name taken.
+            K::Busy | K::Exists => Error::Conflict(message),
+            K::Closed => Error::Internal(format!("the workstation's agent: {message}")),
+            K::Invalid | K::Failed | K::Unknown => Error::BadRequest(message),
+        },
         e => Error::Internal(format!("the workstation's agent: {e}")),
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hearth_proto::api::{ExecRequest, ExecResult};
 use hearth_proto::control::{ExecSpec, MAX_ENV};
 
-use crate::error::Error;
+use crate::error::{agent_error, Error};
 use crate::principal::Principal;
 use crate::Service;
 
@@ -41,9 +41,9 @@ impl Service {
                 None => agent.exec(spec, &mut out, &mut err),
             };
             let exit = exit.map_err(|e| match e {
-                // The command could not be run as asked (no such binary, user, directory).
-                hearth_exec::ExecError::Refused(m) => Error::invalid("argv", m),
-                e => Error::internal(format!("the workstation's agent: {e}")),
+                // The command could not be run: its program is missing or not runnable.
+                hearth_exec::ExecError::Refused { kind: hearth_exec::ErrorKind::Failed | hearth_exec::ErrorKind::NotFound, message } => Error::invalid("argv", message),
+                e => agent_error(e),
             })?;
             Ok(ExecResult {
                 exit_code: exit.code,

@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hearth_exec::{ExecError, PtyEvent, PtyStream, WriteFile};
+use hearth_exec::{ErrorKind, ExecError, PtyEvent, PtyStream, WriteFile};
 use hearth_image::{refs, Cache};
 use hearth_proto::control::{Event, ExecSpec, PtySpec, TAG_CONTROL};
 use hearth_proto::frame::{read_frame, write_frame};
@@ -258,7 +258,7 @@ fn crashes_broken_guests_and_bad_input_are_clear() {
     write_frame(&mut raw, TAG_CONTROL, br#"{"type":"launch_missiles"}"#).unwrap();
     assert!(String::from_utf8_lossy(&read_frame(&mut raw).unwrap().unwrap().payload).contains("bad request"));
     let missing = ws.agent(WAIT).unwrap().exec_collect(ExecSpec::new(["/no/such/binary"]));
-    assert!(matches!(missing, Err(ExecError::Refused(m)) if m.contains("cannot run /no/such/binary")));
+    assert!(matches!(missing, Err(ExecError::Refused { kind: ErrorKind::Failed, message: m }) if m.contains("cannot run /no/such/binary")));
     assert_eq!(sh(&ws, None, "echo still-serving").1, "still-serving\n");
 
     // The agent's connection dropped mid-exec (its VM killed): a clear error, no hang.

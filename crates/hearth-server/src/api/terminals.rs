@@ -17,7 +17,6 @@ use axum::Json;
 use hearth_exec::PtyEvent;
 use hearth_proto::api::{CreateTerminal, ErrorBody, Terminal, TerminalList, WsClientMessage, WsServerMessage};
 use hearth_proto::control::{validate_size, DATA_CHUNK};
-use hearth_proto::frame::Frame;
 use serde::Deserialize;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -120,18 +119,6 @@ async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
 
 fn text(m: &WsServerMessage) -> Message {
     Message::Text(serde_json::to_string(m).expect("messages serialize").into())
-}
-
-/// Decodes the complete frames at the front of `buf` (dropping them from it) into events.
-fn take_events(buf: &mut Vec<u8>) -> Result<Vec<PtyEvent>, String> {
-    let mut events = Vec::new();
-    let mut used = 0;
-    while let Some((frame, n)) = Frame::decode(&buf[used..]).map_err(|e| e.to_string())? {
-        used += n;
-        events.push(PtyEvent::from_frame(frame).map_err(|e| e.to_string())?);
-    }
-    buf.drain(..used);
-    Ok(events)
 }
 
 /// What the client is sent for the events of one read from the agent: output runs joined
@@ -252,7 +239,8 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
     let mut replay = std::mem::take(&mut stream.scrollback);
     replay.extend_from_slice(&stream.screen);
     let head = WsServerMessage::Attached { rows: stream.info.rows, cols: stream.info.cols, title: stream.info.title.clone(), read_only, replay_bytes: replay.len() as u64 };
-    let (id, conn) = stream.into_parts();
+    // The decoder keeps what the agent sent that is not yet a whole frame.
+    let (id, conn, mut decoder) = stream.into_parts();
     // Kept to shut the connection down at the end (the agent detaches this reader then).
     let Ok(closer) = conn.try_clone() else { return };
     let Ok(agent) = AgentConn::new(conn) else {
@@ -269,8 +257,6 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
     }
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let mut last_heard = Instant::now();
-    // Read from the agent, not yet a whole frame.
-    let mut inbound: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; DATA_CHUNK];
     // Keystrokes and resizes, framed, not yet written to the agent; while there are any, the
     // connection is also waited on for room.
@@ -282,11 +268,11 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                 let Some(Ok(msg)) = msg else { break ("the client went away", true) };
                 last_heard = Instant::now();
                 match msg {
-                    Message::Binary(b) if !read_only => pending.extend_from_slice(&hearth_exec::client::keys_bytes(&b)),
+                    Message::Binary(b) if !read_only => pending.extend_from_slice(&hearth_exec::stream::keys_bytes(&b)),
                     Message::Text(t) => match serde_json::from_str::<WsClientMessage>(&t) {
                         Ok(WsClientMessage::Resize { rows, cols }) if !read_only => {
                             if validate_size(rows, cols).is_ok() {
-                                pending.extend_from_slice(&hearth_exec::client::resize_bytes(&id, rows, cols));
+                                pending.extend_from_slice(&hearth_exec::stream::resize_bytes(&id, rows, cols));
                             }
                         }
                         Ok(WsClientMessage::Ping) => {
@@ -333,8 +319,7 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
                         break ("the agent's stream ended", false);
                     }
                 };
-                inbound.extend_from_slice(&chunk[..n]);
-                let events = match take_events(&mut inbound) {
+                let events = match decoder.decode(&chunk[..n]) {
                     Ok(ev) => ev,
                     Err(e) => {
                         tracing::warn!(error = %e, "the agent's terminal stream is not understood");
@@ -372,36 +357,7 @@ async fn pump(mut socket: WebSocket, mut stream: hearth_exec::PtyStream<std::os:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearth_proto::control::{Event, ExitStatus, TAG_CONTROL, TAG_PTY};
-
-    fn frame(tag: u8, payload: &[u8]) -> Vec<u8> {
-        Frame::new(tag, payload).encode().unwrap()
-    }
-
-    fn event(e: &Event) -> Vec<u8> {
-        frame(TAG_CONTROL, &serde_json::to_vec(e).unwrap())
-    }
-
-    #[test]
-    fn frames_split_across_reads_decode_whole_and_in_order() {
-        let mut wire = frame(TAG_PTY, b"hello ");
-        wire.extend(event(&Event::PtyResized { rows: 30, cols: 90 }));
-        wire.extend(frame(TAG_PTY, b"world"));
-        let mut buf = Vec::new();
-        let mut got = Vec::new();
-        // One byte at a time: a frame is only taken once it is all there.
-        for b in &wire {
-            buf.push(*b);
-            got.extend(take_events(&mut buf).unwrap());
-        }
-        assert!(buf.is_empty());
-        assert_eq!(got, [PtyEvent::Output(b"hello ".to_vec()), PtyEvent::Resized { rows: 30, cols: 90 }, PtyEvent::Output(b"world".to_vec())]);
-        // Garbage from the agent is an error, not a panic or an allocation.
-        let mut bad = vec![0xff, 0xff, 0xff, 0xff, 1];
-        assert!(take_events(&mut bad).unwrap_err().contains("exceeds the limit"));
-        let mut bad = frame(9, b"?");
-        assert!(take_events(&mut bad).is_err());
-    }
+    use hearth_proto::control::ExitStatus;
 
     #[test]
     fn output_is_joined_up_to_a_chunk_and_an_end_ends_the_stream() {
