@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The project's test command: host packages, the build, the artifacts (built once, then
 # reused from the cache by content hash), a bounded fuzzing run of the wire decoders, then
-# every test, including the boot check that runs the real Firecracker in the box.
+# every test, including the boot check that runs the real Firecracker in the box. Formatting
+# and lints come first: a change that fails them fails in seconds, not after the VM tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
 ./target/debug/hearth image build
 ./target/debug/hearth image gc   # artifacts no ref names any more (an older agent's image, say)

@@ -114,10 +114,13 @@ pub async fn download(State(svc): State<SharedService>, Caller(who): Caller, Api
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
+/// Told once, by the first write or by the transfer's end: whether the download started.
+type Started = Arc<Mutex<Option<tokio::sync::oneshot::Sender<Result<(), HttpError>>>>>;
+
 /// Where the agent's file bytes go: the first write also says "the download started".
 struct ChunkSink {
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-    first: Arc<Mutex<Option<tokio::sync::oneshot::Sender<Result<(), HttpError>>>>>,
+    first: Started,
 }
 
 impl std::io::Write for ChunkSink {
