@@ -4,6 +4,7 @@
 //! are built from the same handler list (utoipa-axum), so the document cannot drift from what
 //! is served.
 
+pub mod bridge;
 pub mod caller;
 pub mod console;
 pub mod contract;
