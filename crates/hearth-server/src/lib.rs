@@ -1,15 +1,15 @@
 //! `hearth serve`: the HTTP edge over the service layer (`hearth_service`).
 //!
 //! Layout:
-//! - [`api`]: axum routes, the OpenAPI document, the error mapping, the JSON extractor, the
-//!   caller's identity; one file per resource (workstations, console, terminals, files).
+//! - [`api`]: everything HTTP: the listener, axum routes and their layers, the OpenAPI
+//!   document, the error mapping, the extractors, the caller's identity, the WebSocket
+//!   bridge; one file per resource (workstations, console, terminals, files).
 //!
 //! Owns the HTTP surface and the server's life (reconcile, serve, stop). Every operation,
 //! its policy and its state are the service's; workstation VMs run detached, so stopping the
 //! server (gracefully or not) leaves them running.
 
 pub mod api;
-pub mod listen;
 
 use std::sync::Arc;
 
@@ -66,7 +66,7 @@ pub async fn serve(svc: Service, opts: ServeOptions, ready: impl FnOnce(std::net
         tokio::task::spawn_blocking(move || svc.resume_suspended());
     }
     let header_read_timeout = std::time::Duration::from_secs(svc.config.limits.header_read_timeout_secs);
-    listen::serve(listener, api::router(svc.clone()), header_read_timeout, {
+    api::listen::serve(listener, api::router(svc.clone()), header_read_timeout, {
         let svc = svc.clone();
         async move {
             shutdown_signal(opts.until_stdin_eof).await;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod files;
 pub mod layers;
+pub mod listen;
 pub mod terminals;
 #[cfg(test)]
 mod tests;

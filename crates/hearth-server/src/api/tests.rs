@@ -430,7 +430,7 @@ async fn the_listener_bounds_how_long_headers_may_take() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::listen::serve(listener, api.router.clone(), std::time::Duration::from_secs(1), async move {
+    let server = tokio::spawn(super::listen::serve(listener, api.router.clone(), std::time::Duration::from_secs(1), async move {
         let _ = stop_rx.await;
     }));
     let (slow, whole) = tokio::task::spawn_blocking(move || {
