@@ -42,7 +42,7 @@ pub struct ServeOptions {
 /// EOF). Workstations keep running after, unless `suspend_on_exit`.
 pub async fn serve(svc: Service, opts: ServeOptions, ready: impl FnOnce(std::net::SocketAddr)) -> Result<(), ServeError> {
     let svc = Arc::new(svc);
-    tokio::spawn(hearth_service::exits::record(svc.clone()));
+    tokio::spawn(svc.clone().record_exits());
     let report = {
         let svc = svc.clone();
         tokio::task::spawn_blocking(move || svc.reconcile()).await.map_err(|e| setup("reconciling")(e.to_string()))?

@@ -9,20 +9,19 @@
 //! stopped and changes nothing. Must not: decide anything itself (the runtime's record and
 //! the store are the truth; this only says when to look).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::mpsc;
 
 use crate::backend::Backend;
-use crate::Service;
 
 /// Exits waiting to be recorded. A full queue holds the watches back (they wait to send), not
 /// the exits.
 const QUEUE: usize = 256;
 
-/// Starts watches and queues the exits they see for [`record`].
+/// Starts watches and queues the exits they see (`Service::record_exits` records them).
 pub struct Exits {
     tx: mpsc::Sender<String>,
     rx: Mutex<Option<mpsc::Receiver<String>>>,
@@ -64,21 +63,9 @@ impl Exits {
     }
 }
 
-/// Records the exits as the watches see them, for the server's life.
-pub async fn record(svc: Arc<Service>) {
-    let Some(mut rx) = svc.exits.rx.lock().ok().and_then(|mut r| r.take()) else { return };
-    while let Some(id) = rx.recv().await {
-        let seen = svc
-            .run(move |s| match s.store.get(&id)? {
-                Some(row) => s.refresh(row).map(|r| Some((id, r.state))),
-                // Deleted meanwhile.
-                None => Ok(None),
-            })
-            .await;
-        match seen {
-            Ok(Some((id, state))) => tracing::info!(workstation = %id, %state, "its Firecracker exited"),
-            Ok(None) => {}
-            Err(e) => tracing::warn!("recording a Firecracker's exit: {e}"),
-        }
+impl Exits {
+    /// The exits the watches see, in the order they come; once (the first caller takes them).
+    pub(crate) fn take(&self) -> Option<mpsc::Receiver<String>> {
+        self.rx.lock().ok().and_then(|mut r| r.take())
     }
 }

@@ -13,7 +13,8 @@
 //! - [`store`]: SQLite: workstations, events, terminal records, versioned migrations.
 //! - [`network`]: workstation networking through hearth-net.
 //! - [`reconcile`]: the records ↔ the host at start; suspend and resume around a box restart.
-//! - [`exits`]: running workstations' VMMs watched; an exit reaches the store at once.
+//! - [`exits`]: running workstations' VMMs watched; an exit reaches the store at once
+//!   (`Service::record_exits`, in reconcile).
 //! - [`cleanup`]: the undo stack a multi-step operation unwinds when a step fails.
 //! - [`config`]: the TOML configuration, environment overrides, defaults.
 //!

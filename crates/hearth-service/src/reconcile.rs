@@ -6,6 +6,9 @@
 //! rewritten from the current config; hearth-owned networks no row claims are torn down,
 //! logged.
 //!
+//! While the server runs, the exits its watches see ([`crate::exits`]) are recorded the same
+//! way, one workstation at a time.
+//!
 //! Around a restart of the box (whose VMs go down with it), running workstations are
 //! stopped cleanly and marked; the next start boots them again, through admission like any
 //! other start.
@@ -92,6 +95,26 @@ impl Service {
         }
         report.networks_removed = net.remove_unknown(&inv, &claimed);
         Ok(())
+    }
+
+    /// Records the exits of the VMMs the service watches as they come ([`crate::exits`]), for
+    /// the server's life: each one's record brought up to date (a crash recorded).
+    pub async fn record_exits(self: std::sync::Arc<Self>) {
+        let Some(mut exits) = self.exits.take() else { return };
+        while let Some(id) = exits.recv().await {
+            let seen = self
+                .run(move |s| match s.store.get(&id)? {
+                    Some(row) => s.refresh(row).map(|r| Some((id, r.state))),
+                    // Deleted meanwhile.
+                    None => Ok(None),
+                })
+                .await;
+            match seen {
+                Ok(Some((id, state))) => tracing::info!(workstation = %id, %state, "its Firecracker exited"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("recording a Firecracker's exit: {e}"),
+            }
+        }
     }
 
     /// Boots the workstations a previous server suspended (marked `resume`), each admitted
