@@ -380,13 +380,7 @@ impl ExecSpec {
         if self.argv.len() > MAX_ARGS {
             return Err(format!("argv has {} entries, at most {MAX_ARGS} allowed", self.argv.len()));
         }
-        if self.env.len() > MAX_ENV {
-            return Err(format!("env has {} entries, at most {MAX_ENV} allowed", self.env.len()));
-        }
-        if self.env.iter().any(|(k, _)| k.is_empty() || k.contains('=')) {
-            return Err("env names must be non-empty and contain no `=`".into());
-        }
-        Ok(())
+        validate_env(&self.env)
     }
 }
 
@@ -403,14 +397,23 @@ impl PtySpec {
         if self.argv.first().is_some_and(|a| a.is_empty()) {
             return Err("argv[0] is empty".into());
         }
-        if self.env.len() > MAX_ENV || self.env.iter().any(|(k, _)| k.is_empty() || k.contains('=')) {
-            return Err(format!("env: at most {MAX_ENV} entries, names non-empty without `=`"));
-        }
+        validate_env(&self.env)?;
         if self.scrollback_lines.is_some_and(|n| n > MAX_SCROLLBACK_LINES) {
             return Err(format!("scrollback_lines: at most {MAX_SCROLLBACK_LINES}"));
         }
         Ok(())
     }
+}
+
+/// Environment a command is given: at most [`MAX_ENV`] entries, names non-empty without `=`.
+pub fn validate_env(env: &[(String, String)]) -> Result<(), String> {
+    if env.len() > MAX_ENV {
+        return Err(format!("env has {} entries, at most {MAX_ENV} allowed", env.len()));
+    }
+    if env.iter().any(|(k, _)| k.is_empty() || k.contains('=')) {
+        return Err("env names must be non-empty and contain no `=`".into());
+    }
+    Ok(())
 }
 
 /// A terminal size both dimensions of which are within bounds.

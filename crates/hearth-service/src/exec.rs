@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use hearth_proto::api::{ExecRequest, ExecResult};
-use hearth_proto::control::{ExecSpec, MAX_ENV};
+use hearth_proto::control::{validate_env, ExecSpec};
 
 use crate::error::{agent_error, Error};
 use crate::principal::Principal;
@@ -27,9 +27,7 @@ impl Service {
             stdin: false,
         };
         // env first, so its faults are named as its own; what is left of the spec's checks is argv's.
-        if spec.env.len() > MAX_ENV || spec.env.iter().any(|(k, _)| k.is_empty() || k.contains('=')) {
-            return Err(Error::invalid("env", format!("at most {MAX_ENV} entries, names non-empty without `=`")));
-        }
+        validate_env(&spec.env).map_err(|m| Error::invalid("env", m))?;
         spec.validate().map_err(|m| Error::invalid("argv", m))?;
         let stdin = req.stdin;
         let (who, id) = (who.clone(), id.to_string());

@@ -69,13 +69,12 @@ fn bounds(doc: &mut Value, cfg: &Config) {
         json!({"if": {"properties": {"smt_enabled": {"const": true}}, "required": ["smt_enabled"]},
                "then": {"properties": {"vcpu_count": {"multipleOf": 2}}}}),
     );
-    let argv = |max: usize| json!({"minItems": 0, "maxItems": max, "prefixItems": [{"type": "string", "minLength": 1}], "items": {"type": "string"}});
-    constrain(doc, &property("ExecRequest", "argv"), argv(MAX_ARGS));
-    constrain(doc, &property("ExecRequest", "argv"), json!({"minItems": 1}));
+    let argv = |min: usize| json!({"minItems": min, "maxItems": MAX_ARGS, "prefixItems": [{"type": "string", "minLength": 1}], "items": {"type": "string"}});
+    constrain(doc, &property("ExecRequest", "argv"), argv(1));
     constrain(doc, &property("ExecRequest", "env"), json!({"minItems": 0, "maxItems": MAX_ENV}));
     constrain(doc, &format!("{}/items/prefixItems/0", property("ExecRequest", "env")), json!({"pattern": "^[^=]+$"}));
     constrain(doc, &property("ExecRequest", "timeout_secs"), json!({"minimum": 1, "maximum": l.max_exec_timeout_secs}));
-    constrain(doc, &property("CreateTerminal", "argv"), argv(MAX_ARGS));
+    constrain(doc, &property("CreateTerminal", "argv"), argv(0));
     constrain(doc, &property("CreateTerminal", "rows"), json!({"minimum": 1, "maximum": MAX_ROWS}));
     constrain(doc, &property("CreateTerminal", "cols"), json!({"minimum": 1, "maximum": MAX_COLS}));
     for s in query_params(doc, "tail_bytes") {
@@ -105,7 +104,7 @@ fn statuses(doc: &mut Value) {
             let has_params = op["parameters"].as_array().is_some_and(|p| !p.is_empty());
             let json_body = op["requestBody"]["content"].get("application/json").is_some();
             let upload = method == "put" && path.ends_with("/files");
-            let streams = ["/exec", "/files", "/ws", "/console/stream"].iter().any(|e| path.ends_with(e));
+            let streams = super::layers::bounds_itself(path);
             let mut add = vec![
                 ("500", "`internal`: anything else, with its cause".to_string()),
                 (

@@ -55,7 +55,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
+                HttpError::too_large(e.body_text())
             } else {
                 HttpError::bad_request(e.body_text())
             }

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use hearth_proto::api::ErrorBody;
-use hearth_service::files::{check_path, parse_mode, Upload};
+use hearth_service::files::{parse_mode, Upload};
 use serde::Deserialize;
 
 use super::error::HttpError;
@@ -65,7 +65,6 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, HttpError> {
-    check_path(&q.path)?;
     let mode = q.mode.as_deref().map(parse_mode).transpose()?;
     let size: u64 = headers
         .get(header::CONTENT_LENGTH)
@@ -90,7 +89,6 @@ pub async fn upload(
 #[utoipa::path(get, path = "/api/v1/workstations/{id}/files", params(("id" = String, Path), FileQuery),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn download(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>, ApiQuery(q): ApiQuery<FileQuery>) -> Result<Response, HttpError> {
-    check_path(&q.path)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<(), HttpError>>();
     // The response starts once the agent accepted the request (the first write), or says why not.

@@ -72,7 +72,7 @@ pub async fn limit_in_flight(limit: InFlight, req: Request, next: Next) -> Respo
 
 /// Whether a request has a bound of its own and so no deadline here: exec (its timeout),
 /// file transfers (their size), streams (terminal WebSockets, console follows).
-fn bounds_itself(path: &str) -> bool {
+pub(crate) fn bounds_itself(path: &str) -> bool {
     ["/exec", "/files", "/ws", "/console/stream"].iter().any(|end| path.ends_with(end))
 }
 

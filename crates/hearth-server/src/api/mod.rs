@@ -94,7 +94,7 @@ async fn announced_size_check(req: Request, next: Next, max_body: usize, max_fil
     let max = if upload { max_file } else { max_body as u64 };
     let announced = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if announced.is_some_and(|n| n > max) {
-        return HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request bodies are limited to {max} bytes")).into_response();
+        return HttpError::too_large(format!("request bodies are limited to {max} bytes")).into_response();
     }
     next.run(req).await
 }
