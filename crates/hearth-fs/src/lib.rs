@@ -1,7 +1,8 @@
 //! File system primitives shared by hearth's components.
 //!
 //! - [`write_atomic`]: write a sibling temporary, fsync, rename over the target, so a reader
-//!   (or a crash) sees the old file or the new one, never half of either.
+//!   (or a crash) sees the old file or the new one, never half of either
+//!   ([`write_atomic_private`]: the same for secrets, mode 0600).
 //! - [`DirLock`]: an exclusive `flock` on `<dir>/.lock`, held for the lock's lifetime, so two
 //!   hearth processes never build into one cache or start one box at the same time.
 //!
@@ -20,9 +21,20 @@ fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
 
 /// Writes `data` to `path` atomically (temporary sibling, fsync, rename).
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, data, 0o666)
+}
+
+/// [`write_atomic`] for secrets: the file is its owner's alone (mode 0600) from the moment it
+/// exists, never readable by others even for an instant.
+pub fn write_atomic_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, data, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
@@ -90,6 +102,10 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporaries left");
         assert!(write_atomic(&d.path().join("missing/dir/x"), b"x").unwrap_err().to_string().contains("missing/dir/x"));
+        let secret = d.path().join("secret");
+        write_atomic_private(&secret, b"s").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

@@ -343,3 +343,173 @@ pub enum WsServerMessage {
         message: String,
     },
 }
+
+// ---- Accounts, sign-in and API tokens ----
+
+/// What a credential may do. A session carries the most its user may (`admin` for admins,
+/// else `write`); an API token carries what it was made with, never more than its user may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Look only: lists, details, events, console, downloads, terminals in view mode.
+    Read,
+    /// Everything on the caller's own workstations.
+    Write,
+    /// What an administrator may: every workstation, users.
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Scope, String> {
+        match s {
+            "read" => Ok(Scope::Read),
+            "write" => Ok(Scope::Write),
+            "admin" => Ok(Scope::Admin),
+            other => Err(format!("unknown scope `{other}` (read, write or admin)")),
+        }
+    }
+}
+
+/// An account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct User {
+    /// The id workstations are owned by: a local account's name.
+    pub id: String,
+    pub email: Option<String>,
+    pub admin: bool,
+    /// Whether it can sign in with a password (an account made at first start has none until
+    /// one is set).
+    pub has_password: bool,
+    pub disabled: bool,
+    pub created_unix_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UserList {
+    pub users: Vec<User>,
+}
+
+/// `POST /api/v1/users` (administrators).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// 1-32 of `a-z 0-9 . _ -`, starting with a letter or digit.
+    pub id: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// `PATCH /api/v1/users/{id}`: what is set changes. A user may change their own password
+/// (with `current_password`); the rest is for administrators.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Needed when users change their own password.
+    #[serde(default)]
+    pub current_password: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub admin: Option<bool>,
+    /// A disabled account cannot sign in and its sessions and tokens stop working.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+/// `POST /api/v1/auth/session` (a browser session in a cookie) and `POST /api/v1/auth/token`
+/// (an API token, for the CLI and scripts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    pub user: String,
+    pub password: String,
+    /// For `auth/token`: what the token may do (default `write`).
+    #[serde(default)]
+    pub scope: Option<Scope>,
+    /// For `auth/token`: its name (default `sign-in`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// For `auth/token`: days until it expires (default 30).
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// Who the caller is: `GET /api/v1/auth/session`, and the answer to a sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Session {
+    pub user: String,
+    pub admin: bool,
+    pub scope: Scope,
+    /// With a cookie session: send it back as `X-CSRF-Token` on every request that changes
+    /// something.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
+    /// When this credential stops working (none: it does not expire).
+    pub expires_unix_ms: Option<u64>,
+}
+
+/// An API token's record (its secret is shown once, when it is made).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Token {
+    pub id: String,
+    pub user: String,
+    pub name: String,
+    pub scope: Scope,
+    pub created_unix_ms: u64,
+    pub expires_unix_ms: Option<u64>,
+    pub last_used_unix_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TokenList {
+    pub tokens: Vec<Token>,
+}
+
+/// `POST /api/v1/tokens`: a token for the caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    /// Default `write`; at most what the caller's own credential may.
+    #[serde(default)]
+    pub scope: Option<Scope>,
+    /// Default 30; 0: it never expires.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A new token: its record and its secret, which is not stored and not shown again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct NewToken {
+    pub token: Token,
+    /// `Authorization: Bearer <secret>`.
+    pub secret: String,
+}

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod auth;
 mod network;
+pub use auth::Auth;
 pub use network::{parse_egress, Network, MAX_NET_LIST};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +30,7 @@ pub struct Config {
     /// once, the default; see [`hearth_vmm::halt_poll_boot_args`]).
     pub guest_halt_poll_us: u32,
     pub network: Network,
+    pub auth: Auth,
 }
 
 /// Bounds on what a client may ask for.
@@ -98,6 +101,7 @@ impl Default for Config {
             jail_uid_base: 900_000,
             guest_halt_poll_us: 0,
             network: Network::default(),
+            auth: Auth::default(),
         }
     }
 }
@@ -182,7 +186,8 @@ impl Config {
         for (key, value) in env {
             let Some(rest) = key.strip_prefix("HEARTH_") else { continue };
             // Paths, the log filter and the box's own settings are not config keys.
-            if matches!(rest, "DATA_DIR" | "CACHE_DIR" | "IN_BOX" | "CONFIG" | "LOG") {
+            // (and credentials: the CLI's token, the box's server's administrator token).
+            if matches!(rest, "DATA_DIR" | "CACHE_DIR" | "IN_BOX" | "CONFIG" | "LOG" | "TOKEN" | "ADMIN_TOKEN" | "SERVER") {
                 continue;
             }
             let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
@@ -231,6 +236,7 @@ impl Config {
         if u128::from(self.guest_halt_poll_us) > hearth_vmm::MAX_HALT_POLL.as_micros() {
             return bad(&format!("guest_halt_poll_us must be at most {}", hearth_vmm::MAX_HALT_POLL.as_micros()));
         }
+        self.auth.check().map_err(ConfigError::Invalid)?;
         self.network.check().map_err(ConfigError::Invalid)
     }
 }

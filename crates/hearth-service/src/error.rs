@@ -45,6 +45,13 @@ pub enum Error {
     /// The caller may see it but not do this to it.
     #[error("{0}")]
     Forbidden(String),
+    /// No credential, or one that is not (or no longer) good. Says nothing of why a given
+    /// secret failed beyond what the caller can already know.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Too many failed sign-ins for this account or from this address lately.
+    #[error("too many failed sign-ins; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     /// Anything else: a bug, the host, the database, a guest that stopped answering.
     #[error("{0}")]
     Internal(String),
@@ -74,6 +81,8 @@ impl Error {
             },
             Error::TooLarge(_) => "payload_too_large",
             Error::Forbidden(_) => "forbidden",
+            Error::Unauthenticated(_) => "unauthenticated",
+            Error::RateLimited { .. } => "rate_limited",
             Error::Internal(_) => "internal",
         }
     }

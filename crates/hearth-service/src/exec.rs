@@ -7,11 +7,12 @@ use hearth_proto::api::{ExecRequest, ExecResult};
 use hearth_proto::control::{validate_env, ExecSpec};
 
 use crate::error::{agent_error, Error};
-use crate::principal::Principal;
+use crate::principal::{Principal, Scope};
 use crate::Service;
 
 impl Service {
     pub async fn exec(self: &Arc<Self>, who: &Principal, id: &str, req: ExecRequest) -> Result<ExecResult, Error> {
+        who.may(Scope::Write)?;
         let l = &self.config.limits;
         let timeout = req.timeout_secs.unwrap_or(self.config.defaults.exec_timeout_secs);
         if timeout == 0 || timeout > l.max_exec_timeout_secs {

@@ -9,7 +9,7 @@ use hearth_exec::WriteFile;
 use hearth_proto::control::{validate_path, MAX_PATH_LEN};
 
 use crate::error::{agent_error, Error};
-use crate::principal::Principal;
+use crate::principal::{Principal, Scope};
 use crate::Service;
 
 /// Where an upload goes.
@@ -48,6 +48,7 @@ impl Service {
     /// Writes `up.size` bytes from `src` to `up.path` (missing parents made), as the
     /// default user; the file appears whole or not at all.
     pub async fn upload(self: &Arc<Self>, who: &Principal, id: &str, up: Upload, mut src: Box<dyn Read + Send>) -> Result<(), Error> {
+        who.may(Scope::Write)?;
         check_path(&up.path)?;
         let max = self.config.limits.max_file_bytes;
         if up.size > max {

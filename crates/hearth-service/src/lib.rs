@@ -4,7 +4,9 @@
 //! it against the limits and the caller's rights, and returns typed output or one [`Error`].
 //!
 //! Layout:
-//! - [`principal`]: who asks, and what they may see.
+//! - [`principal`]: who asks, and what they may see and do.
+//! - [`access`]: accounts and credentials: sign-in, sessions, API tokens, the first
+//!   administrator; a presented credential becomes a [`Principal`] here.
 //! - [`error`]: the one error enum and its stable codes.
 //! - [`workstations`], [`terminals`], [`exec`], [`files`], [`console`]: the operations.
 //! - [`admission`]: memory, vCPU and disk budgets, and reservations for operations in flight.
@@ -21,6 +23,7 @@
 //! Must not: know HTTP or any other edge's types (it does not depend on axum, so it cannot);
 //! an edge parses, calls one operation here and maps the result.
 
+pub mod access;
 pub mod admission;
 pub mod backend;
 pub mod cleanup;
@@ -77,6 +80,8 @@ pub struct Service {
     network: Option<network::Net>,
     /// Watches on running workstations' VMMs: their exits reach the store at once.
     exits: exits::Exits,
+    /// Sign-in state kept in memory (failed attempts).
+    access: access::Access,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +125,7 @@ impl Service {
     /// A service over `backend` (tests pass a fake one).
     pub fn new(config: Config, store: Store, backend: Box<dyn Backend>, network: Option<network::Net>, budget: Need) -> Service {
         let console_followers = Arc::new(tokio::sync::Semaphore::new(config.limits.max_console_followers));
+        let access = access::Access::new(&config.auth);
         Service {
             config,
             store,
@@ -129,6 +135,7 @@ impl Service {
             stopping: tokio::sync::watch::Sender::new(false),
             network,
             exits: Default::default(),
+            access,
         }
     }
 

@@ -62,6 +62,31 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE workstations ADD COLUMN slot INTEGER;
     CREATE UNIQUE INDEX workstations_slot ON workstations (slot);
     ALTER TABLE workstations ADD COLUMN egress TEXT NOT NULL DEFAULT 'nat';",
+    // Accounts and their credentials (API tokens, browser sessions, one-time sign-in links:
+    // `kind`), each stored as its secret's digest. What the one owner of a server without
+    // accounts (`local`) owned becomes the first administrator's, `admin`.
+    "CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        email TEXT,
+        password TEXT,
+        admin INTEGER NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE credentials (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        user TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        digest TEXT NOT NULL,
+        name TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        csrf TEXT,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER,
+        last_used_ms INTEGER
+    );
+    CREATE INDEX credentials_by_user ON credentials (user, kind);
+    UPDATE workstations SET owner = 'admin' WHERE owner = 'local';",
 ];
 
 /// Ended terminal records kept per workstation (the oldest go first).
@@ -127,7 +152,7 @@ pub struct Store {
 }
 
 /// A text column that holds one of an enum's names.
-fn parsed<T: std::str::FromStr<Err = String>>(r: &rusqlite::Row<'_>, column: &str) -> rusqlite::Result<T> {
+pub(crate) fn parsed<T: std::str::FromStr<Err = String>>(r: &rusqlite::Row<'_>, column: &str) -> rusqlite::Result<T> {
     let text: String = r.get(column)?;
     text.parse().map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
 }
@@ -194,7 +219,7 @@ impl Store {
         Ok(Store { conn: Mutex::new(conn) })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 

@@ -12,7 +12,7 @@ use hearth_proto::control::{validate_size, PtyInfo, PtySpec, Request, MAX_ROWS};
 use hearth_proto::unix_ms_now;
 
 use crate::error::{agent_error, Error};
-use crate::principal::Principal;
+use crate::principal::{Principal, Scope};
 use crate::store::TerminalRow;
 use crate::{random_hex, Service};
 
@@ -71,6 +71,7 @@ fn ended(ws: &str, r: TerminalRow) -> Terminal {
 impl Service {
     /// Opens a terminal in a running workstation.
     pub async fn open_terminal(self: &Arc<Self>, who: &Principal, id: &str, req: CreateTerminal) -> Result<Terminal, Error> {
+        who.may(Scope::Write)?;
         let (rows, cols) = (req.rows.unwrap_or(24), req.cols.unwrap_or(80));
         validate_size(rows, cols).map_err(|m| Error::invalid(if rows == 0 || rows > MAX_ROWS { "rows" } else { "cols" }, m))?;
         let user = req.user.unwrap_or_else(|| self.config.defaults.user.clone());
@@ -122,6 +123,7 @@ impl Service {
 
     /// Closes a terminal (its processes are hung up, then killed).
     pub async fn close_terminal(self: &Arc<Self>, who: &Principal, id: &str, tid: &str) -> Result<(), Error> {
+        who.may(Scope::Write)?;
         let (who, id, tid) = (who.clone(), id.to_string(), tid.to_string());
         self.run(move |s| {
             s.agent(&who, &id)?.pty_ok(&Request::PtyClose { id: tid.clone() }).map_err(agent_error)?;
@@ -134,6 +136,9 @@ impl Service {
     /// Attaches to a terminal: its replay (scrollback and screen) and the connection its live
     /// output comes on and keystrokes go to (docs/terminal-protocol.md says how an edge uses it).
     pub async fn attach_terminal(self: &Arc<Self>, who: &Principal, id: &str, tid: &str, mode: AttachMode) -> Result<PtyStream<UnixStream>, Error> {
+        if mode == AttachMode::Write {
+            who.may(Scope::Write)?;
+        }
         let (who, id, tid) = (who.clone(), id.to_string(), tid.to_string());
         self.run(move |s| s.agent(&who, &id)?.pty_attach(&tid, None, mode == AttachMode::View).map_err(agent_error)).await
     }

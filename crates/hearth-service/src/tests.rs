@@ -31,7 +31,7 @@ async fn creates_at_once(svc: &Arc<Service>, n: usize, start: bool) -> Vec<Resul
     let mut all = tokio::task::JoinSet::new();
     for i in 0..n {
         let svc = svc.clone();
-        all.spawn(async move { svc.create(&Principal::local_owner(), CreateWorkstation { start: Some(start), ..create(&format!("w{i}")) }).await });
+        all.spawn(async move { svc.create(&Principal::admin("admin"), CreateWorkstation { start: Some(start), ..create(&format!("w{i}")) }).await });
     }
     all.join_all().await
 }
@@ -48,7 +48,7 @@ async fn fifty_creates_at_once_against_a_budget_for_five_admit_five() {
         let refused = answers.iter().filter(|a| matches!(a, Err(Error::Unavailable { what: Unavailable::Memory, .. }))).count();
         let other = answers.iter().filter_map(|a| a.as_ref().err()).find(|e| !matches!(e, Error::Unavailable { .. }));
         assert_eq!((made, refused), (5, 45), "round {round}: {other:?}");
-        let running = svc.list(&Principal::local_owner()).await.unwrap().into_iter().filter(|w| w.state == WorkstationState::Running).count();
+        let running = svc.list(&Principal::admin("admin")).await.unwrap().into_iter().filter(|w| w.state == WorkstationState::Running).count();
         assert_eq!(running, 5);
         // A refused create leaves nothing behind.
         assert_eq!(backend.ids().unwrap().len(), 5);
@@ -73,7 +73,7 @@ async fn the_workstation_limit_holds_against_creates_at_once() {
 #[tokio::test]
 async fn a_restart_refused_for_room_leaves_the_workstation_running() {
     let (_d, svc, _b) = fixture(Need { mem_mib: 1024, ..roomy() });
-    let me = Principal::local_owner();
+    let me = Principal::admin("admin");
     let w = svc.create(&me, create("a")).await.unwrap();
     // Its own share does not count against its restart.
     assert_eq!(svc.act(&me, &w.id, Action::Restart).await.unwrap().state, WorkstationState::Running);
@@ -87,7 +87,7 @@ async fn a_restart_refused_for_room_leaves_the_workstation_running() {
 #[tokio::test]
 async fn workstations_suspended_with_their_host_resume_within_the_budget() {
     let (_d, svc, backend) = fixture(Need { mem_mib: 512, ..roomy() });
-    let me = Principal::local_owner();
+    let me = Principal::admin("admin");
     let a = svc.create(&me, create("a")).await.unwrap();
     let b = svc.create(&me, CreateWorkstation { start: Some(false), ..create("b") }).await.unwrap();
     // As a box going down leaves them: stopped and marked (b as if it had been running too).
@@ -110,7 +110,7 @@ async fn workstations_suspended_with_their_host_resume_within_the_budget() {
 #[tokio::test]
 async fn ids_are_random_and_terminal_ids_unguessable() {
     let (_d, svc, _b) = fixture(roomy());
-    let me = Principal::local_owner();
+    let me = Principal::admin("admin");
     let mut ids = HashSet::new();
     for i in 0..20 {
         let w = svc.create(&me, CreateWorkstation { start: Some(false), ..create(&format!("n{i}")) }).await.unwrap();
@@ -133,7 +133,7 @@ async fn ids_are_random_and_terminal_ids_unguessable() {
 #[tokio::test]
 async fn others_workstations_do_not_exist_for_a_user_and_an_admin_sees_all() {
     let (_d, svc, _b) = fixture(roomy());
-    let (ann, bob, admin) = (Principal::user("ann"), Principal::user("bob"), Principal::local_owner());
+    let (ann, bob, admin) = (Principal::user("ann"), Principal::user("bob"), Principal::admin("admin"));
     let a = svc.create(&ann, create("ann's")).await.unwrap();
     assert_eq!(a.owner, "ann");
     let b = svc.create(&bob, CreateWorkstation { start: Some(false), ..create("bob's") }).await.unwrap();
@@ -158,7 +158,7 @@ async fn others_workstations_do_not_exist_for_a_user_and_an_admin_sees_all() {
 #[tokio::test]
 async fn a_dead_vm_is_recorded_crashed_and_a_gone_directory_shows_lost() {
     let (_d, svc, backend) = fixture(roomy());
-    let me = Principal::local_owner();
+    let me = Principal::admin("admin");
     let w = svc.create(&me, create("a")).await.unwrap();
     backend.crash(&w.id, "KVM_EXIT_SHUTDOWN");
     let got = svc.get(&me, &w.id).await.unwrap();
@@ -176,7 +176,7 @@ async fn a_dead_vm_is_recorded_crashed_and_a_gone_directory_shows_lost() {
 #[tokio::test]
 async fn commands_and_files_run_through_the_agent() {
     let (_d, svc, _b) = fixture(roomy());
-    let me = Principal::local_owner();
+    let me = Principal::admin("admin");
     let w = svc.create(&me, create("a")).await.unwrap();
     let r = svc.exec(&me, &w.id, ExecRequest { argv: vec!["sh".into(), "-c".into(), "echo $((6*7)); exit 3".into()], ..ExecRequest::default() }).await.unwrap();
     assert_eq!((r.exit_code, r.stdout.as_str()), (Some(3), "42\n"));

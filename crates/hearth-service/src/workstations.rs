@@ -10,7 +10,7 @@ use hearth_runtime::Spec;
 use crate::cleanup::Cleanup;
 use crate::error::Error;
 use crate::network::{from_api, to_api};
-use crate::principal::Principal;
+use crate::principal::{Principal, Scope};
 use crate::store::{Row, Transition, MAX_EVENTS_PER_WORKSTATION};
 use crate::{random_hex, run_need, Need, Service};
 
@@ -97,6 +97,7 @@ impl Service {
 
     /// Creates a workstation for `who` and, unless `start` is false, boots it.
     pub async fn create(self: &Arc<Self>, who: &Principal, req: CreateWorkstation) -> Result<Workstation, Error> {
+        who.may(Scope::Write)?;
         self.validate(&req)?;
         let who = who.clone();
         self.run(move |s| s.create_now(&who, req)).await
@@ -194,6 +195,7 @@ impl Service {
 
     /// Deletes a workstation: its VM, disk, logs, network and record.
     pub async fn delete(self: &Arc<Self>, who: &Principal, id: &str) -> Result<(), Error> {
+        who.may(Scope::Write)?;
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
             let row = s.visible(&who, &id)?;
@@ -215,6 +217,7 @@ impl Service {
 
     /// Starts, stops, restarts, pauses or resumes a workstation; returns it as it is after.
     pub async fn act(self: &Arc<Self>, who: &Principal, id: &str, action: Action) -> Result<Workstation, Error> {
+        who.may(Scope::Write)?;
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
             let row = s.current(&who, &id)?;

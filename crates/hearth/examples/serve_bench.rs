@@ -58,8 +58,15 @@ fn start(cmd: &mut Command) -> (Reaped, String) {
     (Reaped(child), line.trim().to_string())
 }
 
+/// The administrator token of the server under test (read from its data directory).
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn authorization() -> String {
+    format!("Bearer {}", TOKEN.get().map_or("", String::as_str))
+}
+
 fn call(method: &str, url: &str, body: Option<Value>) -> Value {
-    let req = ureq::request(method, url).timeout(Duration::from_secs(300));
+    let req = ureq::request(method, url).timeout(Duration::from_secs(300)).set("Authorization", &authorization());
     let r = match body {
         Some(b) => req.send_json(b),
         None => req.call(),
@@ -78,7 +85,11 @@ trait Peer {
 /// buffer: [`hearth_proto::api::WS_READ_BUFFER`]) for every peer alike.
 fn connect(url: &str) -> Sock {
     let config = tungstenite::protocol::WebSocketConfig::default().read_buffer_size(hearth_proto::api::WS_READ_BUFFER);
-    tungstenite::client::connect_with_config(url, Some(config), 0).unwrap_or_else(|e| panic!("{url}: {e}")).0
+    use tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    // hearth's peer needs it; the others ignore it.
+    req.headers_mut().insert("authorization", authorization().parse().unwrap());
+    tungstenite::client::connect_with_config(req, Some(config), 0).unwrap_or_else(|e| panic!("{url}: {e}")).0
 }
 
 fn set_timeout(sock: &mut Sock, t: Duration) {
@@ -456,6 +467,7 @@ fn main() {
             .envs(std::env::var("BENCH_NETWORK").ok().map(|v| ("HEARTH_NETWORK__ENABLED", v))),
     );
     let base = line.strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("{line}")).to_string();
+    let _ = TOKEN.set(std::fs::read_to_string(data.join("admin.token")).expect("the server's administrator token").trim().to_string());
     // A run that fails says what became of its workstations' VMs (in the box, most failures
     // are the emulation's: a guest that reset itself shows as such here).
     let post_mortem = data.join("workstations");
@@ -599,6 +611,6 @@ fn main() {
     drop(hearth);
     let ids: Vec<String> = call("GET", &format!("{api}/workstations"), None)["workstations"].as_array().unwrap().iter().map(|w| w["id"].as_str().unwrap().to_string()).collect();
     for id in ids {
-        let _ = ureq::delete(&format!("{api}/workstations/{id}")).call();
+        let _ = ureq::delete(&format!("{api}/workstations/{id}")).set("Authorization", &authorization()).call();
     }
 }

@@ -32,6 +32,14 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Workstations through a running server: create, ls, exec, attach…
     Ws(cmd::ws::WsArgs),
+    /// Sign in to a server with a password; the API token made for this CLI is saved.
+    Login(cmd::account::LoginArgs),
+    /// Revoke and forget the saved token for a server.
+    Logout(cmd::account::LogoutArgs),
+    /// Accounts: ls, add, passwd, set, rm (administrators; passwd for your own too).
+    User(cmd::account::UserArgs),
+    /// Your API tokens: ls, create, rm.
+    Token(cmd::account::TokenArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,7 +51,11 @@ fn main() -> std::process::ExitCode {
         Command::Doctor(a) => cmd::doctor::run(a, &paths),
         Command::Probe(a) => cmd::probe::run(a, &paths),
         Command::Serve(a) => cmd::serve::run(a, &paths),
-        Command::Ws(a) => cmd::ws::run(a),
+        Command::Ws(a) => cmd::ws::run(a, &paths),
+        Command::Login(a) => cmd::account::login(a),
+        Command::Logout(a) => cmd::account::logout(a),
+        Command::User(a) => cmd::account::user(a, &paths),
+        Command::Token(a) => cmd::account::token(a, &paths),
     };
     match result {
         Ok(code) => code,

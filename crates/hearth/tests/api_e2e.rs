@@ -10,7 +10,7 @@ use common::{assert_error, call};
 use serde_json::{json, Value};
 
 fn raw(method: &str, url: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
-    match ureq::request(method, url).set("Content-Type", content_type).send_bytes(body) {
+    match common::authed(ureq::request(method, url)).set("Content-Type", content_type).send_bytes(body) {
         Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
         Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
         Err(e) => panic!("{e}"),
@@ -42,7 +42,7 @@ struct Ws {
 
 impl Ws {
     fn connect(url: &str) -> Ws {
-        let (mut sock, _) = tungstenite::connect(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let (mut sock, _) = tungstenite::connect(common::ws_request(url)).unwrap_or_else(|e| panic!("{url}: {e}"));
         if let tungstenite::stream::MaybeTlsStream::Plain(s) = sock.get_mut() {
             s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
             // As browsers do: keystrokes go out at once.
@@ -117,7 +117,7 @@ struct Sse {
 impl Sse {
     fn open(url: &str) -> Sse {
         let agent = ureq::AgentBuilder::new().timeout_read(Duration::from_secs(60)).build();
-        let r = agent.get(url).call().unwrap_or_else(|e| panic!("{url}: {e}"));
+        let r = common::authed(agent.get(url)).call().unwrap_or_else(|e| panic!("{url}: {e}"));
         assert_eq!(r.content_type(), "text/event-stream");
         Sse { lines: std::io::BufRead::lines(std::io::BufReader::new(r.into_reader())), text: String::new(), ended: false }
     }
@@ -321,10 +321,10 @@ fn the_api_drives_workstations_end_to_end() {
     }
     c.until("pasted-4");
     let mut got = Vec::new();
-    std::io::Read::read_to_end(&mut ureq::get(&format!("{one}/files?path=/home/scientist/paste.txt")).call().unwrap().into_reader(), &mut got).unwrap();
+    std::io::Read::read_to_end(&mut common::authed(ureq::get(&format!("{one}/files?path=/home/scientist/paste.txt"))).call().unwrap().into_reader(), &mut got).unwrap();
     assert!(got == paste, "the terminal got {} bytes of the {} pasted, or not in order", got.len(), paste.len());
     drop((c, viewer));
-    assert!(matches!(tungstenite::connect(format!("{}/nope/ws", terms.replace("http://", "ws://"))), Err(tungstenite::Error::Http(r)) if r.status() == 404));
+    assert!(matches!(tungstenite::connect(common::ws_request(&format!("{}/nope/ws", terms.replace("http://", "ws://")))), Err(tungstenite::Error::Http(r)) if r.status() == 404));
     assert_eq!(call("DELETE", &format!("{terms}/{tid}"), None).0, 204);
     assert_error(call("DELETE", &format!("{terms}/{tid}"), None), 404, "not_found", None);
     // Its record stays, ended.
@@ -335,10 +335,10 @@ fn the_api_drives_workstations_end_to_end() {
     // Files up and down, streamed; uploads belong to the image's user.
     let files = format!("{one}/files");
     let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    let put = ureq::put(&format!("{files}?path=/home/scientist/up/data.bin")).set("Content-Type", "application/octet-stream").send_bytes(&payload);
+    let put = common::authed(ureq::put(&format!("{files}?path=/home/scientist/up/data.bin"))).set("Content-Type", "application/octet-stream").send_bytes(&payload);
     assert_eq!(put.map(|r| r.status()).unwrap_or_else(|e| panic!("{e}")), 204);
     let mut back = Vec::new();
-    std::io::Read::read_to_end(&mut ureq::get(&format!("{files}?path=/home/scientist/up/data.bin")).call().unwrap().into_reader(), &mut back).unwrap();
+    std::io::Read::read_to_end(&mut common::authed(ureq::get(&format!("{files}?path=/home/scientist/up/data.bin"))).call().unwrap().into_reader(), &mut back).unwrap();
     assert!(back == payload, "downloaded {} bytes, not the {} uploaded", back.len(), payload.len());
     assert_eq!(exec(json!({"argv": ["stat", "-c", "%U %s", "/home/scientist/up/data.bin"]})).1["stdout"], "scientist 3000000\n");
     assert_error(call("GET", &format!("{files}?path=/home/scientist/missing"), None), 404, "not_found", None);

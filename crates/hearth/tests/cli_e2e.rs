@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// Runs `hearth ws --server URL ARGS…`; returns (status, stdout, stderr).
 fn ws(server: &str, args: &[&str]) -> (i32, String, String) {
-    common::run(Command::new("hearth").arg("ws").args(["--server", server]).args(args))
+    common::run(Command::new("hearth").arg("ws").args(["--server", server]).env("HEARTH_TOKEN", common::token_for(server).unwrap()).args(args))
 }
 
 /// A terminal's screen as a user at it sees it: what came out of the pty's master so far.
@@ -46,7 +46,7 @@ impl Screen {
 /// detach key. Returns the attach, the screen, and the pty's master (to resize it).
 fn attach_at_a_terminal(server: &str, args: &[&str]) -> (std::process::Child, Screen, OwnedFd) {
     let mut cmd = Command::new("hearth");
-    cmd.args(["ws", "--server", server, "attach"]).args(args).stderr(Stdio::piped());
+    cmd.args(["ws", "--server", server, "attach"]).env("HEARTH_TOKEN", common::token_for(server).unwrap()).args(args).stderr(Stdio::piped());
     let (child, master) = pty::spawn_at_a_pty(&mut cmd, 33, 111);
     let screen = Screen { master: std::fs::File::from(master.try_clone().unwrap()), seen: String::new() };
     (child, screen, master)
@@ -80,7 +80,14 @@ fn the_cli_drives_a_workstation() {
     assert_eq!((code, err.as_str()), (3, "bad\n"));
 
     // attach with stdin from a pipe (no terminal: no raw mode): the session runs what it is fed.
-    let mut child = Command::new("hearth").args(["ws", "--server", url, "attach", &id]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new("hearth")
+        .args(["ws", "--server", url, "attach", &id])
+        .env("HEARTH_TOKEN", common::token_for(url).unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"echo attached-$((2+3))\nexit 4\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -132,7 +139,8 @@ fn the_cli_drives_a_workstation() {
 
     assert!(ws(url, &["console", &id]).1.contains("hearth-agent: ready"));
     // console -f follows until the workstation is gone, then ends by itself.
-    let mut follow = Command::new("hearth").args(["ws", "--server", url, "console", &id, "-f"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut follow =
+        Command::new("hearth").args(["ws", "--server", url, "console", &id, "-f"]).env("HEARTH_TOKEN", common::token_for(url).unwrap()).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
     assert!(lines.by_ref().map_while(Result::ok).any(|l| l.contains("hearth-agent: ready")), "the follow ended before the tail arrived");
     let (_, out, _) = ws(url, &["logs", &id]);

@@ -213,12 +213,47 @@ pub(crate) fn serve_in_box_with(data: &std::path::Path, env: &[(&str, &str)]) ->
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let base = line.trim().strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    signed_in(&base, data);
     Server { child, base }
+}
+
+/// The administrator tokens of the servers this test process started, by base URL.
+static TOKENS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Requests to `base` (`http://host:port`) carry the administrator token its server keeps in
+/// `data` from now on.
+pub(crate) fn signed_in(base: &str, data: &std::path::Path) {
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("the server made its administrator token").trim().to_string();
+    TOKENS.lock().unwrap().push((base.to_string(), token));
+}
+
+/// The administrator token of the server `url` is on (http or ws).
+pub(crate) fn token_for(url: &str) -> Option<String> {
+    let url = url.replacen("ws://", "http://", 1);
+    TOKENS.lock().unwrap().iter().rev().find(|(base, _)| url.starts_with(base.as_str())).map(|(_, t)| t.clone())
+}
+
+/// `req` with the administrator token of the server it goes to.
+pub(crate) fn authed(req: ureq::Request) -> ureq::Request {
+    match token_for(req.url()) {
+        Some(t) => req.set("Authorization", &format!("Bearer {t}")),
+        None => req,
+    }
+}
+
+/// A WebSocket handshake to `url`, signed in as its server's administrator.
+pub(crate) fn ws_request(url: &str) -> tungstenite::handshake::client::Request {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = token_for(url) {
+        req.headers_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    req
 }
 
 /// An API call: (status, JSON body, or the text as a JSON string when it is not JSON).
 pub(crate) fn call(method: &str, url: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
-    let req = ureq::request(method, url).timeout(std::time::Duration::from_secs(300));
+    let req = authed(ureq::request(method, url).timeout(std::time::Duration::from_secs(300)));
     let res = match body {
         Some(b) => req.send_json(b),
         None => req.call(),

@@ -33,7 +33,10 @@ fn serve(data: &std::path::Path) -> Outer {
     let rest = line.trim().strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     assert!(rest.ends_with("(workstations run in the box)"), "{rest}");
     let state: Value = serde_json::from_slice(&std::fs::read(data.join("box/state.json")).unwrap()).unwrap();
-    Outer { child, base: rest.split_whitespace().next().unwrap().to_string(), qemu: state["pid"].as_u64().unwrap() }
+    let base = rest.split_whitespace().next().unwrap().to_string();
+    // The outer server keeps the administrator token and hands it to the one in the box.
+    common::signed_in(&base, data);
+    Outer { child, base, qemu: state["pid"].as_u64().unwrap() }
 }
 
 impl Outer {
@@ -61,7 +64,7 @@ fn stop(mut o: Outer) {
 }
 
 fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let req = ureq::request(method, url).timeout(Duration::from_secs(300));
+    let req = common::authed(ureq::request(method, url).timeout(Duration::from_secs(300)));
     let res = match body {
         Some(b) => req.send_json(b),
         None => req.call(),

@@ -411,7 +411,7 @@ mod tests {
             use hearth_service::{testing, Need, Principal};
             let dir = tempfile::tempdir().unwrap();
             let (svc, _b) = testing::service(dir.path(), hearth_service::config::Config::default(), Need { mem_mib: 8192, vcpus: 64, disk_gib: 64 });
-            let me = Principal::local_owner();
+            let me = Principal::admin("admin");
             let w = svc.create(&me, hearth_proto::api::CreateWorkstation { name: "b".into(), ..Default::default() }).await.unwrap();
             let t = svc.open_terminal(&me, &w.id, hearth_proto::api::CreateTerminal { argv: vec!["sh".into()], ..Default::default() }).await.unwrap();
             let mode = if read_only { hearth_service::terminals::AttachMode::View } else { hearth_service::terminals::AttachMode::Write };

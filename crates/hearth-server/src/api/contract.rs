@@ -129,6 +129,17 @@ fn statuses(doc: &mut Value) {
                 add.push(("411", "`bad_request`: no `Content-Length`".into()));
                 add.push(("413", "`payload_too_large`: over `limits.max_file_bytes`".into()));
             }
+            let public = super::caller::PUBLIC.contains(&(method.as_str(), path.as_str()));
+            if !public {
+                add.push(("401", "`unauthenticated`: no credential, or one that is wrong, expired or revoked (`WWW-Authenticate: Bearer`)".into()));
+            }
+            add.push((
+                "403",
+                "`host_not_allowed` (a `Host` the server does not answer to), `origin_not_allowed` (a page of another origin), `csrf_failed` (a cookie session's change without `X-CSRF-Token`), `forbidden` (the credential or account may not do this)".into(),
+            ));
+            if path.starts_with("/api/v1/auth/") && method == "post" {
+                add.push(("429", "`rate_limited`: too many failed sign-ins for this account or address (`Retry-After`)".into()));
+            }
             if path.ends_with("/ws") {
                 add.push(("426", "`upgrade_required`: not a WebSocket handshake".into()));
             }

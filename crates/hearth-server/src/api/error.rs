@@ -14,6 +14,8 @@ pub struct HttpError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Sent as `Retry-After` (a rate-limited sign-in).
+    pub retry_after_secs: Option<u64>,
 }
 
 /// The HTTP status of each service error.
@@ -25,19 +27,25 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 impl From<Error> for HttpError {
     fn from(e: Error) -> Self {
-        HttpError { status: status_of(&e), code: e.code(), field: e.field().map(str::to_string), message: e.to_string() }
+        let retry_after_secs = match e {
+            Error::RateLimited { retry_after_secs } => Some(retry_after_secs),
+            _ => None,
+        };
+        HttpError { status: status_of(&e), code: e.code(), field: e.field().map(str::to_string), message: e.to_string(), retry_after_secs }
     }
 }
 
 impl HttpError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None }
+        Self { status, code, message: message.into(), field: None, retry_after_secs: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -56,6 +64,11 @@ impl HttpError {
     pub fn too_large(message: impl Into<String>) -> Self {
         Error::TooLarge(message.into()).into()
     }
+
+    /// The same status, with a more specific code (a 403 that is a CSRF refusal, say).
+    pub fn with_code(self, code: &'static str) -> Self {
+        Self { code, ..self }
+    }
 }
 
 impl IntoResponse for HttpError {
@@ -64,7 +77,14 @@ impl IntoResponse for HttpError {
             tracing::warn!(code = self.code, "{}", self.message);
         }
         let body = ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message, field: self.field } };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer realm=\"hearth\""));
+        }
+        resp
     }
 }
 
@@ -87,6 +107,8 @@ mod tests {
             (Error::Unavailable { what: Unavailable::Egress, message: "x".into() }, 503, "egress_unavailable"),
             (Error::TooLarge("x".into()), 413, "payload_too_large"),
             (Error::Forbidden("x".into()), 403, "forbidden"),
+            (Error::Unauthenticated("x".into()), 401, "unauthenticated"),
+            (Error::RateLimited { retry_after_secs: 9 }, 429, "rate_limited"),
             (Error::Internal("x".into()), 500, "internal"),
         ] {
             let e = HttpError::from(err);

@@ -107,3 +107,101 @@ mod tests {
         }
     }
 }
+
+/// Where requests may come from: the names the server answers to and the origins its pages
+/// are served from. Built once from `[auth]`.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    /// Host names allowed in `Host` besides IP addresses and `localhost` (lowercase).
+    hosts: Arc<Vec<String>>,
+    /// `public_url`'s origin (`https://hearth.example.org`), when configured.
+    public_origin: Option<Arc<str>>,
+}
+
+impl Guard {
+    pub fn new(auth: &hearth_service::config::Auth) -> Guard {
+        let mut hosts: Vec<String> = auth.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        let public = auth.public_origin();
+        if let Some((_, authority)) = &public {
+            hosts.push(host_name(authority).to_string());
+        }
+        Guard { hosts: Arc::new(hosts), public_origin: public.map(|(o, _)| o.into()) }
+    }
+
+    /// Whether a request naming `host` in its `Host` header is for this server. IP addresses
+    /// and `localhost` always are: DNS rebinding needs a name the attacker controls.
+    fn host_allowed(&self, host: &str) -> bool {
+        let name = host_name(host).to_ascii_lowercase();
+        let ip = name.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok();
+        ip || name == "localhost" || name.ends_with(".localhost") || self.hosts.contains(&name)
+    }
+
+    /// Whether a page at `origin` may drive this server on a request to `host`: it is the
+    /// server's own origin (the same host and port), or `public_url`'s.
+    fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
+        let origin = origin.to_ascii_lowercase();
+        if self.public_origin.as_deref() == Some(origin.as_str()) {
+            return true;
+        }
+        let Some((scheme, authority)) = origin.split_once("://") else { return false };
+        (scheme == "http" || scheme == "https") && host.is_some_and(|h| h.eq_ignore_ascii_case(authority))
+    }
+}
+
+/// The name part of a `Host` value (`[::1]:8080` → `[::1]`, `example.org:80` → `example.org`).
+fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && (!name.contains(':') || name.ends_with(']')) => name,
+        _ => host,
+    }
+}
+
+/// Refuses requests for a name the server does not answer to (403 `host_not_allowed`: DNS
+/// rebinding), and WebSocket upgrades and requests that change something from a page of
+/// another origin (403 `origin_not_allowed`: cross-site WebSocket hijacking and request
+/// forgery). Requests without `Origin` (not from a browser's page) pass on to sign-in.
+pub async fn guard(guard: Guard, req: Request, next: Next) -> Response {
+    use axum::http::{header, Method};
+    let h = req.headers();
+    let host = h.get(header::HOST).map(|v| v.to_str().unwrap_or(""));
+    if let Some(host) = host {
+        if !guard.host_allowed(host) {
+            let msg = "this server does not answer to that host name; add it to auth.allowed_hosts or auth.public_url";
+            return HttpError::new(StatusCode::FORBIDDEN, "host_not_allowed", msg).into_response();
+        }
+    }
+    let upgrade = h.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if upgrade || changes {
+        if let Some(origin) = h.get(header::ORIGIN) {
+            if !guard.origin_allowed(origin.to_str().unwrap_or("null"), host) {
+                let msg = "requests from a page of another origin are refused";
+                return HttpError::new(StatusCode::FORBIDDEN, "origin_not_allowed", msg).into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_origins() {
+        let auth = hearth_service::config::Auth { public_url: "https://Hearth.Example.org/".into(), allowed_hosts: vec!["box.lan".into()], ..Default::default() };
+        let g = Guard::new(&auth);
+        for ok in ["127.0.0.1:8080", "localhost", "LOCALHOST:1", "[::1]:8080", "10.1.2.3", "box.lan:8080", "hearth.example.org", "a.localhost:80"] {
+            assert!(g.host_allowed(ok), "{ok}");
+        }
+        for bad in ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "", "box.lan.evil"] {
+            assert!(!g.host_allowed(bad), "{bad}");
+        }
+        assert!(g.origin_allowed("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
+        assert!(g.origin_allowed("https://hearth.example.org", Some("10.0.0.1:8080")), "the public origin behind a proxy");
+        for (origin, host) in [("http://127.0.0.1:9999", "127.0.0.1:8080"), ("http://evil.example", "127.0.0.1:8080"), ("null", "127.0.0.1:8080"), ("file://", "")] {
+            assert!(!g.origin_allowed(origin, Some(host)), "{origin} on {host}");
+        }
+        assert!(!g.origin_allowed("http://127.0.0.1:8080", None));
+    }
+}

@@ -4,6 +4,7 @@
 //! are built from the same handler list (utoipa-axum), so the document cannot drift from what
 //! is served.
 
+pub mod auth;
 pub mod bridge;
 pub mod caller;
 pub mod console;
@@ -16,6 +17,8 @@ pub mod listen;
 pub mod terminals;
 #[cfg(test)]
 mod tests;
+pub mod tokens;
+pub mod users;
 pub mod workstations;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -63,6 +66,13 @@ fn routes() -> OpenApiRouter<SharedService> {
         .routes(routes!(terminals::close))
         .routes(routes!(terminals::attach))
         .routes(routes!(files::upload, files::download))
+        .routes(routes!(auth::sign_in, auth::whoami, auth::sign_out))
+        .routes(routes!(auth::sign_in_token))
+        .routes(routes!(auth::link))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get, users::update, users::delete))
 }
 
 /// The router and the OpenAPI document describing it.
@@ -71,6 +81,7 @@ pub fn router(svc: SharedService) -> axum::Router {
     let (max_body, max_file) = (l.max_body_bytes, l.max_file_bytes);
     let in_flight = layers::InFlight::new(l.max_requests_in_flight);
     let timeout = std::time::Duration::from_secs(l.request_timeout_secs);
+    let guard = layers::Guard::new(&svc.config.auth);
     let (router, doc) = routes().split_for_parts();
     let doc = contract::document(serde_json::to_value(&doc).expect("the OpenAPI document serializes"), &svc.config);
     router
@@ -81,6 +92,9 @@ pub fn router(svc: SharedService) -> axum::Router {
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| announced_size_check(req, next, max_body, max_file)))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| layers::deadline(timeout, req, next)))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| layers::limit_in_flight(in_flight.clone(), req, next)))
+        // Before anything else is done for it: a request for another host name, or from a
+        // page of another origin, is refused.
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| layers::guard(guard.clone(), req, next)))
         // Outermost: every answer, refusals by the layers above included, carries the id.
         .layer(axum::middleware::from_fn(layers::request_id))
         .with_state(svc)

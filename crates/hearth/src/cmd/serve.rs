@@ -20,6 +20,10 @@ use crate::paths::Paths;
 /// The port the server listens on inside the box.
 const BOX_API_PORT: u16 = 8080;
 
+/// How the box's server is handed its host's administrator token, so that this host's CLI
+/// reaches it with the token in this host's data directory.
+const ADMIN_TOKEN_ENV: &str = "HEARTH_ADMIN_TOKEN";
+
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Mode {
     /// Direct where KVM runs guests (a probe boot says), else the box.
@@ -81,12 +85,25 @@ pub(crate) fn run(a: ServeArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
 fn serve_here(config: Config, paths: &Paths, opts: hearth_server::ServeOptions) -> anyhow::Result<ExitCode> {
     init_logging();
     let workers = config.worker_threads();
+    let public_url = config.auth.public_url.trim_end_matches('/').to_string();
     let svc = hearth_service::Service::open(config, &paths.data_dir, &paths.cache_dir).context("starting the server")?;
+    // The box's server is handed its host's administrator token (see serve_in_box).
+    let given = std::env::var(ADMIN_TOKEN_ENV).ok();
+    let boot = svc.bootstrap(&paths.data_dir, given.as_deref()).context("setting up the administrator's access")?;
+    if given.is_none() {
+        eprintln!("hearth: the administrator's API token is in {} (the CLI on this host uses it)", boot.admin_token_file.display());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().context("starting the async runtime")?;
     rt.block_on(hearth_server::serve(svc, opts, |addr| {
         // The line scripts and tests wait for.
         println!("hearth: serving on http://{addr}");
         let _ = std::io::stdout().flush();
+        // On stderr: whoever reads the line above may close stdout after it.
+        if let Some(code) = &boot.link {
+            let base = if public_url.is_empty() { format!("http://{addr}") } else { public_url.clone() };
+            eprintln!("hearth: no administrator has a password yet; sign in once, within an hour, at {base}/auth/link?code={code}");
+            eprintln!("hearth: then set one: hearth user passwd admin");
+        }
     }))?;
     if opts.suspend_on_exit {
         eprintln!("hearth: stopped serving; running workstations were suspended and boot again with the server");
@@ -123,12 +140,24 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
             boxcmd::start(paths, &dir, &start, false, &[forward], true)?;
         }
     }
-    // The server inside gets this configuration, listening on the forwarded port.
+    // The server inside gets this configuration, listening on the forwarded port; it is
+    // reached here (what its sign-in link must say).
     config.listen = SocketAddr::from(([0, 0, 0, 0], BOX_API_PORT));
+    if config.auth.public_url.is_empty() {
+        config.auth.public_url = format!("http://127.0.0.1:{port}");
+    }
     let toml = toml::to_string(&config).context("writing the configuration for the box")?;
     let config_path = dir.share_file("serve.toml", toml.as_bytes())?;
     let mut spec = ExecSpec::new(["hearth", "serve", "--mode", "direct", "--box-child", "--config", &config_path]);
     spec.env = std::env::vars().filter(|(k, _)| k == "HEARTH_LOG").collect();
+    std::fs::create_dir_all(&paths.data_dir).context("creating the data directory")?;
+    let token_file = match config.auth.admin_token_file.as_str() {
+        "" => paths.data_dir.join("admin.token"),
+        f => PathBuf::from(f),
+    };
+    let admin_token = hearth_service::access::admin_token_file(&token_file).context("the administrator token")?;
+    spec.env.push((ADMIN_TOKEN_ENV.into(), admin_token.expose()));
+    eprintln!("hearth: the administrator's API token is in {} (the CLI on this host uses it)", token_file.display());
     boxcmd::stop_on_signals()?;
     let inside = format!("http://0.0.0.0:{BOX_API_PORT}");
     let outside = format!("http://127.0.0.1:{port}");

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use crate::cmd::client::Api;
 use anyhow::{bail, Context};
 use hearth_proto::api::{WsClientMessage, WsServerMessage};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -155,9 +156,21 @@ fn show(msg: Message, out: &mut impl Write) -> anyhow::Result<Option<String>> {
 /// Keystrokes are read only while the socket takes what was sent before (a server that stops
 /// reading holds the keyboard, never this process's memory); in view mode they are read for
 /// the detach key alone.
-pub(crate) fn attach(url: &str, read_only: bool) -> anyhow::Result<String> {
+pub(crate) fn attach(api: &Api, url: &str, read_only: bool) -> anyhow::Result<String> {
+    use tungstenite::client::IntoClientRequest;
     let config = tungstenite::protocol::WebSocketConfig::default().read_buffer_size(hearth_proto::api::WS_READ_BUFFER);
-    let (mut sock, _) = tungstenite::client::connect_with_config(url, Some(config), 3).with_context(|| format!("connecting to {url}"))?;
+    let mut req = url.into_client_request().with_context(|| url.to_string())?;
+    if let Some(a) = api.authorization() {
+        req.headers_mut().insert("authorization", a.parse().context("the token is not header-safe")?);
+    }
+    let (mut sock, _) = tungstenite::client::connect_with_config(req, Some(config), 3).map_err(|e| match e {
+        tungstenite::Error::Http(resp) => {
+            let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            let msg = serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["error"]["message"].as_str().map(String::from)).unwrap_or(body.into_owned());
+            anyhow::anyhow!("{url}: {msg} (HTTP {})", resp.status().as_u16())
+        }
+        e => anyhow::anyhow!("connecting to {url}: {e}"),
+    })?;
     let head: WsServerMessage = match sock.read().context("reading the first message")? {
         Message::Text(t) => serde_json::from_str(&t).context("parsing the first message")?,
         other => bail!("expected `attached`, got {other:?}"),

@@ -3,7 +3,6 @@
 //! for scripts.
 
 mod attach;
-mod client;
 
 use std::process::ExitCode;
 
@@ -11,17 +10,14 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use hearth_proto::api::{Bandwidth, CreateTerminal, CreateWorkstation, EventList, ExecRequest, ExecResult, Terminal, TerminalList, Workstation, WorkstationList};
 
+use crate::cmd::client::{Api, Connect};
+use crate::paths::Paths;
 use crate::table;
-use client::Api;
 
 #[derive(Args)]
 pub(crate) struct WsArgs {
-    /// The server's URL.
-    #[arg(long, global = true, env = "HEARTH_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    /// Print JSON instead of tables.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    connect: Connect,
     #[command(subcommand)]
     cmd: WsCmd,
 }
@@ -176,8 +172,9 @@ fn show_workstations(ws: &[Workstation], json: bool) {
     table::print(&["ID", "NAME", "STATE", "VCPUS", "MEMORY", "DISK", "CREATED"], &rows);
 }
 
-pub(crate) fn run(a: WsArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(&a.server);
+pub(crate) fn run(a: WsArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
+    let api = a.connect.api(paths);
+    let json = a.connect.json;
     let ws_path = |id: &str| format!("/workstations/{id}");
     match a.cmd {
         WsCmd::Create(c) => {
@@ -194,12 +191,12 @@ pub(crate) fn run(a: WsArgs) -> anyhow::Result<ExitCode> {
                 start: c.no_start.then_some(false),
             };
             let w: Workstation = api.post("/workstations", &req)?;
-            show_workstations(&[w], a.json);
+            show_workstations(&[w], json);
         }
-        WsCmd::Ls => show_workstations(&api.get::<WorkstationList>("/workstations")?.workstations, a.json),
+        WsCmd::Ls => show_workstations(&api.get::<WorkstationList>("/workstations")?.workstations, json),
         WsCmd::Show { id } => {
             let w: Workstation = api.get(&ws_path(&id))?;
-            if a.json {
+            if json {
                 print_json(&w);
             } else {
                 let rows = vec![
@@ -226,20 +223,20 @@ pub(crate) fn run(a: WsArgs) -> anyhow::Result<ExitCode> {
         WsCmd::Rm { ids } => {
             for id in ids {
                 api.delete(&ws_path(&id)).with_context(|| format!("deleting {id}"))?;
-                if !a.json {
+                if !json {
                     println!("deleted {id}");
                 }
             }
         }
-        WsCmd::Start { id } => action(&api, &id, "start", a.json)?,
-        WsCmd::Stop { id } => action(&api, &id, "stop", a.json)?,
-        WsCmd::Restart { id } => action(&api, &id, "restart", a.json)?,
-        WsCmd::Pause { id } => action(&api, &id, "pause", a.json)?,
-        WsCmd::Resume { id } => action(&api, &id, "resume", a.json)?,
+        WsCmd::Start { id } => action(&api, &id, "start", json)?,
+        WsCmd::Stop { id } => action(&api, &id, "stop", json)?,
+        WsCmd::Restart { id } => action(&api, &id, "restart", json)?,
+        WsCmd::Pause { id } => action(&api, &id, "pause", json)?,
+        WsCmd::Resume { id } => action(&api, &id, "resume", json)?,
         WsCmd::Exec { id, user, timeout, argv } => {
             let req = ExecRequest { argv, user, timeout_secs: timeout, ..ExecRequest::default() };
             let r: ExecResult = api.post(&format!("{}/exec", ws_path(&id)), &req)?;
-            if a.json {
+            if json {
                 print_json(&r);
             } else {
                 print!("{}", r.stdout);
@@ -263,12 +260,12 @@ pub(crate) fn run(a: WsArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("hearth: attached to terminal {tid} of {id}; Ctrl-] detaches\r");
             }
             let mode = if view { "?mode=view" } else { "" };
-            let why = attach::attach(&api.ws_url(&format!("{}/terminals/{tid}/ws{mode}", ws_path(&id))), view)?;
+            let why = attach::attach(&api, &api.ws_url(&format!("{}/terminals/{tid}/ws{mode}", ws_path(&id))), view)?;
             eprintln!("\r\nhearth: {why} (terminal {tid}; hearth ws attach {id} --terminal {tid})");
         }
         WsCmd::Terminals { id } => {
             let l: TerminalList = api.get(&format!("{}/terminals", ws_path(&id)))?;
-            if a.json {
+            if json {
                 print_json(&l);
             } else {
                 let rows: Vec<Vec<String>> = l
@@ -291,7 +288,7 @@ pub(crate) fn run(a: WsArgs) -> anyhow::Result<ExitCode> {
         WsCmd::Console { id, tail, follow: true } => follow_console(&api, &format!("{}/console/stream?tail_bytes={tail}", ws_path(&id)))?,
         WsCmd::Logs { id, limit } => {
             let l: EventList = api.get(&format!("{}/events?limit={limit}", ws_path(&id)))?;
-            if a.json {
+            if json {
                 print_json(&l);
             } else {
                 let rows: Vec<Vec<String>> = l.events.iter().map(|e| vec![when(Some(e.at_unix_ms)), e.kind.clone(), e.message.clone()]).collect();

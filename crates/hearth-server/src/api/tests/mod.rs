@@ -12,17 +12,24 @@ use hearth_service::config::Config;
 use hearth_service::testing::service;
 use hearth_service::Need;
 
+mod authz;
+
 struct Api {
     _dir: tempfile::TempDir,
     router: axum::Router,
     svc: super::SharedService,
     backend: std::sync::Arc<hearth_service::testing::FakeBackend>,
+    /// The administrator token the server made at its first start: what requests carry
+    /// unless they bring a credential of their own.
+    token: String,
 }
 
 fn api_with(config: Config, budget: Need) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let (svc, backend) = service(dir.path(), config, budget);
-    Api { _dir: dir, router: super::router(svc.clone()), svc, backend }
+    let boot = svc.bootstrap(dir.path(), None).unwrap();
+    let token = std::fs::read_to_string(boot.admin_token_file).unwrap().trim().to_string();
+    Api { _dir: dir, router: super::router(svc.clone()), svc, backend, token }
 }
 
 fn api() -> Api {
@@ -30,8 +37,17 @@ fn api() -> Api {
 }
 
 impl Api {
+    /// `req` with the administrator's token, unless it brings a credential of its own.
+    fn authed(&self, mut req: Request<Body>) -> Request<Body> {
+        let h = req.headers_mut();
+        if !h.contains_key(header::AUTHORIZATION) && !h.contains_key(header::COOKIE) {
+            h.insert(header::AUTHORIZATION, format!("Bearer {}", self.token).parse().unwrap());
+        }
+        req
+    }
+
     async fn send(&self, req: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
-        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let resp = self.router.clone().oneshot(self.authed(req)).await.unwrap();
         let status = resp.status();
         let ctype = resp.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_string());
         let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
@@ -84,7 +100,7 @@ async fn workstations_are_created_listed_got_and_deleted() {
     let api = api();
     let w = api.create(json!({"name": "first", "mem_size_mib": 512, "bandwidth": {"rx_mbps": 5, "tx_mbps": 6}})).await;
     let id = w["id"].as_str().unwrap();
-    assert_eq!((w["state"].as_str(), w["owner"].as_str(), w["recipe"].as_str(), w["bandwidth"]["tx_mbps"].as_u64()), (Some("running"), Some("local"), Some("test"), Some(6)));
+    assert_eq!((w["state"].as_str(), w["owner"].as_str(), w["recipe"].as_str(), w["bandwidth"]["tx_mbps"].as_u64()), (Some("running"), Some("admin"), Some("test"), Some(6)));
     let (s, l) = api.call(Method::GET, "/api/v1/workstations", None).await;
     assert_eq!((s, l["workstations"][0]["id"].as_str()), (200, Some(id)));
     let (s, one) = api.call(Method::GET, &format!("/api/v1/workstations/{id}"), None).await;
@@ -195,7 +211,7 @@ async fn the_console_tail_and_follow() {
     error(api.call(Method::GET, "/api/v1/workstations/w000000000000/console", None).await, 404, "not_found", None);
     // A follow: the tail, then (once the server stops) its end.
     let follow = Request::builder().uri(format!("/api/v1/workstations/{id}/console/stream")).body(Body::empty()).unwrap();
-    let resp = api.router.clone().oneshot(follow).await.unwrap();
+    let resp = api.router.clone().oneshot(api.authed(follow)).await.unwrap();
     assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
     let mut body = resp.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
@@ -279,8 +295,10 @@ async fn a_websocket_attaches_types_and_sees_the_output() {
     let router = api.router.clone();
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     let base = format!("ws://{addr}/api/v1/workstations/{id}/terminals/{tid}/ws");
+    let token = api.token.clone();
     let seen = tokio::task::spawn_blocking(move || {
-        let (mut ws, _) = tungstenite::connect(&base).unwrap();
+        let connect = |url: String| tungstenite::connect(ws_request(&url, Some(&token), None));
+        let (mut ws, _) = connect(base.clone()).unwrap();
         let head: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
         assert_eq!((head["type"].as_str(), head["read_only"].as_bool()), (Some("attached"), Some(false)), "{head}");
         ws.send(tungstenite::Message::binary(b"echo he''llo\n".to_vec())).unwrap();
@@ -297,14 +315,14 @@ async fn a_websocket_attaches_types_and_sees_the_output() {
                 break t.to_string();
             }
         };
-        let (mut viewer, _) = tungstenite::connect(format!("{base}?mode=view")).unwrap();
+        let (mut viewer, _) = connect(format!("{base}?mode=view")).unwrap();
         let head: Value = serde_json::from_str(viewer.read().unwrap().to_text().unwrap()).unwrap();
         assert_eq!(head["read_only"].as_bool(), Some(true), "{head}");
-        let bad = match tungstenite::connect(format!("{base}?mode=sideways")) {
+        let bad = match connect(format!("{base}?mode=sideways")) {
             Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
             other => panic!("{:?}", other.map(|_| ())),
         };
-        let missing = match tungstenite::connect(base.replace(&tid, "t0000000000000000")) {
+        let missing = match connect(base.replace(&tid, "t0000000000000000")) {
             Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
             other => panic!("{:?}", other.map(|_| ())),
         };
@@ -316,6 +334,19 @@ async fn a_websocket_attaches_types_and_sees_the_output() {
     assert_eq!(seen.1, r#"{"type":"pong"}"#);
     assert_eq!((seen.2, seen.3), (400, 404));
     server.abort();
+}
+
+/// A WebSocket handshake request for `url`, with a bearer token and an `Origin` when given.
+fn ws_request(url: &str, token: Option<&str>, origin: Option<&str>) -> tungstenite::handshake::client::Request {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
+    }
+    if let Some(o) = origin {
+        req.headers_mut().insert(header::ORIGIN, o.parse().unwrap());
+    }
+    req
 }
 
 fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
@@ -401,7 +432,7 @@ async fn requests_over_the_in_flight_bound_are_refused_at_once() {
         let router = api.router.clone();
         let body = Body::from(serde_json::to_vec(&json!({"name": "slow"})).unwrap());
         let req = Request::builder().method(Method::POST).uri("/api/v1/workstations").header(header::CONTENT_TYPE, "application/json").body(body).unwrap();
-        tokio::spawn(router.oneshot(req))
+        tokio::spawn(router.oneshot(api.authed(req)))
     };
     // The slow create takes the one place (nothing else asks meanwhile, so it is not refused
     // itself), and holds it until it is answered.
@@ -437,14 +468,14 @@ async fn the_listener_bounds_how_long_headers_may_take() {
         use std::io::{Read, Write};
         let mut slow = std::net::TcpStream::connect(addr).unwrap();
         slow.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-        slow.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n").unwrap();
+        slow.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
         let started = std::time::Instant::now();
         let mut got = Vec::new();
         // Closed by the server (with or without a 408 first), well before our own 10 s.
         let _ = slow.read_to_end(&mut got);
         let slow = (started.elapsed(), String::from_utf8_lossy(&got).into_owned());
         let mut ok = std::net::TcpStream::connect(addr).unwrap();
-        ok.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        ok.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
         let mut whole = String::new();
         ok.read_to_string(&mut whole).unwrap();
         (slow, whole)
@@ -581,11 +612,13 @@ async fn refusals_are_json_and_documented() {
     error(api.call(Method::PATCH, format!("/api/v1/workstations/{id}"), None).await, 405, "method_not_allowed", None);
     let (_, doc) = api.call(Method::GET, "/api/v1/openapi.json", None).await;
     let ops = |path: &str, method: &str| doc["paths"][path][method]["responses"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert!(!ops("/api/v1/health", "get").contains(&"401".to_string()), "the health is public");
     for (path, method, want) in [
         ("/api/v1/health", "get", &["200", "500", "503"][..]),
-        ("/api/v1/workstations", "post", &["201", "400", "409", "413", "415", "500", "503"]),
+        ("/api/v1/workstations", "post", &["201", "400", "401", "403", "409", "413", "415", "500", "503"]),
+        ("/api/v1/auth/session", "post", &["200", "400", "401", "403", "429", "500", "503"]),
         ("/api/v1/workstations/{id}/files", "put", &["204", "400", "404", "411", "413", "500", "503"]),
-        ("/api/v1/workstations/{id}/terminals/{tid}/ws", "get", &["101", "400", "404", "426", "500", "503"]),
+        ("/api/v1/workstations/{id}/terminals/{tid}/ws", "get", &["101", "400", "401", "403", "404", "426", "500", "503"]),
         ("/api/v1/workstations/{id}/console/stream", "get", &["200", "400", "404", "500", "503"]),
     ] {
         let have = ops(path, method);

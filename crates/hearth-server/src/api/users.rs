@@ -1,0 +1,45 @@
+//! `/api/v1/users`: accounts. Administrators manage them; users read and change their own.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use hearth_proto::api::{CreateUser, ErrorBody, UpdateUser, User, UserList};
+
+use super::error::HttpError;
+use super::extract::{ApiJson, ApiPath};
+use super::{Caller, SharedService};
+
+/// Every account (administrators).
+#[utoipa::path(get, path = "/api/v1/users", responses((status = 200, body = UserList), (status = 403, body = ErrorBody)))]
+pub async fn list(State(svc): State<SharedService>, Caller(who): Caller) -> Result<Json<UserList>, HttpError> {
+    Ok(Json(UserList { users: svc.users(&who).await? }))
+}
+
+/// Makes an account (administrators).
+#[utoipa::path(post, path = "/api/v1/users", request_body = CreateUser,
+    responses((status = 201, body = User), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create(State(svc): State<SharedService>, Caller(who): Caller, ApiJson(req): ApiJson<CreateUser>) -> Result<(StatusCode, Json<User>), HttpError> {
+    Ok((StatusCode::CREATED, Json(svc.create_user(&who, req).await?)))
+}
+
+/// One account: the caller's own, or any for an administrator.
+#[utoipa::path(get, path = "/api/v1/users/{id}", params(("id" = String, Path)), responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
+pub async fn get(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>) -> Result<Json<User>, HttpError> {
+    Ok(Json(svc.user(&who, &id).await?))
+}
+
+/// Changes an account: users their own password (with `current_password`); administrators
+/// anything.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", params(("id" = String, Path)), request_body = UpdateUser,
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>, ApiJson(req): ApiJson<UpdateUser>) -> Result<Json<User>, HttpError> {
+    Ok(Json(svc.update_user(&who, &id, req).await?))
+}
+
+/// Removes an account and its credentials (administrators); refused while it owns
+/// workstations.
+#[utoipa::path(delete, path = "/api/v1/users/{id}", params(("id" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>) -> Result<StatusCode, HttpError> {
+    svc.delete_user(&who, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

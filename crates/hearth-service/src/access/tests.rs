@@ -1,0 +1,188 @@
+//! Accounts and credentials through the service's operations, over a real (in-memory) store.
+
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use hearth_proto::api::{CreateToken, CreateUser, CreateWorkstation, Scope, SignIn, UpdateUser};
+
+use super::records::{CredentialRow, Kind};
+use super::{Credential, FIRST_ADMIN};
+use crate::config::Config;
+use crate::testing::service;
+use crate::{Error, Need, Principal, Service};
+
+fn fixture(config: Config) -> (tempfile::TempDir, Arc<Service>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, _) = service(dir.path(), config, Need { mem_mib: 1 << 20, vcpus: 1 << 10, disk_gib: 1 << 10 });
+    (dir, svc)
+}
+
+fn sign_in(user: &str, password: &str) -> SignIn {
+    SignIn { user: user.into(), password: password.into(), scope: None, name: None, expires_in_days: None }
+}
+
+async fn add_user(svc: &Arc<Service>, id: &str, password: &str) {
+    let admin = Principal::admin(FIRST_ADMIN);
+    svc.create_user(&admin, CreateUser { id: id.into(), password: Some(password.into()), ..Default::default() }).await.unwrap();
+}
+
+fn unauthenticated<T: std::fmt::Debug>(r: Result<T, Error>) {
+    assert!(matches!(r, Err(Error::Unauthenticated(_))), "{r:?}");
+}
+
+#[tokio::test]
+async fn the_first_start_makes_an_administrator_a_token_file_and_a_one_time_link() {
+    let (dir, svc) = fixture(Config::default());
+    let boot = svc.bootstrap(dir.path(), None).unwrap();
+    let token = std::fs::read_to_string(&boot.admin_token_file).unwrap();
+    assert_eq!(std::fs::metadata(&boot.admin_token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let auth = svc.authenticate(Credential::Bearer(token.trim())).await.unwrap();
+    assert!(auth.principal.is_admin() && auth.principal.user == FIRST_ADMIN);
+    let link = boot.link.expect("no administrator has a password yet: a link");
+
+    // The next start keeps the token; its new link ends the old one.
+    let again = svc.bootstrap(dir.path(), None).unwrap();
+    assert_eq!(std::fs::read_to_string(&again.admin_token_file).unwrap(), token);
+    unauthenticated(svc.redeem_link(link).await);
+    let session = svc.redeem_link(again.link.clone().unwrap()).await.unwrap();
+    assert!(session.session.admin && session.session.csrf_token.is_some());
+    unauthenticated(svc.redeem_link(again.link.unwrap()).await);
+    let auth = svc.authenticate(Credential::Session(&session.secret)).await.unwrap();
+    assert_eq!(auth.principal.user, FIRST_ADMIN);
+
+    // Once an administrator has a password, no more links.
+    let admin = auth.principal;
+    svc.update_user(&admin, FIRST_ADMIN, UpdateUser { password: Some("a long secret".into()), ..Default::default() }).await.unwrap();
+    assert!(svc.bootstrap(dir.path(), None).unwrap().link.is_none());
+    unauthenticated(svc.authenticate(Credential::Session(&session.secret)).await);
+
+    // The token file brought to a fresh database (the box's server gets its host's) works there.
+    let (dir2, svc2) = fixture(Config { auth: crate::config::Auth { admin_token_file: boot.admin_token_file.display().to_string(), ..Default::default() }, ..Config::default() });
+    svc2.bootstrap(dir2.path(), None).unwrap();
+    assert!(svc2.authenticate(Credential::Bearer(token.trim())).await.unwrap().principal.is_admin());
+    // Or handed over directly (the box's server gets its host's so); nothing else is taken.
+    let (dir3, svc3) = fixture(Config::default());
+    assert!(svc3.bootstrap(dir3.path(), Some("hunter2")).is_err());
+    svc3.bootstrap(dir3.path(), Some(&token)).unwrap();
+    assert!(svc3.authenticate(Credential::Bearer(token.trim())).await.unwrap().principal.is_admin());
+    assert!(!dir3.path().join("admin.token").exists(), "a handed token is not written");
+}
+
+#[tokio::test]
+async fn passwords_sign_in_and_failures_are_rate_limited() {
+    let mut config = Config::default();
+    config.auth.max_failed_sign_ins = 3;
+    let (dir, svc) = fixture(config);
+    svc.bootstrap(dir.path(), None).unwrap();
+    add_user(&svc, "ann", "ann's password").await;
+    let from: Option<IpAddr> = Some("192.0.2.7".parse().unwrap());
+
+    let s = svc.sign_in(sign_in("ann", "ann's password"), from).await.unwrap();
+    assert_eq!((s.session.user.as_str(), s.session.admin, s.session.scope), ("ann", false, Scope::Write));
+    let auth = svc.authenticate(Credential::Session(&s.secret)).await.unwrap();
+    assert_eq!(auth.csrf, s.session.csrf_token);
+    // A session is not an API token, nor the other way round.
+    unauthenticated(svc.authenticate(Credential::Bearer(&s.secret)).await);
+
+    for wrong in ["nope nope", "ann's passworD", ""] {
+        unauthenticated(svc.sign_in(sign_in("ann", wrong), from).await);
+    }
+    let limited = svc.sign_in(sign_in("ann", "ann's password"), from).await;
+    assert!(matches!(limited, Err(Error::RateLimited { retry_after_secs }) if retry_after_secs > 0), "{limited:?}");
+    unauthenticated(svc.sign_in(sign_in("nobody", "whatever!"), from).await);
+    unauthenticated(svc.sign_in(sign_in(&"x".repeat(100_000), "whatever!"), from).await);
+
+    // Signing out ends the session.
+    svc.sign_out(&auth).await.unwrap();
+    unauthenticated(svc.authenticate(Credential::Session(&s.secret)).await);
+}
+
+#[tokio::test]
+async fn tokens_carry_their_scope_and_stop_when_revoked_or_expired() {
+    let (dir, svc) = fixture(Config::default());
+    svc.bootstrap(dir.path(), None).unwrap();
+    add_user(&svc, "ann", "ann's password").await;
+    let ann = Principal::user("ann");
+    let w = svc.create(&ann, CreateWorkstation { name: "mine".into(), ..Default::default() }).await.unwrap();
+
+    let read = svc.create_token(&ann, CreateToken { name: "ro".into(), scope: Some(Scope::Read), expires_in_days: Some(1) }).await.unwrap();
+    assert!(read.token.expires_unix_ms.is_some() && !svc.tokens(&ann).await.unwrap().is_empty());
+    let reader = svc.authenticate(Credential::Bearer(&read.secret)).await.unwrap().principal;
+    assert_eq!(svc.list(&reader).await.unwrap().len(), 1);
+    assert!(matches!(svc.delete(&reader, &w.id).await, Err(Error::Forbidden(_))));
+    assert!(matches!(svc.create(&reader, CreateWorkstation { name: "x".into(), ..Default::default() }).await, Err(Error::Forbidden(_))));
+    assert!(matches!(svc.create_token(&reader, CreateToken { name: "w".into(), ..Default::default() }).await, Err(Error::Forbidden(_))));
+    // Users cannot mint admin tokens; an administrator's write token acts as a plain user.
+    assert!(matches!(svc.create_token(&ann, CreateToken { name: "a".into(), scope: Some(Scope::Admin), ..Default::default() }).await, Err(Error::Forbidden(_))));
+    let admin = Principal::admin(FIRST_ADMIN);
+    let plain = svc.create_token(&admin, CreateToken { name: "w".into(), scope: Some(Scope::Write), expires_in_days: Some(0) }).await.unwrap();
+    assert!(plain.token.expires_unix_ms.is_none());
+    let as_user = svc.authenticate(Credential::Bearer(&plain.secret)).await.unwrap().principal;
+    assert!(!as_user.is_admin());
+    assert!(matches!(svc.get(&as_user, &w.id).await, Err(Error::NotFound(_))), "not ann's workstation to an admin's write token");
+    assert!(svc.get(&admin, &w.id).await.is_ok());
+
+    // Another user cannot revoke ann's token (not found); ann can.
+    assert!(matches!(svc.revoke_token(&Principal::user("bob"), &read.token.id).await, Err(Error::NotFound(_))));
+    svc.revoke_token(&ann, &read.token.id).await.unwrap();
+    unauthenticated(svc.authenticate(Credential::Bearer(&read.secret)).await);
+
+    // An expired token is refused (its expiry set in the past directly in the store).
+    let old = svc.create_token(&ann, CreateToken { name: "old".into(), ..Default::default() }).await.unwrap();
+    let mut row: CredentialRow = svc.store.credential(&old.token.id).unwrap().unwrap();
+    assert_eq!(row.kind, Kind::Token);
+    svc.store.delete_credential(&row.id).unwrap();
+    row.expires_ms = Some(1);
+    svc.store.insert_credential(&row, u64::MAX).unwrap();
+    unauthenticated(svc.authenticate(Credential::Bearer(&old.secret)).await);
+
+    for (bad, field) in [
+        (CreateToken { name: "".into(), ..Default::default() }, "name"),
+        (CreateToken { name: "x".into(), expires_in_days: Some(99_999), ..Default::default() }, "expires_in_days"),
+    ] {
+        assert!(matches!(svc.create_token(&ann, bad).await, Err(Error::Invalid { field: f, .. }) if f == field));
+    }
+}
+
+#[tokio::test]
+async fn accounts_are_managed_by_administrators_and_guarded() {
+    let (dir, svc) = fixture(Config::default());
+    svc.bootstrap(dir.path(), None).unwrap();
+    let admin = Principal::admin(FIRST_ADMIN);
+    add_user(&svc, "ann", "ann's password").await;
+    let ann = Principal::user("ann");
+    assert!(matches!(svc.users(&ann).await, Err(Error::Forbidden(_))));
+    assert!(matches!(svc.create_user(&ann, CreateUser { id: "eve".into(), ..Default::default() }).await, Err(Error::Forbidden(_))));
+    assert!(matches!(svc.user(&ann, FIRST_ADMIN).await, Err(Error::NotFound(_))));
+    assert_eq!(svc.user(&ann, "ann").await.unwrap().id, "ann");
+    assert_eq!(svc.users(&admin).await.unwrap().len(), 2);
+    assert!(matches!(svc.create_user(&admin, CreateUser { id: "ann".into(), ..Default::default() }).await, Err(Error::Conflict(_))));
+    for (id, pw) in [("Ann", None), ("a:b", None), ("", None), ("bob", Some("short"))] {
+        let r = svc.create_user(&admin, CreateUser { id: id.into(), password: pw.map(String::from), ..Default::default() }).await;
+        assert!(matches!(r, Err(Error::Invalid { .. })), "{id}: {r:?}");
+    }
+
+    // Users change their own password with the current one, and nothing else.
+    let change = |current: &str| UpdateUser { password: Some("a new password".into()), current_password: Some(current.into()), ..Default::default() };
+    assert!(matches!(svc.update_user(&ann, "ann", change("wrong one")).await, Err(Error::Forbidden(_))));
+    svc.update_user(&ann, "ann", change("ann's password")).await.unwrap();
+    assert!(svc.sign_in(sign_in("ann", "a new password"), None).await.is_ok());
+    assert!(matches!(svc.update_user(&ann, "ann", UpdateUser { admin: Some(true), ..Default::default() }).await, Err(Error::Forbidden(_))));
+
+    // A disabled account's credentials stop working.
+    let t = svc.create_token(&ann, CreateToken { name: "t".into(), ..Default::default() }).await.unwrap();
+    svc.update_user(&admin, "ann", UpdateUser { disabled: Some(true), ..Default::default() }).await.unwrap();
+    unauthenticated(svc.authenticate(Credential::Bearer(&t.secret)).await);
+    unauthenticated(svc.sign_in(sign_in("ann", "a new password"), None).await);
+    svc.update_user(&admin, "ann", UpdateUser { disabled: Some(false), ..Default::default() }).await.unwrap();
+
+    // Not while it owns workstations; not the last administrator.
+    let w = svc.create(&ann, CreateWorkstation { name: "w".into(), ..Default::default() }).await.unwrap();
+    assert!(matches!(svc.delete_user(&admin, "ann").await, Err(Error::Conflict(_))));
+    svc.delete(&ann, &w.id).await.unwrap();
+    svc.delete_user(&admin, "ann").await.unwrap();
+    unauthenticated(svc.authenticate(Credential::Bearer(&t.secret)).await);
+    assert!(matches!(svc.delete_user(&admin, FIRST_ADMIN).await, Err(Error::Conflict(_))));
+    assert!(matches!(svc.update_user(&admin, FIRST_ADMIN, UpdateUser { admin: Some(false), ..Default::default() }).await, Err(Error::Conflict(_))));
+}
