@@ -12,6 +12,8 @@ cargo build --workspace --locked
 ./target/debug/hearth image build
 ./target/debug/hearth image gc   # artifacts no ref names any more (an older agent's image, say)
 ./scripts/fuzz.sh 30
+# The pinned Hypha server the sign-in tests start (a venv made once, cached by its pins).
+./scripts/hypha-env.sh >/dev/null
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"

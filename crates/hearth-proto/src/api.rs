@@ -513,3 +513,104 @@ pub struct NewToken {
     /// `Authorization: Bearer <secret>`.
     pub secret: String,
 }
+
+/// `POST /api/v1/auth/hypha/start`: a login to complete at the Hypha server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HyphaLogin {
+    /// The page to open (a popup): Hypha's login.
+    pub login_url: String,
+    /// What `auth/hypha/check` asks about.
+    pub key: String,
+}
+
+/// `POST /api/v1/auth/hypha/check`: whether the login of `key` is complete (then a session
+/// starts, as with a password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HyphaCheck {
+    pub key: String,
+    /// How long to wait for it, seconds (default 0: answer at once; at most 30).
+    #[serde(default)]
+    pub wait_secs: Option<u64>,
+}
+
+/// The answer of a check whose login is not complete yet (202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HyphaPending {
+    /// `pending`.
+    pub status: String,
+}
+
+/// One line of the audit log: who did what to which, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditEntry {
+    pub id: u64,
+    pub at_unix_ms: u64,
+    /// Who: a user id (for a failed sign-in, the account tried).
+    pub user: String,
+    /// `create`, `delete`, `start`, `stop`, `restart`, `pause`, `resume`, `exec`,
+    /// `open_terminal`, `attach`, `close_terminal`, `upload`, `download`, `sign_in`,
+    /// `sign_in_failed`, `sign_out`, `create_token`, `revoke_token`, `create_user`,
+    /// `update_user`, `delete_user`.
+    pub action: String,
+    /// What it was done to: a workstation, token or user id.
+    pub target: String,
+    /// What else says what happened: a command, a path, a terminal, an address.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditList {
+    /// Newest first.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// A user's quota: how much they may hold at once. In a report's `limits`, null is
+/// unlimited; in `overrides` (`PUT /api/v1/users/{id}/quota`), null is their role's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Workstations.
+    #[serde(default)]
+    pub max_workstations: Option<u64>,
+    /// vCPUs over all their workstations.
+    #[serde(default)]
+    pub max_vcpus: Option<u64>,
+    /// Memory over all their workstations, MiB.
+    #[serde(default)]
+    pub max_mem_mib: Option<u64>,
+    /// Own disk over all their workstations, GiB.
+    #[serde(default)]
+    pub max_disk_gib: Option<u64>,
+    /// Commands running at once (exec).
+    #[serde(default)]
+    pub max_execs: Option<u64>,
+}
+
+/// What a user holds now, against their quota.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Usage {
+    pub workstations: u64,
+    pub vcpus: u64,
+    pub mem_mib: u64,
+    pub disk_gib: u64,
+    pub execs: u64,
+}
+
+/// `GET /api/v1/users/{id}/quota`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct QuotaReport {
+    /// What applies (their overrides over their role's defaults).
+    pub limits: Quota,
+    /// What an administrator set for this user alone.
+    pub overrides: Quota,
+    pub usage: Usage,
+}

@@ -9,9 +9,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod auth;
+mod hypha;
 mod network;
+mod quotas;
 pub use auth::Auth;
+pub use hypha::Hypha;
 pub use network::{parse_egress, Network, MAX_NET_LIST};
+pub use quotas::{Quotas, RoleQuota};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -31,6 +35,8 @@ pub struct Config {
     pub guest_halt_poll_us: u32,
     pub network: Network,
     pub auth: Auth,
+    pub hypha: Hypha,
+    pub quotas: Quotas,
 }
 
 /// Bounds on what a client may ask for.
@@ -102,6 +108,8 @@ impl Default for Config {
             guest_halt_poll_us: 0,
             network: Network::default(),
             auth: Auth::default(),
+            hypha: Hypha::default(),
+            quotas: Quotas::default(),
         }
     }
 }
@@ -208,7 +216,8 @@ impl Config {
         Ok(cfg)
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
+    /// Checks the values against each other and their bounds.
+    pub fn check(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         let d = &self.defaults;
         let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
@@ -237,6 +246,7 @@ impl Config {
             return bad(&format!("guest_halt_poll_us must be at most {}", hearth_vmm::MAX_HALT_POLL.as_micros()));
         }
         self.auth.check().map_err(ConfigError::Invalid)?;
+        self.hypha.check().map_err(ConfigError::Invalid)?;
         self.network.check().map_err(ConfigError::Invalid)
     }
 }

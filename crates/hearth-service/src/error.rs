@@ -20,6 +20,8 @@ pub enum Unavailable {
     Followers,
     /// Egress `nat` on a server without an uplink.
     Egress,
+    /// The Hypha server identities are checked with does not answer.
+    Hypha,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,12 @@ pub enum Error {
     /// secret failed beyond what the caller can already know.
     #[error("{0}")]
     Unauthenticated(String),
+    /// More than the caller's quota allows (`limit` names which: `max_vcpus`…).
+    #[error("{message}")]
+    QuotaExceeded { limit: &'static str, message: String },
+    /// An identity the server's email allowlist does not admit.
+    #[error("{0}")]
+    NotAllowed(String),
     /// Too many failed sign-ins for this account or from this address lately.
     #[error("too many failed sign-ins; try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
@@ -78,11 +86,14 @@ impl Error {
                 Unavailable::Addresses => "address_range_exhausted",
                 Unavailable::Followers => "too_many_followers",
                 Unavailable::Egress => "egress_unavailable",
+                Unavailable::Hypha => "hypha_unavailable",
             },
             Error::TooLarge(_) => "payload_too_large",
             Error::Forbidden(_) => "forbidden",
             Error::Unauthenticated(_) => "unauthenticated",
             Error::RateLimited { .. } => "rate_limited",
+            Error::NotAllowed(_) => "not_on_allowlist",
+            Error::QuotaExceeded { .. } => "quota_exceeded",
             Error::Internal(_) => "internal",
         }
     }
@@ -91,6 +102,7 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::Invalid { field, .. } => Some(field),
+            Error::QuotaExceeded { limit, .. } => Some(limit),
             _ => None,
         }
     }
@@ -113,10 +125,16 @@ impl From<StoreError> for Error {
             StoreError::Alloc(a @ hearth_net::AllocError::Exhausted { .. }) => {
                 Error::Unavailable { what: Unavailable::Addresses, message: format!("{a}; delete a workstation or configure a larger network.range") }
             }
+            StoreError::Quota { limit, max, used } => Error::QuotaExceeded { limit, message: quota_message(limit, max, used) },
             StoreError::Full { max } => Error::Conflict(format!("this server holds at most {max} workstations; delete one first")),
             e => Error::Internal(e.to_string()),
         }
     }
+}
+
+/// What a refused create is told: which limit, what it is, what is held.
+pub(crate) fn quota_message(limit: &str, max: u64, used: u64) -> String {
+    format!("over your quota: {limit} is {max} and you hold {used}; delete or shrink a workstation, or ask an administrator for more")
 }
 
 impl From<NetworkError> for Error {

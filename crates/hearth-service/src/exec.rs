@@ -34,6 +34,8 @@ impl Service {
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
             let agent = s.agent(&who, &id)?;
+            let _slot = s.exec_slot(&who)?;
+            s.audit(&who.user, "exec", &id, &format!("as {}: {}", spec.user.as_deref().unwrap_or_default(), spec.argv.join(" ")));
             let (mut out, mut err) = (Vec::new(), Vec::new());
             let exit = match stdin {
                 Some(input) => agent.exec_io(spec, Some(Box::new(std::io::Cursor::new(input.into_bytes()))), &mut out, &mut err),

@@ -59,6 +59,7 @@ impl Service {
             let agent = s.agent(&who, &id)?;
             let spec = WriteFile { path: &up.path, size: up.size, mode: up.mode, user: Some(&s.config.defaults.user), create_dirs: true };
             agent.write_file(spec, &mut src).map_err(agent_error)?;
+            s.audit(&who.user, "upload", &id, &format!("{} ({} bytes)", up.path, up.size));
             Ok(())
         })
         .await
@@ -71,6 +72,11 @@ impl Service {
         check_path(path)?;
         let max = self.config.limits.max_file_bytes;
         let (who, id, path) = (who.clone(), id.to_string(), path.to_string());
-        self.run(move |s| s.agent(&who, &id)?.read_file(&path, Some(max), &mut out).map_err(agent_error)).await
+        self.run(move |s| {
+            let n = s.agent(&who, &id)?.read_file(&path, Some(max), &mut out).map_err(agent_error)?;
+            s.audit(&who.user, "download", &id, &format!("{path} ({n} bytes)"));
+            Ok(n)
+        })
+        .await
     }
 }

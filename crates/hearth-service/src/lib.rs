@@ -9,6 +9,8 @@
 //!   administrator; a presented credential becomes a [`Principal`] here.
 //! - [`error`]: the one error enum and its stable codes.
 //! - [`workstations`], [`terminals`], [`exec`], [`files`], [`console`]: the operations.
+//! - [`audit`]: who did what to which, and when.
+//! - [`quota`]: what one user may hold at once.
 //! - [`admission`]: memory, vCPU and disk budgets, and reservations for operations in flight.
 //! - [`backend`]: the VMs and images behind the operations (hearth-runtime and the artifact
 //!   cache, or a fake in tests).
@@ -25,6 +27,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod audit;
 pub mod backend;
 pub mod cleanup;
 pub mod config;
@@ -35,6 +38,7 @@ pub mod exits;
 pub mod files;
 pub mod network;
 pub mod principal;
+pub mod quota;
 pub mod reconcile;
 pub mod store;
 pub mod terminals;
@@ -82,6 +86,8 @@ pub struct Service {
     exits: exits::Exits,
     /// Sign-in state kept in memory (failed attempts).
     access: access::Access,
+    /// Commands running now, per user (their quota's `max_execs`).
+    execs: quota::Running,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +131,7 @@ impl Service {
     /// A service over `backend` (tests pass a fake one).
     pub fn new(config: Config, store: Store, backend: Box<dyn Backend>, network: Option<network::Net>, budget: Need) -> Service {
         let console_followers = Arc::new(tokio::sync::Semaphore::new(config.limits.max_console_followers));
-        let access = access::Access::new(&config.auth);
+        let access = access::Access::new(&config.auth, &config.hypha);
         Service {
             config,
             store,
@@ -136,6 +142,7 @@ impl Service {
             network,
             exits: Default::default(),
             access,
+            execs: Default::default(),
         }
     }
 

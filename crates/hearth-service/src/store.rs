@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use hearth_proto::api::{Bandwidth, Egress, Event, WorkstationState};
+use hearth_proto::api::{Bandwidth, Egress, Event, Quota, Usage, WorkstationState};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Each entry takes the schema from version i to i+1.
@@ -87,6 +87,19 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX credentials_by_user ON credentials (user, kind);
     UPDATE workstations SET owner = 'admin' WHERE owner = 'local';",
+    // The audit log (crate::audit).
+    "CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_user ON audit (user, id);
+    CREATE INDEX audit_by_target ON audit (target, id);",
+    // A user's own quota (JSON, `api::Quota`: what differs from their role's).
+    "ALTER TABLE users ADD COLUMN quota TEXT;",
 ];
 
 /// Ended terminal records kept per workstation (the oldest go first).
@@ -102,6 +115,9 @@ pub enum StoreError {
     /// No free slot in the address range (the API answers 503 `address_range_exhausted`).
     #[error(transparent)]
     Alloc(#[from] hearth_net::AllocError),
+    /// The owner's quota does not admit it (`limit` names which).
+    #[error("over the quota's {limit} ({used} of {max})")]
+    Quota { limit: &'static str, max: u64, used: u64 },
     /// The server holds as many workstations as it may (`limits.max_workstations`).
     #[error("this server holds at most {max} workstations")]
     Full { max: u32 },
@@ -228,12 +244,19 @@ impl Store {
     /// a `range`, it also takes the lowest slot no row holds, in the same transaction (the
     /// UNIQUE index keeps a concurrent writer from taking it too), and the guest address that
     /// goes with it. Returns the row as stored.
-    pub fn insert(&self, w: &Row, max: u32, range: Option<&hearth_net::Range>, now_ms: u64) -> Result<Row, StoreError> {
+    /// Adds a workstation, unless the server holds `max` or its owner's `quota` would be
+    /// exceeded (both counted in the same transaction, so creates at once cannot overshoot).
+    pub fn insert(&self, w: &Row, max: u32, quota: &Quota, range: Option<&hearth_net::Range>, now_ms: u64) -> Result<Row, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let count: u64 = tx.query_row("SELECT COUNT(*) FROM workstations", [], |r| r.get(0))?;
         if count >= u64::from(max) {
             return Err(StoreError::Full { max });
+        }
+        let held = usage(&tx, &w.owner)?;
+        let adds = Usage { workstations: 1, vcpus: w.vcpu_count.into(), mem_mib: w.mem_size_mib.into(), disk_gib: w.disk_size_gib.into(), execs: 0 };
+        if let Some((limit, max, used)) = over_quota(quota, &held, &adds) {
+            return Err(StoreError::Quota { limit, max, used });
         }
         let mut w = w.clone();
         if let Some(range) = range {
@@ -422,6 +445,11 @@ impl Store {
         Ok(ids)
     }
 
+    /// What `owner`'s workstations hold (`execs` is not the store's: 0).
+    pub fn usage(&self, owner: &str) -> Result<Usage, StoreError> {
+        usage(&self.conn(), owner)
+    }
+
     pub fn count(&self) -> Result<u64, StoreError> {
         Ok(self.conn().query_row("SELECT COUNT(*) FROM workstations", [], |r| r.get(0))?)
     }
@@ -468,6 +496,25 @@ fn add_event(conn: &Connection, id: &str, at_ms: u64, kind: &str, message: &str)
     Ok(())
 }
 
+fn usage(conn: &Connection, owner: &str) -> Result<Usage, StoreError> {
+    let sql = "SELECT COUNT(*), COALESCE(SUM(vcpu_count), 0), COALESCE(SUM(mem_size_mib), 0), COALESCE(SUM(disk_size_gib), 0) FROM workstations WHERE owner = ?1";
+    Ok(conn.query_row(sql, [owner], |r| Ok(Usage { workstations: r.get(0)?, vcpus: r.get(1)?, mem_mib: r.get(2)?, disk_gib: r.get(3)?, execs: 0 }))?)
+}
+
+/// The first limit of `quota` that holding `adds` on top of `held` would pass: its name, its
+/// value and what is held.
+pub fn over_quota(quota: &Quota, held: &Usage, adds: &Usage) -> Option<(&'static str, u64, u64)> {
+    [
+        ("max_workstations", quota.max_workstations, held.workstations, adds.workstations),
+        ("max_vcpus", quota.max_vcpus, held.vcpus, adds.vcpus),
+        ("max_mem_mib", quota.max_mem_mib, held.mem_mib, adds.mem_mib),
+        ("max_disk_gib", quota.max_disk_gib, held.disk_gib, adds.disk_gib),
+        ("max_execs", quota.max_execs, held.execs, adds.execs),
+    ]
+    .into_iter()
+    .find_map(|(name, max, used, more)| max.filter(|m| more > 0 && used + more > *m).map(|m| (name, m, used)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,7 +548,7 @@ mod tests {
         let path = d.path().join("hearth.db");
         {
             let s = Store::open(&path).unwrap();
-            s.insert(&ws("a"), 100, None, 1).unwrap();
+            s.insert(&ws("a"), 100, &Quota::default(), None, 1).unwrap();
             s.record("a", Transition::Started { why: "boot 1.2 s" }, 7).unwrap();
         }
         let s = Store::open(&path).unwrap();
@@ -509,7 +556,7 @@ mod tests {
         assert_eq!((a.state, a.started_ms, a.bandwidth), (WorkstationState::Running, Some(7), Some(Bandwidth { rx_mbps: 10, tx_mbps: 20 })));
         let kinds: Vec<_> = s.events("a", 10).unwrap().into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, ["created", "started"]);
-        assert!(s.insert(&ws("a"), 100, None, 1).is_err(), "duplicate id");
+        assert!(s.insert(&ws("a"), 100, &Quota::default(), None, 1).is_err(), "duplicate id");
         s.set_resume("a", true).unwrap();
         assert_eq!(s.to_resume().unwrap(), ["a"]);
         s.set_resume("a", false).unwrap();
@@ -521,7 +568,7 @@ mod tests {
     #[test]
     fn events_are_bounded_per_workstation() {
         let s = Store::in_memory().unwrap();
-        s.insert(&ws("a"), 100, None, 1).unwrap();
+        s.insert(&ws("a"), 100, &Quota::default(), None, 1).unwrap();
         for i in 0..(MAX_EVENTS_PER_WORKSTATION + 50) {
             s.event("a", "tick", &i.to_string(), 2).unwrap();
         }
@@ -533,7 +580,7 @@ mod tests {
     #[test]
     fn terminal_records_end_and_are_bounded() {
         let s = Store::in_memory().unwrap();
-        s.insert(&ws("a"), 100, None, 1).unwrap();
+        s.insert(&ws("a"), 100, &Quota::default(), None, 1).unwrap();
         let t = |id: &str, at: u64| TerminalRow { id: id.into(), argv: vec!["bash".into()], user: Some("scientist".into()), rows: 24, cols: 80, created_ms: at, ended_ms: None };
         s.open_terminal("a", &t("t1", 10), 10).unwrap();
         s.open_terminal("a", &t("t2", 11), 11).unwrap();
@@ -563,20 +610,20 @@ mod tests {
         let s = Store::in_memory().unwrap();
         let range: hearth_net::Range = "10.200.0.0/28".parse().unwrap();
         assert_eq!(range.slots(), 2);
-        let a = s.insert(&ws("a"), 100, Some(&range), 1).unwrap();
-        let b = s.insert(&Row { egress: Egress::None, ..ws("b") }, 100, Some(&range), 1).unwrap();
+        let a = s.insert(&ws("a"), 100, &Quota::default(), Some(&range), 1).unwrap();
+        let b = s.insert(&Row { egress: Egress::None, ..ws("b") }, 100, &Quota::default(), Some(&range), 1).unwrap();
         assert_eq!((a.slot, a.address.as_deref(), b.slot, b.address.as_deref()), (Some(0), Some("10.200.0.2"), Some(1), Some("10.200.0.10")));
         assert_eq!(s.get("b").unwrap().unwrap(), b);
         // Full: a clear error naming the range and its size, and no row written.
-        let e = s.insert(&ws("c"), 100, Some(&range), 1).unwrap_err();
+        let e = s.insert(&ws("c"), 100, &Quota::default(), Some(&range), 1).unwrap_err();
         assert!(matches!(e, StoreError::Alloc(hearth_net::AllocError::Exhausted { slots: 2, .. })), "{e}");
         assert!(e.to_string().contains("10.200.0.0/28") && e.to_string().contains("all 2"), "{e}");
         assert_eq!(s.get("c").unwrap(), None);
         // Without a range: no network, no slot.
-        assert_eq!(s.insert(&ws("d"), 100, None, 1).unwrap().slot, None);
+        assert_eq!(s.insert(&ws("d"), 100, &Quota::default(), None, 1).unwrap().slot, None);
         // A freed slot is the next one given; the database itself refuses a shared slot.
         assert!(s.delete("a").unwrap());
-        assert_eq!(s.insert(&ws("e"), 100, Some(&range), 1).unwrap().slot, Some(0));
+        assert_eq!(s.insert(&ws("e"), 100, &Quota::default(), Some(&range), 1).unwrap().slot, Some(0));
         let dup = s.conn().execute("UPDATE workstations SET slot = 1 WHERE id = 'e'", []);
         assert!(dup.is_err(), "the UNIQUE index holds");
     }
@@ -584,18 +631,18 @@ mod tests {
     #[test]
     fn the_workstation_limit_is_kept_by_the_insert_itself() {
         let s = Store::in_memory().unwrap();
-        s.insert(&ws("a"), 2, None, 1).unwrap();
-        s.insert(&ws("b"), 2, None, 1).unwrap();
-        assert!(matches!(s.insert(&ws("c"), 2, None, 1), Err(StoreError::Full { max: 2 })));
+        s.insert(&ws("a"), 2, &Quota::default(), None, 1).unwrap();
+        s.insert(&ws("b"), 2, &Quota::default(), None, 1).unwrap();
+        assert!(matches!(s.insert(&ws("c"), 2, &Quota::default(), None, 1), Err(StoreError::Full { max: 2 })));
         assert_eq!(s.count().unwrap(), 2);
         s.delete("a").unwrap();
-        s.insert(&ws("c"), 2, None, 1).unwrap();
+        s.insert(&ws("c"), 2, &Quota::default(), None, 1).unwrap();
     }
 
     #[test]
     fn transitions_set_their_times_crash_and_event() {
         let s = Store::in_memory().unwrap();
-        s.insert(&ws("a"), 10, None, 1).unwrap();
+        s.insert(&ws("a"), 10, &Quota::default(), None, 1).unwrap();
         s.record("a", Transition::Started { why: "boot" }, 10).unwrap();
         s.record("a", Transition::Crashed { why: "KVM_EXIT_SHUTDOWN" }, 20).unwrap();
         let a = s.get("a").unwrap().unwrap();

@@ -90,6 +90,7 @@ impl Service {
                 ended_ms: None,
             };
             s.store.open_terminal(&id, &record, unix_ms_now())?;
+            s.audit(&who.user, "open_terminal", &id, &format!("{}: {}", info.id, info.argv.join(" ")));
             Ok(to_api(&id, info))
         })
         .await
@@ -128,6 +129,7 @@ impl Service {
         self.run(move |s| {
             s.agent(&who, &id)?.pty_ok(&Request::PtyClose { id: tid.clone() }).map_err(agent_error)?;
             s.store.end_terminals(&id, &[&tid], true, unix_ms_now())?;
+            s.audit(&who.user, "close_terminal", &id, &tid);
             Ok(())
         })
         .await
@@ -140,6 +142,11 @@ impl Service {
             who.may(Scope::Write)?;
         }
         let (who, id, tid) = (who.clone(), id.to_string(), tid.to_string());
-        self.run(move |s| s.agent(&who, &id)?.pty_attach(&tid, None, mode == AttachMode::View).map_err(agent_error)).await
+        self.run(move |s| {
+            let stream = s.agent(&who, &id)?.pty_attach(&tid, None, mode == AttachMode::View).map_err(agent_error)?;
+            s.audit(&who.user, "attach", &id, &format!("{tid} ({})", if mode == AttachMode::View { "view" } else { "write" }));
+            Ok(stream)
+        })
+        .await
     }
 }

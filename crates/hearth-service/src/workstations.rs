@@ -127,6 +127,13 @@ impl Service {
             base_image,
         };
         let start = req.start.unwrap_or(true);
+        // The caller's quota, checked here for a refusal before anything is made, and again
+        // with the record (creates at once).
+        let quota = self.quota_of(who)?;
+        let adds = hearth_proto::api::Usage { workstations: 1, vcpus: spec.vcpus.into(), mem_mib: spec.mem_mib.into(), disk_gib: spec.disk_gib.into(), execs: 0 };
+        if let Some((limit, max, used)) = crate::store::over_quota(&quota, &self.store.usage(&who.user)?, &adds) {
+            return Err(Error::QuotaExceeded { limit, message: crate::error::quota_message(limit, max, used) });
+        }
         // 2. Room, held until the outcome is recorded: its disk from now on, its memory and
         // vCPUs if it boots.
         let runs = |n: u64| if start { n } else { 0 };
@@ -159,7 +166,7 @@ impl Service {
             stopped_ms: None,
             crash: None,
         };
-        let row = self.store.insert(&row, self.config.limits.max_workstations, self.network.as_ref().map(|n| n.range()), now)?;
+        let row = self.store.insert(&row, self.config.limits.max_workstations, &quota, self.network.as_ref().map(|n| n.range()), now)?;
         undo.push("record", || self.store.delete(&id).map(drop));
         // 5. Its network, and the VM's spec of it.
         if let (Some(net), Some(slot)) = (&self.network, row.slot) {
@@ -170,6 +177,8 @@ impl Service {
         }
         // Made: a boot that fails from here leaves a stopped workstation with its event.
         undo.dismiss();
+        let size = if read_only { "read-only".to_string() } else { format!("{} GiB", spec.disk_gib) };
+        self.audit(&who.user, "create", &id, &format!("{} ({} vCPU, {} MiB, {size})", spec.name, spec.vcpus, spec.mem_mib));
         if start {
             self.boot(&id, "")?;
         }
@@ -210,6 +219,7 @@ impl Service {
                 net.teardown(&id)?;
             }
             s.store.delete(&id)?;
+            s.audit(&who.user, "delete", &id, &row.name);
             Ok(())
         })
         .await
@@ -248,6 +258,7 @@ impl Service {
                     s.store.record(&id, Transition::Resumed, now)?;
                 }
             }
+            s.audit(&who.user, action.as_str(), &id, "");
             Ok(Workstation::from(&s.current(&who, &id)?))
         })
         .await

@@ -40,6 +40,8 @@ enum Command {
     User(cmd::account::UserArgs),
     /// Your API tokens: ls, create, rm.
     Token(cmd::account::TokenArgs),
+    /// Who did what, when (administrators: everyone's; users: their own).
+    Audit(cmd::account::AuditArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Logout(a) => cmd::account::logout(a),
         Command::User(a) => cmd::account::user(a, &paths),
         Command::Token(a) => cmd::account::token(a, &paths),
+        Command::Audit(a) => cmd::account::audit(a, &paths),
     };
     match result {
         Ok(code) => code,

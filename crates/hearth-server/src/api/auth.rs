@@ -1,12 +1,13 @@
 //! Signing in and out: `/api/v1/auth/session` (a browser session in a cookie),
 //! `/api/v1/auth/token` (an API token for the CLI and scripts) and `/auth/link` (the one-time
-//! link the server prints at first start).
+//! link the server prints at first start), and `/api/v1/auth/hypha/*` (signing in with a
+//! Hypha account: start, then check, as the seed's page does).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hearth_proto::api::{ErrorBody, NewToken, Session, SignIn};
+use hearth_proto::api::{ErrorBody, HyphaCheck, HyphaLogin, HyphaPending, NewToken, Session, SignIn};
 use serde::Deserialize;
 
 use super::caller::{session_cookie, Peer, Signed};
@@ -60,4 +61,27 @@ pub async fn link(State(svc): State<SharedService>, ApiQuery(q): ApiQuery<LinkQu
     let issued = svc.redeem_link(q.code).await?;
     let cookie = session_cookie(&issued.secret, issued.max_age_secs, svc.config.auth.secure_cookies());
     Ok((StatusCode::SEE_OTHER, [(header::SET_COOKIE, cookie), (header::LOCATION, "/".parse().expect("a path"))]).into_response())
+}
+
+/// Starts signing in with Hypha: open `login_url` (a popup), then check `key`.
+#[utoipa::path(post, path = "/api/v1/auth/hypha/start",
+    responses((status = 200, body = HyphaLogin), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn hypha_start(State(svc): State<SharedService>) -> Result<Json<HyphaLogin>, HttpError> {
+    let start = svc.hypha_login_start().await?;
+    Ok(Json(HyphaLogin { login_url: start.login_url, key: start.key }))
+}
+
+/// Whether a Hypha login is complete: 200 with the session (and its cookie) when it is, 202
+/// while it is not. 403 `not_on_allowlist` for an account the server's allowlist does not
+/// admit; 503 `hypha_unavailable` when the Hypha server does not answer.
+#[utoipa::path(post, path = "/api/v1/auth/hypha/check", request_body = HyphaCheck,
+    responses((status = 200, body = Session), (status = 202, body = HyphaPending), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn hypha_check(State(svc): State<SharedService>, ApiJson(req): ApiJson<HyphaCheck>) -> Result<Response, HttpError> {
+    match svc.hypha_login_check(req.key, req.wait_secs.unwrap_or(0)).await? {
+        Some(issued) => {
+            let cookie = session_cookie(&issued.secret, issued.max_age_secs, svc.config.auth.secure_cookies());
+            Ok(([(header::SET_COOKIE, cookie)], Json(issued.session)).into_response())
+        }
+        None => Ok((StatusCode::ACCEPTED, Json(HyphaPending { status: "pending".into() })).into_response()),
+    }
 }

@@ -1,8 +1,8 @@
 //! Who a request comes from: its credential, checked by the service, as a [`Principal`].
 //! The one place a request's identity is decided.
 //!
-//! A request carries `Authorization: Bearer <token>` (API tokens: the CLI, scripts) or the
-//! session cookie (browsers). With an `Authorization` header the cookie is not looked at.
+//! A request carries `Authorization: Bearer <token>` (API tokens: the CLI, scripts; or a
+//! Hypha token, when Hypha sign-in is on) or the session cookie (browsers). With an `Authorization` header the cookie is not looked at.
 //! A cookie-authenticated request that changes something must also carry the session's CSRF
 //! token in `X-CSRF-Token`: a cookie goes with cross-site requests, a custom header cannot
 //! (the server allows no cross-origin requests). Origins and hosts are checked before this,
@@ -28,8 +28,15 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// document, and the sign-ins themselves. Every other operation takes a [`Caller`] or a
 /// [`Signed`] (the authorization test in `api/tests.rs` holds every documented operation to
 /// this list).
-pub const PUBLIC: &[(&str, &str)] =
-    &[("get", "/api/v1/health"), ("get", "/api/v1/openapi.json"), ("post", "/api/v1/auth/session"), ("post", "/api/v1/auth/token"), ("get", "/auth/link")];
+pub const PUBLIC: &[(&str, &str)] = &[
+    ("get", "/api/v1/health"),
+    ("get", "/api/v1/openapi.json"),
+    ("post", "/api/v1/auth/session"),
+    ("post", "/api/v1/auth/token"),
+    ("get", "/auth/link"),
+    ("post", "/api/v1/auth/hypha/start"),
+    ("post", "/api/v1/auth/hypha/check"),
+];
 
 /// The caller of a request.
 pub struct Caller(pub Principal);

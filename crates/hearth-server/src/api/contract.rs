@@ -80,8 +80,13 @@ fn bounds(doc: &mut Value, cfg: &Config) {
     for s in query_params(doc, "tail_bytes") {
         constrain(s, "", json!({"maximum": MAX_TAIL}));
     }
-    for s in query_params(doc, "limit") {
-        constrain(s, "", json!({"minimum": 1, "maximum": MAX_EVENTS}));
+    for (path, item) in doc["paths"].as_object_mut().into_iter().flatten() {
+        let max = if path == "/api/v1/audit" { u64::from(hearth_service::audit::MAX_READ) } else { MAX_EVENTS as u64 };
+        for op in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            for p in op["parameters"].as_array_mut().into_iter().flatten().filter(|p| p["in"] == "query" && p["name"] == "limit") {
+                constrain(&mut p["schema"], "", json!({"minimum": 1, "maximum": max}));
+            }
+        }
     }
     for s in query_params(doc, "mode") {
         // Two operations have a `mode`: a terminal attach's and an upload's permission bits.
@@ -137,7 +142,7 @@ fn statuses(doc: &mut Value) {
                 "403",
                 "`host_not_allowed` (a `Host` the server does not answer to), `origin_not_allowed` (a page of another origin), `csrf_failed` (a cookie session's change without `X-CSRF-Token`), `forbidden` (the credential or account may not do this)".into(),
             ));
-            if path.starts_with("/api/v1/auth/") && method == "post" {
+            if (path == "/api/v1/auth/session" || path == "/api/v1/auth/token") && method == "post" {
                 add.push(("429", "`rate_limited`: too many failed sign-ins for this account or address (`Retry-After`)".into()));
             }
             if path.ends_with("/ws") {

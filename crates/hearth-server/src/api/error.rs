@@ -26,7 +26,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::Invalid { .. } | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
         Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::Forbidden(_) | Error::NotAllowed(_) | Error::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
         Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -109,6 +109,8 @@ mod tests {
             (Error::Forbidden("x".into()), 403, "forbidden"),
             (Error::Unauthenticated("x".into()), 401, "unauthenticated"),
             (Error::RateLimited { retry_after_secs: 9 }, 429, "rate_limited"),
+            (Error::NotAllowed("x".into()), 403, "not_on_allowlist"),
+            (Error::Unavailable { what: Unavailable::Hypha, message: "x".into() }, 503, "hypha_unavailable"),
             (Error::Internal("x".into()), 500, "internal"),
         ] {
             let e = HttpError::from(err);

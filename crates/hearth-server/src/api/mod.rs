@@ -4,6 +4,7 @@
 //! are built from the same handler list (utoipa-axum), so the document cannot drift from what
 //! is served.
 
+pub mod audit;
 pub mod auth;
 pub mod bridge;
 pub mod caller;
@@ -69,10 +70,14 @@ fn routes() -> OpenApiRouter<SharedService> {
         .routes(routes!(auth::sign_in, auth::whoami, auth::sign_out))
         .routes(routes!(auth::sign_in_token))
         .routes(routes!(auth::link))
+        .routes(routes!(auth::hypha_start))
+        .routes(routes!(auth::hypha_check))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(users::quota, users::set_quota))
+        .routes(routes!(audit::read))
 }
 
 /// The router and the OpenAPI document describing it.

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use hearth_proto::api::{CreateUser, ErrorBody, UpdateUser, User, UserList};
+use hearth_proto::api::{CreateUser, ErrorBody, Quota, QuotaReport, UpdateUser, User, UserList};
 
 use super::error::HttpError;
 use super::extract::{ApiJson, ApiPath};
@@ -42,4 +42,19 @@ pub async fn update(State(svc): State<SharedService>, Caller(who): Caller, ApiPa
 pub async fn delete(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>) -> Result<StatusCode, HttpError> {
     svc.delete_user(&who, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A user's quota (their role's limits and their own) and what they hold: their own, or
+/// anyone's for an administrator.
+#[utoipa::path(get, path = "/api/v1/users/{id}/quota", params(("id" = String, Path)), responses((status = 200, body = QuotaReport), (status = 404, body = ErrorBody)))]
+pub async fn quota(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>) -> Result<Json<QuotaReport>, HttpError> {
+    Ok(Json(svc.quota(&who, &id).await?))
+}
+
+/// Sets a user's own limits (administrators): each field set replaces their role's (0:
+/// unlimited); null takes the role's.
+#[utoipa::path(put, path = "/api/v1/users/{id}/quota", params(("id" = String, Path)), request_body = Quota,
+    responses((status = 200, body = QuotaReport), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn set_quota(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>, ApiJson(q): ApiJson<Quota>) -> Result<Json<QuotaReport>, HttpError> {
+    Ok(Json(svc.set_quota(&who, &id, q).await?))
 }

@@ -8,6 +8,7 @@
 //! Must not: keep or log a secret. Credentials are stored as digests ([`secret`]), passwords
 //! as argon2id hashes ([`password`]); no error names a secret.
 
+pub mod hypha;
 pub mod limiter;
 pub mod password;
 pub mod records;
@@ -109,16 +110,20 @@ pub struct Bootstrap {
     pub link: Option<String>,
 }
 
-/// Sign-in state that lives in memory only.
+/// Sign-in state that lives in memory only, and the Hypha server identities come from.
 pub struct Access {
     limiter: limiter::Limiter,
+    hypha: Option<hypha::Verifier>,
 }
 
 impl Access {
-    pub fn new(config: &crate::config::Auth) -> Access {
-        Access { limiter: limiter::Limiter::new(config.max_failed_sign_ins, config.max_failed_sign_ins_per_address) }
+    pub fn new(config: &crate::config::Auth, hypha: &crate::config::Hypha) -> Access {
+        Access { limiter: limiter::Limiter::new(config.max_failed_sign_ins, config.max_failed_sign_ins_per_address), hypha: hypha.enabled().then(|| hypha::Verifier::new(hypha)) }
     }
 }
+
+/// Accounts of Hypha users are `hypha:<their Hypha id>` (local ids never hold `:`).
+pub const HYPHA_PREFIX: &str = "hypha:";
 
 fn unauthenticated() -> Error {
     Error::Unauthenticated("the credential is not valid (wrong, expired or revoked); sign in again".into())
@@ -149,6 +154,11 @@ impl Service {
     /// else (unknown, wrong, expired, revoked, of a disabled account, or of another kind).
     pub async fn authenticate(self: &Arc<Self>, credential: Credential<'_>) -> Result<Authenticated, Error> {
         let (kind, text) = match credential {
+            // Not one of ours: a Hypha token, when Hypha sign-in is on.
+            Credential::Bearer(t) if !t.starts_with("hth_") && self.access.hypha.is_some() && hypha::Verifier::looks_like_jwt(t) => {
+                let token = t.to_string();
+                return self.run(move |s| s.hypha_caller(&token)).await;
+            }
             Credential::Bearer(t) => (Kind::Token, t),
             Credential::Session(t) => (Kind::Session, t),
         };
@@ -167,6 +177,73 @@ impl Service {
         Ok(Authenticated { principal: principal_of(&user).limited_to(row.scope), credential: row.id, csrf: row.csrf, expires_ms: row.expires_ms })
     }
 
+    /// The caller a Hypha token stands for (its account made at its first use).
+    fn hypha_caller(&self, token: &str) -> Result<Authenticated, Error> {
+        let verifier = self.access.hypha.as_ref().ok_or_else(unauthenticated)?;
+        let id = verifier.verify(token)?;
+        let user = self.admit_identity(&id)?;
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+        Ok(Authenticated { principal: principal_of(&user), credential: format!("{HYPHA_PREFIX}{}", &digest[..24]), csrf: None, expires_ms: id.expires_at.map(|s| s * 1000) })
+    }
+
+    /// The account of a Hypha identity, if the allowlist admits it: made at its first
+    /// sign-in, its email kept current, made an administrator by a role in
+    /// `hypha.admin_roles` (never unmade by one: administrators here decide that).
+    fn admit_identity(&self, id: &hypha::Identity) -> Result<UserRow, Error> {
+        if !self.config.auth.email_allowed(id.email.as_deref()) {
+            let who = id.email.as_deref().unwrap_or("a Hypha account without an email address");
+            return Err(Error::NotAllowed(format!("{who} is not on this server's allowlist; ask its administrator to add it")));
+        }
+        if id.id.is_empty() || id.id.len() > 128 || id.id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(unauthenticated());
+        }
+        let uid = format!("{HYPHA_PREFIX}{}", id.id);
+        let role_admin = id.roles.iter().any(|r| self.config.hypha.admin_roles.contains(r));
+        match self.store.user(&uid)? {
+            Some(u) if u.disabled => Err(Error::Unauthenticated("this account is disabled".into())),
+            Some(mut u) => {
+                if u.email != id.email || (role_admin && !u.admin) {
+                    u.email = id.email.clone();
+                    u.admin |= role_admin;
+                    self.store.save_user(&u)?;
+                }
+                Ok(u)
+            }
+            None => {
+                let u = UserRow { id: uid, email: id.email.clone(), password: None, admin: role_admin, disabled: false, created_ms: unix_ms_now(), quota: Default::default() };
+                if !self.store.insert_user(&u)? {
+                    // Made by a sign-in beside this one.
+                    return self.store.user(&u.id)?.ok_or_else(unauthenticated);
+                }
+                tracing::info!(user = %u.id, admin = u.admin, "account made at its first Hypha sign-in: {}", hypha::describe(id));
+                Ok(u)
+            }
+        }
+    }
+
+    /// Starts a browser login at the Hypha server (503 `hypha_unavailable` when it does not
+    /// answer; 404 when Hypha sign-in is off).
+    pub async fn hypha_login_start(self: &Arc<Self>) -> Result<hypha::LoginStart, Error> {
+        self.run(|s| s.hypha_verifier()?.start_login()).await
+    }
+
+    /// Waits (at most [`hypha::MAX_CHECK_SECS`]) for the Hypha login of `key`; when it is
+    /// complete, checks its token and starts a browser session. None: not yet.
+    pub async fn hypha_login_check(self: &Arc<Self>, key: String, wait_secs: u64) -> Result<Option<IssuedSession>, Error> {
+        self.run(move |s| {
+            let Some(token) = s.hypha_verifier()?.check_login(&key, wait_secs)? else { return Ok(None) };
+            let caller = s.hypha_caller(&token)?;
+            let user = s.store.user(&caller.principal.user)?.ok_or_else(unauthenticated)?;
+            s.audit(&user.id, "sign_in", &user.id, &format!("Hypha: a session ({})", user.email.as_deref().unwrap_or("no email")));
+            s.start_session(&user).map(Some)
+        })
+        .await
+    }
+
+    fn hypha_verifier(&self) -> Result<&hypha::Verifier, Error> {
+        self.access.hypha.as_ref().ok_or_else(|| Error::NotFound("Hypha sign-in is not configured on this server (hypha.server_url)".into()))
+    }
+
     /// Checks a password sign-in (rate limited per account and per address; every failure
     /// looks the same) and returns the account.
     fn check_password(&self, req: &SignIn, from: Option<IpAddr>) -> Result<UserRow, Error> {
@@ -178,6 +255,8 @@ impl Service {
         let stored = user.as_ref().filter(|u| !u.disabled).and_then(|u| u.password.as_deref());
         if !password::verify(&req.password, stored) {
             self.access.limiter.failed(&req.user, from, now);
+            let tried: String = req.user.chars().take(64).collect();
+            self.audit(&tried, "sign_in_failed", &tried, &from.map_or_else(|| "password".into(), |ip| format!("password, from {ip}")));
             return Err(Error::Unauthenticated("wrong user or password".into()));
         }
         // Verified against a stored hash: the account exists and is enabled.
@@ -188,6 +267,7 @@ impl Service {
     pub async fn sign_in(self: &Arc<Self>, req: SignIn, from: Option<IpAddr>) -> Result<IssuedSession, Error> {
         self.run(move |s| {
             let user = s.check_password(&req, from)?;
+            s.audit(&user.id, "sign_in", &user.id, &from.map_or_else(|| "password: a session".into(), |ip| format!("password: a session, from {ip}")));
             s.start_session(&user)
         })
         .await
@@ -197,6 +277,7 @@ impl Service {
     pub async fn sign_in_token(self: &Arc<Self>, req: SignIn, from: Option<IpAddr>) -> Result<NewToken, Error> {
         self.run(move |s| {
             let user = s.check_password(&req, from)?;
+            s.audit(&user.id, "sign_in", &user.id, &from.map_or_else(|| "password: a token".into(), |ip| format!("password: a token, from {ip}")));
             let ask = CreateToken { name: req.name.clone().unwrap_or_else(|| "sign-in".into()), scope: req.scope, expires_in_days: req.expires_in_days };
             s.make_token(&principal_of(&user), ask)
         })
@@ -213,6 +294,7 @@ impl Service {
                 return Err(unauthenticated());
             }
             let user = s.store.user(&row.user)?.filter(|u| !u.disabled).ok_or_else(unauthenticated)?;
+            s.audit(&user.id, "sign_in", &user.id, "one-time link: a session");
             s.start_session(&user)
         })
         .await
@@ -247,9 +329,10 @@ impl Service {
 
     /// Ends the session or revokes the token a request came with.
     pub async fn sign_out(self: &Arc<Self>, auth: &Authenticated) -> Result<(), Error> {
-        let id = auth.credential.clone();
+        let (id, user) = (auth.credential.clone(), auth.principal.user.clone());
         self.run(move |s| {
             s.store.delete_credential(&id)?;
+            s.audit(&user, "sign_out", &user, &id);
             Ok(())
         })
         .await
@@ -294,6 +377,7 @@ impl Service {
         if !self.store.insert_credential(&row, max.into())? {
             return Err(Error::Conflict(format!("a user holds at most {max} tokens; revoke one first")));
         }
+        self.audit(&who.user, "create_token", &row.id, &format!("{} ({})", row.name, scope.as_str()));
         Ok(NewToken { token: Token::from(&row), secret: secret.expose() })
     }
 
@@ -310,6 +394,7 @@ impl Service {
         self.run(move |s| match s.store.credential(&id)? {
             Some(c) if c.kind == Kind::Token && who.sees(&c.user) => {
                 s.store.delete_credential(&id)?;
+                s.audit(&who.user, "revoke_token", &id, &format!("{}'s {}", c.user, c.name));
                 Ok(())
             }
             _ => Err(Error::NotFound(format!("no token `{id}`"))),
@@ -329,7 +414,7 @@ impl Service {
         self.run(move |s| Ok(User::from(&s.visible_user(&who, &id)?))).await
     }
 
-    fn visible_user(&self, who: &Principal, id: &str) -> Result<UserRow, Error> {
+    pub(crate) fn visible_user(&self, who: &Principal, id: &str) -> Result<UserRow, Error> {
         match self.store.user(id)? {
             Some(u) if who.sees(&u.id) => Ok(u),
             _ => Err(Error::NotFound(format!("no user `{id}`"))),
@@ -344,6 +429,7 @@ impl Service {
         if let Some(p) = &req.password {
             password::check("password", p)?;
         }
+        let by = who.user.clone();
         self.run(move |s| {
             let row = UserRow {
                 id: req.id.clone(),
@@ -352,11 +438,13 @@ impl Service {
                 admin: req.admin,
                 disabled: false,
                 created_ms: unix_ms_now(),
+                quota: Default::default(),
             };
             if !s.store.insert_user(&row)? {
                 return Err(Error::Conflict(format!("user `{}` exists", req.id)));
             }
             tracing::info!(user = %row.id, admin = row.admin, "account created");
+            s.audit(&by, "create_user", &row.id, if row.admin { "administrator" } else { "user" });
             Ok(User::from(&row))
         })
         .await
@@ -388,12 +476,22 @@ impl Service {
             if let Some(p) = &req.password {
                 row.password = Some(password::hash(p)?);
             }
-            row.email = req.email.or(row.email);
+            row.email = req.email.clone().or(row.email);
             row.admin = req.admin.unwrap_or(row.admin);
             row.disabled = req.disabled.unwrap_or(row.disabled);
             if !s.store.save_user(&row)? {
                 return Err(Error::NotFound(format!("no user `{id}`")));
             }
+            let changed: Vec<String> = [
+                req.password.as_ref().map(|_| "password".to_string()),
+                req.email.as_ref().map(|e| format!("email={e}")),
+                req.admin.map(|a| format!("admin={a}")),
+                req.disabled.map(|d| format!("disabled={d}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            s.audit(&who.user, "update_user", &id, &changed.join(" "));
             // A new password or a lost role ends the sessions that were signed in before it.
             if req.password.is_some() || demoted || req.admin == Some(false) {
                 s.store.delete_credentials(&id, Kind::Session)?;
@@ -408,8 +506,12 @@ impl Service {
     pub async fn delete_user(self: &Arc<Self>, who: &Principal, id: &str) -> Result<(), Error> {
         who.must_be_admin()?;
         let id = id.to_string();
+        let by = who.user.clone();
         self.run(move |s| match s.store.delete_user(&id)? {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                s.audit(&by, "delete_user", &id, "");
+                Ok(())
+            }
             Ok(false) => Err(Error::NotFound(format!("no user `{id}`"))),
             Err(why) => Err(Error::Conflict(why)),
         })
@@ -430,7 +532,15 @@ impl Service {
             None => {
                 // None at all (first start), or every administrator gone: the host's owner
                 // gets one back.
-                let mut a = self.store.user(FIRST_ADMIN)?.unwrap_or(UserRow { id: FIRST_ADMIN.into(), email: None, password: None, admin: true, disabled: false, created_ms: now });
+                let mut a = self.store.user(FIRST_ADMIN)?.unwrap_or(UserRow {
+                    id: FIRST_ADMIN.into(),
+                    email: None,
+                    password: None,
+                    admin: true,
+                    disabled: false,
+                    created_ms: now,
+                    quota: Default::default(),
+                });
                 (a.admin, a.disabled) = (true, false);
                 if !self.store.insert_user(&a)? {
                     self.store.save_user(&a)?;

@@ -1,7 +1,7 @@
 //! Accounts and credentials in the store (`users`, `credentials`; the schema is in
 //! `crate::store`'s migrations). Blocking calls, like the rest of the store.
 
-use hearth_proto::api::{Scope, Token, User};
+use hearth_proto::api::{Quota, Scope, Token, User};
 use rusqlite::{params, OptionalExtension};
 
 use crate::store::{parsed, Store, StoreError};
@@ -16,6 +16,8 @@ pub struct UserRow {
     pub admin: bool,
     pub disabled: bool,
     pub created_ms: u64,
+    /// Limits of this user's own, over their role's (`crate::quota`).
+    pub quota: Quota,
 }
 
 /// What a credential is for; one is never accepted as another.
@@ -69,8 +71,21 @@ impl CredentialRow {
     }
 }
 
+fn quota_json(q: &Quota) -> Option<String> {
+    (*q != Quota::default()).then(|| serde_json::to_string(q).expect("quotas serialize"))
+}
+
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
-    Ok(UserRow { id: r.get("id")?, email: r.get("email")?, password: r.get("password")?, admin: r.get("admin")?, disabled: r.get("disabled")?, created_ms: r.get("created_ms")? })
+    Ok(UserRow {
+        id: r.get("id")?,
+        email: r.get("email")?,
+        password: r.get("password")?,
+        admin: r.get("admin")?,
+        disabled: r.get("disabled")?,
+        created_ms: r.get("created_ms")?,
+        // Unreadable (written by a newer hearth, say): none of its own.
+        quota: r.get::<_, Option<String>>("quota")?.and_then(|q| serde_json::from_str(&q).ok()).unwrap_or_default(),
+    })
 }
 
 fn credential_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRow> {
@@ -103,16 +118,18 @@ impl Store {
     /// Adds an account; false when the id is taken.
     pub fn insert_user(&self, u: &UserRow) -> Result<bool, StoreError> {
         let n = self.conn().execute(
-            "INSERT OR IGNORE INTO users (id, email, password, admin, disabled, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![u.id, u.email, u.password, u.admin, u.disabled, u.created_ms],
+            "INSERT OR IGNORE INTO users (id, email, password, admin, disabled, created_ms, quota) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![u.id, u.email, u.password, u.admin, u.disabled, u.created_ms, quota_json(&u.quota)],
         )?;
         Ok(n == 1)
     }
 
     /// Writes an account's fields back; false when it is gone.
     pub fn save_user(&self, u: &UserRow) -> Result<bool, StoreError> {
-        let n =
-            self.conn().execute("UPDATE users SET email = ?2, password = ?3, admin = ?4, disabled = ?5 WHERE id = ?1", params![u.id, u.email, u.password, u.admin, u.disabled])?;
+        let n = self.conn().execute(
+            "UPDATE users SET email = ?2, password = ?3, admin = ?4, disabled = ?5, quota = ?6 WHERE id = ?1",
+            params![u.id, u.email, u.password, u.admin, u.disabled, quota_json(&u.quota)],
+        )?;
         Ok(n == 1)
     }
 

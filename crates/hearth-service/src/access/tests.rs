@@ -186,3 +186,101 @@ async fn accounts_are_managed_by_administrators_and_guarded() {
     assert!(matches!(svc.delete_user(&admin, FIRST_ADMIN).await, Err(Error::Conflict(_))));
     assert!(matches!(svc.update_user(&admin, FIRST_ADMIN, UpdateUser { admin: Some(false), ..Default::default() }).await, Err(Error::Conflict(_))));
 }
+
+#[tokio::test]
+async fn the_audit_log_shows_each_action_and_users_see_their_own() {
+    let (dir, svc) = fixture(Config::default());
+    svc.bootstrap(dir.path(), None).unwrap();
+    add_user(&svc, "ann", "ann's password").await;
+    let ann = Principal::user("ann");
+    let w = svc.create(&ann, CreateWorkstation { name: "w".into(), ..Default::default() }).await.unwrap();
+    svc.act(&ann, &w.id, crate::workstations::Action::Stop).await.unwrap();
+    svc.act(&ann, &w.id, crate::workstations::Action::Start).await.unwrap();
+    let req = hearth_proto::api::ExecRequest { argv: vec!["echo".into(), "hi".into()], ..Default::default() };
+    svc.exec(&ann, &w.id, req).await.unwrap();
+    let t = svc.open_terminal(&ann, &w.id, hearth_proto::api::CreateTerminal { argv: vec!["sh".into()], ..Default::default() }).await.unwrap();
+    drop(svc.attach_terminal(&ann, &w.id, &t.id, crate::terminals::AttachMode::View).await.unwrap());
+    svc.delete(&ann, &w.id).await.unwrap();
+    let _ = svc.sign_in(sign_in("ann", "not it at all"), Some("192.0.2.9".parse().unwrap())).await;
+
+    let admin = Principal::admin(FIRST_ADMIN);
+    let all = svc.audit_log(&admin, Default::default()).await.unwrap();
+    let actions: Vec<(&str, &str, &str)> = all.iter().rev().map(|e| (e.user.as_str(), e.action.as_str(), e.target.as_str())).collect();
+    let want = [
+        ("admin", "create_user", "ann"),
+        ("ann", "create", w.id.as_str()),
+        ("ann", "stop", &w.id),
+        ("ann", "start", &w.id),
+        ("ann", "exec", &w.id),
+        ("ann", "open_terminal", &w.id),
+        ("ann", "attach", &w.id),
+        ("ann", "delete", &w.id),
+        ("ann", "sign_in_failed", "ann"),
+    ];
+    assert_eq!(actions, want);
+    let exec = all.iter().find(|e| e.action == "exec").unwrap();
+    assert!(exec.detail.ends_with("echo hi"), "{}", exec.detail);
+    assert!(all.iter().find(|e| e.action == "sign_in_failed").unwrap().detail.contains("192.0.2.9"));
+    assert!(!all.iter().any(|e| e.detail.contains("not it at all")), "no password in the log");
+
+    // Users read their own; asking for another's is refused.
+    let own = svc.audit_log(&ann, Default::default()).await.unwrap();
+    assert!(own.iter().all(|e| e.user == "ann") && own.len() == 8);
+    let q = crate::audit::Query { user: Some("admin".into()), ..Default::default() };
+    assert!(matches!(svc.audit_log(&ann, q).await, Err(Error::Forbidden(_))));
+    let q = crate::audit::Query { target: Some(w.id.clone()), limit: Some(2), ..Default::default() };
+    assert_eq!(svc.audit_log(&admin, q).await.unwrap().iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["delete", "attach"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quotas_stop_the_create_that_would_exceed_them() {
+    let mut config = Config::default();
+    config.quotas.user = crate::config::RoleQuota { max_workstations: 3, max_vcpus: 4, max_mem_mib: 0, max_disk_gib: 0, max_execs: 1 };
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, backend) = service(dir.path(), config, Need { mem_mib: 1 << 20, vcpus: 1 << 10, disk_gib: 1 << 10 });
+    svc.bootstrap(dir.path(), None).unwrap();
+    add_user(&svc, "ann", "ann's password").await;
+    let ann = Principal::user("ann");
+    let ws = |name: &str, vcpus: u8| CreateWorkstation { name: name.into(), vcpu_count: Some(vcpus), mem_size_mib: Some(256), start: Some(false), ..Default::default() };
+    svc.create(&ann, ws("a", 2)).await.unwrap();
+    let over = svc.create(&ann, ws("b", 4)).await;
+    assert!(matches!(&over, Err(Error::QuotaExceeded { limit: "max_vcpus", .. })), "{over:?}");
+    assert_eq!(over.unwrap_err().field(), Some("max_vcpus"));
+
+    // Many creates at once: the quota holds exactly (counted in the insert's transaction).
+    // A create takes a while (a real one makes a disk): the race has room to show.
+    backend.create_ms.store(20, std::sync::atomic::Ordering::Relaxed);
+    let mut all = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let (svc, ann) = (svc.clone(), ann.clone());
+        all.spawn(async move { svc.create(&ann, ws(&format!("c{i}"), 1)).await });
+    }
+    let made = all.join_all().await.into_iter().filter(|r| r.is_ok()).count();
+    assert_eq!(made, 2, "3 workstations at most, 1 held before");
+    let report = svc.quota(&ann, "ann").await.unwrap();
+    assert_eq!((report.usage.workstations, report.usage.vcpus, report.limits.max_workstations), (3, 4, Some(3)));
+
+    // An administrator raises ann's own limits; others are not affected; ann cannot.
+    let admin = Principal::admin(FIRST_ADMIN);
+    let own = hearth_proto::api::Quota { max_workstations: Some(5), max_vcpus: Some(0), ..Default::default() };
+    assert!(matches!(svc.set_quota(&ann, "ann", own).await, Err(Error::Forbidden(_))));
+    let report = svc.set_quota(&admin, "ann", own).await.unwrap();
+    assert_eq!((report.limits.max_workstations, report.limits.max_vcpus, report.overrides.max_vcpus), (Some(5), None, Some(0)));
+    svc.create(&ann, ws("d", 8)).await.unwrap();
+    assert!(matches!(svc.quota(&Principal::user("bob"), "ann").await, Err(Error::NotFound(_))));
+
+    // Commands at once: one, by ann's role.
+    let (svc2, ann2) = (svc.clone(), ann.clone());
+    let w = svc.create(&ann, CreateWorkstation { name: "run".into(), mem_size_mib: Some(256), vcpu_count: Some(1), ..Default::default() }).await.unwrap();
+    let id = w.id.clone();
+    let long = tokio::spawn(async move { svc2.exec(&ann2, &id, hearth_proto::api::ExecRequest { argv: vec!["sleep".into(), "2".into()], ..Default::default() }).await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while svc.quota(&ann, "ann").await.unwrap().usage.execs == 0 {
+        assert!(std::time::Instant::now() < deadline, "the long exec never started");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let second = svc.exec(&ann, &w.id, hearth_proto::api::ExecRequest { argv: vec!["true".into()], ..Default::default() }).await;
+    assert!(matches!(second, Err(Error::QuotaExceeded { limit: "max_execs", .. })), "{second:?}");
+    long.await.unwrap().unwrap();
+    assert!(svc.exec(&ann, &w.id, hearth_proto::api::ExecRequest { argv: vec!["true".into()], ..Default::default() }).await.is_ok(), "its place is given back");
+}

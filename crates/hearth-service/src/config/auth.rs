@@ -26,6 +26,11 @@ pub struct Auth {
     pub max_failed_sign_ins_per_address: u32,
     /// API tokens one user may hold.
     pub max_tokens_per_user: u32,
+    /// Who may sign in with an identity from elsewhere (Hypha): exact addresses
+    /// (`ann@lab.org`) and whole domains (`*@lab.org`), case-insensitive. Empty: anyone the
+    /// identity provider vouches for. Local accounts are made by administrators and are not
+    /// held to it.
+    pub allow_emails: Vec<String>,
 }
 
 impl Default for Auth {
@@ -38,11 +43,31 @@ impl Default for Auth {
             max_failed_sign_ins: 10,
             max_failed_sign_ins_per_address: 50,
             max_tokens_per_user: 100,
+            allow_emails: Vec::new(),
         }
     }
 }
 
+/// `ann@lab.org` or `*@lab.org`.
+fn email_pattern_ok(p: &str) -> bool {
+    match p.split_once('@') {
+        Some((local, domain)) => !local.is_empty() && (local == "*" || !local.contains('*')) && !domain.is_empty() && !domain.contains(['*', '@', ' ']),
+        None => false,
+    }
+}
+
 impl Auth {
+    /// Whether `email` may sign in by the allowlist (an empty list allows everyone; no
+    /// address, with a list, is not allowed).
+    pub fn email_allowed(&self, email: Option<&str>) -> bool {
+        if self.allow_emails.is_empty() {
+            return true;
+        }
+        let Some(email) = email.map(str::to_ascii_lowercase) else { return false };
+        let Some((_, domain)) = email.rsplit_once('@') else { return false };
+        self.allow_emails.iter().map(|p| p.to_ascii_lowercase()).any(|p| p == email || p.strip_prefix("*@") == Some(domain))
+    }
+
     pub(super) fn check(&self) -> Result<(), String> {
         if self.session_hours == 0 || self.session_hours > MAX_SESSION_HOURS {
             return Err(format!("auth.session_hours must be 1-{MAX_SESSION_HOURS}"));
@@ -52,6 +77,9 @@ impl Auth {
         }
         if !self.public_url.is_empty() {
             self.public_origin().ok_or_else(|| format!("auth.public_url must be http(s)://host[:port][/path], got `{}`", self.public_url))?;
+        }
+        if let Some(bad) = self.allow_emails.iter().find(|e| !email_pattern_ok(e)) {
+            return Err(format!("auth.allow_emails: `{bad}` is neither an address nor *@domain"));
         }
         if let Some(h) = self.allowed_hosts.iter().find(|h| h.is_empty() || h.contains(['/', ':', ' ', '@'])) {
             return Err(format!("auth.allowed_hosts: `{h}` is not a host name"));
@@ -78,5 +106,27 @@ impl Auth {
     /// Whether sessions travel over HTTPS only.
     pub fn secure_cookies(&self) -> bool {
         self.public_origin().is_some_and(|(o, _)| o.starts_with("https://"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_email_allowlist_takes_addresses_and_domains() {
+        let a = Auth { allow_emails: vec!["Ann@X.org".into(), "*@lab.org".into()], ..Default::default() };
+        assert!(a.check().is_ok());
+        for ok in ["ann@x.org", "ANN@x.org", "bob@lab.org", "b@LAB.org"] {
+            assert!(a.email_allowed(Some(ok)), "{ok}");
+        }
+        for no in ["bob@x.org", "ann@x.org.evil", "bob@evil-lab.org", "bob@sub.lab.org", "lab.org", ""] {
+            assert!(!a.email_allowed(Some(no)), "{no}");
+        }
+        assert!(!a.email_allowed(None));
+        assert!(Auth::default().email_allowed(None));
+        for bad in ["nobody", "a*@x.org", "*@", "@x.org", "*@*.org"] {
+            assert!(Auth { allow_emails: vec![bad.into()], ..Default::default() }.check().is_err(), "{bad}");
+        }
     }
 }

@@ -1,12 +1,13 @@
 //! Accounts and credentials from the command line, through the API: `hearth login` and
-//! `logout`, `hearth user …` (administrators; `passwd` for oneself too) and `hearth token …`.
+//! `logout`, `hearth user …` (administrators; `passwd` for oneself too), `hearth token …` and
+//! `hearth audit`.
 
 use std::io::BufRead;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use hearth_proto::api::{CreateToken, CreateUser, NewToken, Scope, Session, SignIn, TokenList, UpdateUser, User, UserList};
+use hearth_proto::api::{AuditList, CreateToken, CreateUser, NewToken, Scope, Session, SignIn, TokenList, UpdateUser, User, UserList};
 
 use crate::cmd::client::{Connect, Saved};
 use crate::paths::Paths;
@@ -110,6 +111,20 @@ enum TokenCmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+}
+
+#[derive(Args)]
+pub(crate) struct AuditArgs {
+    #[command(flatten)]
+    connect: Connect,
+    /// Only this user's entries (administrators; users see their own).
+    #[arg(long)]
+    user: Option<String>,
+    /// Only entries about this workstation, token or user.
+    #[arg(long)]
+    target: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
@@ -254,5 +269,21 @@ pub(crate) fn token(a: TokenArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn audit(a: AuditArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
+    let api = a.connect.api(paths);
+    let mut query = vec![format!("limit={}", a.limit)];
+    let enc = |v: &str| v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.:".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+    query.extend(a.user.as_deref().map(|u| format!("user={}", enc(u))));
+    query.extend(a.target.as_deref().map(|t| format!("target={}", enc(t))));
+    let list: AuditList = api.get(&format!("/audit?{}", query.join("&")))?;
+    if a.connect.json {
+        println!("{}", serde_json::to_string_pretty(&list.entries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = list.entries.iter().rev().map(|e| vec![when(Some(e.at_unix_ms)), e.user.clone(), e.action.clone(), e.target.clone(), e.detail.clone()]).collect();
+    table::print(&["WHEN", "USER", "ACTION", "TARGET", "DETAIL"], &rows);
     Ok(ExitCode::SUCCESS)
 }

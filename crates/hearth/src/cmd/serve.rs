@@ -44,6 +44,10 @@ pub(crate) struct ServeArgs {
     /// Where workstations run.
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     mode: Mode,
+    /// Who may sign in with an identity from Hypha: addresses and `*@domain`, comma-separated
+    /// (adds to the config's `auth.allow_emails`).
+    #[arg(long, value_delimiter = ',')]
+    allow_email: Vec<String>,
     /// Run as the server inside the box: stop at stdin's EOF, suspending running workstations
     /// (they boot again at the next start).
     #[arg(long, hide = true)]
@@ -58,6 +62,10 @@ pub(crate) fn run(a: ServeArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
     let mut config = Config::load(file.as_deref(), std::env::vars()).context("loading the configuration")?;
     if let Some(l) = a.listen {
         config.listen = l;
+    }
+    if !a.allow_email.is_empty() {
+        config.auth.allow_emails.extend(a.allow_email.iter().map(|e| e.trim().to_string()).filter(|e| !e.is_empty()));
+        config.check().context("--allow-email")?;
     }
     let in_box = std::env::var_os("HEARTH_IN_BOX").is_some();
     let direct = match a.mode {
@@ -146,6 +154,8 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
     if config.auth.public_url.is_empty() {
         config.auth.public_url = format!("http://127.0.0.1:{port}");
     }
+    // The shared Hypha secret goes by the environment, not into the share's file.
+    let jwt_secret = std::mem::take(&mut config.hypha.jwt_secret);
     let toml = toml::to_string(&config).context("writing the configuration for the box")?;
     let config_path = dir.share_file("serve.toml", toml.as_bytes())?;
     let mut spec = ExecSpec::new(["hearth", "serve", "--mode", "direct", "--box-child", "--config", &config_path]);
@@ -157,6 +167,9 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
     };
     let admin_token = hearth_service::access::admin_token_file(&token_file).context("the administrator token")?;
     spec.env.push((ADMIN_TOKEN_ENV.into(), admin_token.expose()));
+    if !jwt_secret.is_empty() {
+        spec.env.push(("HEARTH_HYPHA__JWT_SECRET".into(), jwt_secret));
+    }
     eprintln!("hearth: the administrator's API token is in {} (the CLI on this host uses it)", token_file.display());
     boxcmd::stop_on_signals()?;
     let inside = format!("http://0.0.0.0:{BOX_API_PORT}");

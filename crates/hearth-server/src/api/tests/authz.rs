@@ -26,6 +26,8 @@ const DECISIONS: &[(&str, &str, Who, &str)] = &[
     ("post", "/api/v1/auth/session", Who::Public, ""),
     ("post", "/api/v1/auth/token", Who::Public, ""),
     ("get", "/auth/link", Who::Public, ""),
+    ("post", "/api/v1/auth/hypha/start", Who::Public, ""),
+    ("post", "/api/v1/auth/hypha/check", Who::Public, ""),
     ("get", "/api/v1/auth/session", Who::SignedIn, ""),
     ("delete", "/api/v1/auth/session", Who::SignedIn, ""),
     ("get", "/api/v1/workstations", Who::SignedIn, ""),
@@ -51,6 +53,9 @@ const DECISIONS: &[(&str, &str, Who, &str)] = &[
     ("get", "/api/v1/users/{id}", Who::Owner, ""),
     ("patch", "/api/v1/users/{id}", Who::Owner, r#"{"email": "a@example.org"}"#),
     ("delete", "/api/v1/users/{id}", Who::Admin, ""),
+    ("get", "/api/v1/audit", Who::SignedIn, ""),
+    ("get", "/api/v1/users/{id}/quota", Who::Owner, ""),
+    ("put", "/api/v1/users/{id}/quota", Who::Admin, r#"{"max_vcpus": 4}"#),
 ];
 
 impl Api {
@@ -63,7 +68,7 @@ impl Api {
             None => req.header(header::COOKIE, "theme=dark"),
         };
         if !body.is_empty() {
-            let ctype = if method == "put" { "application/octet-stream" } else { "application/json" };
+            let ctype = if uri.contains("/files") { "application/octet-stream" } else { "application/json" };
             req = req.header(header::CONTENT_TYPE, ctype).header(header::CONTENT_LENGTH, body.len());
         }
         let req = self.authed(req.body(Body::from(body.to_string())).unwrap());

@@ -1,0 +1,243 @@
+//! Signing in with a REAL Hypha server (PyPI `hypha`, pinned in scripts/hypha-env.sh, started
+//! here with a JWT secret): its tokens, from a `hypha-rpc` client's `generate_token()` and from
+//! its login service (start, a login reported, check), are accepted through the API and
+//! mapped to the right user and email; forged, expired, wrong-audience and anonymous ones are
+//! refused; the email allowlist admits and refuses; with the Hypha server stopped, Hypha
+//! sign-ins fail with a clear 503 while local accounts still work. The workstations behind the
+//! API are the fake backend's (hearth_service::testing): this is about identity.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, Method, Request};
+use http_body_util::BodyExt;
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use hearth_service::config::Config;
+use hearth_service::Need;
+
+const SECRET: &str = "hearth-test-secret";
+const AUDIENCE: &str = "https://amun-ai.eu.auth0.com/api/v2/";
+
+/// A Hypha server on a free loopback port; killed when dropped.
+struct Hypha {
+    child: Child,
+    url: String,
+    python: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Hypha {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The venv's python (made on first use by the script, then cached by its pins' hash).
+fn python() -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/hypha-env.sh");
+    let out = Command::new("bash").arg(script).stderr(Stdio::inherit()).output().expect("running scripts/hypha-env.sh");
+    assert!(out.status.success(), "scripts/hypha-env.sh failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn start_hypha() -> Hypha {
+    let python = python();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(&python)
+        .args(["-m", "hypha.server", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("HYPHA_JWT_SECRET", SECRET)
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its log, kept for a failure's message.
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if ureq::get(&format!("{url}/health/readiness")).call().ok().and_then(|r| r.into_string().ok()).is_some_and(|b| b.contains("OK")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the Hypha server was not ready within 120 s:\n{}", log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Hypha { child, url, python, _dir: dir }
+}
+
+impl Hypha {
+    /// A token signed with the server's secret, as Hypha makes them (for the users a test needs;
+    /// Hypha's own sign-up wants a verified email).
+    fn mint(&self, sub: &str, email: Option<&str>, roles: &[&str], exp_in: i64, aud: &str, secret: &str) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let claims = json!({"iss": "https://amun.ai/", "aud": aud, "sub": sub, "iat": now, "exp": now + exp_in,
+            "scope": format!("ws:ws-user-{sub}#a wid:ws-user-{sub}"), "https://amun.ai/roles": roles, "https://amun.ai/email": email});
+        jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    }
+}
+
+/// A token from the server at `url` itself: a `hypha-rpc` client connected with `token`
+/// (none: anonymously) asks `generate_token()`.
+fn generate_token(python: &std::path::Path, url: &str, token: Option<&str>) -> String {
+    {
+        let script = r#"
+import asyncio, sys
+from hypha_rpc import connect_to_server
+async def main():
+    cfg = {"server_url": sys.argv[1]}
+    if len(sys.argv) > 2:
+        cfg["token"] = sys.argv[2]
+    s = await connect_to_server(cfg)
+    print(await s.generate_token({"expires_in": 600}))
+    await s.disconnect()
+asyncio.run(main())
+"#;
+        let out = Command::new(python).arg("-c").arg(script).arg(url).args(token).stderr(Stdio::inherit()).output().unwrap();
+        assert!(out.status.success(), "hypha-rpc's generate_token failed");
+        // The token's line (hypha-rpc logs to stdout too).
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines().map(str::trim).find(|l| l.starts_with("eyJ")).unwrap_or_else(|| panic!("no token in {text:?}")).to_string()
+    }
+}
+
+struct Api {
+    router: axum::Router,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    fn new(config: Config) -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, _) = hearth_service::testing::service(dir.path(), config, Need { mem_mib: 1 << 20, vcpus: 1 << 10, disk_gib: 1 << 10 });
+        svc.bootstrap(dir.path(), None).unwrap();
+        Api { router: hearth_server::api::router(svc), _dir: dir }
+    }
+
+    /// (status, body, Set-Cookie).
+    async fn call(&self, method: Method, uri: &str, bearer: Option<&str>, body: Option<Value>) -> (u16, Value, Option<String>) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = bearer {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        let resp = self.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = resp.status().as_u16();
+        let cookie = resp.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_string());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), cookie)
+    }
+
+    async fn whoami(&self, token: &str) -> (u16, Value) {
+        let (s, b, _) = self.call(Method::GET, "/api/v1/auth/session", Some(token), None).await;
+        (s, b)
+    }
+}
+
+fn config(hypha: &Hypha, secret: Option<&str>, allow: &[&str]) -> Config {
+    let mut c = Config::default();
+    c.hypha.server_url = hypha.url.clone();
+    c.hypha.jwt_secret = secret.unwrap_or_default().to_string();
+    c.auth.allow_emails = allow.iter().map(|s| s.to_string()).collect();
+    c
+}
+
+/// No error body repeats a token it was given.
+fn no_secret_in(body: &Value, token: &str) {
+    let sig = token.rsplit('.').next().unwrap();
+    assert!(!body.to_string().contains(sig), "the answer repeats the token: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hypha_identities_sign_in_and_are_held_to_the_allowlist() {
+    let hypha = tokio::task::spawn_blocking(start_hypha).await.unwrap();
+
+    // Checked by asking the server (no shared secret here).
+    let api = Api::new(config(&hypha, None, &["*@lab.org"]));
+    let login = hypha.mint("ann-1", Some("ann@lab.org"), &["user"], 600, AUDIENCE, SECRET);
+    let (url, python, signed_in) = (hypha.url.clone(), hypha.python.clone(), login.clone());
+    let generated = tokio::task::spawn_blocking(move || generate_token(&python, &url, Some(&signed_in))).await.unwrap();
+    let (s, me) = api.whoami(&generated).await;
+    assert_eq!((s, me["user"].as_str(), me["admin"].as_bool()), (200, Some("hypha:ann-1"), Some(false)), "{me} for {generated:.60}");
+    let (s, w, _) = api.call(Method::POST, "/api/v1/workstations", Some(&generated), Some(json!({"name": "anns"}))).await;
+    assert_eq!((s, w["owner"].as_str()), (201, Some("hypha:ann-1")), "{w}");
+    let (s, u, _) = api.call(Method::GET, "/api/v1/users/hypha:ann-1", Some(&generated), None).await;
+    assert_eq!((s, u["email"].as_str()), (200, Some("ann@lab.org")), "{u}");
+
+    let (url, python) = (hypha.url.clone(), hypha.python.clone());
+    let anonymous = tokio::task::spawn_blocking(move || generate_token(&python, &url, None)).await.unwrap();
+    // Refused: another secret, another audience, expired, anonymous, not on the allowlist.
+    for (why, token, status) in [
+        ("forged", hypha.mint("ann-1", Some("ann@lab.org"), &["user"], 600, AUDIENCE, "not-the-secret"), 401),
+        ("another audience", hypha.mint("ann-1", Some("ann@lab.org"), &["user"], 600, "https://elsewhere/", SECRET), 401),
+        ("expired", hypha.mint("ann-1", Some("ann@lab.org"), &["user"], -60, AUDIENCE, SECRET), 401),
+        ("anonymous", anonymous, 403),
+        ("not on the allowlist", hypha.mint("bob-2", Some("bob@elsewhere.org"), &["user"], 600, AUDIENCE, SECRET), 403),
+    ] {
+        let (s, body) = api.whoami(&token).await;
+        assert_eq!(s, status, "{why}: {body}");
+        no_secret_in(&body, &token);
+        if why == "not on the allowlist" {
+            assert_eq!(body["error"]["code"], "not_on_allowlist", "{body}");
+        }
+    }
+
+    // The browser's way: start, the user logs in at Hypha (reported to its login service),
+    // check: a session cookie for the same user.
+    let (s, start, _) = api.call(Method::POST, "/api/v1/auth/hypha/start", None, None).await;
+    assert_eq!(s, 200, "{start}");
+    assert!(start["login_url"].as_str().unwrap().starts_with(&hypha.url), "{start}");
+    let key = start["key"].as_str().unwrap().to_string();
+    let (s, pending, _) = api.call(Method::POST, "/api/v1/auth/hypha/check", None, Some(json!({"key": key}))).await;
+    assert_eq!((s, pending["status"].as_str()), (202, Some("pending")), "{pending}");
+    let report = format!("{}/public/services/hypha-login/report", hypha.url);
+    let reported =
+        tokio::task::spawn_blocking(move || ureq::post(&report).send_json(json!({"key": key, "token": login})).map(|r| r.status()).map_err(|e| e.to_string())).await.unwrap();
+    assert_eq!(reported.ok(), Some(200));
+    let (s, session, cookie) = api.call(Method::POST, "/api/v1/auth/hypha/check", None, Some(json!({"key": start["key"], "wait_secs": 10}))).await;
+    assert_eq!((s, session["user"].as_str()), (200, Some("hypha:ann-1")), "{session}");
+    assert!(cookie.is_some_and(|c| c.starts_with("hearth_session=hth_")));
+
+    // Checked locally with the shared secret: the same tokens, the same verdicts.
+    let local = Api::new(config(&hypha, Some(SECRET), &[]));
+    assert_eq!(local.whoami(&generated).await.1["user"], "hypha:ann-1");
+    assert_eq!(local.whoami(&hypha.mint("ann-1", None, &["user"], 600, AUDIENCE, "wrong")).await.0, 401);
+
+    // The Hypha server stops: new Hypha sign-ins fail with a clear 503; local accounts work.
+    drop(hypha);
+    let (s, body, _) = api.call(Method::POST, "/api/v1/auth/hypha/start", None, None).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (503, Some("hypha_unavailable")), "{body}");
+    let fresh = jsonwebtoken::encode(
+        &Header::default(),
+        &json!({"iss": "https://amun.ai/", "aud": AUDIENCE, "sub": "cy-3", "exp": 4_000_000_000u64, "https://amun.ai/roles": ["user"], "https://amun.ai/email": "cy@lab.org"}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let (s, body) = api.whoami(&fresh).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (503, Some("hypha_unavailable")), "{body}");
+    let admin_token = std::fs::read_to_string(api._dir.path().join("admin.token")).unwrap();
+    let (s, _, _) = api.call(Method::POST, "/api/v1/users", Some(admin_token.trim()), Some(json!({"id": "dee", "password": "a long password"}))).await;
+    assert_eq!(s, 201);
+    let (s, t, _) = api.call(Method::POST, "/api/v1/auth/token", None, Some(json!({"user": "dee", "password": "a long password"}))).await;
+    assert_eq!(s, 201, "{t}");
+}

@@ -1,0 +1,142 @@
+//! Accounts from the command line against a real `hearth serve` on this host (direct mode:
+//! no workstation boots here, sign-in needs none): the first start's administrator token and
+//! link, `hearth user`, `hearth login` / `logout`, `hearth token`, `hearth audit`, and what a
+//! user without a credential, or with a revoked one, is told. Secrets never reach the logs.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+
+struct Served {
+    child: Child,
+    base: String,
+    /// What it wrote to stderr, read after it stops.
+    stderr: Option<std::process::ChildStderr>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &std::path::Path) -> Served {
+    let mut child = common::hearth(data)
+        .args(["serve", "--mode", "direct", "--listen", "127.0.0.1:0"])
+        // Nothing of the host's networking is touched, no jailer: accounts only.
+        .env("HEARTH_NETWORK__ENABLED", "false")
+        .env("HEARTH_JAIL", "false")
+        .env("HEARTH_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    let stderr = child.stderr.take();
+    Served { child, base, stderr }
+}
+
+/// `hearth ARGS…` against `base`, as a CLI on this host would run it, with its own config
+/// home (where `hearth login` saves tokens) and `stdin`.
+fn cli(data: &std::path::Path, base: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = common::hearth(data)
+        .args(args)
+        .args(["--server", base])
+        .env("XDG_CONFIG_HOME", data.join("xdg"))
+        .env_remove("HEARTH_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn accounts_tokens_and_sign_in_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let mut server = serve(data);
+    let base = server.base.clone();
+    let ok = |args: &[&str], stdin: &str| {
+        let (code, out, err) = cli(data, &base, args, stdin);
+        assert_eq!(code, 0, "hearth {args:?}\nstdout:\n{out}\nstderr:\n{err}");
+        (out, err)
+    };
+
+    // The host's CLI is the administrator (it reads the data directory's token).
+    let admin_token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_string();
+    ok(&["user", "add", "ann", "--email", "ann@lab.org", "--password-stdin"], "ann's password\n");
+    let (users, _) = ok(&["user", "ls"], "");
+    assert!(users.contains("ann") && users.contains("admin"), "{users}");
+
+    // Ann signs in with her own config home and no administrator token in reach.
+    let ann_home = tempfile::tempdir().unwrap();
+    let as_ann = |args: &[&str], stdin: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(args)
+            .args(["--server", &base])
+            .env("XDG_CONFIG_HOME", ann_home.path())
+            .env("HEARTH_DATA_DIR", ann_home.path())
+            .env_remove("HEARTH_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(stdin.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, _, err) = as_ann(&["ws", "ls"], "");
+    assert!(code != 0 && err.contains("HTTP 401") && err.contains("hearth login"), "{err}");
+    let (code, _, err) = as_ann(&["login", "--user", "ann", "--password-stdin"], "wrong password\n");
+    assert!(code != 0 && err.contains("HTTP 401"), "{err}");
+    let (code, _, err) = as_ann(&["login", "--user", "ann", "--password-stdin"], "ann's password\n");
+    assert_eq!(code, 0, "{err}");
+    let saved = ann_home.path().join("hearth/tokens.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777, 0o600);
+    let (code, out, err) = as_ann(&["ws", "ls"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ID"), "{out}");
+    let (code, _, err) = as_ann(&["user", "ls"], "");
+    assert!(code != 0 && err.contains("HTTP 403"), "users are for administrators: {err}");
+    let (code, out, err) = as_ann(&["token", "create", "ci", "--scope", "read", "--days", "7"], "");
+    assert_eq!(code, 0, "{err}");
+    let read_token = out.trim().to_string();
+    assert!(read_token.starts_with("hth_"), "{out}");
+    let (_, list, _) = as_ann(&["token", "ls"], "");
+    assert!(list.contains("ci") && list.contains("read") && list.contains("hearth login on"), "{list}");
+    let (code, _, err) = as_ann(&["logout"], "");
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = as_ann(&["ws", "ls"], "");
+    assert!(code != 0 && err.contains("HTTP 401"), "signed out: {err}");
+    let (code, _, _) = as_ann(&["ws", "ls", "--token", &read_token], "");
+    assert_eq!(code, 0, "the read token still works");
+
+    // The audit log shows what happened, the failed sign-in included.
+    let (audit, _) = ok(&["audit", "--limit", "100"], "");
+    for action in ["create_user", "sign_in_failed", "sign_in", "create_token", "sign_out"] {
+        assert!(audit.contains(action), "no {action} in\n{audit}");
+    }
+
+    // Its log never holds a password or a token, beyond the one-time link it prints.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let mut log = String::new();
+    server.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    server.child.wait().unwrap();
+    assert!(log.contains("/auth/link?code=hth_"), "the first start prints a sign-in link:\n{log}");
+    for secret in ["ann's password", "wrong password", &admin_token, &read_token] {
+        assert!(!log.contains(secret), "the server's log holds a secret ({secret:.12}…):\n{log}");
+    }
+}
