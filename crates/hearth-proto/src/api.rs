@@ -555,7 +555,7 @@ pub struct AuditEntry {
     /// `create`, `delete`, `start`, `stop`, `restart`, `pause`, `resume`, `exec`,
     /// `open_terminal`, `attach`, `close_terminal`, `upload`, `download`, `sign_in`,
     /// `sign_in_failed`, `sign_out`, `create_token`, `revoke_token`, `create_user`,
-    /// `update_user`, `delete_user`.
+    /// `update_user`, `delete_user`, `set_quota`, `share`, `unshare`.
     pub action: String,
     /// What it was done to: a workstation, token or user id.
     pub target: String,
@@ -613,4 +613,59 @@ pub struct QuotaReport {
     /// What an administrator set for this user alone.
     pub overrides: Quota,
     pub usage: Usage,
+}
+
+/// What a workstation's owner lets another user do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ShareRole {
+    /// See it, its events and console, its terminals (view-only), download files.
+    Viewer,
+    /// Also use it: terminals (typing), exec, uploads, start, stop, restart, pause, resume.
+    /// Not delete it, nor share it.
+    Collaborator,
+}
+
+impl ShareRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShareRole::Viewer => "viewer",
+            ShareRole::Collaborator => "collaborator",
+        }
+    }
+}
+
+impl std::str::FromStr for ShareRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ShareRole, String> {
+        match s {
+            "viewer" => Ok(ShareRole::Viewer),
+            "collaborator" => Ok(ShareRole::Collaborator),
+            other => Err(format!("unknown share role `{other}` (viewer or collaborator)")),
+        }
+    }
+}
+
+/// A workstation shared with a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Share {
+    pub user: String,
+    pub role: ShareRole,
+    pub created_unix_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ShareList {
+    pub shares: Vec<Share>,
+}
+
+/// `PUT /api/v1/workstations/{id}/shares/{user}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetShare {
+    pub role: ShareRole,
 }

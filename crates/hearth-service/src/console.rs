@@ -14,6 +14,7 @@ use hearth_proto::api::ConsoleEndReason;
 
 use crate::error::{Error, Unavailable};
 use crate::principal::Principal;
+use crate::sharing::Level;
 use crate::Service;
 
 /// Bytes from the end a caller may ask for: at most, and by default.
@@ -79,7 +80,7 @@ impl Service {
         let n = tail_bytes(tail_bytes_)?;
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
-            s.visible(&who, &id)?;
+            s.visible_as(&who, &id, Level::View)?;
             let mut f = Follow::from_end(s.backend.console_log(&id)?, n);
             // One read: a guest printing meanwhile cannot make this answer grow past `n`.
             Ok(f.read_more(n).unwrap_or_default())
@@ -99,7 +100,7 @@ impl Service {
             .map_err(|_| Error::Unavailable { what: Unavailable::Followers, message: format!("at most {} console followers at once", self.config.limits.max_console_followers) })?;
         let stopping = self.stopping();
         let (who, id) = (who.clone(), id.to_string());
-        let path = self.run(move |s| s.visible(&who, &id).and_then(|_| Ok(s.backend.console_log(&id)?))).await?;
+        let path = self.run(move |s| s.visible_as(&who, &id, Level::View).and_then(|_| Ok(s.backend.console_log(&id)?))).await?;
         Ok(ConsoleFollow { follow: Some(Follow::from_end(path, n)), stopping, _permit: permit })
     }
 }

@@ -8,6 +8,7 @@ use hearth_proto::control::{validate_env, ExecSpec};
 
 use crate::error::{agent_error, Error};
 use crate::principal::{Principal, Scope};
+use crate::sharing::Level;
 use crate::Service;
 
 impl Service {
@@ -33,7 +34,7 @@ impl Service {
         let stdin = req.stdin;
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
-            let agent = s.agent(&who, &id)?;
+            let agent = s.agent(&who, &id, Level::Use)?;
             let _slot = s.exec_slot(&who)?;
             s.audit(&who.user, "exec", &id, &format!("as {}: {}", spec.user.as_deref().unwrap_or_default(), spec.argv.join(" ")));
             let (mut out, mut err) = (Vec::new(), Vec::new());

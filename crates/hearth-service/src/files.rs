@@ -10,6 +10,7 @@ use hearth_proto::control::{validate_path, MAX_PATH_LEN};
 
 use crate::error::{agent_error, Error};
 use crate::principal::{Principal, Scope};
+use crate::sharing::Level;
 use crate::Service;
 
 /// Where an upload goes.
@@ -56,7 +57,7 @@ impl Service {
         }
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
-            let agent = s.agent(&who, &id)?;
+            let agent = s.agent(&who, &id, Level::Use)?;
             let spec = WriteFile { path: &up.path, size: up.size, mode: up.mode, user: Some(&s.config.defaults.user), create_dirs: true };
             agent.write_file(spec, &mut src).map_err(agent_error)?;
             s.audit(&who.user, "upload", &id, &format!("{} ({} bytes)", up.path, up.size));
@@ -73,7 +74,7 @@ impl Service {
         let max = self.config.limits.max_file_bytes;
         let (who, id, path) = (who.clone(), id.to_string(), path.to_string());
         self.run(move |s| {
-            let n = s.agent(&who, &id)?.read_file(&path, Some(max), &mut out).map_err(agent_error)?;
+            let n = s.agent(&who, &id, Level::View)?.read_file(&path, Some(max), &mut out).map_err(agent_error)?;
             s.audit(&who.user, "download", &id, &format!("{path} ({n} bytes)"));
             Ok(n)
         })

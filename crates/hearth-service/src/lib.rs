@@ -11,6 +11,8 @@
 //! - [`workstations`], [`terminals`], [`exec`], [`files`], [`console`]: the operations.
 //! - [`audit`]: who did what to which, and when.
 //! - [`quota`]: what one user may hold at once.
+//! - [`sharing`]: workstations shared with other users, as viewers or collaborators; what
+//!   each operation needs of the workstation it names.
 //! - [`admission`]: memory, vCPU and disk budgets, and reservations for operations in flight.
 //! - [`backend`]: the VMs and images behind the operations (hearth-runtime and the artifact
 //!   cache, or a fake in tests).
@@ -40,6 +42,7 @@ pub mod network;
 pub mod principal;
 pub mod quota;
 pub mod reconcile;
+pub mod sharing;
 pub mod store;
 pub mod terminals;
 #[cfg(any(test, feature = "testing"))]
@@ -63,6 +66,7 @@ use crate::backend::{Backend, Host};
 use crate::config::Config;
 pub use crate::error::{Error, Unavailable};
 pub use crate::principal::{Principal, Role};
+use crate::sharing::Level;
 use crate::store::{Row, Store, Transition};
 
 /// How long reaching a workstation's agent may take.
@@ -167,17 +171,10 @@ impl Service {
         tokio::task::spawn_blocking(move || f(&svc)).await.map_err(|e| Error::internal(format!("a worker failed: {e}")))?
     }
 
-    /// The record of a workstation `who` may see; not found otherwise (whether or not it exists).
-    fn visible(&self, who: &Principal, id: &str) -> Result<Row, Error> {
-        match self.store.get(id)? {
-            Some(row) if who.sees(&row.owner) => Ok(row),
-            _ => Err(Error::NotFound(format!("no workstation `{id}`"))),
-        }
-    }
-
-    /// [`Service::visible`], with its state brought up to date from its VM.
-    fn current(&self, who: &Principal, id: &str) -> Result<Row, Error> {
-        self.refresh(self.visible(who, id)?)
+    /// The record of workstation `id` as `who` may have it (`need`: see
+    /// [`sharing::Level`]), with its state brought up to date from its VM.
+    fn current(&self, who: &Principal, id: &str, need: Level) -> Result<Row, Error> {
+        self.refresh(self.visible_as(who, id, need)?)
     }
 
     /// The row with its state as its VM has it: a VM that died on its own is recorded as
@@ -233,8 +230,8 @@ impl Service {
         }
     }
 
-    fn agent(&self, who: &Principal, id: &str) -> Result<hearth_exec::ExecClient<std::os::unix::net::UnixStream>, Error> {
-        self.visible(who, id)?;
+    fn agent(&self, who: &Principal, id: &str, need: Level) -> Result<hearth_exec::ExecClient<std::os::unix::net::UnixStream>, Error> {
+        self.visible_as(who, id, need)?;
         Ok(self.backend.agent(id, AGENT_TIMEOUT)?)
     }
 }

@@ -100,6 +100,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_by_target ON audit (target, id);",
     // A user's own quota (JSON, `api::Quota`: what differs from their role's).
     "ALTER TABLE users ADD COLUMN quota TEXT;",
+    // Workstations shared with other users (crate::sharing); a share ends with its
+    // workstation and with its user.
+    "CREATE TABLE shares (
+        workstation_id TEXT NOT NULL REFERENCES workstations (id) ON DELETE CASCADE,
+        user TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (workstation_id, user)
+    );
+    CREATE INDEX shares_by_user ON shares (user);",
 ];
 
 /// Ended terminal records kept per workstation (the oldest go first).

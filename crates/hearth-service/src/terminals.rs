@@ -13,6 +13,7 @@ use hearth_proto::unix_ms_now;
 
 use crate::error::{agent_error, Error};
 use crate::principal::{Principal, Scope};
+use crate::sharing::Level;
 use crate::store::TerminalRow;
 use crate::{random_hex, Service};
 
@@ -79,7 +80,7 @@ impl Service {
         spec.validate().map_err(|m| Error::invalid("argv", m))?;
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
-            let info = s.agent(&who, &id)?.pty_open(spec).map_err(agent_error)?;
+            let info = s.agent(&who, &id, Level::Use)?.pty_open(spec).map_err(agent_error)?;
             let record = TerminalRow {
                 id: info.id.clone(),
                 argv: info.argv.clone(),
@@ -101,7 +102,7 @@ impl Service {
     pub async fn terminals(self: &Arc<Self>, who: &Principal, id: &str) -> Result<Vec<Terminal>, Error> {
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
-            s.visible(&who, &id)?;
+            s.visible_as(&who, &id, Level::View)?;
             let live = match s.backend.agent(&id, crate::AGENT_TIMEOUT) {
                 Ok(mut agent) => agent.pty_list().map_err(agent_error)?,
                 // Not running: nothing is live.
@@ -127,7 +128,7 @@ impl Service {
         who.may(Scope::Write)?;
         let (who, id, tid) = (who.clone(), id.to_string(), tid.to_string());
         self.run(move |s| {
-            s.agent(&who, &id)?.pty_ok(&Request::PtyClose { id: tid.clone() }).map_err(agent_error)?;
+            s.agent(&who, &id, Level::Use)?.pty_ok(&Request::PtyClose { id: tid.clone() }).map_err(agent_error)?;
             s.store.end_terminals(&id, &[&tid], true, unix_ms_now())?;
             s.audit(&who.user, "close_terminal", &id, &tid);
             Ok(())
@@ -143,7 +144,8 @@ impl Service {
         }
         let (who, id, tid) = (who.clone(), id.to_string(), tid.to_string());
         self.run(move |s| {
-            let stream = s.agent(&who, &id)?.pty_attach(&tid, None, mode == AttachMode::View).map_err(agent_error)?;
+            let need = if mode == AttachMode::View { Level::View } else { Level::Use };
+            let stream = s.agent(&who, &id, need)?.pty_attach(&tid, None, mode == AttachMode::View).map_err(agent_error)?;
             s.audit(&who.user, "attach", &id, &format!("{tid} ({})", if mode == AttachMode::View { "view" } else { "write" }));
             Ok(stream)
         })

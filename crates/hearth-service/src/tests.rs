@@ -137,7 +137,12 @@ async fn others_workstations_do_not_exist_for_a_user_and_an_admin_sees_all() {
     let a = svc.create(&ann, create("ann's")).await.unwrap();
     assert_eq!(a.owner, "ann");
     let b = svc.create(&bob, CreateWorkstation { start: Some(false), ..create("bob's") }).await.unwrap();
-    let names = |l: Vec<hearth_proto::api::Workstation>| l.into_iter().map(|w| w.name).collect::<Vec<_>>();
+    // Sorted: two creates in one millisecond list in their ids' (random) order.
+    let names = |l: Vec<hearth_proto::api::Workstation>| {
+        let mut n = l.into_iter().map(|w| w.name).collect::<Vec<_>>();
+        n.sort();
+        n
+    };
     assert_eq!(names(svc.list(&ann).await.unwrap()), ["ann's"]);
     assert_eq!(names(svc.list(&admin).await.unwrap()), ["ann's", "bob's"]);
     let not_found = |r: Result<_, Error>| matches!(r, Err(Error::NotFound(_)));

@@ -11,6 +11,7 @@ use crate::cleanup::Cleanup;
 use crate::error::Error;
 use crate::network::{from_api, to_api};
 use crate::principal::{Principal, Scope};
+use crate::sharing::Level;
 use crate::store::{Row, Transition, MAX_EVENTS_PER_WORKSTATION};
 use crate::{random_hex, run_need, Need, Service};
 
@@ -185,12 +186,20 @@ impl Service {
         Ok(Workstation::from(&self.store.get(&id)?.unwrap_or(row)))
     }
 
-    /// The workstations `who` may see (an admin: all), oldest first. The store is the state:
+    /// The workstations `who` may see (an admin: all; a user: their own and those shared
+    /// with them), oldest first. The store is the state:
     /// exits are recorded as they happen ([`crate::exits`]).
     pub async fn list(self: &Arc<Self>, who: &Principal) -> Result<Vec<Workstation>, Error> {
         let who = who.clone();
         self.run(move |s| {
-            let rows = if who.is_admin() { s.store.list()? } else { s.store.list_owned(&who.user)? };
+            let mut rows = if who.is_admin() { s.store.list()? } else { s.store.list_owned(&who.user)? };
+            if !who.is_admin() {
+                // And those shared with them.
+                for id in s.store.shared_with(&who.user)? {
+                    rows.extend(s.store.get(&id)?);
+                }
+                rows.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+            }
             Ok(rows.iter().map(Workstation::from).collect())
         })
         .await
@@ -199,7 +208,7 @@ impl Service {
     /// One workstation, its state as its VM has it now.
     pub async fn get(self: &Arc<Self>, who: &Principal, id: &str) -> Result<Workstation, Error> {
         let (who, id) = (who.clone(), id.to_string());
-        self.run(move |s| Ok(Workstation::from(&s.current(&who, &id)?))).await
+        self.run(move |s| Ok(Workstation::from(&s.current(&who, &id, Level::View)?))).await
     }
 
     /// Deletes a workstation: its VM, disk, logs, network and record.
@@ -207,7 +216,7 @@ impl Service {
         who.may(Scope::Write)?;
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
-            let row = s.visible(&who, &id)?;
+            let row = s.visible_as(&who, &id, Level::Own)?;
             match s.backend.delete(&id) {
                 // NotFound: its directory was gone already, or a delete beside this one took it.
                 Ok(()) | Err(hearth_runtime::RuntimeError::NotFound(_)) => {}
@@ -230,7 +239,7 @@ impl Service {
         who.may(Scope::Write)?;
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
-            let row = s.current(&who, &id)?;
+            let row = s.current(&who, &id, Level::Use)?;
             let now = unix_ms_now();
             match action {
                 Action::Start => {
@@ -259,7 +268,7 @@ impl Service {
                 }
             }
             s.audit(&who.user, action.as_str(), &id, "");
-            Ok(Workstation::from(&s.current(&who, &id)?))
+            Ok(Workstation::from(&s.current(&who, &id, Level::Use)?))
         })
         .await
     }
@@ -273,7 +282,7 @@ impl Service {
         }
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
-            s.current(&who, &id)?;
+            s.current(&who, &id, Level::View)?;
             Ok(s.store.events(&id, limit)?)
         })
         .await

@@ -79,12 +79,12 @@ fn accounts_tokens_and_sign_in_from_the_cli() {
 
     // Ann signs in with her own config home and no administrator token in reach.
     let ann_home = tempfile::tempdir().unwrap();
-    let as_ann = |args: &[&str], stdin: &str| {
+    let as_user = |home: &std::path::Path, args: &[&str], stdin: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
             .args(args)
             .args(["--server", &base])
-            .env("XDG_CONFIG_HOME", ann_home.path())
-            .env("HEARTH_DATA_DIR", ann_home.path())
+            .env("XDG_CONFIG_HOME", home)
+            .env("HEARTH_DATA_DIR", home)
             .env_remove("HEARTH_TOKEN")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -97,6 +97,7 @@ fn accounts_tokens_and_sign_in_from_the_cli() {
             .unwrap();
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
+    let as_ann = |args: &[&str], stdin: &str| as_user(ann_home.path(), args, stdin);
     let (code, _, err) = as_ann(&["ws", "ls"], "");
     assert!(code != 0 && err.contains("HTTP 401") && err.contains("hearth login"), "{err}");
     let (code, _, err) = as_ann(&["login", "--user", "ann", "--password-stdin"], "wrong password\n");
@@ -123,6 +124,39 @@ fn accounts_tokens_and_sign_in_from_the_cli() {
     assert!(code != 0 && err.contains("HTTP 401"), "signed out: {err}");
     let (code, _, _) = as_ann(&["ws", "ls", "--token", &read_token], "");
     assert_eq!(code, 0, "the read token still works");
+
+    // Sharing (a workstation made without booting it: nothing boots on this host).
+    assert_eq!(as_ann(&["login", "--user", "ann", "--password-stdin"], "ann's password\n").0, 0);
+    let (code, out, err) = as_ann(&["ws", "create", "notes", "--no-start", "--mem", "256", "--disk", "1", "--json"], "");
+    assert_eq!(code, 0, "{err}");
+    let w: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = w[0]["id"].as_str().unwrap_or_else(|| panic!("{out}")).to_string();
+    ok(&["user", "add", "bob", "--password-stdin"], "bob's password\n");
+    let bob_home = tempfile::tempdir().unwrap();
+    let as_bob = |args: &[&str], stdin: &str| as_user(bob_home.path(), args, stdin);
+    assert_eq!(as_bob(&["login", "--user", "bob", "--password-stdin"], "bob's password\n").0, 0);
+    let (_, out, _) = as_bob(&["ws", "ls"], "");
+    assert!(!out.contains(&id), "not shared yet: {out}");
+    let (code, _, err) = as_ann(&["ws", "share", &id, "bob", "--token", &read_token], "");
+    assert!(code != 0 && err.contains("HTTP 403"), "a read token shares nothing: {err}");
+    let (code, _, err) = as_ann(&["ws", "share", &id, "bob", "--role", "viewer"], "");
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = as_bob(&["ws", "ls"], "");
+    assert!(out.contains(&id), "shared: {out}");
+    let (code, _, err) = as_bob(&["ws", "rm", &id], "");
+    assert!(code != 0 && err.contains("HTTP 403") && err.contains("viewer"), "{err}");
+    let (_, shares, _) = as_ann(&["ws", "shares", &id], "");
+    assert!(shares.contains("bob") && shares.contains("viewer"), "{shares}");
+    assert_eq!(as_ann(&["ws", "unshare", &id, "bob"], "").0, 0);
+    let (code, _, err) = as_bob(&["ws", "show", &id], "");
+    assert!(code != 0 && err.contains("HTTP 404"), "{err}");
+    assert_eq!(as_ann(&["ws", "rm", &id], "").0, 0);
+
+    // Quotas: the administrator sets ann's own; she sees hers.
+    ok(&["user", "quota", "ann", "--vcpus", "4", "--workstations", "2"], "");
+    let (code, out, err) = as_ann(&["user", "quota", "ann", "--token", &read_token], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("vcpus") && l.trim_end().ends_with('4')), "{out}");
 
     // The audit log shows what happened, the failed sign-in included.
     let (audit, _) = ok(&["audit", "--limit", "100"], "");

@@ -201,7 +201,7 @@ fn the_api_drives_workstations_end_to_end() {
             if path == "/api/v1/auth/session" && method == "delete" {
                 continue;
             }
-            let url = format!("{}{}", server.base, path.replace("{id}", "wnosuchthing").replace("{action}", "start").replace("{tid}", "t1"));
+            let url = format!("{}{}", server.base, path.replace("{id}", "wnosuchthing").replace("{action}", "start").replace("{tid}", "t1").replace("{user}", "nobody"));
             let body = (method == "post").then(|| json!({"name": "x", "argv": ["true"]}));
             let (status, v) = call(&method.to_uppercase(), &url, body);
             assert_ne!(v["error"]["message"], "no such route", "{method} {path} is documented but not routed");
@@ -216,6 +216,7 @@ fn the_api_drives_workstations_end_to_end() {
             "DELETE /api/v1/tokens/{id}",
             "DELETE /api/v1/users/{id}",
             "DELETE /api/v1/workstations/{id}",
+            "DELETE /api/v1/workstations/{id}/shares/{user}",
             "DELETE /api/v1/workstations/{id}/terminals/{tid}",
             "GET /api/v1/audit",
             "GET /api/v1/auth/session",
@@ -230,6 +231,7 @@ fn the_api_drives_workstations_end_to_end() {
             "GET /api/v1/workstations/{id}/console/stream",
             "GET /api/v1/workstations/{id}/events",
             "GET /api/v1/workstations/{id}/files",
+            "GET /api/v1/workstations/{id}/shares",
             "GET /api/v1/workstations/{id}/terminals",
             "GET /api/v1/workstations/{id}/terminals/{tid}/ws",
             "GET /auth/link",
@@ -245,6 +247,7 @@ fn the_api_drives_workstations_end_to_end() {
             "POST /api/v1/workstations/{id}/terminals",
             "POST /api/v1/workstations/{id}/{action}",
             "PUT /api/v1/users/{id}/quota",
+            "PUT /api/v1/workstations/{id}/shares/{user}",
             "PUT /api/v1/workstations/{id}/files",
         ]
     );

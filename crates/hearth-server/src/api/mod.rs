@@ -15,6 +15,7 @@ pub mod extract;
 pub mod files;
 pub mod layers;
 pub mod listen;
+pub mod shares;
 pub mod terminals;
 #[cfg(test)]
 mod tests;
@@ -78,6 +79,8 @@ fn routes() -> OpenApiRouter<SharedService> {
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(users::quota, users::set_quota))
         .routes(routes!(audit::read))
+        .routes(routes!(shares::list))
+        .routes(routes!(shares::set, shares::remove))
 }
 
 /// The router and the OpenAPI document describing it.

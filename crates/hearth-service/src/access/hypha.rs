@@ -253,6 +253,12 @@ mod tests {
             assert!(matches!(v.verify(&t), Err(Error::Unauthenticated(_))), "{why}");
         }
         assert!(matches!(v.verify(&token("s3cret", Algorithm::HS256, claims(later, AUDIENCE, &["anonymous"]))), Err(Error::Forbidden(_))));
+        // HS/RS confusion: a token that says RS256 (as Auth0's do) is never checked as HS256
+        // with the secret, whatever its signature.
+        let good = token("s3cret", Algorithm::HS256, claims(later, AUDIENCE, &["user"]));
+        let rs_header = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9"; // {"alg":"RS256","typ":"JWT"}
+        let confused = format!("{rs_header}.{}", good.split_once('.').unwrap().1);
+        assert!(matches!(v.verify(&confused), Err(Error::Unauthenticated(_))));
         // alg none, and garbage of every shape.
         let none = format!(
             "eyJhbGciOiJub25lIn0.{}.",

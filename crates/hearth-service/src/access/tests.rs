@@ -284,3 +284,57 @@ async fn quotas_stop_the_create_that_would_exceed_them() {
     long.await.unwrap().unwrap();
     assert!(svc.exec(&ann, &w.id, hearth_proto::api::ExecRequest { argv: vec!["true".into()], ..Default::default() }).await.is_ok(), "its place is given back");
 }
+
+#[tokio::test]
+async fn shared_workstations_are_seen_by_viewers_and_used_by_collaborators() {
+    use crate::terminals::AttachMode;
+    use hearth_proto::api::{CreateTerminal, ExecRequest, ShareRole};
+    let (dir, svc) = fixture(Config::default());
+    svc.bootstrap(dir.path(), None).unwrap();
+    for u in ["ann", "vic", "col", "eve"] {
+        add_user(&svc, u, "a long password").await;
+    }
+    let (ann, vic, col, eve) = (Principal::user("ann"), Principal::user("vic"), Principal::user("col"), Principal::user("eve"));
+    let w = svc.create(&ann, CreateWorkstation { name: "shared".into(), ..Default::default() }).await.unwrap();
+    let t = svc.open_terminal(&ann, &w.id, CreateTerminal { argv: vec!["sh".into()], ..Default::default() }).await.unwrap();
+    let exec = || ExecRequest { argv: vec!["true".into()], ..Default::default() };
+    let forbidden = |r: Result<(), Error>| assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}");
+    let not_found = |r: Result<(), Error>| assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");
+
+    // Only the owner shares; with users that exist.
+    not_found(svc.share(&vic, &w.id, "vic", ShareRole::Collaborator).await.map(drop));
+    not_found(svc.share(&ann, &w.id, "nobody", ShareRole::Viewer).await.map(drop));
+    svc.share(&ann, &w.id, "vic", ShareRole::Viewer).await.unwrap();
+    svc.share(&ann, &w.id, "col", ShareRole::Collaborator).await.unwrap();
+    assert_eq!(svc.shares(&ann, &w.id).await.unwrap().len(), 2);
+
+    // A viewer sees it and watches; uses nothing.
+    assert_eq!(svc.list(&vic).await.unwrap().iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), [w.id.as_str()]);
+    svc.get(&vic, &w.id).await.unwrap();
+    svc.console_tail(&vic, &w.id, None).await.unwrap();
+    drop(svc.attach_terminal(&vic, &w.id, &t.id, AttachMode::View).await.unwrap());
+    forbidden(svc.attach_terminal(&vic, &w.id, &t.id, AttachMode::Write).await.map(drop));
+    forbidden(svc.exec(&vic, &w.id, exec()).await.map(drop));
+    forbidden(svc.act(&vic, &w.id, crate::workstations::Action::Stop).await.map(drop));
+    forbidden(svc.delete(&vic, &w.id).await);
+    forbidden(svc.shares(&vic, &w.id).await.map(drop));
+
+    // A collaborator uses it; cannot delete or share it.
+    svc.exec(&col, &w.id, exec()).await.unwrap();
+    drop(svc.attach_terminal(&col, &w.id, &t.id, AttachMode::Write).await.unwrap());
+    forbidden(svc.delete(&col, &w.id).await);
+    forbidden(svc.share(&col, &w.id, "eve", ShareRole::Viewer).await.map(drop));
+
+    // Anyone else: it does not exist.
+    not_found(svc.get(&eve, &w.id).await.map(drop));
+    assert!(svc.list(&eve).await.unwrap().is_empty());
+
+    // A share ends when revoked, and with its user.
+    svc.unshare(&ann, &w.id, "vic").await.unwrap();
+    not_found(svc.get(&vic, &w.id).await.map(drop));
+    svc.delete_user(&Principal::admin(FIRST_ADMIN), "col").await.unwrap();
+    assert!(svc.shares(&ann, &w.id).await.unwrap().is_empty());
+    svc.share(&ann, &w.id, "eve", ShareRole::Viewer).await.unwrap();
+    svc.delete(&ann, &w.id).await.unwrap();
+    assert!(svc.list(&eve).await.unwrap().is_empty(), "and with its workstation");
+}

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use hearth_proto::api::{AuditList, CreateToken, CreateUser, NewToken, Scope, Session, SignIn, TokenList, UpdateUser, User, UserList};
+use hearth_proto::api::{AuditList, CreateToken, CreateUser, NewToken, Quota, QuotaReport, Scope, Session, SignIn, TokenList, UpdateUser, User, UserList};
 
 use crate::cmd::client::{Connect, Saved};
 use crate::paths::Paths;
@@ -77,6 +77,25 @@ enum UserCmd {
         admin: Option<bool>,
         #[arg(long)]
         email: Option<String>,
+    },
+    /// Show a user's quota and what they hold; with limits given, set their own (0:
+    /// unlimited; `--reset`: back to their role's).
+    Quota {
+        id: String,
+        #[arg(long)]
+        workstations: Option<u64>,
+        #[arg(long)]
+        vcpus: Option<u64>,
+        /// MiB.
+        #[arg(long)]
+        mem: Option<u64>,
+        /// GiB.
+        #[arg(long)]
+        disk: Option<u64>,
+        #[arg(long)]
+        execs: Option<u64>,
+        #[arg(long)]
+        reset: bool,
     },
     /// Remove accounts (and their tokens and sessions).
     Rm {
@@ -228,6 +247,35 @@ pub(crate) fn user(a: UserArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
         UserCmd::Set { id, disabled, admin, email } => {
             let u: User = api.patch(&format!("/users/{id}"), &UpdateUser { disabled, admin, email, ..Default::default() })?;
             show_users(&[u], json);
+        }
+        UserCmd::Quota { id, workstations, vcpus, mem, disk, execs, reset } => {
+            let path = format!("/users/{id}/quota");
+            let mut report: QuotaReport = api.get(&path)?;
+            if reset || [workstations, vcpus, mem, disk, execs].iter().any(Option::is_some) {
+                let o = if reset { Quota::default() } else { report.overrides };
+                let set = Quota {
+                    max_workstations: workstations.or(o.max_workstations),
+                    max_vcpus: vcpus.or(o.max_vcpus),
+                    max_mem_mib: mem.or(o.max_mem_mib),
+                    max_disk_gib: disk.or(o.max_disk_gib),
+                    max_execs: execs.or(o.max_execs),
+                };
+                report = api.put_json(&path, &set)?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let (l, u) = (report.limits, report.usage);
+                let cap = |m: Option<u64>| m.map_or_else(|| "unlimited".into(), |m| m.to_string());
+                let rows = vec![
+                    vec!["workstations".into(), u.workstations.to_string(), cap(l.max_workstations)],
+                    vec!["vcpus".into(), u.vcpus.to_string(), cap(l.max_vcpus)],
+                    vec!["memory (MiB)".into(), u.mem_mib.to_string(), cap(l.max_mem_mib)],
+                    vec!["disk (GiB)".into(), u.disk_gib.to_string(), cap(l.max_disk_gib)],
+                    vec!["commands at once".into(), u.execs.to_string(), cap(l.max_execs)],
+                ];
+                table::print(&["", "HELD", "LIMIT"], &rows);
+            }
         }
         UserCmd::Rm { ids } => {
             for id in ids {

@@ -139,6 +139,10 @@ impl Api {
         self.send(self.agent.post(&self.url(path)), Some(&erased::Json(body)))?.into_json().context("reading the answer")
     }
 
+    pub(crate) fn put_json<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        self.send(self.agent.put(&self.url(path)), Some(&erased::Json(body)))?.into_json().context("reading the answer")
+    }
+
     pub(crate) fn patch<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
         self.send(self.agent.request("PATCH", &self.url(path)), Some(&erased::Json(body)))?.into_json().context("reading the answer")
     }

@@ -54,6 +54,9 @@ const DECISIONS: &[(&str, &str, Who, &str)] = &[
     ("patch", "/api/v1/users/{id}", Who::Owner, r#"{"email": "a@example.org"}"#),
     ("delete", "/api/v1/users/{id}", Who::Admin, ""),
     ("get", "/api/v1/audit", Who::SignedIn, ""),
+    ("get", "/api/v1/workstations/{id}/shares", Who::Owner, ""),
+    ("put", "/api/v1/workstations/{id}/shares/{user}", Who::Owner, r#"{"role": "viewer"}"#),
+    ("delete", "/api/v1/workstations/{id}/shares/{user}", Who::Owner, ""),
     ("get", "/api/v1/users/{id}/quota", Who::Owner, ""),
     ("put", "/api/v1/users/{id}/quota", Who::Admin, r#"{"max_vcpus": 4}"#),
 ];
@@ -132,6 +135,10 @@ async fn every_operation_decides_who_may_call_it() {
             let id = w["id"].as_str().unwrap_or_else(|| panic!("{w}"));
             let (_, t) = api.call_as(Some(&ann), "post", &format!("/api/v1/workstations/{id}/terminals"), r#"{"argv": ["sh"]}"#).await;
             let anns_token = Secret::id_of(&api.token_of("ann").await);
+            // Shared with a third user (what the share routes name), never with bob.
+            api.user_with_token("cy").await;
+            let (s, b) = api.call_as(Some(&ann), "put", &format!("/api/v1/workstations/{id}/shares/cy"), r#"{"role": "viewer"}"#).await;
+            assert_eq!(s, 200, "{b}");
             let target = if path.starts_with("/api/v1/users/") {
                 "ann"
             } else if path.starts_with("/api/v1/tokens/") {
@@ -139,7 +146,7 @@ async fn every_operation_decides_who_may_call_it() {
             } else {
                 id
             };
-            let uri = path.replace("{id}", target).replace("{tid}", t["id"].as_str().unwrap()).replace("{action}", "restart");
+            let uri = path.replace("{id}", target).replace("{tid}", t["id"].as_str().unwrap()).replace("{action}", "restart").replace("{user}", "cy");
             let uri = match (uri.ends_with("/files"), method.as_str()) {
                 (true, "put") => format!("{uri}?path=/tmp/authz-{id}"),
                 (true, _) => format!("{uri}?path=/etc/hostname"),

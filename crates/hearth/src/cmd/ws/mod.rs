@@ -98,6 +98,26 @@ enum WsCmd {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
+    /// Share a workstation with a user: `viewer` (watch) or `collaborator` (use, not delete).
+    Share {
+        id: String,
+        user: String,
+        #[arg(long, default_value = "viewer", value_parser = parse_share_role)]
+        role: hearth_proto::api::ShareRole,
+    },
+    /// End a user's share of a workstation.
+    Unshare {
+        id: String,
+        user: String,
+    },
+    /// Who a workstation is shared with.
+    Shares {
+        id: String,
+    },
+}
+
+fn parse_share_role(s: &str) -> Result<hearth_proto::api::ShareRole, String> {
+    s.parse()
 }
 
 #[derive(Args)]
@@ -286,6 +306,23 @@ pub(crate) fn run(a: WsArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
         WsCmd::Cp { from, to } => copy(&api, &from, &to)?,
         WsCmd::Console { id, tail, follow: false } => print!("{}", api.get_text(&format!("{}/console?tail_bytes={tail}", ws_path(&id)))?),
         WsCmd::Console { id, tail, follow: true } => follow_console(&api, &format!("{}/console/stream?tail_bytes={tail}", ws_path(&id)))?,
+        WsCmd::Share { id, user, role } => {
+            let s: hearth_proto::api::Share = api.put_json(&format!("{}/shares/{user}", ws_path(&id)), &hearth_proto::api::SetShare { role })?;
+            eprintln!("hearth: {id} is shared with {} as {}", s.user, s.role.as_str());
+        }
+        WsCmd::Unshare { id, user } => {
+            api.delete(&format!("{}/shares/{user}", ws_path(&id)))?;
+            eprintln!("hearth: {id} is no longer shared with {user}");
+        }
+        WsCmd::Shares { id } => {
+            let l: hearth_proto::api::ShareList = api.get(&format!("{}/shares", ws_path(&id)))?;
+            if json {
+                print_json(&l.shares);
+            } else {
+                let rows: Vec<Vec<String>> = l.shares.iter().map(|s| vec![s.user.clone(), s.role.as_str().into(), when(Some(s.created_unix_ms))]).collect();
+                table::print(&["USER", "ROLE", "SINCE"], &rows);
+            }
+        }
         WsCmd::Logs { id, limit } => {
             let l: EventList = api.get(&format!("{}/events?limit={limit}", ws_path(&id)))?;
             if json {
