@@ -56,6 +56,10 @@ pub async fn serve(svc: Service, opts: ServeOptions, ready: impl FnOnce(std::net
         networks_removed = report.networks_removed.len(),
         "reconciled"
     );
+    let tls = match &svc.config.tls {
+        t if t.enabled() => Some(api::listen::tls_config(&t.cert_file, &t.key_file).map_err(|e| setup("loading the TLS certificate")(e.to_string()))?),
+        _ => None,
+    };
     let addr = svc.config.listen;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Listen { addr, source })?;
     let local = listener.local_addr().map_err(|source| ServeError::Listen { addr, source })?;
@@ -66,7 +70,7 @@ pub async fn serve(svc: Service, opts: ServeOptions, ready: impl FnOnce(std::net
         tokio::task::spawn_blocking(move || svc.resume_suspended());
     }
     let header_read_timeout = std::time::Duration::from_secs(svc.config.limits.header_read_timeout_secs);
-    api::listen::serve(listener, api::router(svc.clone()), header_read_timeout, {
+    api::listen::serve(listener, api::router(svc.clone()), header_read_timeout, tls, {
         let svc = svc.clone();
         async move {
             shutdown_signal(opts.until_stdin_eof).await;

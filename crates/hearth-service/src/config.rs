@@ -12,10 +12,12 @@ mod auth;
 mod hypha;
 mod network;
 mod quotas;
+mod tls;
 pub use auth::Auth;
 pub use hypha::Hypha;
 pub use network::{parse_egress, Network, MAX_NET_LIST};
 pub use quotas::{Quotas, RoleQuota};
+pub use tls::Tls;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -37,6 +39,7 @@ pub struct Config {
     pub auth: Auth,
     pub hypha: Hypha,
     pub quotas: Quotas,
+    pub tls: Tls,
 }
 
 /// Bounds on what a client may ask for.
@@ -110,6 +113,7 @@ impl Default for Config {
             auth: Auth::default(),
             hypha: Hypha::default(),
             quotas: Quotas::default(),
+            tls: Tls::default(),
         }
     }
 }
@@ -159,6 +163,12 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Whether session cookies travel over HTTPS only: the server serves it, or users reach
+    /// it at an `https` public URL.
+    pub fn secure_cookies(&self) -> bool {
+        self.tls.enabled() || self.auth.secure_cookies()
+    }
+
     /// How many async worker threads to run: [`Config::workers`], or half the host's CPUs.
     ///
     /// Not all of them by default: the server only bridges bytes, and on a small host the
@@ -247,6 +257,7 @@ impl Config {
         }
         self.auth.check().map_err(ConfigError::Invalid)?;
         self.hypha.check().map_err(ConfigError::Invalid)?;
+        self.tls.check().map_err(ConfigError::Invalid)?;
         self.network.check().map_err(ConfigError::Invalid)
     }
 }

@@ -21,7 +21,7 @@ use super::SharedService;
     responses((status = 200, body = Session), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn sign_in(State(svc): State<SharedService>, Peer(from): Peer, ApiJson(req): ApiJson<SignIn>) -> Result<Response, HttpError> {
     let issued = svc.sign_in(req, from).await?;
-    let cookie = session_cookie(&issued.secret, issued.max_age_secs, svc.config.auth.secure_cookies());
+    let cookie = session_cookie(&issued.secret, issued.max_age_secs, svc.config.secure_cookies());
     Ok(([(header::SET_COOKIE, cookie)], Json(issued.session)).into_response())
 }
 
@@ -36,7 +36,7 @@ pub async fn whoami(Signed(auth): Signed) -> Json<Session> {
 #[utoipa::path(delete, path = "/api/v1/auth/session", responses((status = 204)))]
 pub async fn sign_out(State(svc): State<SharedService>, Signed(auth): Signed) -> Result<Response, HttpError> {
     svc.sign_out(&auth).await?;
-    let clear = session_cookie("", 0, svc.config.auth.secure_cookies());
+    let clear = session_cookie("", 0, svc.config.secure_cookies());
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
 }
 
@@ -59,7 +59,7 @@ pub struct LinkQuery {
 #[utoipa::path(get, path = "/auth/link", params(LinkQuery), responses((status = 303, description = "signed in; to `/`"), (status = 401, body = ErrorBody)))]
 pub async fn link(State(svc): State<SharedService>, ApiQuery(q): ApiQuery<LinkQuery>) -> Result<Response, HttpError> {
     let issued = svc.redeem_link(q.code).await?;
-    let cookie = session_cookie(&issued.secret, issued.max_age_secs, svc.config.auth.secure_cookies());
+    let cookie = session_cookie(&issued.secret, issued.max_age_secs, svc.config.secure_cookies());
     Ok((StatusCode::SEE_OTHER, [(header::SET_COOKIE, cookie), (header::LOCATION, "/".parse().expect("a path"))]).into_response())
 }
 
@@ -79,7 +79,7 @@ pub async fn hypha_start(State(svc): State<SharedService>) -> Result<Json<HyphaL
 pub async fn hypha_check(State(svc): State<SharedService>, ApiJson(req): ApiJson<HyphaCheck>) -> Result<Response, HttpError> {
     match svc.hypha_login_check(req.key, req.wait_secs.unwrap_or(0)).await? {
         Some(issued) => {
-            let cookie = session_cookie(&issued.secret, issued.max_age_secs, svc.config.auth.secure_cookies());
+            let cookie = session_cookie(&issued.secret, issued.max_age_secs, svc.config.secure_cookies());
             Ok(([(header::SET_COOKIE, cookie)], Json(issued.session)).into_response())
         }
         None => Ok((StatusCode::ACCEPTED, Json(HyphaPending { status: "pending".into() })).into_response()),

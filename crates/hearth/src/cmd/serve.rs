@@ -94,6 +94,7 @@ fn serve_here(config: Config, paths: &Paths, opts: hearth_server::ServeOptions) 
     init_logging();
     let workers = config.worker_threads();
     let public_url = config.auth.public_url.trim_end_matches('/').to_string();
+    let scheme = if config.tls.enabled() { "https" } else { "http" };
     let svc = hearth_service::Service::open(config, &paths.data_dir, &paths.cache_dir).context("starting the server")?;
     // The box's server is handed its host's administrator token (see serve_in_box).
     let given = std::env::var(ADMIN_TOKEN_ENV).ok();
@@ -104,11 +105,11 @@ fn serve_here(config: Config, paths: &Paths, opts: hearth_server::ServeOptions) 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().context("starting the async runtime")?;
     rt.block_on(hearth_server::serve(svc, opts, |addr| {
         // The line scripts and tests wait for.
-        println!("hearth: serving on http://{addr}");
+        println!("hearth: serving on {scheme}://{addr}");
         let _ = std::io::stdout().flush();
         // On stderr: whoever reads the line above may close stdout after it.
         if let Some(code) = &boot.link {
-            let base = if public_url.is_empty() { format!("http://{addr}") } else { public_url.clone() };
+            let base = if public_url.is_empty() { format!("{scheme}://{addr}") } else { public_url.clone() };
             eprintln!("hearth: no administrator has a password yet; sign in once, within an hour, at {base}/auth/link?code={code}");
             eprintln!("hearth: then set one: hearth user passwd admin");
         }
@@ -132,6 +133,9 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
     let IpAddr::V4(ip) = host.ip() else { bail!("serving from the box needs an IPv4 listen address (got {host})") };
     if !ip.is_loopback() {
         bail!("serving from the box forwards a loopback port only (got {host}); use 127.0.0.1:PORT");
+    }
+    if config.tls.enabled() {
+        bail!("serving from the box does not take [tls] yet; serve plain HTTP on loopback behind a reverse proxy (docs/access.md)");
     }
     let port = if host.port() == 0 { free_port()? } else { host.port() };
     let dir = BoxDir::new(paths.box_dir());

@@ -461,7 +461,7 @@ async fn the_listener_bounds_how_long_headers_may_take() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(super::listen::serve(listener, api.router.clone(), std::time::Duration::from_secs(1), async move {
+    let server = tokio::spawn(super::listen::serve(listener, api.router.clone(), std::time::Duration::from_secs(1), None, async move {
         let _ = stop_rx.await;
     }));
     let (slow, whole) = tokio::task::spawn_blocking(move || {
@@ -629,4 +629,51 @@ async fn refusals_are_json_and_documented() {
     let sse = &doc["paths"]["/api/v1/workstations/{id}/console/stream"]["get"]["responses"]["200"]["content"]["text/event-stream"];
     assert_eq!(sse["x-events"]["end"], "#/components/schemas/ConsoleEnd");
     assert!(doc["components"]["schemas"]["WsServerMessage"].is_object());
+}
+
+/// HTTPS from configured PEM files: a client that trusts the certificate is answered; one
+/// speaking plain HTTP to it is not; files that are not a certificate and key are refused
+/// at start, naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_is_served_from_the_configured_certificate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
+    let tls = super::listen::tls_config(cert_file.to_str().unwrap(), key_file.to_str().unwrap()).unwrap();
+    let err = super::listen::tls_config(key_file.to_str().unwrap(), key_file.to_str().unwrap()).unwrap_err().to_string();
+    assert!(err.contains("key.pem"), "{err}");
+
+    let api = api();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(super::listen::serve(listener, api.router.clone(), std::time::Duration::from_secs(2), Some(tls), async move {
+        let _ = stop_rx.await;
+    }));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots).with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+    tls.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+
+    // Plain HTTP to it: no HTTP answer (the handshake fails and the connection closes).
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), plain.read_to_end(&mut got)).await;
+    assert!(!String::from_utf8_lossy(&got).contains("200 OK"));
+
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server).await.expect("the listener stopped").unwrap();
 }
