@@ -669,3 +669,23 @@ pub struct ShareList {
 pub struct SetShare {
     pub role: ShareRole,
 }
+
+/// `GET /api/v1/allowlist` (administrators): who may sign in with a Hypha identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AllowList {
+    /// From the configuration (`auth.allow_emails`, `--allow-email`): changed only there.
+    pub configured: Vec<String>,
+    /// Kept by administrators through the API.
+    pub managed: Vec<String>,
+}
+
+/// `PUT /api/v1/allowlist`: the managed list, replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetAllowList {
+    /// Addresses (`ann@lab.org`) and domains (`*@lab.org`). Empty, with none configured:
+    /// anyone the Hypha server vouches for.
+    pub managed: Vec<String>,
+}

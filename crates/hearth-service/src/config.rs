@@ -13,7 +13,7 @@ mod hypha;
 mod network;
 mod quotas;
 mod tls;
-pub use auth::Auth;
+pub use auth::{email_matches, email_pattern_ok, Auth};
 pub use hypha::Hypha;
 pub use network::{parse_egress, Network, MAX_NET_LIST};
 pub use quotas::{Quotas, RoleQuota};

@@ -110,6 +110,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (workstation_id, user)
     );
     CREATE INDEX shares_by_user ON shares (user);",
+    // The email allowlist administrators keep through the API (the configuration's adds to it).
+    "CREATE TABLE allow_emails (pattern TEXT PRIMARY KEY);",
 ];
 
 /// Ended terminal records kept per workstation (the oldest go first).

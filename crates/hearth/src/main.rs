@@ -42,6 +42,8 @@ enum Command {
     Token(cmd::account::TokenArgs),
     /// Who did what, when (administrators: everyone's; users: their own).
     Audit(cmd::account::AuditArgs),
+    /// Who may sign in with a Hypha identity: ls (no argument), add, rm (administrators).
+    Allowlist(cmd::account::AllowArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::User(a) => cmd::account::user(a, &paths),
         Command::Token(a) => cmd::account::token(a, &paths),
         Command::Audit(a) => cmd::account::audit(a, &paths),
+        Command::Allowlist(a) => cmd::account::allowlist(a, &paths),
     };
     match result {
         Ok(code) => code,

@@ -158,6 +158,14 @@ fn accounts_tokens_and_sign_in_from_the_cli() {
     assert_eq!(code, 0, "{err}");
     assert!(out.lines().any(|l| l.starts_with("vcpus") && l.trim_end().ends_with('4')), "{out}");
 
+    // The allowlist, kept by the administrator.
+    ok(&["allowlist", "add", "*@Lab.org", "bob@x.org"], "");
+    ok(&["allowlist", "rm", "bob@x.org"], "");
+    let (list, _) = ok(&["allowlist"], "");
+    assert!(list.contains("*@lab.org") && !list.contains("bob@x.org"), "{list}");
+    let (code, _, err) = cli(data, &base, &["allowlist", "rm", "nobody@x.org"], "");
+    assert!(code != 0 && err.contains("not an entry"), "{err}");
+
     // The audit log shows what happened, the failed sign-in included.
     let (audit, _) = ok(&["audit", "--limit", "100"], "");
     for action in ["create_user", "sign_in_failed", "sign_in", "create_token", "sign_out"] {

@@ -1,9 +1,10 @@
-//! `/api/v1/users`: accounts. Administrators manage them; users read and change their own.
+//! `/api/v1/users`: accounts (administrators manage them; users read and change their own),
+//! their quotas, and the email allowlist.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use hearth_proto::api::{CreateUser, ErrorBody, Quota, QuotaReport, UpdateUser, User, UserList};
+use hearth_proto::api::{AllowList, CreateUser, ErrorBody, Quota, QuotaReport, SetAllowList, UpdateUser, User, UserList};
 
 use super::error::HttpError;
 use super::extract::{ApiJson, ApiPath};
@@ -57,4 +58,17 @@ pub async fn quota(State(svc): State<SharedService>, Caller(who): Caller, ApiPat
     responses((status = 200, body = QuotaReport), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn set_quota(State(svc): State<SharedService>, Caller(who): Caller, ApiPath(id): ApiPath<String>, ApiJson(q): ApiJson<Quota>) -> Result<Json<QuotaReport>, HttpError> {
     Ok(Json(svc.set_quota(&who, &id, q).await?))
+}
+
+/// The email allowlist for Hypha sign-ins (administrators): the configuration's entries and
+/// those kept here.
+#[utoipa::path(get, path = "/api/v1/allowlist", responses((status = 200, body = AllowList), (status = 403, body = ErrorBody)))]
+pub async fn allowlist(State(svc): State<SharedService>, Caller(who): Caller) -> Result<Json<AllowList>, HttpError> {
+    Ok(Json(svc.allowlist(&who).await?))
+}
+
+/// Replaces the allowlist's kept entries (administrators).
+#[utoipa::path(put, path = "/api/v1/allowlist", request_body = SetAllowList, responses((status = 200, body = AllowList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn set_allowlist(State(svc): State<SharedService>, Caller(who): Caller, ApiJson(req): ApiJson<SetAllowList>) -> Result<Json<AllowList>, HttpError> {
+    Ok(Json(svc.set_allowlist(&who, req.managed).await?))
 }

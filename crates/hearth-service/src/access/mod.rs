@@ -8,6 +8,7 @@
 //! Must not: keep or log a secret. Credentials are stored as digests ([`secret`]), passwords
 //! as argon2id hashes ([`password`]); no error names a secret.
 
+pub mod allowlist;
 pub mod hypha;
 pub mod limiter;
 pub mod password;
@@ -190,7 +191,7 @@ impl Service {
     /// sign-in, its email kept current, made an administrator by a role in
     /// `hypha.admin_roles` (never unmade by one: administrators here decide that).
     fn admit_identity(&self, id: &hypha::Identity) -> Result<UserRow, Error> {
-        if !self.config.auth.email_allowed(id.email.as_deref()) {
+        if !self.email_allowed(id.email.as_deref())? {
             let who = id.email.as_deref().unwrap_or("a Hypha account without an email address");
             return Err(Error::NotAllowed(format!("{who} is not on this server's allowlist; ask its administrator to add it")));
         }

@@ -338,3 +338,21 @@ async fn shared_workstations_are_seen_by_viewers_and_used_by_collaborators() {
     svc.delete(&ann, &w.id).await.unwrap();
     assert!(svc.list(&eve).await.unwrap().is_empty(), "and with its workstation");
 }
+
+#[tokio::test]
+async fn the_allowlist_joins_the_configurations_and_the_administrators_entries() {
+    let mut config = Config::default();
+    config.auth.allow_emails = vec!["ann@x.org".into()];
+    let (_dir, svc) = fixture(config);
+    let admin = Principal::admin(FIRST_ADMIN);
+    assert!(svc.email_allowed(Some("ann@x.org")).unwrap() && !svc.email_allowed(Some("bob@lab.org")).unwrap());
+    let list = svc.set_allowlist(&admin, vec!["*@Lab.org".into()]).await.unwrap();
+    assert_eq!((list.configured, list.managed), (vec!["ann@x.org".to_string()], vec!["*@lab.org".to_string()]));
+    assert!(svc.email_allowed(Some("bob@lab.org")).unwrap() && svc.email_allowed(Some("ann@x.org")).unwrap());
+    assert!(!svc.email_allowed(Some("eve@evil.org")).unwrap() && !svc.email_allowed(None).unwrap());
+    assert!(matches!(svc.set_allowlist(&admin, vec!["nobody".into()]).await, Err(Error::Invalid { .. })));
+    assert!(matches!(svc.set_allowlist(&Principal::user("ann"), vec![]).await, Err(Error::Forbidden(_))));
+    // Nothing configured, nothing kept: anyone.
+    let (_dir, open) = fixture(Config::default());
+    assert!(open.email_allowed(None).unwrap());
+}

@@ -49,23 +49,25 @@ impl Default for Auth {
 }
 
 /// `ann@lab.org` or `*@lab.org`.
-fn email_pattern_ok(p: &str) -> bool {
+pub fn email_pattern_ok(p: &str) -> bool {
     match p.split_once('@') {
         Some((local, domain)) => !local.is_empty() && (local == "*" || !local.contains('*')) && !domain.is_empty() && !domain.contains(['*', '@', ' ']),
         None => false,
     }
 }
 
+/// Whether `email` is one of `patterns` (addresses, `*@domain`), case-insensitive.
+pub fn email_matches(patterns: &[String], email: Option<&str>) -> bool {
+    let Some(email) = email.map(str::to_ascii_lowercase) else { return false };
+    let Some((_, domain)) = email.rsplit_once('@') else { return false };
+    patterns.iter().map(|p| p.to_ascii_lowercase()).any(|p| p == email || p.strip_prefix("*@") == Some(domain))
+}
+
 impl Auth {
     /// Whether `email` may sign in by the allowlist (an empty list allows everyone; no
     /// address, with a list, is not allowed).
     pub fn email_allowed(&self, email: Option<&str>) -> bool {
-        if self.allow_emails.is_empty() {
-            return true;
-        }
-        let Some(email) = email.map(str::to_ascii_lowercase) else { return false };
-        let Some((_, domain)) = email.rsplit_once('@') else { return false };
-        self.allow_emails.iter().map(|p| p.to_ascii_lowercase()).any(|p| p == email || p.strip_prefix("*@") == Some(domain))
+        self.allow_emails.is_empty() || email_matches(&self.allow_emails, email)
     }
 
     pub(super) fn check(&self) -> Result<(), String> {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use hearth_proto::api::{AuditList, CreateToken, CreateUser, NewToken, Quota, QuotaReport, Scope, Session, SignIn, TokenList, UpdateUser, User, UserList};
+use hearth_proto::api::{AllowList, AuditList, CreateToken, CreateUser, NewToken, Quota, QuotaReport, Scope, Session, SetAllowList, SignIn, TokenList, UpdateUser, User, UserList};
 
 use crate::cmd::client::{Connect, Saved};
 use crate::paths::Paths;
@@ -144,6 +144,28 @@ pub(crate) struct AuditArgs {
     target: Option<String>,
     #[arg(long, default_value_t = 50)]
     limit: u32,
+}
+
+#[derive(Args)]
+pub(crate) struct AllowArgs {
+    #[command(flatten)]
+    connect: Connect,
+    #[command(subcommand)]
+    cmd: Option<AllowCmd>,
+}
+
+#[derive(Subcommand)]
+enum AllowCmd {
+    /// Allow addresses (`ann@lab.org`) or domains (`*@lab.org`).
+    Add {
+        #[arg(required = true)]
+        entries: Vec<String>,
+    },
+    /// Remove entries (the configuration's are changed only there).
+    Rm {
+        #[arg(required = true)]
+        entries: Vec<String>,
+    },
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
@@ -333,5 +355,35 @@ pub(crate) fn audit(a: AuditArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
     }
     let rows: Vec<Vec<String>> = list.entries.iter().rev().map(|e| vec![when(Some(e.at_unix_ms)), e.user.clone(), e.action.clone(), e.target.clone(), e.detail.clone()]).collect();
     table::print(&["WHEN", "USER", "ACTION", "TARGET", "DETAIL"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hearth allowlist [add|rm …]`: who may sign in with a Hypha identity (administrators).
+pub(crate) fn allowlist(a: AllowArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
+    let api = a.connect.api(paths);
+    let mut list: AllowList = api.get("/allowlist")?;
+    if let Some(cmd) = a.cmd {
+        let mut managed = list.managed.clone();
+        match cmd {
+            AllowCmd::Add { entries } => managed.extend(entries.into_iter().map(|e| e.to_ascii_lowercase())),
+            AllowCmd::Rm { entries } => {
+                let gone: Vec<String> = entries.iter().map(|e| e.to_ascii_lowercase()).collect();
+                if let Some(e) = gone.iter().find(|e| !managed.contains(e)) {
+                    bail!("`{e}` is not an entry kept here{}", if list.configured.contains(e) { " (it is the configuration's)" } else { "" });
+                }
+                managed.retain(|m| !gone.contains(m));
+            }
+        }
+        list = api.put_json("/allowlist", &SetAllowList { managed })?;
+    }
+    if a.connect.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if list.configured.is_empty() && list.managed.is_empty() {
+        eprintln!("hearth: no allowlist: anyone the Hypha server vouches for may sign in");
+    } else {
+        let rows: Vec<Vec<String>> =
+            list.configured.iter().map(|e| vec![e.clone(), "configuration".into()]).chain(list.managed.iter().map(|e| vec![e.clone(), "kept here".into()])).collect();
+        table::print(&["ENTRY", "FROM"], &rows);
+    }
     Ok(ExitCode::SUCCESS)
 }

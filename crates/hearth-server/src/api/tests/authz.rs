@@ -54,6 +54,8 @@ const DECISIONS: &[(&str, &str, Who, &str)] = &[
     ("patch", "/api/v1/users/{id}", Who::Owner, r#"{"email": "a@example.org"}"#),
     ("delete", "/api/v1/users/{id}", Who::Admin, ""),
     ("get", "/api/v1/audit", Who::SignedIn, ""),
+    ("get", "/api/v1/allowlist", Who::Admin, ""),
+    ("put", "/api/v1/allowlist", Who::Admin, r#"{"managed": ["*@lab.org"]}"#),
     ("get", "/api/v1/workstations/{id}/shares", Who::Owner, ""),
     ("put", "/api/v1/workstations/{id}/shares/{user}", Who::Owner, r#"{"role": "viewer"}"#),
     ("delete", "/api/v1/workstations/{id}/shares/{user}", Who::Owner, ""),
