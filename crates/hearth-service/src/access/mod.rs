@@ -312,16 +312,9 @@ impl Service {
         let secret = Secret::mint()?;
         let principal = principal_of(user);
         let row = CredentialRow {
-            id: secret.id.clone(),
-            kind: Kind::Session,
-            user: user.id.clone(),
-            digest: secret.digest(),
-            name: "browser session".into(),
-            scope: principal.scope,
             csrf: Some(crate::random_hex(16)?),
-            created_ms: now,
-            expires_ms: Some(now + hours * 3_600_000),
             last_used_ms: Some(now),
+            ..CredentialRow::new(&secret, Kind::Session, &user.id, "browser session", principal.scope, now, Some(now + hours * 3_600_000))
         };
         self.store.insert_credential(&row, u64::MAX)?;
         let auth = Authenticated { principal, credential: row.id.clone(), csrf: row.csrf.clone(), expires_ms: row.expires_ms };
@@ -361,18 +354,7 @@ impl Service {
         }
         let now = unix_ms_now();
         let secret = Secret::mint()?;
-        let row = CredentialRow {
-            id: secret.id.clone(),
-            kind: Kind::Token,
-            user: who.user.clone(),
-            digest: secret.digest(),
-            name: name.into(),
-            scope,
-            csrf: None,
-            created_ms: now,
-            expires_ms: (days > 0).then(|| now + u64::from(days) * DAY_MS),
-            last_used_ms: None,
-        };
+        let row = CredentialRow::new(&secret, Kind::Token, &who.user, name, scope, now, (days > 0).then(|| now + u64::from(days) * DAY_MS));
         self.store.prune_credentials(now)?;
         let max = self.config.auth.max_tokens_per_user;
         if !self.store.insert_credential(&row, max.into())? {
@@ -567,18 +549,7 @@ impl Service {
             // New, or brought to a fresh database (the box's server is handed its host's):
             // the token becomes valid here, for the administrator.
             self.store.delete_credential(&secret.id)?;
-            let row = CredentialRow {
-                id: secret.id.clone(),
-                kind: Kind::Token,
-                user: admin.id.clone(),
-                digest: secret.digest(),
-                name: "admin.token".into(),
-                scope: Scope::Admin,
-                csrf: None,
-                created_ms: now,
-                expires_ms: None,
-                last_used_ms: None,
-            };
+            let row = CredentialRow::new(&secret, Kind::Token, &admin.id, "admin.token", Scope::Admin, now, None);
             self.store.insert_credential(&row, u64::MAX)?;
         }
         let someone_signs_in = self.store.users()?.iter().any(|u| u.admin && !u.disabled && u.password.is_some());
@@ -587,18 +558,7 @@ impl Service {
         } else {
             self.store.delete_credentials(&admin.id, Kind::Link)?;
             let secret = Secret::mint()?;
-            let row = CredentialRow {
-                id: secret.id.clone(),
-                kind: Kind::Link,
-                user: admin.id.clone(),
-                digest: secret.digest(),
-                name: "first sign-in".into(),
-                scope: Scope::Admin,
-                csrf: None,
-                created_ms: now,
-                expires_ms: Some(now + LINK_MS),
-                last_used_ms: None,
-            };
+            let row = CredentialRow::new(&secret, Kind::Link, &admin.id, "first sign-in", Scope::Admin, now, Some(now + LINK_MS));
             self.store.insert_credential(&row, u64::MAX)?;
             Some(secret.expose())
         };

@@ -66,6 +66,22 @@ pub struct CredentialRow {
 }
 
 impl CredentialRow {
+    /// The record of a new credential: its secret's digest, no CSRF token, never used.
+    pub fn new(secret: &super::secret::Secret, kind: Kind, user: &str, name: &str, scope: Scope, now_ms: u64, expires_ms: Option<u64>) -> CredentialRow {
+        CredentialRow {
+            id: secret.id.clone(),
+            kind,
+            user: user.into(),
+            digest: secret.digest(),
+            name: name.into(),
+            scope,
+            csrf: None,
+            created_ms: now_ms,
+            expires_ms,
+            last_used_ms: None,
+        }
+    }
+
     pub fn expired(&self, now_ms: u64) -> bool {
         self.expires_ms.is_some_and(|e| e <= now_ms)
     }

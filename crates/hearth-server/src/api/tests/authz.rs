@@ -157,16 +157,8 @@ async fn every_operation_decides_who_may_call_it() {
 
             if uri.ends_with("/ws") {
                 let url = format!("ws://{addr}{uri}");
-                let (none, other, by_admin) = tokio::task::spawn_blocking(move || {
-                    let status = |token: Option<&str>| match tungstenite::connect(ws_request(&url, token, None)) {
-                        Ok(_) => 101,
-                        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-                        Err(e) => panic!("{e}"),
-                    };
-                    (status(None), status(Some(&bob)), status(Some(&admin)))
-                })
-                .await
-                .unwrap();
+                let (none, other, by_admin) =
+                    tokio::task::spawn_blocking(move || (ws_status(&url, None, None), ws_status(&url, Some(&bob), None), ws_status(&url, Some(&admin), None))).await.unwrap();
                 assert_eq!((none, other, by_admin), (401, 404, 101), "{method} {path}: without a credential, by another user, by an administrator");
                 api.call(Method::DELETE, &format!("/api/v1/workstations/{id}"), None).await;
                 continue;
@@ -284,15 +276,8 @@ async fn foreign_hosts_and_origins_are_refused() {
     let token = api.token.clone();
     let (foreign, none, own) = tokio::task::spawn_blocking(move || {
         let url = format!("ws://{addr}/api/v1/workstations/{id}/terminals/{tid}/ws");
-        let status = |r: Result<_, tungstenite::Error>| match r {
-            Ok(_) => 101,
-            Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-            Err(e) => panic!("{e}"),
-        };
-        let foreign = status(tungstenite::connect(ws_request(&url, Some(&token), Some("http://evil.example"))).map(drop));
-        let none = status(tungstenite::connect(ws_request(&url, None, Some(&format!("http://{addr}")))).map(drop));
-        let own = status(tungstenite::connect(ws_request(&url, Some(&token), Some(&format!("http://{addr}")))).map(drop));
-        (foreign, none, own)
+        let own_origin = format!("http://{addr}");
+        (ws_status(&url, Some(&token), Some("http://evil.example")), ws_status(&url, None, Some(&own_origin)), ws_status(&url, Some(&token), Some(&own_origin)))
     })
     .await
     .unwrap();

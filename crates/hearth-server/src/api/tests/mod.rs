@@ -349,6 +349,15 @@ fn ws_request(url: &str, token: Option<&str>, origin: Option<&str>) -> tungsteni
     req
 }
 
+/// The status a WebSocket handshake to `url` gets (101: upgraded).
+fn ws_status(url: &str, token: Option<&str>, origin: Option<&str>) -> u16 {
+    match tungstenite::connect(ws_request(url, token, origin)) {
+        Ok(_) => 101,
+        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
 fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     match v {
         Value::Object(m) => {
