@@ -7,6 +7,7 @@ packages=(
   mmdebstrap e2fsprogs python3 python3-pip                       # root filesystems, Firecracker wheel
   qemu-system-x86                                                # the box
   iproute2 nftables                                              # workstation networking
+  python3-venv                                                   # the tests' Hypha server (scripts/hypha-env.sh)
 )
 missing=()
 for p in "${packages[@]}"; do
