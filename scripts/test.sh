@@ -16,6 +16,12 @@ cargo build --workspace --locked
 ./scripts/hypha-env.sh >/dev/null
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace --locked 2>&1 | tee "$log"
-# One closing line for the whole workspace (cargo prints one per test binary).
+# Every test binary runs even when one fails (a failure early must not hide the rest); the
+# command still fails then.
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+# One closing line for the whole workspace (cargo prints one per test binary), and which
+# binaries failed.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+grep -E -A100 '^error: [0-9]+ targets? failed' "$log" | grep -E '^error|^ +`' || true
+exit "$status"
