@@ -38,6 +38,23 @@ pub(crate) fn bytes(n: u64) -> String {
     }
 }
 
+/// A unix time in milliseconds as a distance from now: `5 min ago`, `in 30 d`.
+pub(crate) fn relative(ms: u64) -> String {
+    let now = hearth_proto::unix_ms_now();
+    let span = |secs: u64| match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
+    };
+    // Within a second of now (clocks, rounding) is the past.
+    if ms > now + 1000 {
+        format!("in {}", span((ms - now) / 1000))
+    } else {
+        format!("{} ago", span(now.saturating_sub(ms) / 1000))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -186,21 +186,9 @@ fn password(from_stdin: bool, prompt: &str, confirm: bool) -> anyhow::Result<Str
     Ok(p)
 }
 
-/// A time as a distance from now: `in 30 d`, `5 min ago`; none: `never`.
+/// A time as a distance from now; none: `never` (a token that does not expire).
 fn when(ms: Option<u64>) -> String {
-    let Some(ms) = ms else { return "never".into() };
-    let now = hearth_proto::unix_ms_now();
-    let span = |secs: u64| match secs {
-        s if s < 120 => format!("{s} s"),
-        s if s < 7200 => format!("{} min", s / 60),
-        s if s < 172_800 => format!("{} h", s / 3600),
-        s => format!("{} d", s / 86_400),
-    };
-    if ms > now + 1000 {
-        format!("in {}", span((ms - now) / 1000))
-    } else {
-        format!("{} ago", span((now - ms) / 1000))
-    }
+    ms.map_or_else(|| "never".into(), table::relative)
 }
 
 pub(crate) fn login(a: LoginArgs) -> anyhow::Result<ExitCode> {

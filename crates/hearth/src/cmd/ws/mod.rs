@@ -159,16 +159,7 @@ fn print_json<T: serde::Serialize>(v: &T) {
 }
 
 fn when(ms: Option<u64>) -> String {
-    ms.map(|ms| {
-        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0).saturating_sub(ms) / 1000;
-        match secs {
-            s if s < 120 => format!("{s} s ago"),
-            s if s < 7200 => format!("{} min ago", s / 60),
-            s if s < 172_800 => format!("{} h ago", s / 3600),
-            s => format!("{} d ago", s / 86_400),
-        }
-    })
-    .unwrap_or_else(|| "-".into())
+    ms.map_or_else(|| "-".into(), table::relative)
 }
 
 fn show_workstations(ws: &[Workstation], json: bool) {
