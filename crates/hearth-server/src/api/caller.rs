@@ -71,7 +71,8 @@ impl FromRequestParts<SharedService> for Caller {
     }
 }
 
-fn changes_something(m: &Method) -> bool {
+/// Whether a request of method `m` may change something (what CSRF and Origin checks guard).
+pub fn changes_something(m: &Method) -> bool {
     !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 

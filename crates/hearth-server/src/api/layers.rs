@@ -161,7 +161,7 @@ fn host_name(host: &str) -> &str {
 /// another origin (403 `origin_not_allowed`: cross-site WebSocket hijacking and request
 /// forgery). Requests without `Origin` (not from a browser's page) pass on to sign-in.
 pub async fn guard(guard: Guard, req: Request, next: Next) -> Response {
-    use axum::http::{header, Method};
+    use axum::http::header;
     let h = req.headers();
     let host = h.get(header::HOST).map(|v| v.to_str().unwrap_or(""));
     if let Some(host) = host {
@@ -171,7 +171,7 @@ pub async fn guard(guard: Guard, req: Request, next: Next) -> Response {
         }
     }
     let upgrade = h.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let changes = super::caller::changes_something(req.method());
     if upgrade || changes {
         if let Some(origin) = h.get(header::ORIGIN) {
             if !guard.origin_allowed(origin.to_str().unwrap_or("null"), host) {

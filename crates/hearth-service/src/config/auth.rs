@@ -64,6 +64,14 @@ pub fn email_matches(patterns: &[String], email: Option<&str>) -> bool {
 }
 
 impl Auth {
+    /// Where the administrator token is kept: `admin_token_file`, or `<data_dir>/admin.token`.
+    pub fn admin_token_path(&self, data_dir: &std::path::Path) -> std::path::PathBuf {
+        match self.admin_token_file.as_str() {
+            "" => data_dir.join("admin.token"),
+            f => f.into(),
+        }
+    }
+
     /// Whether `email` may sign in by the allowlist (an empty list allows everyone; no
     /// address, with a list, is not allowed).
     pub fn email_allowed(&self, email: Option<&str>) -> bool {

@@ -165,10 +165,7 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
     let mut spec = ExecSpec::new(["hearth", "serve", "--mode", "direct", "--box-child", "--config", &config_path]);
     spec.env = std::env::vars().filter(|(k, _)| k == "HEARTH_LOG").collect();
     std::fs::create_dir_all(&paths.data_dir).context("creating the data directory")?;
-    let token_file = match config.auth.admin_token_file.as_str() {
-        "" => paths.data_dir.join("admin.token"),
-        f => PathBuf::from(f),
-    };
+    let token_file = config.auth.admin_token_path(&paths.data_dir);
     let admin_token = hearth_service::access::admin_token_file(&token_file).context("the administrator token")?;
     spec.env.push((ADMIN_TOKEN_ENV.into(), admin_token.expose()));
     if !jwt_secret.is_empty() {
