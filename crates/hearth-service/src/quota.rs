@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use hearth_proto::api::{Quota, QuotaReport, Usage};
 
+use crate::access::records::UserRow;
 use crate::error::{quota_message, Error};
 use crate::principal::{Principal, Role};
 use crate::Service;
@@ -60,19 +61,18 @@ fn merge(own: Quota, role: Quota) -> Quota {
 }
 
 impl Service {
-    /// The limits that hold for `user` (an account, or a principal without one: tests and
-    /// edges that act for it), and their own overrides.
-    fn limits(&self, user: &str, roles: &[Role]) -> Result<(Quota, Quota), Error> {
-        let row = self.store.user(user)?;
-        let admin = row.as_ref().map_or(roles.contains(&Role::Admin), |u| u.admin);
+    /// The limits that hold for an account (its role's, under its own), and its own. A
+    /// principal without an account (tests, edges that act for one) has its roles' alone.
+    fn limits(&self, account: Option<&UserRow>, roles: &[Role]) -> (Quota, Quota) {
+        let admin = account.map_or(roles.contains(&Role::Admin), |u| u.admin);
         let role = if admin { &self.config.quotas.admin } else { &self.config.quotas.user };
-        let own = row.map(|u| u.quota).unwrap_or_default();
-        Ok((merge(own, role.as_quota()), own))
+        let own = account.map(|u| u.quota).unwrap_or_default();
+        (merge(own, role.as_quota()), own)
     }
 
     /// The quota that holds for what `who` creates.
     pub(crate) fn quota_of(&self, who: &Principal) -> Result<Quota, Error> {
-        Ok(self.limits(&who.user, &who.roles)?.0)
+        Ok(self.limits(self.store.user(&who.user)?.as_ref(), &who.roles).0)
     }
 
     /// A place for one more running command of `who`'s, or 403 `quota_exceeded`.
@@ -87,20 +87,16 @@ impl Service {
         Ok(ExecSlot { running: self.execs.0.clone(), user: who.user.clone() })
     }
 
-    fn report(&self, user: &str, roles: &[Role]) -> Result<QuotaReport, Error> {
-        let (limits, overrides) = self.limits(user, roles)?;
-        let usage = Usage { execs: self.execs.held(user), ..self.store.usage(user)? };
+    fn report(&self, account: &UserRow) -> Result<QuotaReport, Error> {
+        let (limits, overrides) = self.limits(Some(account), &[]);
+        let usage = Usage { execs: self.execs.held(&account.id), ..self.store.usage(&account.id)? };
         Ok(QuotaReport { limits, overrides, usage })
     }
 
     /// A user's quota and what they hold: their own, or anyone's for an administrator.
     pub async fn quota(self: &Arc<Self>, who: &Principal, id: &str) -> Result<QuotaReport, Error> {
         let (who, id) = (who.clone(), id.to_string());
-        self.run(move |s| {
-            let u = s.visible_user(&who, &id)?;
-            s.report(&u.id, if u.admin { &[Role::Admin] } else { &[] })
-        })
-        .await
+        self.run(move |s| s.report(&s.visible_user(&who, &id)?)).await
     }
 
     /// Sets a user's own limits (administrators): a field set replaces their role's (0:
@@ -116,7 +112,7 @@ impl Service {
                 return Err(Error::NotFound(format!("no user `{id}`")));
             }
             s.audit(&by, "set_quota", &id, &serde_json::to_string(&overrides).unwrap_or_default());
-            s.report(&u.id, if u.admin { &[Role::Admin] } else { &[] })
+            s.report(&u)
         })
         .await
     }

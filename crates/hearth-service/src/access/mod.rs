@@ -178,11 +178,16 @@ impl Service {
         Ok(Authenticated { principal: principal_of(&user).limited_to(row.scope), credential: row.id, csrf: row.csrf, expires_ms: row.expires_ms })
     }
 
-    /// The caller a Hypha token stands for (its account made at its first use).
-    fn hypha_caller(&self, token: &str) -> Result<Authenticated, Error> {
+    /// The account a Hypha token stands for (made at its first use), and who the token says.
+    fn hypha_account(&self, token: &str) -> Result<(UserRow, hypha::Identity), Error> {
         let verifier = self.access.hypha.as_ref().ok_or_else(unauthenticated)?;
         let id = verifier.verify(token)?;
-        let user = self.admit_identity(&id)?;
+        Ok((self.admit_identity(&id)?, id))
+    }
+
+    /// The caller a Hypha token stands for.
+    fn hypha_caller(&self, token: &str) -> Result<Authenticated, Error> {
+        let (user, id) = self.hypha_account(token)?;
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
         Ok(Authenticated { principal: principal_of(&user), credential: format!("{HYPHA_PREFIX}{}", &digest[..24]), csrf: None, expires_ms: id.expires_at.map(|s| s * 1000) })
     }
@@ -233,8 +238,7 @@ impl Service {
     pub async fn hypha_login_check(self: &Arc<Self>, key: String, wait_secs: u64) -> Result<Option<IssuedSession>, Error> {
         self.run(move |s| {
             let Some(token) = s.hypha_verifier()?.check_login(&key, wait_secs)? else { return Ok(None) };
-            let caller = s.hypha_caller(&token)?;
-            let user = s.store.user(&caller.principal.user)?.ok_or_else(unauthenticated)?;
+            let (user, _) = s.hypha_account(&token)?;
             s.audit(&user.id, "sign_in", &user.id, &format!("Hypha: a session ({})", user.email.as_deref().unwrap_or("no email")));
             s.start_session(&user).map(Some)
         })
@@ -246,8 +250,9 @@ impl Service {
     }
 
     /// Checks a password sign-in (rate limited per account and per address; every failure
-    /// looks the same) and returns the account.
-    fn check_password(&self, req: &SignIn, from: Option<IpAddr>) -> Result<UserRow, Error> {
+    /// looks the same), audits it either way (`what` it is for), and returns the account.
+    fn check_password(&self, req: &SignIn, from: Option<IpAddr>, what: &str) -> Result<UserRow, Error> {
+        let how = |outcome: &str| from.map_or_else(|| format!("password{outcome}"), |ip| format!("password{outcome}, from {ip}"));
         let now = Instant::now();
         if let Some(retry_after_secs) = self.access.limiter.blocked(&req.user, from, now) {
             return Err(Error::RateLimited { retry_after_secs });
@@ -257,18 +262,19 @@ impl Service {
         if !password::verify(&req.password, stored) {
             self.access.limiter.failed(&req.user, from, now);
             let tried: String = req.user.chars().take(64).collect();
-            self.audit(&tried, "sign_in_failed", &tried, &from.map_or_else(|| "password".into(), |ip| format!("password, from {ip}")));
+            self.audit(&tried, "sign_in_failed", &tried, &how(""));
             return Err(Error::Unauthenticated("wrong user or password".into()));
         }
         // Verified against a stored hash: the account exists and is enabled.
-        user.ok_or_else(unauthenticated)
+        let user = user.ok_or_else(unauthenticated)?;
+        self.audit(&user.id, "sign_in", &user.id, &how(&format!(": {what}")));
+        Ok(user)
     }
 
     /// Signs in with a password and starts a browser session.
     pub async fn sign_in(self: &Arc<Self>, req: SignIn, from: Option<IpAddr>) -> Result<IssuedSession, Error> {
         self.run(move |s| {
-            let user = s.check_password(&req, from)?;
-            s.audit(&user.id, "sign_in", &user.id, &from.map_or_else(|| "password: a session".into(), |ip| format!("password: a session, from {ip}")));
+            let user = s.check_password(&req, from, "a session")?;
             s.start_session(&user)
         })
         .await
@@ -277,8 +283,7 @@ impl Service {
     /// Signs in with a password and makes an API token (the CLI's `hearth login`).
     pub async fn sign_in_token(self: &Arc<Self>, req: SignIn, from: Option<IpAddr>) -> Result<NewToken, Error> {
         self.run(move |s| {
-            let user = s.check_password(&req, from)?;
-            s.audit(&user.id, "sign_in", &user.id, &from.map_or_else(|| "password: a token".into(), |ip| format!("password: a token, from {ip}")));
+            let user = s.check_password(&req, from, "a token")?;
             let ask = CreateToken { name: req.name.clone().unwrap_or_else(|| "sign-in".into()), scope: req.scope, expires_in_days: req.expires_in_days };
             s.make_token(&principal_of(&user), ask)
         })
@@ -536,10 +541,7 @@ impl Service {
                 a
             }
         };
-        let file = match self.config.auth.admin_token_file.as_str() {
-            "" => data_dir.join("admin.token"),
-            f => PathBuf::from(f),
-        };
+        let file = self.config.auth.admin_token_path(data_dir);
         let secret = match given {
             Some(text) => Secret::parse(text.trim()).ok_or_else(|| Error::invalid("admin token", "not a hearth credential (hth_…)"))?,
             None => admin_token_file(&file)?,
