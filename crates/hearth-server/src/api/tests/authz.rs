@@ -114,10 +114,7 @@ async fn every_operation_decides_who_may_call_it() {
     let api = api();
     let (_, doc) = api.call(Method::GET, "/api/v1/openapi.json", None).await;
     // WebSocket upgrades need a real connection.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = api.router.clone();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let (addr, server) = api.serve_on_loopback().await;
     let mut seen = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
@@ -266,13 +263,8 @@ async fn foreign_hosts_and_origins_are_refused() {
 
     // A WebSocket from a page of another origin, over a real socket; the same from the
     // server's own origin is let through.
-    let id = api.create(json!({"name": "ws"})).await["id"].as_str().unwrap().to_string();
-    let (_, t) = api.call(Method::POST, &format!("/api/v1/workstations/{id}/terminals"), Some(json!({"argv": ["sh"]}))).await;
-    let tid = t["id"].as_str().unwrap().to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = api.router.clone();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let (id, tid) = api.with_terminal("ws").await;
+    let (addr, server) = api.serve_on_loopback().await;
     let token = api.token.clone();
     let (foreign, none, own) = tokio::task::spawn_blocking(move || {
         let url = format!("ws://{addr}/api/v1/workstations/{id}/terminals/{tid}/ws");

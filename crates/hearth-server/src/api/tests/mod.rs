@@ -69,6 +69,22 @@ impl Api {
         (status.as_u16(), serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// The router on a loopback port (WebSocket upgrades need a real connection); the
+    /// server's task, to abort at the end.
+    async fn serve_on_loopback(&self) -> (std::net::SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = self.router.clone();
+        (addr, tokio::spawn(async move { axum::serve(listener, router).await }))
+    }
+
+    /// A running workstation named `name` with a shell terminal: their ids.
+    async fn with_terminal(&self, name: &str) -> (String, String) {
+        let id = self.create(json!({"name": name})).await["id"].as_str().unwrap().to_string();
+        let (_, t) = self.call(Method::POST, &format!("/api/v1/workstations/{id}/terminals"), Some(json!({"argv": ["sh"]}))).await;
+        (id, t["id"].as_str().unwrap().to_string())
+    }
+
     async fn create(&self, body: Value) -> Value {
         let (s, w) = self.call(Method::POST, "/api/v1/workstations", Some(body)).await;
         assert_eq!(s, 201, "{w}");
@@ -287,13 +303,8 @@ async fn files_go_up_and_come_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_attaches_types_and_sees_the_output() {
     let api = api();
-    let id = api.create(json!({"name": "a"})).await["id"].as_str().unwrap().to_string();
-    let (_, t) = api.call(Method::POST, &format!("/api/v1/workstations/{id}/terminals"), Some(json!({"argv": ["sh"]}))).await;
-    let tid = t["id"].as_str().unwrap().to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = api.router.clone();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let (id, tid) = api.with_terminal("a").await;
+    let (addr, server) = api.serve_on_loopback().await;
     let base = format!("ws://{addr}/api/v1/workstations/{id}/terminals/{tid}/ws");
     let token = api.token.clone();
     let seen = tokio::task::spawn_blocking(move || {
