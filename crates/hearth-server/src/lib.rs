@@ -4,12 +4,14 @@
 //! - [`api`]: everything HTTP: the listener, axum routes and their layers, the OpenAPI
 //!   document, the error mapping, the extractors, the caller's identity, the WebSocket
 //!   bridge; one file per resource (workstations, console, terminals, files).
+//! - [`web`]: the web UI's page and assets (embedded by `hearth_ui`), at `/`.
 //!
 //! Owns the HTTP surface and the server's life (reconcile, serve, stop). Every operation,
 //! its policy and its state are the service's; workstation VMs run detached, so stopping the
 //! server (gracefully or not) leaves them running.
 
 pub mod api;
+pub mod web;
 
 use std::sync::Arc;
 

@@ -69,6 +69,8 @@ pub struct Limits {
     pub max_file_bytes: u64,
     /// Console follows (`/console/stream`) open at once, over all workstations.
     pub max_console_followers: usize,
+    /// Live workstation lists (`/workstations/stream`, one per open dashboard) at once.
+    pub max_list_followers: usize,
     /// Requests being answered at once, over all clients; beyond it a request is refused
     /// at once (503 `overloaded`) rather than queued. WebSocket terminals and console follows
     /// count only until they are set up.
@@ -140,6 +142,7 @@ impl Default for Limits {
             max_body_bytes: 1 << 20,
             max_file_bytes: 1 << 30,
             max_console_followers: 64,
+            max_list_followers: 512,
             max_requests_in_flight: 1024,
             // Above the longest operation's own bounds: a restart's stop (2 x 30 s) and boot (120 s).
             request_timeout_secs: 300,

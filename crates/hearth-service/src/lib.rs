@@ -81,6 +81,8 @@ pub struct Service {
     admission: Admission,
     /// One permit per console follower (`limits.max_console_followers`).
     console_followers: Arc<tokio::sync::Semaphore>,
+    /// One permit per live workstation list (`limits.max_list_followers`).
+    list_followers: Arc<tokio::sync::Semaphore>,
     /// Becomes true when the server begins to stop: long-lived streams (console follows,
     /// WebSocket terminals) end so a graceful shutdown does not wait on them.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -135,6 +137,7 @@ impl Service {
     /// A service over `backend` (tests pass a fake one).
     pub fn new(config: Config, store: Store, backend: Box<dyn Backend>, network: Option<network::Net>, budget: Need) -> Service {
         let console_followers = Arc::new(tokio::sync::Semaphore::new(config.limits.max_console_followers));
+        let list_followers = Arc::new(tokio::sync::Semaphore::new(config.limits.max_list_followers));
         let access = access::Access::new(&config.auth, &config.hypha);
         Service {
             config,
@@ -142,6 +145,7 @@ impl Service {
             backend,
             admission: Admission::new(budget),
             console_followers,
+            list_followers,
             stopping: tokio::sync::watch::Sender::new(false),
             network,
             exits: Default::default(),

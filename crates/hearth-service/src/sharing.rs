@@ -55,11 +55,14 @@ impl Store {
              ON CONFLICT (workstation_id, user) DO UPDATE SET role = excluded.role",
             params![id, user, role.as_str(), now_ms],
         )?;
+        self.changed();
         Ok(())
     }
 
     pub fn unshare(&self, id: &str, user: &str) -> Result<bool, StoreError> {
-        Ok(self.conn().execute("DELETE FROM shares WHERE workstation_id = ?1 AND user = ?2", params![id, user])? == 1)
+        let gone = self.conn().execute("DELETE FROM shares WHERE workstation_id = ?1 AND user = ?2", params![id, user])? == 1;
+        self.changed();
+        Ok(gone)
     }
 
     /// The ids of the workstations shared with `user`.

@@ -177,6 +177,9 @@ pub struct Row {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Counts committed changes a workstation list shows (a row added, changed, removed,
+    /// shared): live lists wait on it rather than poll.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// A text column that holds one of an enum's names.
@@ -244,11 +247,21 @@ impl Store {
             tx.pragma_update(None, "user_version", i + 1)?;
             tx.commit()?;
         }
-        Ok(Store { conn: Mutex::new(conn) })
+        Ok(Store { conn: Mutex::new(conn), changes: tokio::sync::watch::Sender::new(0) })
     }
 
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Says a change a workstation list shows was committed.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes as they are committed (the value is a counter; what changed is read anew).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Inserts a workstation and its `created` event together, unless `max` rows exist
@@ -316,6 +329,7 @@ impl Store {
             &format!("{} vCPU, {} MiB, {} GiB{}{net}", w.vcpu_count, w.mem_size_mib, w.disk_size_gib, if w.read_only { ", read-only" } else { "" }),
         )?;
         tx.commit()?;
+        self.changed();
         Ok(w)
     }
 
@@ -357,6 +371,7 @@ impl Store {
         )?;
         add_event(&tx, id, now_ms, kind, message)?;
         tx.commit()?;
+        self.changed();
         Ok(())
     }
 
@@ -440,6 +455,7 @@ impl Store {
         tx.execute("DELETE FROM terminals WHERE workstation_id = ?1", [id])?;
         let n = tx.execute("DELETE FROM workstations WHERE id = ?1", [id])?;
         tx.commit()?;
+        self.changed();
         Ok(n == 1)
     }
 

@@ -211,3 +211,41 @@ async fn commands_and_files_run_through_the_agent() {
     let stopped = svc.exec(&me, &w.id, ExecRequest { argv: vec!["true".into()], ..ExecRequest::default() }).await.unwrap_err();
     assert!(matches!(stopped, Error::Conflict(_)), "{stopped:?}");
 }
+
+#[tokio::test]
+async fn a_live_list_follows_changes_as_the_caller_sees_them_and_ends_when_the_server_stops() {
+    use crate::workstations::ListItem;
+    let (_d, svc, _b) = fixture(roomy());
+    let (ann, bob) = (Principal::user("ann"), Principal::user("bob"));
+    let mut follow = svc.follow_list(&ann).await.unwrap();
+    let names = |item: Option<ListItem>| match item {
+        Some(ListItem::Workstations(list)) => list.into_iter().map(|w| (w.name, w.state)).collect::<Vec<_>>(),
+        other => panic!("expected a list, got {other:?}"),
+    };
+    assert_eq!(names(follow.next().await), []);
+    let w = svc.create(&ann, CreateWorkstation { start: Some(false), ..create("mine") }).await.unwrap();
+    assert_eq!(names(follow.next().await), [("mine".to_string(), WorkstationState::Stopped)]);
+    svc.act(&ann, &w.id, Action::Start).await.unwrap();
+    assert_eq!(names(follow.next().await), [("mine".to_string(), WorkstationState::Running)]);
+    // Another user's workstation changes what is stored, not what ann sees: her next list is
+    // the same one.
+    svc.create(&bob, CreateWorkstation { start: Some(false), ..create("his") }).await.unwrap();
+    assert_eq!(names(follow.next().await), [("mine".to_string(), WorkstationState::Running)]);
+    svc.delete(&ann, &w.id).await.unwrap();
+    assert_eq!(names(follow.next().await), []);
+    svc.begin_stopping();
+    assert!(matches!(follow.next().await, Some(ListItem::Stopping)));
+    assert!(follow.next().await.is_none());
+}
+
+#[tokio::test]
+async fn live_lists_are_limited() {
+    let mut config = Config::default();
+    config.limits.max_list_followers = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, _b) = service(dir.path(), config, roomy());
+    let first = svc.follow_list(&Principal::user("ann")).await.unwrap();
+    assert!(matches!(svc.follow_list(&Principal::user("bob")).await, Err(Error::Unavailable { what: Unavailable::Followers, .. })));
+    drop(first);
+    svc.follow_list(&Principal::user("bob")).await.unwrap();
+}

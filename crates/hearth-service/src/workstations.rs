@@ -273,6 +273,16 @@ impl Service {
         .await
     }
 
+    /// Follows the list of workstations `who` sees: the list now, then again after every
+    /// change to it, until the server stops. At most `limits.max_list_followers` at once.
+    pub async fn follow_list(self: &Arc<Self>, who: &Principal) -> Result<ListFollow, Error> {
+        let permit = self.list_followers.clone().try_acquire_owned().map_err(|_| Error::Unavailable {
+            what: crate::Unavailable::Followers,
+            message: format!("at most {} live workstation lists at once", self.config.limits.max_list_followers),
+        })?;
+        Ok(ListFollow { svc: self.clone(), who: who.clone(), changes: self.store.changes(), stopping: self.stopping(), first: true, ended: false, _permit: permit })
+    }
+
     /// What happened to a workstation, oldest first: the newest `limit` events (default
     /// [`DEFAULT_EVENTS`], 1 to [`MAX_EVENTS`]).
     pub async fn events(self: &Arc<Self>, who: &Principal, id: &str, limit: Option<i64>) -> Result<Vec<Event>, Error> {
@@ -292,4 +302,59 @@ impl Service {
 /// The configured bandwidth of a create without its own (none when both are unlimited).
 fn default_bandwidth(d: &crate::config::Defaults) -> Option<Bandwidth> {
     (d.rx_mbps > 0 || d.tx_mbps > 0).then_some(Bandwidth { rx_mbps: d.rx_mbps, tx_mbps: d.tx_mbps })
+}
+
+/// How long a live list waits after a change for the rest of its burst (a create records a
+/// row, then its boot, within milliseconds): one list sent for all of them.
+const LIST_SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// What a live list yields.
+#[derive(Debug)]
+pub enum ListItem {
+    /// The whole list, as [`Service::list`] would answer now.
+    Workstations(Vec<Workstation>),
+    /// The server is stopping (follow again from the next one); nothing follows.
+    Stopping,
+}
+
+/// A live list of the workstations one caller sees ([`Service::follow_list`]). Sends whole
+/// lists, not differences: a client that missed one loses nothing by the next.
+pub struct ListFollow {
+    svc: Arc<Service>,
+    who: Principal,
+    changes: tokio::sync::watch::Receiver<u64>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    first: bool,
+    ended: bool,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl ListFollow {
+    /// The next list (at once the first time, then after the next change), or the end
+    /// (once; after it, None).
+    pub async fn next(&mut self) -> Option<ListItem> {
+        if self.ended {
+            return None;
+        }
+        if !std::mem::take(&mut self.first) {
+            tokio::select! {
+                r = self.changes.changed() => r.ok()?,
+                _ = self.stopping.wait_for(|stopping| *stopping) => {}
+            }
+            tokio::time::sleep(LIST_SETTLE).await;
+        }
+        if *self.stopping.borrow() {
+            self.ended = true;
+            return Some(ListItem::Stopping);
+        }
+        // What changed during the settle is in the list read now.
+        self.changes.borrow_and_update();
+        match self.svc.list(&self.who).await {
+            Ok(list) => Some(ListItem::Workstations(list)),
+            Err(e) => {
+                tracing::warn!(error = %e, "a live workstation list could not be read; it ends");
+                None
+            }
+        }
+    }
 }

@@ -201,6 +201,10 @@ fn the_api_drives_workstations_end_to_end() {
             if path == "/api/v1/auth/session" && method == "delete" {
                 continue;
             }
+            // The live list never ends by itself (its handler's own tests follow it).
+            if path == "/api/v1/workstations/stream" {
+                continue;
+            }
             let url = format!("{}{}", server.base, path.replace("{id}", "wnosuchthing").replace("{action}", "start").replace("{tid}", "t1").replace("{user}", "nobody"));
             let body = (method == "post").then(|| json!({"name": "x", "argv": ["true"]}));
             let (status, v) = call(&method.to_uppercase(), &url, body);
@@ -225,6 +229,7 @@ fn the_api_drives_workstations_end_to_end() {
         "GET /api/v1/users/{id}",
         "GET /api/v1/users/{id}/quota",
         "GET /api/v1/workstations",
+        "GET /api/v1/workstations/stream",
         "GET /api/v1/workstations/{id}",
         "GET /api/v1/workstations/{id}/console",
         "GET /api/v1/workstations/{id}/console/stream",

@@ -5,63 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{serve, stop};
+
 use serde_json::{json, Value};
-
-struct Outer {
-    child: Child,
-    base: String,
-    /// The box's QEMU.
-    qemu: u64,
-}
-
-fn serve(data: &std::path::Path) -> Outer {
-    let mut child = common::hearth(data)
-        .args(["serve", "--listen", "127.0.0.1:0", "--mem-mib", "4096"])
-        .env("HEARTH_LOG", "warn")
-        // Workstations without egress keep the box's QEMU network closed (restrict=on).
-        .env("HEARTH_NETWORK__EGRESS", "none")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let rest = line.trim().strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    assert!(rest.ends_with("(workstations run in the box)"), "{rest}");
-    let state: Value = serde_json::from_slice(&std::fs::read(data.join("box/state.json")).unwrap()).unwrap();
-    let base = rest.split_whitespace().next().unwrap().to_string();
-    // The outer server keeps the administrator token and hands it to the one in the box.
-    common::signed_in(&base, data);
-    Outer { child, base, qemu: state["pid"].as_u64().unwrap() }
-}
-
-impl Outer {
-    /// SIGTERM, and the exit status once it ended by itself.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Outer {
-    /// A failing test still stops its server, and so its box.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.terminate();
-        }
-    }
-}
-
-/// SIGTERM, then the process must end by itself, successfully, its box gone.
-fn stop(mut o: Outer) {
-    let status = o.terminate();
-    assert!(status.success(), "hearth serve exited with {status}");
-    assert!(!common::is_running(o.qemu), "the box's QEMU outlived hearth serve");
-}
 
 fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
     let req = common::authed(ureq::request(method, url).timeout(Duration::from_secs(300)));
@@ -76,27 +24,12 @@ fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
     }
 }
 
-/// The box is nested virtualization emulated by QEMU's TCG; its kernel has been seen to crash
-/// (rarely, under load: a NULL instruction fetch in a vCPU thread). As in
-/// `common::delegated_to_box`, a run whose box kernel crashed is run again, loudly; any other
-/// failure fails the test.
 #[test]
 fn serve_runs_in_the_box_and_a_restart_boots_what_was_running() {
     if std::env::var_os("HEARTH_IN_BOX").is_some() {
         return; // this test is about the host side of the box
     }
-    for attempt in 1..=common::BOX_ATTEMPTS {
-        let data = tempfile::tempdir().unwrap();
-        let run = std::panic::catch_unwind(|| serve_restart_resume(data.path()));
-        let Err(panic) = run else { return };
-        let console = std::fs::read_to_string(data.path().join("box/console.log")).unwrap_or_default();
-        let crashed = hearth_box::host::KERNEL_CRASH_MARKERS.iter().any(|m| console.contains(m));
-        if attempt < common::BOX_ATTEMPTS && crashed {
-            eprintln!("WARNING: the box's kernel crashed during this test; running it once more in a fresh box");
-            continue;
-        }
-        std::panic::resume_unwind(panic);
-    }
+    common::with_outer_box_retried(serve_restart_resume);
 }
 
 fn serve_restart_resume(data: &std::path::Path) {

@@ -58,6 +58,7 @@ fn routes() -> OpenApiRouter<SharedService> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(workstations::create, workstations::list))
+        .routes(routes!(workstations::stream))
         .routes(routes!(workstations::get, workstations::delete))
         .routes(routes!(workstations::action))
         .routes(routes!(workstations::exec))
@@ -95,6 +96,7 @@ pub fn router(svc: SharedService) -> axum::Router {
     let doc = contract::document(serde_json::to_value(&doc).expect("the OpenAPI document serializes"), &svc.config);
     router
         .route("/api/v1/openapi.json", axum::routing::get(move || async move { Json(doc.clone()) }))
+        .merge(crate::web::routes())
         .fallback(|| async { HttpError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { HttpError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method") })
         .layer(DefaultBodyLimit::max(max_body))

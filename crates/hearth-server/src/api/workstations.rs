@@ -1,10 +1,12 @@
-//! `/api/v1/workstations`: create, list, get, delete, the lifecycle actions, exec and events.
+//! `/api/v1/workstations`: create, list (and follow the list), get, delete, the lifecycle actions, exec and events.
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
 use axum::Json;
-use hearth_proto::api::{CreateWorkstation, ErrorBody, EventList, ExecRequest, ExecResult, Workstation, WorkstationList};
-use hearth_service::workstations::Action;
+use hearth_proto::api::{ConsoleEnd, ConsoleEndReason, CreateWorkstation, ErrorBody, EventList, ExecRequest, ExecResult, Workstation, WorkstationList};
+use hearth_service::workstations::{Action, ListItem};
 use serde::Deserialize;
 
 use super::error::HttpError;
@@ -22,6 +24,23 @@ pub async fn create(State(svc): State<SharedService>, Caller(who): Caller, ApiJs
 #[utoipa::path(get, path = "/api/v1/workstations", responses((status = 200, body = WorkstationList)))]
 pub async fn list(State(svc): State<SharedService>, Caller(who): Caller) -> Result<Json<WorkstationList>, HttpError> {
     Ok(Json(WorkstationList { workstations: svc.list(&who).await? }))
+}
+
+/// Follows the list: Server-Sent Events, a `workstations` event with the whole list (as
+/// `GET /api/v1/workstations` answers) at once and after every change to it, then an `end`
+/// event (`{"reason": "server_stopping"}`) when the server stops.
+#[utoipa::path(get, path = "/api/v1/workstations/stream",
+    responses((status = 200, content_type = "text/event-stream", body = WorkstationList), (status = 503, body = ErrorBody)))]
+pub async fn stream(State(svc): State<SharedService>, Caller(who): Caller) -> Result<impl IntoResponse, HttpError> {
+    let follow = svc.follow_list(&who).await?;
+    let events = futures_util::stream::unfold(follow, |mut f| async move {
+        let event = match f.next().await? {
+            ListItem::Workstations(workstations) => Event::default().event("workstations").data(serde_json::to_string(&WorkstationList { workstations }).expect("lists serialize")),
+            ListItem::Stopping => Event::default().event("end").data(serde_json::to_string(&ConsoleEnd { reason: ConsoleEndReason::ServerStopping }).expect("ends serialize")),
+        };
+        Some((Ok::<_, std::convert::Infallible>(event), f))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 /// One workstation.

@@ -31,6 +31,7 @@ const DECISIONS: &[(&str, &str, Who, &str)] = &[
     ("get", "/api/v1/auth/session", Who::SignedIn, ""),
     ("delete", "/api/v1/auth/session", Who::SignedIn, ""),
     ("get", "/api/v1/workstations", Who::SignedIn, ""),
+    ("get", "/api/v1/workstations/stream", Who::SignedIn, ""),
     ("post", "/api/v1/workstations", Who::SignedIn, r#"{"name": "n"}"#),
     ("get", "/api/v1/workstations/{id}", Who::Owner, ""),
     ("delete", "/api/v1/workstations/{id}", Who::Owner, ""),

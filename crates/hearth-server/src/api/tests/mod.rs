@@ -248,6 +248,67 @@ async fn the_console_tail_and_follow() {
 }
 
 #[tokio::test]
+async fn the_workstation_list_is_followed_live() {
+    let api = api();
+    let follow = Request::builder().uri("/api/v1/workstations/stream").body(Body::empty()).unwrap();
+    let resp = api.router.clone().oneshot(api.authed(follow)).await.unwrap();
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut next = async || String::from_utf8_lossy(&body.frame().await.unwrap().unwrap().into_data().unwrap()).into_owned();
+    assert_eq!(next().await, "event: workstations\ndata: {\"workstations\":[]}\n\n");
+    let id = api.create(json!({"name": "live"})).await["id"].as_str().unwrap().to_string();
+    let listed = next().await;
+    let data: Value = serde_json::from_str(listed.strip_prefix("event: workstations\ndata: ").unwrap().trim()).unwrap();
+    assert_eq!((data["workstations"][0]["id"].as_str(), data["workstations"][0]["state"].as_str()), (Some(id.as_str()), Some("running")), "{listed}");
+    api.svc.begin_stopping();
+    assert_eq!(next().await, "event: end\ndata: {\"reason\":\"server_stopping\"}\n\n");
+}
+
+#[tokio::test]
+async fn the_web_ui_is_served_with_its_assets_and_headers() {
+    let api = api();
+    let get = |uri: &str, gzip: bool| {
+        let mut r = Request::builder().uri(uri).header(header::COOKIE, "none=1");
+        if gzip {
+            r = r.header(header::ACCEPT_ENCODING, "br, gzip;q=0.8");
+        }
+        let router = api.router.clone();
+        let req = r.body(Body::empty()).unwrap();
+        async move { router.oneshot(req).await.unwrap() }
+    };
+    // The page, at every path the page shows a view for, signed in or not.
+    for path in ["/", "/w/w0123456789ab", "/w/w0123456789ab/t/t0123456789abcdef", "/admin"] {
+        let resp = get(path, false).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let h = resp.headers().clone();
+        assert_eq!(h[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(h[header::CACHE_CONTROL], "no-cache");
+        assert!(h[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("default-src 'self'"));
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("<div id=\"app\">"));
+    }
+    // Its script, by the name the page gives it: cacheable for good, gzipped when asked.
+    let page = String::from_utf8(get("/", false).await.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let script = page.split('"').find(|s| s.starts_with("/assets/") && s.ends_with(".js")).unwrap().to_string();
+    let plain = get(&script, false).await;
+    assert_eq!(plain.headers()[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
+    assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
+    let plain = plain.into_body().collect().await.unwrap().to_bytes();
+    let zipped = get(&script, true).await;
+    assert_eq!(zipped.headers()[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(zipped.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+    let zipped = zipped.into_body().collect().await.unwrap().to_bytes();
+    assert!(zipped.len() < plain.len() / 2, "{} gzipped of {}", zipped.len(), plain.len());
+    // What is not there is the API's JSON 404, and the API's own paths stay the API's.
+    let (s, body) = api.call(Method::GET, "/assets/app-OLD.js", None).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(api.call(Method::GET, "/nothing-here", None).await.0, 404);
+    // A foreign Host is refused for the page as for the API (DNS rebinding).
+    let req = Request::builder().uri("/").header(header::HOST, "evil.example").body(Body::empty()).unwrap();
+    assert_eq!(api.router.clone().oneshot(req).await.unwrap().status(), 403);
+}
+
+#[tokio::test]
 async fn terminals_are_opened_listed_and_closed() {
     let api = api();
     let id = api.create(json!({"name": "a"})).await["id"].as_str().unwrap().to_string();
