@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
+# The web UI's types (the build above bundled it, installing its packages).
+npm --prefix ui run --silent check
 ./target/debug/hearth image build
 ./target/debug/hearth image gc   # artifacts no ref names any more (an older agent's image, say)
 ./scripts/fuzz.sh 30

@@ -514,6 +514,16 @@ pub struct NewToken {
     pub secret: String,
 }
 
+/// `GET /api/v1/auth/methods`: how one may sign in here (what a sign-in page offers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SignInMethods {
+    /// Local accounts with a password (always).
+    pub password: bool,
+    /// The Hypha server whose identities are accepted (`hypha.server_url`), if any.
+    pub hypha_server: Option<String>,
+}
+
 /// `POST /api/v1/auth/hypha/start`: a login to complete at the Hypha server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -241,3 +241,39 @@ async fn hypha_identities_sign_in_and_are_held_to_the_allowlist() {
     let (s, t, _) = api.call(Method::POST, "/api/v1/auth/token", None, Some(json!({"user": "dee", "password": "a long password"}))).await;
     assert_eq!(s, 201, "{t}");
 }
+
+/// The web page's "Log in with Hypha" in a real browser (ui/test/hypha-signin.mjs): the popup,
+/// the login completed at the real Hypha server, the page signed in; the allowlist's refusal
+/// shown as its own page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_page_signs_in_with_hypha_in_a_popup() {
+    let hypha = tokio::task::spawn_blocking(start_hypha).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, _) = hearth_service::testing::service(dir.path(), config(&hypha, None, &["*@lab.org"]), Need { mem_mib: 1 << 20, vcpus: 1 << 10, disk_gib: 1 << 10 });
+    svc.bootstrap(dir.path(), None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(hearth_server::api::listen::serve(listener, hearth_server::api::router(svc), Duration::from_secs(30), None, async {
+        let _ = stopped.await;
+    }));
+    let ann = hypha.mint("ann-1", Some("ann@lab.org"), &["user"], 600, AUDIENCE, SECRET);
+    let bob = hypha.mint("bob-2", Some("bob@elsewhere.org"), &["user"], 600, AUDIENCE, SECRET);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/test/hypha-signin.mjs");
+    let url = hypha.url.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .env("HEARTH_URL", &base)
+            .env("HYPHA_URL", &url)
+            .env("ANN_TOKEN", ann)
+            .env("BOB_TOKEN", bob)
+            .status()
+            .expect("node runs (scripts/deps.sh installs it)")
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "the browser run failed ({status}); its steps are above");
+    let _ = stop.send(());
+    server.await.unwrap();
+}

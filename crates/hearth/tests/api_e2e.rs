@@ -222,6 +222,7 @@ fn the_api_drives_workstations_end_to_end() {
         "DELETE /api/v1/workstations/{id}/terminals/{tid}",
         "GET /api/v1/allowlist",
         "GET /api/v1/audit",
+        "GET /api/v1/auth/methods",
         "GET /api/v1/auth/session",
         "GET /api/v1/health",
         "GET /api/v1/tokens",

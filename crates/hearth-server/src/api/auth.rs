@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hearth_proto::api::{ErrorBody, HyphaCheck, HyphaLogin, HyphaPending, NewToken, Session, SignIn};
+use hearth_proto::api::{ErrorBody, HyphaCheck, HyphaLogin, HyphaPending, NewToken, Session, SignIn, SignInMethods};
 use serde::Deserialize;
 
 use super::caller::{session_cookie, Peer, Signed};
@@ -61,6 +61,13 @@ pub async fn link(State(svc): State<SharedService>, ApiQuery(q): ApiQuery<LinkQu
     let issued = svc.redeem_link(q.code).await?;
     let cookie = session_cookie(&issued.secret, issued.max_age_secs, svc.config.secure_cookies());
     Ok((StatusCode::SEE_OTHER, [(header::SET_COOKIE, cookie), (header::LOCATION, "/".parse().expect("a path"))]).into_response())
+}
+
+/// How one may sign in here: with a password, and with Hypha when a server is configured.
+#[utoipa::path(get, path = "/api/v1/auth/methods", responses((status = 200, body = SignInMethods)))]
+pub async fn methods(State(svc): State<SharedService>) -> Json<SignInMethods> {
+    let hypha = &svc.config.hypha;
+    Json(SignInMethods { password: true, hypha_server: hypha.enabled().then(|| hypha.server_url.clone()) })
 }
 
 /// Starts signing in with Hypha: open `login_url` (a popup), then check `key`.

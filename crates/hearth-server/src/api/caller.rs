@@ -34,6 +34,7 @@ pub const PUBLIC: &[(&str, &str)] = &[
     ("post", "/api/v1/auth/session"),
     ("post", "/api/v1/auth/token"),
     ("get", "/auth/link"),
+    ("get", "/api/v1/auth/methods"),
     ("post", "/api/v1/auth/hypha/start"),
     ("post", "/api/v1/auth/hypha/check"),
 ];

@@ -72,6 +72,7 @@ fn routes() -> OpenApiRouter<SharedService> {
         .routes(routes!(auth::sign_in, auth::whoami, auth::sign_out))
         .routes(routes!(auth::sign_in_token))
         .routes(routes!(auth::link))
+        .routes(routes!(auth::methods))
         .routes(routes!(auth::hypha_start))
         .routes(routes!(auth::hypha_check))
         .routes(routes!(tokens::create, tokens::list))

@@ -26,6 +26,7 @@ const DECISIONS: &[(&str, &str, Who, &str)] = &[
     ("post", "/api/v1/auth/session", Who::Public, ""),
     ("post", "/api/v1/auth/token", Who::Public, ""),
     ("get", "/auth/link", Who::Public, ""),
+    ("get", "/api/v1/auth/methods", Who::Public, ""),
     ("post", "/api/v1/auth/hypha/start", Who::Public, ""),
     ("post", "/api/v1/auth/hypha/check", Who::Public, ""),
     ("get", "/api/v1/auth/session", Who::SignedIn, ""),

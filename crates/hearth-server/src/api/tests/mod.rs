@@ -309,6 +309,19 @@ async fn the_web_ui_is_served_with_its_assets_and_headers() {
 }
 
 #[tokio::test]
+async fn the_sign_in_methods_say_whether_hypha_is_offered() {
+    let (s, m) = api().call(Method::GET, "/api/v1/auth/methods", None).await;
+    assert_eq!((s, m), (200, json!({"password": true, "hypha_server": null})));
+    let mut config = Config::default();
+    config.hypha.server_url = "https://hypha.example.org".into();
+    let api = api_with(config, Need { mem_mib: 8192, vcpus: 64, disk_gib: 64 });
+    let req = Request::builder().uri("/api/v1/auth/methods").header(header::COOKIE, "none=1").body(Body::empty()).unwrap();
+    let (s, _, body) = api.send(req).await;
+    assert_eq!(s, 200, "public: no credential needed");
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["hypha_server"], "https://hypha.example.org");
+}
+
+#[tokio::test]
 async fn terminals_are_opened_listed_and_closed() {
     let api = api();
     let id = api.create(json!({"name": "a"})).await["id"].as_str().unwrap().to_string();
