@@ -60,6 +60,13 @@ export class Run {
     } catch (e) {
       failed = true;
       console.error(`${this.name}: FAILED at "${this.step}": ${e.stack ?? e}`);
+      // What each open page showed when it failed.
+      const dir = process.env.SCREENSHOTS;
+      let n = 0;
+      for (const page of dir ? browser.contexts().flatMap((c) => c.pages()) : []) {
+        const path = `${dir}/failed-${++n}.png`;
+        if (await page.screenshot({ path }).then(() => true, () => false)) console.error(`${this.name}: ${page.url()} as it failed: ${path}`);
+      }
     } finally {
       await browser.close();
     }
