@@ -34,6 +34,14 @@ export interface Workstation {
   started_unix_ms?: number | null;
   stopped_unix_ms?: number | null;
   crash?: string | null;
+  /** The caller's role when it is another user's shared with them. */
+  shared_as?: "viewer" | "collaborator";
+}
+
+export interface Share {
+  user: string;
+  role: "viewer" | "collaborator";
+  created_unix_ms: number;
 }
 
 export interface Terminal {

@@ -119,11 +119,13 @@ export function Actions({ w, onDone, onError }: { w: Workstation; onDone?: (a: A
   };
   return (
     <span class="actions">
-      {actionsFor(w.state).map((a) => (
-        <button key={a} class={a === "delete" ? "danger small" : "small"} disabled={busy !== null} onClick={() => click(a)} aria-label={`${a} ${w.name}`}>
-          {busy === a ? `${a}…` : a}
-        </button>
-      ))}
+      {actionsFor(w.state)
+        .filter((a) => (w.shared_as === "viewer" ? false : w.shared_as === "collaborator" ? a !== "delete" : true))
+        .map((a) => (
+          <button key={a} class={a === "delete" ? "danger small" : "small"} disabled={busy !== null} onClick={() => click(a)} aria-label={`${a} ${w.name}`}>
+            {busy === a ? `${a}…` : a}
+          </button>
+        ))}
       {asking && (
         <Confirm
           title={`${asking[0].toUpperCase()}${asking.slice(1)} ${w.name}?`}

@@ -9,6 +9,7 @@ import { setPrefs, usePrefs } from "./prefs";
 import { SignIn } from "./signin";
 import { Dashboard } from "./dashboard";
 import { WorkstationPage } from "./workstation";
+import { AdminPage } from "./admin";
 
 function App() {
   const [session, setSession] = useState<Session | null | undefined>(undefined);
@@ -44,15 +45,22 @@ function App() {
   };
 
   const ws = path.match(/^\/w\/([^/]+)(?:\/t\/([^/]+))?\/?$/);
+  const view = ws ? (
+    <WorkstationPage id={decodeURIComponent(ws[1])} terminal={ws[2] && decodeURIComponent(ws[2])} session={session} />
+  ) : path === "/admin" && session.admin ? (
+    <AdminPage />
+  ) : (
+    <Dashboard session={session} />
+  );
   return (
     <>
-      <TopBar session={session} onSignOut={signOut} />
-      {ws ? <WorkstationPage id={decodeURIComponent(ws[1])} terminal={ws[2] && decodeURIComponent(ws[2])} session={session} /> : <Dashboard session={session} />}
+      <TopBar session={session} onSignOut={signOut} path={path} />
+      {view}
     </>
   );
 }
 
-function TopBar({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
+function TopBar({ session, onSignOut, path }: { session: Session; onSignOut: () => void; path: string }) {
   const p = usePrefs();
   return (
     <header class="topbar">
@@ -60,6 +68,16 @@ function TopBar({ session, onSignOut }: { session: Session; onSignOut: () => voi
         <img src="/favicon.svg" alt="" width="20" height="20" /> hearth
       </a>
       <span class="spacer" />
+      {session.admin && (
+        <nav aria-label="Sections">
+          <a href="/" class={path === "/" ? "on" : ""} onClick={(e) => go(e, "/")}>
+            Workstations
+          </a>
+          <a href="/admin" class={path === "/admin" ? "on" : ""} onClick={(e) => go(e, "/admin")}>
+            Administration
+          </a>
+        </nav>
+      )}
       <button class="ghost" title="Light or dark theme" aria-label="Switch theme" onClick={() => setPrefs({ theme: p.theme === "dark" ? "light" : "dark" })}>
         {p.theme === "dark" ? "☀" : "☾"}
       </button>

@@ -1,8 +1,8 @@
 // One workstation's page: its state and actions, its terminals as tabs (each a TerminalView),
 // files in and out, the serial console followed live, its events.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { call, describe, Session, Terminal, Workstation, WsEvent, wsPath } from "./api";
-import { Actions, ago, Confirm, mib, StateBadge } from "./common";
+import { call, describe, Session, Share, Terminal, Workstation, WsEvent, wsPath } from "./api";
+import { Actions, ago, Confirm, mib, Modal, StateBadge } from "./common";
 import { useWorkstations } from "./dashboard";
 import { go, navigate } from "./router";
 import { clamp, FONT_SIZES, onPrefs, prefs, setPrefs, SCROLLBACK, usePrefs } from "./prefs";
@@ -14,6 +14,7 @@ export function WorkstationPage({ id, terminal, session }: { id: string; termina
   const { list } = useWorkstations();
   const [error, setError] = useState<string | null>(null);
   const [tab, setTab] = useState<Tab>("terminals");
+  const [sharing, setSharing] = useState(false);
   const w = list?.find((w) => w.id === id);
 
   if (list && !w) {
@@ -38,9 +39,16 @@ export function WorkstationPage({ id, terminal, session }: { id: string; termina
           {w.vcpu_count} vCPU · {mib(w.mem_size_mib)} · {w.disk_size_gib} GiB{w.read_only && " · read-only"}
           {w.address && ` · ${w.address}`} · {w.owner !== session.user && `${w.owner}'s · `}started {ago(w.started_unix_ms)}
         </span>
+        {w.shared_as && <span class="badge">shared with you: {w.shared_as}</span>}
         <span class="spacer" />
+        {!w.shared_as && session.scope !== "read" && (
+          <button class="small" onClick={() => setSharing(true)}>
+            Share
+          </button>
+        )}
         <Actions w={w} onError={setError} onDone={(a) => a === "delete" && navigate("/", true)} />
       </div>
+      {sharing && <ShareDialog w={w} onClose={() => setSharing(false)} />}
       {w.crash && w.state === "crashed" && <p class="error">It crashed: {w.crash}</p>}
       {error && (
         <p class="error" role="alert">
@@ -54,7 +62,7 @@ export function WorkstationPage({ id, terminal, session }: { id: string; termina
           </button>
         ))}
       </nav>
-      {tab === "terminals" && <Terminals w={w} selected={terminal} canWrite={session.scope !== "read"} />}
+      {tab === "terminals" && <Terminals w={w} selected={terminal} canWrite={session.scope !== "read" && w.shared_as !== "viewer"} />}
       {tab === "console" && <Console w={w} />}
       {tab === "events" && <Events w={w} />}
     </main>
@@ -131,7 +139,7 @@ function Terminals({ w, selected, canWrite }: { w: Workstation; selected?: strin
           {error}
         </p>
       )}
-      {current && <TerminalPane key={current.id} w={w} t={current} />}
+      {current && <TerminalPane key={current.id} w={w} t={current} viewOnly={!canWrite} />}
       {closing && (
         <Confirm
           title="Close this terminal?"
@@ -161,7 +169,7 @@ const KEYS: [string, string][] = [
 ];
 
 /** One attached terminal with its tool bar. */
-function TerminalPane({ w, t }: { w: Workstation; t: Terminal }) {
+function TerminalPane({ w, t, viewOnly }: { w: Workstation; t: Terminal; viewOnly: boolean }) {
   const el = useRef<HTMLDivElement>(null);
   const view = useRef<TerminalView | null>(null);
   const [status, setStatus] = useState<Status>({ kind: "connecting" });
@@ -169,7 +177,8 @@ function TerminalPane({ w, t }: { w: Workstation; t: Terminal }) {
   const [find, setFind] = useState("");
   const [note, setNote] = useState<string | null>(null);
   const p = usePrefs();
-  const url = useMemo(() => `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${wsPath(w.id)}/terminals/${t.id}/ws`, [w.id, t.id]);
+  // Those who may not type (a viewer, a read-only token) attach in view mode.
+  const url = useMemo(() => `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${wsPath(w.id)}/terminals/${t.id}/ws${viewOnly ? "?mode=view" : ""}`, [w.id, t.id, viewOnly]);
 
   useEffect(() => {
     const v = new TerminalView(el.current!, url, prefs(), setStatus, (title) => (document.title = `${title} · ${w.name}`));
@@ -268,7 +277,7 @@ function TerminalPane({ w, t }: { w: Workstation; t: Terminal }) {
             onChange={(e) => setPrefs({ scrollback: clamp(Number(e.currentTarget.value), SCROLLBACK.min, SCROLLBACK.max) })}
           />
         </label>
-        <label class="button small">
+        <label class="button small" hidden={viewOnly}>
           Upload
           <input type="file" multiple hidden onChange={(e) => upload(e.currentTarget.files)} />
         </label>
@@ -314,6 +323,91 @@ function TerminalPane({ w, t }: { w: Workstation; t: Terminal }) {
         ))}
       </div>
     </div>
+  );
+}
+
+/** Who it is shared with, and as what; its owner (or an administrator) changes that here. */
+function ShareDialog({ w, onClose }: { w: Workstation; onClose: () => void }) {
+  const [shares, setShares] = useState<Share[] | null>(null);
+  const [user, setUser] = useState("");
+  const [role, setRole] = useState<Share["role"]>("viewer");
+  const [error, setError] = useState<string | null>(null);
+  const base = `${wsPath(w.id)}/shares`;
+  const load = () =>
+    call<{ shares: Share[] }>("GET", base).then(
+      (r) => setShares(r.shares),
+      (e) => setError(describe(e)),
+    );
+  useEffect(() => void load(), [w.id]);
+  const add = async (e: Event) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      await call("PUT", `${base}/${encodeURIComponent(user.trim())}`, { role });
+      setUser("");
+      await load();
+    } catch (err) {
+      setError(describe(err));
+    }
+  };
+  const remove = async (s: Share) => {
+    setError(null);
+    try {
+      await call("DELETE", `${base}/${encodeURIComponent(s.user)}`);
+      await load();
+    } catch (err) {
+      setError(describe(err));
+    }
+  };
+  return (
+    <Modal title={`Share ${w.name}`} onClose={onClose}>
+      <p class="muted small">A viewer sees it and watches its terminals; a collaborator also types, runs commands, moves files, starts and stops it. Neither deletes or shares it.</p>
+      {shares && shares.length > 0 && (
+        <table class="list">
+          <tbody>
+            {shares.map((s) => (
+              <tr key={s.user}>
+                <td>{s.user}</td>
+                <td>{s.role}</td>
+                <td>
+                  <button class="small danger" aria-label={`Stop sharing with ${s.user}`} onClick={() => remove(s)}>
+                    remove
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <form class="form" onSubmit={add}>
+        <div class="row3">
+          <label>
+            Account
+            <input name="user" required value={user} onInput={(e) => setUser(e.currentTarget.value)} />
+          </label>
+          <label>
+            As
+            <select name="role" value={role} onChange={(e) => setRole(e.currentTarget.value as Share["role"])}>
+              <option value="viewer">viewer</option>
+              <option value="collaborator">collaborator</option>
+            </select>
+          </label>
+          <div class="endalign">
+            <button class="primary" type="submit">
+              Share
+            </button>
+          </div>
+        </div>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+      </form>
+      <div class="buttons">
+        <button onClick={onClose}>Done</button>
+      </div>
+    </Modal>
   );
 }
 

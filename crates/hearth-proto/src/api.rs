@@ -137,6 +137,10 @@ pub struct Workstation {
     pub stopped_unix_ms: Option<u64>,
     /// Why it crashed, when it did.
     pub crash: Option<String>,
+    /// The caller's role when it is another user's shared with them (what they may do:
+    /// `viewer` attaches terminals in view mode only); absent for its owner and administrators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_as: Option<ShareRole>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -612,6 +616,27 @@ pub struct Usage {
     pub mem_mib: u64,
     pub disk_gib: u64,
     pub execs: u64,
+}
+
+/// Memory, vCPUs and disk: a host's budget, or what is held of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Resources {
+    pub mem_mib: u64,
+    pub vcpus: u64,
+    pub disk_gib: u64,
+}
+
+/// `GET /api/v1/host`: this host's workstation budgets and what is held of them (running and
+/// paused workstations their memory and vCPUs, all of them their disks; operations in flight
+/// what they will hold), and how many workstations are in each state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HostStatus {
+    pub budget: Resources,
+    pub in_use: Resources,
+    /// Workstations by state (`running`, `stopped`…); states with none are left out.
+    pub workstations: std::collections::BTreeMap<String, u64>,
 }
 
 /// `GET /api/v1/users/{id}/quota`.

@@ -96,6 +96,16 @@ impl Admission {
         reserved.push((id.to_string(), need));
         Ok(Reservation { admission: self, id: id.to_string() })
     }
+
+    /// What is held now, counted as [`Admission::admit`] counts it: the records (`rows`, read
+    /// under the reservations' lock), each workstation with an operation in flight by its
+    /// reservation instead.
+    pub fn in_use<E: Into<Error>>(&self, rows: impl FnOnce() -> Result<Vec<Row>, E>) -> Result<Need, Error> {
+        let reserved = self.reserved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rows = rows().map_err(Into::into)?;
+        let counted: Vec<Row> = rows.into_iter().filter(|r| !reserved.iter().any(|(id, _)| *id == r.id)).collect();
+        Ok(reserved.iter().fold(Need::in_use(&counted), |n, (_, r)| n.add(*r)))
+    }
 }
 
 /// Budgets the config leaves at 0, from this host: half its memory, four vCPUs per core (idle

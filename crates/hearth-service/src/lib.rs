@@ -164,6 +164,27 @@ impl Service {
         self.stopping.subscribe()
     }
 
+    /// This host's budgets, what is held of them, and the workstations by state
+    /// (administrators).
+    pub async fn host(self: &Arc<Self>, who: &Principal) -> Result<hearth_proto::api::HostStatus, Error> {
+        who.must_be_admin()?;
+        self.run(|s| {
+            // The records are read under the reservations' lock (as admission reads them).
+            let mut rows = Vec::new();
+            let used = s.admission.in_use(|| {
+                rows = s.store.list()?;
+                Ok::<_, Error>(rows.clone())
+            })?;
+            let mut by_state = std::collections::BTreeMap::new();
+            for r in &rows {
+                *by_state.entry(r.state.as_str().to_string()).or_insert(0) += 1;
+            }
+            let res = |n: Need| hearth_proto::api::Resources { mem_mib: n.mem_mib, vcpus: n.vcpus, disk_gib: n.disk_gib };
+            Ok(hearth_proto::api::HostStatus { budget: res(s.admission.budget), in_use: res(used), workstations: by_state })
+        })
+        .await
+    }
+
     /// How many workstations the server holds (all owners').
     pub async fn count(self: &Arc<Self>) -> Result<u64, Error> {
         self.run(|s| Ok(s.store.count()?)).await
@@ -275,6 +296,7 @@ impl From<&Row> for Workstation {
             started_unix_ms: r.started_ms,
             stopped_unix_ms: r.stopped_ms,
             crash: r.crash.clone(),
+            shared_as: None,
         }
     }
 }

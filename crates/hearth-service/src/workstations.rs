@@ -200,7 +200,7 @@ impl Service {
                 }
                 rows.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
             }
-            Ok(rows.iter().map(Workstation::from).collect())
+            rows.iter().map(|r| s.as_seen_by(&who, r)).collect()
         })
         .await
     }
@@ -208,7 +208,11 @@ impl Service {
     /// One workstation, its state as its VM has it now.
     pub async fn get(self: &Arc<Self>, who: &Principal, id: &str) -> Result<Workstation, Error> {
         let (who, id) = (who.clone(), id.to_string());
-        self.run(move |s| Ok(Workstation::from(&s.current(&who, &id, Level::View)?))).await
+        self.run(move |s| {
+            let row = s.current(&who, &id, Level::View)?;
+            s.as_seen_by(&who, &row)
+        })
+        .await
     }
 
     /// Deletes a workstation: its VM, disk, logs, network and record.
@@ -302,6 +306,17 @@ impl Service {
 /// The configured bandwidth of a create without its own (none when both are unlimited).
 fn default_bandwidth(d: &crate::config::Defaults) -> Option<Bandwidth> {
     (d.rx_mbps > 0 || d.tx_mbps > 0).then_some(Bandwidth { rx_mbps: d.rx_mbps, tx_mbps: d.tx_mbps })
+}
+
+impl Service {
+    /// `row` as `who` sees it: with their role when it is shared with them.
+    fn as_seen_by(&self, who: &Principal, row: &Row) -> Result<Workstation, Error> {
+        let mut w = Workstation::from(row);
+        if row.owner != who.user && !who.is_admin() {
+            w.shared_as = self.store.share_of(&row.id, &who.user)?;
+        }
+        Ok(w)
+    }
 }
 
 /// How long a live list waits after a change for the rest of its burst (a create records a

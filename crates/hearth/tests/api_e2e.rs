@@ -225,6 +225,7 @@ fn the_api_drives_workstations_end_to_end() {
         "GET /api/v1/auth/methods",
         "GET /api/v1/auth/session",
         "GET /api/v1/health",
+        "GET /api/v1/host",
         "GET /api/v1/tokens",
         "GET /api/v1/users",
         "GET /api/v1/users/{id}",

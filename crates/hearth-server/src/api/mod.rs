@@ -81,6 +81,7 @@ fn routes() -> OpenApiRouter<SharedService> {
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(users::quota, users::set_quota))
         .routes(routes!(users::allowlist, users::set_allowlist))
+        .routes(routes!(users::host))
         .routes(routes!(audit::read))
         .routes(routes!(shares::list))
         .routes(routes!(shares::set, shares::remove))

@@ -1,10 +1,10 @@
 //! `/api/v1/users`: accounts (administrators manage them; users read and change their own),
-//! their quotas, and the email allowlist.
+//! their quotas, and the email allowlist; `/api/v1/host`: the host's budgets in use.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use hearth_proto::api::{AllowList, CreateUser, ErrorBody, Quota, QuotaReport, SetAllowList, UpdateUser, User, UserList};
+use hearth_proto::api::{AllowList, CreateUser, ErrorBody, HostStatus, Quota, QuotaReport, SetAllowList, UpdateUser, User, UserList};
 
 use super::error::HttpError;
 use super::extract::{ApiJson, ApiPath};
@@ -71,4 +71,11 @@ pub async fn allowlist(State(svc): State<SharedService>, Caller(who): Caller) ->
 #[utoipa::path(put, path = "/api/v1/allowlist", request_body = SetAllowList, responses((status = 200, body = AllowList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn set_allowlist(State(svc): State<SharedService>, Caller(who): Caller, ApiJson(req): ApiJson<SetAllowList>) -> Result<Json<AllowList>, HttpError> {
     Ok(Json(svc.set_allowlist(&who, req.managed).await?))
+}
+
+/// This host's workstation budgets, what is held of them, and the workstations by state
+/// (administrators).
+#[utoipa::path(get, path = "/api/v1/host", responses((status = 200, body = HostStatus), (status = 403, body = ErrorBody)))]
+pub async fn host(State(svc): State<SharedService>, Caller(who): Caller) -> Result<Json<HostStatus>, HttpError> {
+    Ok(Json(svc.host(&who).await?))
 }

@@ -308,9 +308,12 @@ async fn shared_workstations_are_seen_by_viewers_and_used_by_collaborators() {
     svc.share(&ann, &w.id, "col", ShareRole::Collaborator).await.unwrap();
     assert_eq!(svc.shares(&ann, &w.id).await.unwrap().len(), 2);
 
-    // A viewer sees it and watches; uses nothing.
-    assert_eq!(svc.list(&vic).await.unwrap().iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), [w.id.as_str()]);
-    svc.get(&vic, &w.id).await.unwrap();
+    // A viewer sees it (and that it is shared with them, as what) and watches; uses nothing.
+    let seen = svc.list(&vic).await.unwrap();
+    assert_eq!(seen.iter().map(|x| (x.id.as_str(), x.shared_as)).collect::<Vec<_>>(), [(w.id.as_str(), Some(ShareRole::Viewer))]);
+    assert_eq!(svc.get(&vic, &w.id).await.unwrap().shared_as, Some(ShareRole::Viewer));
+    assert_eq!(svc.get(&col, &w.id).await.unwrap().shared_as, Some(ShareRole::Collaborator));
+    assert_eq!((svc.get(&ann, &w.id).await.unwrap().shared_as, svc.list(&ann).await.unwrap()[0].shared_as), (None, None), "its owner's own");
     svc.console_tail(&vic, &w.id, None).await.unwrap();
     drop(svc.attach_terminal(&vic, &w.id, &t.id, AttachMode::View).await.unwrap());
     forbidden(svc.attach_terminal(&vic, &w.id, &t.id, AttachMode::Write).await.map(drop));

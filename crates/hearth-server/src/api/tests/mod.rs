@@ -322,6 +322,19 @@ async fn the_sign_in_methods_say_whether_hypha_is_offered() {
 }
 
 #[tokio::test]
+async fn the_host_says_what_its_workstations_hold_of_its_budget() {
+    let api = api();
+    api.create(json!({"name": "a", "vcpu_count": 2, "mem_size_mib": 1024, "disk_size_gib": 3})).await;
+    api.create(json!({"name": "b", "vcpu_count": 1, "mem_size_mib": 512, "disk_size_gib": 2, "start": false})).await;
+    let (s, host) = api.call(Method::GET, "/api/v1/host", None).await;
+    assert_eq!(s, 200, "{host}");
+    assert_eq!(host["budget"], json!({"mem_mib": 8192, "vcpus": 64, "disk_gib": 64}));
+    // The stopped one holds its disk only.
+    assert_eq!(host["in_use"], json!({"mem_mib": 1024, "vcpus": 2, "disk_gib": 5}));
+    assert_eq!(host["workstations"], json!({"running": 1, "stopped": 1}));
+}
+
+#[tokio::test]
 async fn terminals_are_opened_listed_and_closed() {
     let api = api();
     let id = api.create(json!({"name": "a"})).await["id"].as_str().unwrap().to_string();

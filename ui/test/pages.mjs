@@ -1,0 +1,84 @@
+// The administration and sharing pages in Debian's Chromium (crates/hearth-server/tests/
+// web_pages.rs starts the server, with accounts root (an administrator), ann and bob, and
+// ann's workstation "shared-lab"):
+//   HEARTH_URL=… ROOT_PASSWORD=… ANN_PASSWORD=… BOB_PASSWORD=… node ui/test/pages.mjs
+import { Run } from "./browser.mjs";
+import { join } from "node:path";
+
+const base = process.env.HEARTH_URL;
+const shots = process.env.SCREENSHOTS ?? "test-results";
+const password = (u) => process.env[`${u.toUpperCase()}_PASSWORD`];
+if (!base || !password("root") || !password("ann") || !password("bob")) throw new Error("HEARTH_URL and ROOT_, ANN_, BOB_PASSWORD are needed");
+const trial = new Run("ui-pages");
+
+async function signedIn(browser, user) {
+  const ctx = await trial.context(browser, base, user, { viewport: { width: 1280, height: 800 } });
+  ctx.expected.push([401, "/api/v1/auth/session"]);
+  const page = await ctx.newPage();
+  await page.goto(base);
+  await page.getByLabel("Account").fill(user);
+  await page.getByLabel("Password").fill(password(user));
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Workstations" }).waitFor();
+  return page;
+}
+
+await trial.main(async (browser) => {
+  trial.say("an administrator sees the host's budgets and every account");
+  const root = await signedIn(browser, "root");
+  await root.locator(`tr`).filter({ hasText: "shared-lab" }).getByText("ann").waitFor(); // every workstation, with its owner
+  await root.getByRole("link", { name: "Administration" }).click();
+  await root.getByRole("heading", { name: "This host" }).waitFor();
+  await root.getByRole("meter", { name: "Memory" }).waitFor();
+  await root.getByText("1 GiB of 16 GiB").waitFor(); // ann's running workstation holds its memory
+  await root.getByText("2 of 16", { exact: true }).waitFor();
+  for (const u of ["ann", "bob", "root"]) await root.locator(`tr[data-user="${u}"]`).waitFor();
+
+  trial.say("a quota set in its dialog");
+  await root.getByRole("button", { name: "Quota of bob" }).click();
+  await root.getByLabel("Workstations").fill("1");
+  await root.getByRole("button", { name: "Save", exact: true }).click();
+  await root.locator(`tr[data-user="bob"]`).getByText("0 / 1", { exact: true }).waitFor();
+
+  trial.say("an account added");
+  await root.getByRole("button", { name: "Add account" }).click();
+  await root.getByLabel("Account name").fill("cy");
+  await root.getByRole("button", { name: "Add", exact: true }).click();
+  await root.locator(`tr[data-user="cy"]`).waitFor();
+
+  trial.say("the allowlist kept, and there after a reload");
+  await root.getByLabel("Kept here, one per line").fill("*@lab.org\nann@elsewhere.org");
+  await root.getByRole("button", { name: "Save allowlist" }).click();
+  await root.getByText("Saved.").waitFor();
+  await root.screenshot({ path: join(shots, "admin.png"), fullPage: true });
+  await root.reload();
+  const kept = await root.getByLabel("Kept here, one per line").inputValue();
+  if (kept !== "*@lab.org\nann@elsewhere.org") throw new Error(`the allowlist reads ${JSON.stringify(kept)} after a reload`);
+
+  trial.say("its owner shares a workstation with a viewer");
+  const ann = await signedIn(browser, "ann");
+  await ann.getByRole("link", { name: "shared-lab" }).click();
+  await ann.getByText("connected", { exact: true }).waitFor(); // her terminal opened by itself
+  await ann.getByRole("button", { name: "Share", exact: true }).click();
+  await ann.getByRole("dialog").getByLabel("Account").fill("bob");
+  await ann.getByRole("dialog").getByRole("button", { name: "Share", exact: true }).click();
+  await ann.getByRole("dialog").locator("td", { hasText: "viewer" }).waitFor();
+  await ann.getByRole("button", { name: "Done" }).click();
+
+  trial.say("the viewer watches its terminal, and may do nothing else");
+  const bob = await signedIn(browser, "bob");
+  await bob.getByRole("link", { name: "shared-lab" }).click();
+  await bob.getByText("shared with you: viewer").waitFor();
+  await bob.getByText("view only", { exact: true }).waitFor();
+  for (const name of ["Share", "stop", "delete shared-lab", "New terminal"]) {
+    if (await bob.getByRole("button", { name, exact: true }).count()) throw new Error(`a viewer is offered "${name}"`);
+  }
+  await bob.getByRole("link", { name: "All workstations" }).click();
+  await bob.getByRole("link", { name: "shared-lab" }).waitFor();
+
+  trial.say("the share ends, and the viewer's list loses it at once");
+  await ann.getByRole("button", { name: "Share", exact: true }).click();
+  await ann.getByRole("button", { name: "Stop sharing with bob" }).click();
+  await ann.getByRole("button", { name: "Stop sharing with bob" }).waitFor({ state: "detached" });
+  await bob.getByText("No workstations yet").waitFor();
+});
