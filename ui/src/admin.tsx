@@ -2,7 +2,7 @@
 // Every workstation, with its owner, is on the dashboard (an administrator sees all).
 import { useEffect, useState } from "preact/hooks";
 import { call, describe } from "./api";
-import { Confirm, mib, Modal } from "./common";
+import { Confirm, ErrorLine, FormDialog, mib } from "./common";
 import { useWorkstations } from "./dashboard";
 
 interface Resources {
@@ -46,11 +46,7 @@ export function AdminPage() {
       <div class="pagehead">
         <h1>Administration</h1>
       </div>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       <HostCard onError={setError} />
       <Users onError={setError} />
       <Allowlist onError={setError} />
@@ -212,93 +208,49 @@ function Users({ onError }: { onError: (m: string) => void }) {
 
 function AddUser({ onClose, onDone }: { onClose: () => void; onDone: () => void }) {
   const [f, setF] = useState({ id: "", password: "", email: "", admin: false });
-  const [error, setError] = useState<string | null>(null);
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    try {
-      await call("POST", "/api/v1/users", { id: f.id, password: f.password || undefined, email: f.email || undefined, admin: f.admin });
-      onDone();
-      onClose();
-    } catch (err) {
-      setError(describe(err));
-    }
+  const submit = async () => {
+    await call("POST", "/api/v1/users", { id: f.id, password: f.password || undefined, email: f.email || undefined, admin: f.admin });
+    onDone();
   };
   return (
-    <Modal title="Add an account" onClose={onClose}>
-      <form class="form" onSubmit={submit}>
-        <label>
-          Account name
-          <input name="id" required value={f.id} onInput={(e) => setF({ ...f, id: e.currentTarget.value })} autofocus />
-        </label>
-        <label>
-          Password (at least 8 characters; none: it cannot sign in with one)
-          <input name="password" type="password" autocomplete="new-password" value={f.password} onInput={(e) => setF({ ...f, password: e.currentTarget.value })} />
-        </label>
-        <label>
-          Email
-          <input name="email" type="email" value={f.email} onInput={(e) => setF({ ...f, email: e.currentTarget.value })} />
-        </label>
-        <label class="check">
-          <input type="checkbox" checked={f.admin} onChange={(e) => setF({ ...f, admin: e.currentTarget.checked })} /> Administrator
-        </label>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-        <div class="buttons">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button class="primary" type="submit">
-            Add
-          </button>
-        </div>
-      </form>
-    </Modal>
+    <FormDialog title="Add an account" action="Add" submit={submit} onClose={onClose}>
+      <label>
+        Account name
+        <input name="id" required value={f.id} onInput={(e) => setF({ ...f, id: e.currentTarget.value })} autofocus />
+      </label>
+      <label>
+        Password (at least 8 characters; none: it cannot sign in with one)
+        <input name="password" type="password" autocomplete="new-password" value={f.password} onInput={(e) => setF({ ...f, password: e.currentTarget.value })} />
+      </label>
+      <label>
+        Email
+        <input name="email" type="email" value={f.email} onInput={(e) => setF({ ...f, email: e.currentTarget.value })} />
+      </label>
+      <label class="check">
+        <input type="checkbox" checked={f.admin} onChange={(e) => setF({ ...f, admin: e.currentTarget.checked })} /> Administrator
+      </label>
+    </FormDialog>
   );
 }
 
 /** A user's own limits: blank keeps the role's, 0 is unlimited. */
 function QuotaDialog({ user, report, onClose, onDone }: { user: User; report: QuotaReport; onClose: () => void; onDone: () => void }) {
   const [f, setF] = useState<Record<Limit, string>>(Object.fromEntries(LIMITS.map((k) => [k, report.overrides[k]?.toString() ?? ""])) as Record<Limit, string>);
-  const [error, setError] = useState<string | null>(null);
-  const submit = async (e: Event) => {
-    e.preventDefault();
+  const submit = async () => {
     const body = Object.fromEntries(LIMITS.map((k) => [k, f[k].trim() === "" ? null : Number(f[k])]));
-    try {
-      await call("PUT", `/api/v1/users/${encodeURIComponent(user.id)}/quota`, body);
-      onDone();
-      onClose();
-    } catch (err) {
-      setError(describe(err));
-    }
+    await call("PUT", `/api/v1/users/${encodeURIComponent(user.id)}/quota`, body);
+    onDone();
   };
   return (
-    <Modal title={`Quota of ${user.id}`} onClose={onClose}>
-      <form class="form" onSubmit={submit}>
-        <p class="muted small">Blank: the {user.admin ? "administrators'" : "users'"} default. 0: unlimited.</p>
-        {LIMITS.map((k) => (
-          <label key={k}>
-            {LIMIT_NAMES[k]}
-            <input name={k} type="number" min={0} value={f[k]} placeholder={report.limits[k] ? `${report.limits[k]} (default)` : "unlimited (default)"} onInput={(e) => setF({ ...f, [k]: e.currentTarget.value })} />
-          </label>
-        ))}
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-        <div class="buttons">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button class="primary" type="submit">
-            Save
-          </button>
-        </div>
-      </form>
-    </Modal>
+    <FormDialog title={`Quota of ${user.id}`} action="Save" submit={submit} onClose={onClose}>
+      <p class="muted small">Blank: the {user.admin ? "administrators'" : "users'"} default. 0: unlimited.</p>
+      {LIMITS.map((k) => (
+        <label key={k}>
+          {LIMIT_NAMES[k]}
+          <input name={k} type="number" min={0} value={f[k]} placeholder={report.limits[k] ? `${report.limits[k]} (default)` : "unlimited (default)"} onInput={(e) => setF({ ...f, [k]: e.currentTarget.value })} />
+        </label>
+      ))}
+    </FormDialog>
   );
 }
 

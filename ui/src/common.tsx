@@ -42,6 +42,50 @@ export function Modal({ title, children, onClose }: { title: string; children: C
   );
 }
 
+/** An error to show, if there is one (announced to screen readers). */
+export function ErrorLine({ error }: { error: string | null }) {
+  return error ? (
+    <p class="error" role="alert">
+      {error}
+    </p>
+  ) : null;
+}
+
+/** A dialog around a form: `submit` runs on submit; its error is shown and the dialog stays,
+ * else the dialog closes. */
+export function FormDialog(props: { title: string; action: string; submit: () => Promise<unknown>; onClose: () => void; children: ComponentChildren }) {
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await props.submit();
+      props.onClose();
+    } catch (err) {
+      setError(describe(err));
+      setBusy(false);
+    }
+  };
+  return (
+    <Modal title={props.title} onClose={props.onClose}>
+      <form class="form" onSubmit={submit}>
+        {props.children}
+        <ErrorLine error={error} />
+        <div class="buttons">
+          <button type="button" onClick={props.onClose}>
+            Cancel
+          </button>
+          <button class="primary" type="submit" disabled={busy}>
+            {props.action}
+          </button>
+        </div>
+      </form>
+    </Modal>
+  );
+}
+
 /** Asks before something that cannot be undone; runs it, showing its error if it fails. */
 export function Confirm(props: { title: string; body: ComponentChildren; action: string; danger?: boolean; run: () => Promise<unknown>; onClose: () => void }) {
   const [error, setError] = useState<string | null>(null);
@@ -60,7 +104,7 @@ export function Confirm(props: { title: string; body: ComponentChildren; action:
   return (
     <Modal title={props.title} onClose={props.onClose}>
       <div>{props.body}</div>
-      {error && <p class="error" role="alert">{error}</p>}
+      <ErrorLine error={error} />
       <div class="buttons">
         <button onClick={props.onClose} disabled={busy}>
           Cancel

@@ -2,7 +2,7 @@
 // (GET /api/v1/workstations/stream, Server-Sent Events), and the create dialog.
 import { useEffect, useState } from "preact/hooks";
 import { call, describe, Session, Workstation } from "./api";
-import { Actions, ago, mib, Modal, StateBadge } from "./common";
+import { Actions, ago, ErrorLine, mib, Modal, StateBadge } from "./common";
 import { go, navigate } from "./router";
 
 /** The live list; `live` is false while the stream is down (the browser reconnects it). */
@@ -44,11 +44,7 @@ export function Dashboard({ session }: { session: Session }) {
           New workstation
         </button>
       </div>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       {list === null ? (
         <p class="muted">Loading…</p>
       ) : list.length === 0 ? (
@@ -241,11 +237,7 @@ function CreateDialog({ onClose }: { onClose: () => void }) {
             Boot it now
           </label>
         </details>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <ErrorLine error={error} />
         {since !== null && (
           <p class="progress" role="status">
             <span class="spinner" /> {f.start ? "Creating and booting" : "Creating"}… {((Date.now() - since) / 1000).toFixed(0)} s

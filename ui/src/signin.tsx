@@ -4,6 +4,7 @@
 // complete (POST /api/v1/auth/hypha/check, waiting up to 20 s per ask).
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, call, describe, Session } from "./api";
+import { ErrorLine } from "./common";
 
 interface Methods {
   password: boolean;
@@ -93,11 +94,7 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
           Password
           <input name="password" type="password" autocomplete="current-password" required value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
         </label>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <ErrorLine error={error} />
         <button class="primary" type="submit" disabled={busy !== null}>
           {busy === "password" ? "Signing in…" : "Sign in"}
         </button>

@@ -2,7 +2,7 @@
 // files in and out, the serial console followed live, its events.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { call, describe, Session, Share, Terminal, Workstation, WsEvent, wsPath } from "./api";
-import { Actions, ago, Confirm, mib, Modal, StateBadge } from "./common";
+import { Actions, ago, Confirm, ErrorLine, mib, Modal, StateBadge } from "./common";
 import { useWorkstations } from "./dashboard";
 import { go, navigate } from "./router";
 import { clamp, FONT_SIZES, onPrefs, prefs, setPrefs, SCROLLBACK, usePrefs } from "./prefs";
@@ -50,11 +50,7 @@ export function WorkstationPage({ id, terminal, session }: { id: string; termina
       </div>
       {sharing && <ShareDialog w={w} onClose={() => setSharing(false)} />}
       {w.crash && w.state === "crashed" && <p class="error">It crashed: {w.crash}</p>}
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       <nav class="tabs" role="tablist">
         {(["terminals", "console", "events"] as Tab[]).map((t) => (
           <button key={t} role="tab" aria-selected={tab === t} class={tab === t ? "tab on" : "tab"} onClick={() => setTab(t)}>
@@ -134,11 +130,7 @@ function Terminals({ w, selected, canWrite }: { w: Workstation; selected?: strin
           </button>
         )}
       </div>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       {current && <TerminalPane key={current.id} w={w} t={current} viewOnly={!canWrite} />}
       {closing && (
         <Confirm
@@ -398,11 +390,7 @@ function ShareDialog({ w, onClose }: { w: Workstation; onClose: () => void }) {
             </button>
           </div>
         </div>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <ErrorLine error={error} />
       </form>
       <div class="buttons">
         <button onClick={onClose}>Done</button>
