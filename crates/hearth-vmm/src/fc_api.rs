@@ -1,7 +1,10 @@
 //! A small HTTP/1.1 client for Firecracker's API socket.
 //!
-//! One request per connection, synchronous, with a timeout on every read and write:
-//! a wedged Firecracker turns into an error, never a hang.
+//! One request per connection, synchronous, with a deadline on every read and write: a
+//! wedged Firecracker turns into an error, never a hang. A deadline that passes is its own
+//! error ([`FcApiError::TimedOut`]) naming the call and the time waited: slow (a busy host)
+//! is told apart from broken. Calls whose work grows with the guest (InstanceStart,
+//! snapshots) are given their own deadline by the caller ([`ApiClient::with_timeout`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -12,6 +15,10 @@ use serde::Serialize;
 
 /// Largest response body we accept (Firecracker's are a few KiB).
 const MAX_BODY: usize = 1 << 20;
+
+/// The deadline of a call that configures or asks (boot source, drives, machine config, the
+/// balloon, pause and resume): no work in proportion to the guest's size.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FcApiError {
@@ -28,6 +35,8 @@ pub enum FcApiError {
         #[source]
         source: std::io::Error,
     },
+    #[error("Firecracker did not answer {method} {uri} within {} s (its deadline for that call; the host may be too busy)", waited.as_secs_f64())]
+    TimedOut { method: &'static str, uri: String, waited: Duration },
     #[error("Firecracker API answered {method} {uri} with a malformed response: {detail}")]
     Malformed { method: &'static str, uri: String, detail: String },
     #[error("Firecracker refused {method} {uri}: HTTP {status}: {fault}")]
@@ -42,7 +51,7 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
-        Self { socket: socket.into(), timeout: Duration::from_secs(10) }
+        Self { socket: socket.into(), timeout: DEFAULT_TIMEOUT }
     }
 
     /// The same client with another bound on each read and write (for the calls that do
@@ -76,7 +85,12 @@ impl ApiClient {
     }
 
     fn request(&self, method: &'static str, uri: &str, body: Option<&[u8]>) -> Result<Vec<u8>, FcApiError> {
-        let io = |source| FcApiError::Io { method, uri: uri.to_string(), source };
+        let timeout = self.timeout;
+        let io = |source: std::io::Error| match source.kind() {
+            // What a read or write past its socket deadline returns (EAGAIN, "os error 11").
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => FcApiError::TimedOut { method, uri: uri.to_string(), waited: timeout },
+            _ => FcApiError::Io { method, uri: uri.to_string(), source },
+        };
         let mut stream = UnixStream::connect(&self.socket).map_err(|source| FcApiError::Connect { path: self.socket.clone(), source })?;
         stream.set_read_timeout(Some(self.timeout)).map_err(io)?;
         stream.set_write_timeout(Some(self.timeout)).map_err(io)?;
@@ -197,6 +211,23 @@ mod tests {
             FcApiError::Refused { status, fault, .. } => assert_eq!((status, fault.as_str()), (400, "bad vcpu cnt")),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_call_past_its_deadline_is_a_timeout_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        // Accepts, reads, never answers: a Firecracker too busy to.
+        let listener = UnixListener::bind(&path).unwrap();
+        let _h = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            while s.read(&mut buf).is_ok_and(|n| n > 0) {}
+        });
+        let err = ApiClient::new(&path).with_timeout(Duration::from_millis(200)).put("/actions", &serde_json::json!({"action_type": "InstanceStart"})).unwrap_err();
+        assert!(matches!(&err, FcApiError::TimedOut { method: "PUT", uri, waited } if uri == "/actions" && *waited == Duration::from_millis(200)), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("PUT /actions within 0.2 s") && !text.contains("os error"), "{text}");
     }
 
     #[test]

@@ -218,7 +218,9 @@ impl Vm {
             let spawn_to_api = t_spawn.elapsed();
             vm.configure(cfg)?;
             let t_start = Instant::now();
-            vm.api().put("/actions", &InstanceAction { action_type: ActionType::InstanceStart })?;
+            // InstanceStart builds the guest's memory and vCPUs before it answers: seconds in a
+            // busy box. Its deadline is the boot's own.
+            vm.api().with_timeout(ready_timeout).put("/actions", &InstanceAction { action_type: ActionType::InstanceStart })?;
             let start_call = t_start.elapsed();
             let (seen_at, guest_boot_ms) = vm.wait_ready(&vm.console_log(), console_start, ready_timeout)?;
             vm.sync_guest()?;
@@ -480,7 +482,8 @@ impl Vm {
     pub fn restore(dir: &Path, firecracker: &Path, netns: Option<&Path>, state: &Path, mem: &Path, timeout: Duration) -> Result<Vm, VmmError> {
         let (vm, _) = Vm::spawn(dir, firecracker, netns, None)?;
         let restored = vm.wait_api().and_then(|()| {
-            vm.api().put(
+            // Loading maps and restores the guest's memory: as long as a snapshot takes.
+            vm.api().with_timeout(SNAPSHOT_TIMEOUT).put(
                 "/snapshot/load",
                 &serde_json::json!({
                     "snapshot_path": path_str(state),
