@@ -7,13 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh --test >/dev/null
-cargo build -q --release -p hearth
+cargo build -q --release --workspace --locked
 data=$(mktemp -d)
 default_cache=$([ "$(id -u)" -eq 0 ] && echo /var/lib/hearth/cache || echo "$HOME/.local/share/hearth/cache")
 export HEARTH_DATA_DIR=$data HEARTH_CACHE_DIR=${HEARTH_CACHE_DIR:-$default_cache} HEARTH_LOG=warn HEARTH_NETWORK__EGRESS=none
 target/release/hearth serve --listen 127.0.0.1:0 --mem-mib 4096 >"$data/serve.out" 2>"$data/serve.err" &
 server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
+trap 'kill -TERM $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$data"' EXIT
 until grep -q "serving on" "$data/serve.out"; do
   kill -0 $server 2>/dev/null || { cat "$data/serve.err" >&2; exit 1; }
   sleep 0.5

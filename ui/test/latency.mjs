@@ -63,7 +63,8 @@ try {
     const term = window.hearthTerminal.term;
     window.keyTimes = [];
     let pressed = null;
-    document.addEventListener("keydown", () => (pressed = { at: performance.now(), x: term.buffer.active.cursorX }), true);
+    // Printable keys only (the Ctrl-U that keeps the line short moves the cursor too).
+    document.addEventListener("keydown", (e) => (pressed = e.key.length === 1 && !e.ctrlKey ? { at: performance.now(), x: term.buffer.active.cursorX } : null), true);
     term.onRender(() => {
       if (pressed && term.buffer.active.cursorX !== pressed.x) {
         window.keyTimes.push(performance.now() - pressed.at);
