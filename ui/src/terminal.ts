@@ -62,12 +62,17 @@ export class TerminalView {
     this.term.loadAddon(new Unicode11Addon());
     this.term.unicode.activeVersion = "11";
     this.term.open(el);
-    try {
-      const gl = new WebglAddon();
-      gl.onContextLoss(() => gl.dispose()); // back to the DOM renderer
-      this.term.loadAddon(gl);
-    } catch {
-      // No WebGL here: the DOM renderer draws.
+    // WebGL draws fastest, but not on touch screens: there (in Chromium's phone emulation at
+    // a device pixel ratio of 2, measured) its canvas came out at twice its size, the bottom
+    // half of the terminal cut off. The DOM renderer draws those.
+    if (!matchMedia("(pointer: coarse)").matches) {
+      try {
+        const gl = new WebglAddon();
+        gl.onContextLoss(() => gl.dispose()); // back to the DOM renderer
+        this.term.loadAddon(gl);
+      } catch {
+        // No WebGL here: the DOM renderer draws.
+      }
     }
     this.term.attachCustomKeyEventHandler((e) => this.key(e));
     this.term.onData((d) => this.send(this.encoder.encode(this.ctrlNext ? this.withCtrl(d) : d)));
