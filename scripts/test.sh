@@ -25,5 +25,9 @@ cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line for the whole workspace (cargo prints one per test binary), and which
 # binaries failed.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# Box tests run again after a named fault of the box or a guest (crates/hearth/tests/common.rs):
+# how many, and which.
+echo "retries: $(grep -c '^RETRY: ' "$log" || true)"
+grep '^RETRY: ' "$log" || true
 grep -E -A100 '^error: [0-9]+ targets? failed' "$log" | grep -E '^error|^ +`' || true
 exit "$status"

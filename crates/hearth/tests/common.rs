@@ -124,10 +124,18 @@ pub(crate) fn delegated_to_box(test: &str) -> bool {
         ]));
         let hung = err.contains(BOX_TIMED_OUT);
         hangs += u32::from(hung);
-        let retried = err.contains(BOX_DIED) || GUEST_DEATHS.iter().any(|(m, _)| err.contains(m)) || (hung && hangs == 1);
-        if code != 0 && attempt < BOX_ATTEMPTS && retried {
-            let what = if hung { "hung" } else { "died" };
-            eprintln!("WARNING: the box (or a guest in it) {what} under {test}; running it once more in a fresh box:\n{err}");
+        // The named fault this run failed with, if it is one a run is retried for.
+        let fault = if err.contains(BOX_DIED) {
+            Some(BOX_DIED)
+        } else if let Some((m, _)) = GUEST_DEATHS.iter().find(|(m, _)| err.contains(m)) {
+            Some(*m)
+        } else if hung && hangs == 1 {
+            Some(BOX_TIMED_OUT)
+        } else {
+            None
+        };
+        if let (true, true, Some(fault)) = (code != 0, attempt < BOX_ATTEMPTS, fault) {
+            retrying(test, fault, &err);
             continue;
         }
         assert_eq!(code, 0, "{test} failed in the box\nstdout:\n{out}\nstderr:\n{err}");
@@ -138,6 +146,16 @@ pub(crate) fn delegated_to_box(test: &str) -> bool {
         break;
     }
     true
+}
+
+/// Says a test is run again, and for which fault, on one line `scripts/test.sh` counts
+/// (`RETRY: <test>: <fault>`), then what the failed run printed. The line is written to the
+/// process's stderr itself, past the test harness's capture (which holds a passing test's
+/// `eprintln!`s back), so a retry that then passed is still counted.
+fn retrying(test: &str, fault: &str, output: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "RETRY: {test}: {fault}");
+    eprintln!("WARNING: running {test} once more in a fresh box; the failed run printed:\n{output}");
 }
 
 /// In the box: a failing test also says, after its panic message, which guests reset
@@ -345,7 +363,7 @@ pub(crate) fn with_outer_box_retried(test: impl Fn(&std::path::Path)) {
         let console = std::fs::read_to_string(data.path().join("box/console.log")).unwrap_or_default();
         let crashed = hearth_box::host::KERNEL_CRASH_MARKERS.iter().any(|m| console.contains(m));
         if attempt < BOX_ATTEMPTS && crashed {
-            eprintln!("WARNING: the box's kernel crashed during this test; running it once more in a fresh box");
+            retrying(std::thread::current().name().unwrap_or("a test"), "the box's kernel crashed", "");
             continue;
         }
         std::panic::resume_unwind(panic);
