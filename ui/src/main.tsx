@@ -4,6 +4,7 @@ import { useEffect, useState } from "preact/hooks";
 import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import { ApiError, call, describe, Session, useSession, whenSignedOut } from "./api";
+import { FormDialog } from "./common";
 import { go, navigate, usePath } from "./router";
 import { setPrefs, usePrefs } from "./prefs";
 import { SignIn } from "./signin";
@@ -14,6 +15,7 @@ import { AdminPage } from "./admin";
 function App() {
   const [session, setSession] = useState<Session | null | undefined>(undefined);
   const [problem, setProblem] = useState<string | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
   const path = usePath();
 
   const adopt = (s: Session | null) => {
@@ -33,7 +35,7 @@ function App() {
 
   if (problem) return <main class="center"><p class="error" role="alert">{problem}</p></main>;
   if (session === undefined) return <main class="center"><p class="muted">Loading…</p></main>;
-  if (session === null) return <SignIn onSignedIn={adopt} />;
+  if (session === null) return <SignIn onSignedIn={adopt} notice={notice} />;
 
   const signOut = async () => {
     try {
@@ -55,8 +57,57 @@ function App() {
   return (
     <>
       <TopBar session={session} onSignOut={signOut} path={path} />
+      <NoPasswordYet
+        session={session}
+        onSet={() => {
+          // A new password ends the account's sessions, this one too.
+          setNotice("Your password is set. Sign in with it.");
+          adopt(null);
+          navigate("/", true);
+        }}
+      />
       {view}
     </>
+  );
+}
+
+/** An account signed in by the first start's link has no password yet: a banner asks for one. */
+function NoPasswordYet({ session, onSet }: { session: Session; onSet: () => void }) {
+  const [missing, setMissing] = useState(false);
+  const [asking, setAsking] = useState(false);
+  const [password, setPassword] = useState("");
+  const [again, setAgain] = useState("");
+  const me = `/api/v1/users/${encodeURIComponent(session.user)}`;
+  useEffect(() => {
+    // Accounts from Hypha (`hypha:<id>`) sign in there: they never have a password here.
+    if (session.user.startsWith("hypha:")) return;
+    call<{ has_password: boolean }>("GET", me).then((u) => setMissing(!u.has_password), () => setMissing(false));
+  }, [session.user]);
+  if (!missing) return null;
+  const submit = async () => {
+    if (password !== again) throw new Error("the two passwords differ");
+    await call("PATCH", me, { password });
+    onSet();
+  };
+  return (
+    <div class="banner" role="status">
+      {session.user} has no password yet: the sign-in link works once.{" "}
+      <button class="small primary" onClick={() => setAsking(true)}>
+        Set a password
+      </button>
+      {asking && (
+        <FormDialog title="Set a password" action="Set" submit={submit} onClose={() => setAsking(false)}>
+          <label>
+            New password (at least 8 characters)
+            <input type="password" autocomplete="new-password" required minLength={8} value={password} onInput={(e) => setPassword(e.currentTarget.value)} autofocus />
+          </label>
+          <label>
+            The same again
+            <input type="password" autocomplete="new-password" required value={again} onInput={(e) => setAgain(e.currentTarget.value)} />
+          </label>
+        </FormDialog>
+      )}
+    </div>
   );
 }
 

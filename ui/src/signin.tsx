@@ -11,7 +11,7 @@ interface Methods {
   hypha_server: string | null;
 }
 
-export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
+export function SignIn({ onSignedIn, notice }: { onSignedIn: (s: Session) => void; notice?: string | null }) {
   const [user, setUser] = useState("");
   const [password, setPassword] = useState("");
   const [error, setError] = useState<string | null>(null);
@@ -86,6 +86,11 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
           <img src="/favicon.svg" alt="" width="28" height="28" /> hearth
         </h1>
         <p class="muted">Sign in to your workstations.</p>
+        {notice && (
+          <p class="note" role="status">
+            {notice}
+          </p>
+        )}
         <label>
           Account
           <input name="user" autocomplete="username" required value={user} onInput={(e) => setUser(e.currentTarget.value)} autofocus />
@@ -98,6 +103,9 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
         <button class="primary" type="submit" disabled={busy !== null}>
           {busy === "password" ? "Signing in…" : "Sign in"}
         </button>
+        <p class="muted small">
+          First start? <code>hearth serve</code> printed a one-time sign-in link for the administrator; open it.
+        </p>
         {methods?.hypha_server && (
           <>
             <p class="or muted">or</p>

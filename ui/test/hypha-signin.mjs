@@ -31,7 +31,9 @@ await trial.main(async (browser) => {
   await page.goto(base);
   const popup = await logInWithHypha(page, ann);
   await page.getByRole("heading", { name: "Workstations" }).waitFor();
-  await page.getByText("hypha:ann-1").waitFor();
+  await page.getByText("hypha:ann-1", { exact: true }).waitFor();
+  // A Hypha account has no password here, and is not asked for one.
+  if (await page.getByText("has no password yet").count()) throw new Error("a Hypha account was asked to set a password");
   if (!popup.isClosed()) await popup.waitForEvent("close"); // the page closes it once signed in
 
   trial.say("signing out brings the sign-in page back");

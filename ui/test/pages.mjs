@@ -24,6 +24,26 @@ async function signedIn(browser, user) {
 }
 
 await trial.main(async (browser) => {
+  trial.say("the first start's link signs the administrator in, who then sets a password");
+  const first = await trial.context(browser, base, "first", { viewport: { width: 1280, height: 800 } });
+  // A new password ends the account's sessions, this page's too: its next requests are 401s.
+  first.expected.push([401, "/api/v1/"]);
+  const fp = await first.newPage();
+  await fp.goto(base + process.env.SIGN_IN_LINK);
+  await fp.getByRole("heading", { name: "Workstations" }).waitFor();
+  await fp.getByText("admin has no password yet").waitFor();
+  await fp.getByRole("button", { name: "Set a password" }).click();
+  await fp.getByLabel("New password").fill("the admin's new password");
+  await fp.getByLabel("The same again").fill("the admin's new password");
+  await fp.getByRole("button", { name: "Set", exact: true }).click();
+  await fp.getByText("Your password is set. Sign in with it.").waitFor();
+  await fp.getByLabel("Account").fill("admin");
+  await fp.getByLabel("Password").fill("the admin's new password");
+  await fp.getByRole("button", { name: "Sign in" }).click();
+  await fp.getByRole("heading", { name: "Workstations" }).waitFor();
+  if (await fp.getByText("has no password yet").count()) throw new Error("the banner stayed after the password was set");
+  await first.close();
+
   trial.say("an administrator sees the host's budgets and every account");
   const root = await signedIn(browser, "root");
   await root.locator(`tr`).filter({ hasText: "shared-lab" }).getByText("ann").waitFor(); // every workstation, with its owner
@@ -32,7 +52,7 @@ await trial.main(async (browser) => {
   await root.getByRole("meter", { name: "Memory" }).waitFor();
   await root.getByText("1 GiB of 16 GiB").waitFor(); // ann's running workstation holds its memory
   await root.getByText("2 of 16", { exact: true }).waitFor();
-  for (const u of ["ann", "bob", "root"]) await root.locator(`tr[data-user="${u}"]`).waitFor();
+  for (const u of ["admin", "ann", "bob", "root"]) await root.locator(`tr[data-user="${u}"]`).waitFor();
 
   trial.say("a quota set in its dialog");
   await root.getByRole("button", { name: "Quota of bob" }).click();

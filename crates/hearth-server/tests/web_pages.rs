@@ -1,4 +1,5 @@
-//! The web UI's administration and sharing pages in a real browser (ui/test/pages.mjs: Debian's
+//! The web UI's first start (the administrator's sign-in link, then a password set in the
+//! page), administration and sharing pages in a real browser (ui/test/pages.mjs: Debian's
 //! Chromium via playwright-core) against the real router on loopback, over the service with
 //! its fake backend (hearth_service::testing; terminals run in the real agent server on this
 //! host): no box, so these run in seconds. The workstation flows with real Firecracker VMs
@@ -16,7 +17,7 @@ async fn administration_and_sharing_pages_work_in_a_browser() {
     let dir = tempfile::tempdir().unwrap();
     let budget = Need { mem_mib: 16384, vcpus: 16, disk_gib: 100 };
     let (svc, _backend) = hearth_service::testing::service(dir.path(), Config::default(), budget);
-    svc.bootstrap(dir.path(), None).unwrap();
+    let link = svc.bootstrap(dir.path(), None).unwrap().link.expect("no administrator has a password yet: a sign-in link");
     let admin = Principal::admin("admin");
     let passwords = [("root", "root's long password"), ("ann", "ann's long password"), ("bob", "bob's long password")];
     for (id, password) in passwords {
@@ -41,7 +42,7 @@ async fn administration_and_sharing_pages_work_in_a_browser() {
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-pages");
     let status = tokio::task::spawn_blocking(move || {
         let mut cmd = Command::new("node");
-        cmd.arg(script).env("HEARTH_URL", &base).env("SCREENSHOTS", &shots);
+        cmd.arg(script).env("HEARTH_URL", &base).env("SCREENSHOTS", &shots).env("SIGN_IN_LINK", format!("/auth/link?code={link}"));
         for (id, password) in passwords {
             cmd.env(format!("{}_PASSWORD", id.to_uppercase()), password);
         }
