@@ -22,6 +22,10 @@ pub enum ExecError {
     /// is the part a caller acts on, so it is kept whole.
     #[error("protocol error: frame i/o failed: {0} ({kind:?})", kind = .0.kind())]
     FrameIo(std::io::Error),
+    /// Nothing came from the server within the deadline the caller set: a busy or stalled
+    /// guest, not a broken connection. Named so nobody reads "os error 11" again.
+    #[error("the agent said nothing for {waited:?} while {what}")]
+    TimedOut { what: &'static str, waited: Duration },
     /// The server answered `error`: `kind` says what a caller may act on (`unknown` from a
     /// server older than error kinds), `message` is for people.
     #[error("refused: {message}")]
@@ -44,6 +48,16 @@ impl From<hearth_proto::FrameError> for ExecError {
 }
 
 impl ExecError {
+    /// A read that ran past `waited` becomes [`ExecError::TimedOut`]; other errors stay.
+    fn deadline(self, what: &'static str, waited: Option<Duration>) -> Self {
+        match (self, waited) {
+            (ExecError::FrameIo(e), Some(waited)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                ExecError::TimedOut { what, waited }
+            }
+            (e, _) => e,
+        }
+    }
+
     /// The kind of a refusal; None for errors of the protocol or the connection.
     pub fn kind(&self) -> Option<ErrorKind> {
         match self {
@@ -82,7 +96,7 @@ impl<C: Conn> ExecClient<C> {
     pub fn hello(mut conn: C, token: Option<&str>, timeout: Duration) -> Result<Self, ExecError> {
         conn.set_read_timeout_conn(Some(timeout)).map_err(io_err("setting a read timeout"))?;
         send(&mut conn, &Request::Hello { version: PROTOCOL_VERSION, token: token.map(str::to_string) })?;
-        let (uptime_ms, capabilities) = match recv_control(&mut conn)? {
+        let (uptime_ms, capabilities) = match recv_control(&mut conn).map_err(|e| e.deadline("saying hello", Some(timeout)))? {
             Some(Event::Hello { version, uptime_ms, capabilities }) if version == PROTOCOL_VERSION => (uptime_ms, capabilities),
             Some(Event::Hello { version, .. }) => return Err(ExecError::Protocol(format!("server speaks version {version}, we speak {PROTOCOL_VERSION}"))),
             Some(Event::Error { kind, message }) => return Err(ExecError::Refused { kind, message }),
@@ -111,7 +125,7 @@ impl<C: Conn> ExecClient<C> {
             std::thread::spawn(move || feed(feeder, &mut *stdin));
         }
         loop {
-            let Some(frame) = read_frame(&mut self.conn)? else {
+            let Some(frame) = read_frame(&mut self.conn).map_err(|e| ExecError::from(e).deadline("running a command", wait))? else {
                 return Err(ExecError::Protocol("the server closed the connection before the command ended".into()));
             };
             let written = match frame.tag {
@@ -305,7 +319,7 @@ pub struct PtyStream<C: Conn> {
 
 impl<C: Conn> PtyStream<C> {
     /// The next thing the session says; `timeout` bounds the wait for more bytes (None:
-    /// forever). A timeout is [`ExecError::FrameIo`]; a frame it cut in two is kept whole for
+    /// forever). A timeout is [`ExecError::TimedOut`]; a frame it cut in two is kept whole for
     /// the next call.
     pub fn next(&mut self, timeout: Option<Duration>) -> Result<PtyEvent, ExecError> {
         self.conn.set_read_timeout_conn(timeout).map_err(io_err("setting a read timeout"))?;
@@ -319,7 +333,7 @@ impl<C: Conn> PtyStream<C> {
                 Ok(0) => return Err(hearth_proto::FrameError::Truncated.into()),
                 Ok(n) => self.decoder.feed(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ExecError::FrameIo(e)),
+                Err(e) => return Err(ExecError::FrameIo(e).deadline("following a terminal", timeout)),
             }
         }
     }
@@ -443,7 +457,7 @@ mod tests {
         // The peer stays open and says nothing: only the hello timeout can end this call.
         let (ours, _theirs) = UnixStream::pair().unwrap();
         let Err(err) = ExecClient::hello(ours, None, Duration::from_millis(300)) else { panic!("hello succeeded with a mute peer") };
-        assert!(err.to_string().contains("protocol error"), "{err}");
-        assert!(matches!(&err, ExecError::FrameIo(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)), "{err:?}");
+        assert_eq!(err.to_string(), "the agent said nothing for 300ms while saying hello");
+        assert!(matches!(&err, ExecError::TimedOut { .. }), "{err:?}");
     }
 }

@@ -144,7 +144,7 @@ impl Peer for Agent {
                 Ok(hearth_exec::PtyEvent::Resized { .. }) => continue,
                 Ok(other) => panic!("the agent's terminal: {other:?}"),
                 // The read timed out (quiet for `timeout`), between frames.
-                Err(hearth_exec::ExecError::FrameIo(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return None,
+                Err(hearth_exec::ExecError::TimedOut { .. }) => return None,
                 Err(e) => panic!("the agent's terminal: {e}"),
             }
         }

@@ -34,7 +34,7 @@ fn config(cache: &Cache, overlay: Overlay, hostname: &str) -> VmConfig {
 
 /// Runs a shell command in the guest; returns (status, stdout).
 fn sh(vm: &Vm, user: Option<&str>, script: &str) -> (i32, String) {
-    let spec = ExecSpec { user: user.map(str::to_string), timeout_secs: Some(60), ..ExecSpec::new(["sh", "-c", script]) };
+    let spec = ExecSpec { user: user.map(str::to_string), timeout_secs: Some(300), ..ExecSpec::new(["sh", "-c", script]) };
     let (exit, out, err) = vm
         .agent(Duration::from_secs(10))
         .and_then(|a| Ok(a.exec_collect(spec)?))

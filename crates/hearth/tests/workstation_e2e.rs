@@ -37,7 +37,9 @@ fn spec(name: &str, base: &Path, read_only: bool) -> Spec {
 
 /// Runs a shell command in the workstation; returns (status, stdout).
 fn sh(ws: &Workstation, user: Option<&str>, script: &str) -> (i32, String) {
-    let spec = ExecSpec { user: user.map(str::to_string), timeout_secs: Some(60), ..ExecSpec::new(["sh", "-c", script]) };
+    // Generous: a cold `import pandas` in a box busy booting other tests' guests was seen to
+    // take over 90 s (CI); a stalled guest still ends as a named timeout, not a hang.
+    let spec = ExecSpec { user: user.map(str::to_string), timeout_secs: Some(300), ..ExecSpec::new(["sh", "-c", script]) };
     let (exit, out, err) = ws.agent(WAIT).unwrap().exec_collect(spec).unwrap();
     assert!(err.is_empty() || exit.status() != 0, "stderr: {}", String::from_utf8_lossy(&err));
     (exit.status(), String::from_utf8_lossy(&out).into_owned())
