@@ -93,7 +93,7 @@ function HostCard({ onError }: { onError: (m: string) => void }) {
         {Object.entries(host.workstations)
           .map(([state, n]) => `${n} ${state}`)
           .join(", ") || "none"}
-        . Running and paused ones hold their memory and vCPUs; every one its disk.
+        . Running and paused ones hold their memory and vCPUs; every one, hibernated ones included, its disk.
       </p>
     </section>
   );

@@ -14,7 +14,7 @@ export interface Bandwidth {
   tx_mbps: number;
 }
 
-export type State = "stopped" | "running" | "paused" | "crashed" | "lost";
+export type State = "stopped" | "running" | "paused" | "crashed" | "lost" | "hibernated";
 
 export interface Workstation {
   id: string;

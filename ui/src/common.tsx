@@ -117,15 +117,17 @@ export function Confirm(props: { title: string; body: ComponentChildren; action:
   );
 }
 
-type Action = "start" | "stop" | "restart" | "pause" | "resume" | "delete";
+type Action = "start" | "stop" | "restart" | "pause" | "resume" | "hibernate" | "wake" | "delete";
 
 /** Which actions a state allows. */
 export function actionsFor(state: State): Action[] {
   switch (state) {
     case "running":
-      return ["stop", "restart", "pause", "delete"];
+      return ["stop", "restart", "pause", "hibernate", "delete"];
     case "paused":
-      return ["resume", "stop", "delete"];
+      return ["resume", "hibernate", "stop", "delete"];
+    case "hibernated":
+      return ["wake", "stop", "delete"];
     case "stopped":
     case "crashed":
       return ["start", "delete"];
@@ -135,7 +137,7 @@ export function actionsFor(state: State): Action[] {
 }
 
 const ASK: Partial<Record<Action, string>> = {
-  stop: "Stopping ends every program and terminal in it; its disk stays.",
+  stop: "Stopping ends every program and terminal in it (a hibernated one's saved memory too); its disk stays.",
   restart: "Restarting ends every program and terminal in it, then boots it again; its disk stays.",
   delete: "Deleting removes its disk, logs and address for good.",
 };
@@ -146,7 +148,8 @@ export function Actions({ w, onDone, onError }: { w: Workstation; onDone?: (a: A
   const [busy, setBusy] = useState<Action | null>(null);
   const run = async (a: Action) => {
     if (a === "delete") await call("DELETE", wsPath(w.id));
-    else await call("POST", `${wsPath(w.id)}/${a}`);
+    // Starting a hibernated workstation wakes it where it was.
+    else await call("POST", `${wsPath(w.id)}/${a === "wake" ? "start" : a}`);
     onDone?.(a);
   };
   const click = async (a: Action) => {

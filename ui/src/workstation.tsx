@@ -72,6 +72,10 @@ function Terminals({ w, selected, canWrite }: { w: Workstation; selected?: strin
   const [closing, setClosing] = useState<Terminal | null>(null);
   const base = wsPath(w.id);
   const running = w.state === "running";
+  const hibernated = w.state === "hibernated";
+  // Opening the page of a hibernated workstation is coming back to it: it wakes. One
+  // hibernated while its page is open stays so until asked.
+  const [waking, setWaking] = useState(hibernated);
 
   const refresh = async () => {
     try {
@@ -97,17 +101,35 @@ function Terminals({ w, selected, canWrite }: { w: Workstation; selected?: strin
   };
 
   useEffect(() => {
+    // Coming back to it: listing its terminals wakes it where it was, and the live list
+    // then says running, which lists them again.
+    if (hibernated) {
+      if (waking) void refresh().then((live) => live === null && setWaking(false));
+      return;
+    }
+    setWaking(false);
     if (!running) return setTerms([]);
     void refresh().then((live) => {
       if (live && live.length === 0 && canWrite) void open();
     });
-  }, [w.id, running]);
+  }, [w.id, running, hibernated]);
 
   const current = terms?.find((t) => t.id === selected) ?? terms?.[0];
   useEffect(() => {
     if (current && current.id !== selected) navigate(`/w/${w.id}/t/${current.id}`, true);
   }, [current?.id]);
 
+  if (hibernated)
+    return (
+      <div>
+        <p class="muted card">
+          {waking
+            ? "It is hibernated: waking it where it was…"
+            : "It is hibernated: every program and terminal in it is saved on disk. Wake it to go on where it was."}
+        </p>
+        <ErrorLine error={error} />
+      </div>
+    );
   if (!running) return <p class="muted card">Terminals run while the workstation runs. It is {w.state}.</p>;
   return (
     <section class="terminals">

@@ -75,3 +75,12 @@ export class Run {
     console.log(`${this.name}: passed`);
   }
 }
+
+/** Everything the page's current terminal holds: scrollback and screen, as text. */
+export const termText = (page) =>
+  page.evaluate(() => {
+    const b = window.hearthTerminal.term.buffer.active;
+    const lines = [];
+    for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
+    return lines.join("\n");
+  });

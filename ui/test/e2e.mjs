@@ -4,7 +4,7 @@
 //   HEARTH_URL=http://127.0.0.1:8080 ANN_PASSWORD=… BOB_PASSWORD=… node ui/test/e2e.mjs
 // Fails (exit 1) on the first step that does not happen, on any console error, and on any
 // failed request the step did not expect.
-import { Run, STEP_MS } from "./browser.mjs";
+import { Run, STEP_MS, termText } from "./browser.mjs";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -17,14 +17,6 @@ mkdirSync(shots, { recursive: true });
 const trial = new Run("ui-e2e");
 const say = (s) => trial.say(s);
 
-/** Everything the current terminal holds: scrollback and screen, as text. */
-const termText = (page) =>
-  page.evaluate(() => {
-    const b = window.hearthTerminal.term.buffer.active;
-    const lines = [];
-    for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
-    return lines.join("\n");
-  });
 
 async function waitText(page, pred, what) {
   const deadline = Date.now() + STEP_MS;

@@ -2,7 +2,7 @@
 // web_pages.rs starts the server, with accounts root (an administrator), ann and bob, and
 // ann's workstation "shared-lab"):
 //   HEARTH_URL=… ROOT_PASSWORD=… ANN_PASSWORD=… BOB_PASSWORD=… node ui/test/pages.mjs
-import { Run } from "./browser.mjs";
+import { Run, termText } from "./browser.mjs";
 import { join } from "node:path";
 
 const base = process.env.HEARTH_URL;
@@ -101,4 +101,31 @@ await trial.main(async (browser) => {
   await ann.getByRole("button", { name: "Stop sharing with bob" }).click();
   await ann.getByRole("button", { name: "Stop sharing with bob" }).waitFor({ state: "detached" });
   await bob.getByText("No workstations yet").waitFor();
+
+  trial.say("hibernated from its page, it wakes where it was when opened again");
+  await ann.getByRole("button", { name: "Done" }).click();
+  await ann.locator(".xterm-helper-textarea").focus();
+  await ann.keyboard.type("echo before-$((6*7))");
+  await ann.keyboard.press("Enter");
+  await termShows(ann, "before-42");
+  await ann.getByRole("button", { name: "hibernate shared-lab", exact: true }).click();
+  await ann.getByText("Wake it to go on where it was").waitFor(); // not woken behind her back
+  await ann.getByRole("link", { name: "All workstations" }).click();
+  await ann.locator("tr").filter({ hasText: "shared-lab" }).getByText("hibernated", { exact: true }).waitFor();
+  await ann.getByRole("link", { name: "shared-lab" }).click();
+  await ann.getByText("connected", { exact: true }).waitFor();
+  await termShows(ann, "before-42"); // the same terminal, replayed
+  await ann.getByText("running", { exact: true }).first().waitFor();
 });
+
+/** Waits until the page's terminal holds `want` (scrollback or screen). */
+async function termShows(page, want) {
+  const deadline = Date.now() + 30_000;
+  let text = "";
+  while (Date.now() < deadline) {
+    text = await termText(page).catch(() => "");
+    if (text.includes(want)) return;
+    await page.waitForTimeout(200);
+  }
+  throw new Error(`the terminal never showed ${want}; it shows:\n${text}`);
+}

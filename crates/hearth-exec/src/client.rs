@@ -51,9 +51,7 @@ impl ExecError {
     /// A read that ran past `waited` becomes [`ExecError::TimedOut`]; other errors stay.
     fn deadline(self, what: &'static str, waited: Option<Duration>) -> Self {
         match (self, waited) {
-            (ExecError::FrameIo(e), Some(waited)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                ExecError::TimedOut { what, waited }
-            }
+            (ExecError::FrameIo(e), Some(waited)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => ExecError::TimedOut { what, waited },
             (e, _) => e,
         }
     }

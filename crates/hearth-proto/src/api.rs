@@ -78,10 +78,14 @@ pub enum WorkstationState {
     Crashed,
     /// Its directory is gone from the host: it can never run again; delete it.
     Lost,
+    /// Its whole VM (memory, processes, terminals) is saved on disk and no VM runs; any
+    /// call that needs it (a terminal, an exec, a file, start or resume) wakes it where it was.
+    Hibernated,
 }
 
 impl WorkstationState {
-    pub const ALL: [WorkstationState; 5] = [WorkstationState::Stopped, WorkstationState::Running, WorkstationState::Paused, WorkstationState::Crashed, WorkstationState::Lost];
+    pub const ALL: [WorkstationState; 6] =
+        [WorkstationState::Stopped, WorkstationState::Running, WorkstationState::Paused, WorkstationState::Crashed, WorkstationState::Lost, WorkstationState::Hibernated];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -90,6 +94,7 @@ impl WorkstationState {
             WorkstationState::Paused => "paused",
             WorkstationState::Crashed => "crashed",
             WorkstationState::Lost => "lost",
+            WorkstationState::Hibernated => "hibernated",
         }
     }
 

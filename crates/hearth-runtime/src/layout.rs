@@ -8,6 +8,8 @@
 //!   .lock             held while an operation runs: one operation at a time, across processes
 //!   network.json      its network (crate::network::NetSpec), when it has one
 //!   overlay.ext4      its writable disk (absent for a read-only workstation)
+//!   snapshot/         while hibernated: vm.state, vm.mem (crate::hibernate); written as
+//!                     snapshot.partial/ and renamed once complete
 //!   vm/               the Firecracker side (see hearth_vmm::vm and hearth_vmm::jail):
 //!                     firecracker.pid and, jailed, root -> firecracker/<jail>/root (the
 //!                     chroot with api.sock, v.sock) while running; console.log and
@@ -41,6 +43,16 @@ impl Layout {
 
     pub fn overlay(&self) -> PathBuf {
         self.dir.join("overlay.ext4")
+    }
+
+    /// A hibernated workstation's complete snapshot.
+    pub fn snapshot(&self) -> PathBuf {
+        self.dir.join("snapshot")
+    }
+
+    /// A snapshot being written.
+    pub fn snapshot_partial(&self) -> PathBuf {
+        self.dir.join("snapshot.partial")
     }
 
     pub fn vm(&self) -> PathBuf {

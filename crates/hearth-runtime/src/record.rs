@@ -11,6 +11,9 @@ pub enum State {
     Paused,
     /// Its Firecracker died without being asked to stop; the serial log is kept.
     Crashed,
+    /// Its whole VM is in a snapshot in its directory and no Firecracker runs
+    /// ([`crate::hibernate`]); a wake goes on where it was.
+    Hibernated,
 }
 
 impl std::fmt::Display for State {
@@ -20,6 +23,7 @@ impl std::fmt::Display for State {
             State::Running => "running",
             State::Paused => "paused",
             State::Crashed => "crashed",
+            State::Hibernated => "hibernated",
         })
     }
 }
@@ -38,4 +42,7 @@ pub struct Record {
     /// The uid (and gid) its jailed Firecracker runs as; unique among workstations.
     #[serde(default)]
     pub jail_uid: Option<u32>,
+    /// When it hibernated, while it is.
+    #[serde(default)]
+    pub hibernated_unix_ms: Option<u64>,
 }

@@ -92,14 +92,14 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RuntimeEr
 const DELETING: &str = ".deleting-";
 
 /// Removes `dir` and all in it, if it exists.
-fn remove_tree(dir: &Path) -> Result<(), RuntimeError> {
+pub(crate) fn remove_tree(dir: &Path) -> Result<(), RuntimeError> {
     match fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::io(format!("removing {}", dir.display()))(e)),
         _ => Ok(()),
     }
 }
 
-fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
     let bytes = serde_json::to_vec_pretty(value).expect("records serialize");
     hearth_fs::write_atomic(path, &bytes).map_err(RuntimeError::io(format!("writing {}", path.display())))
 }
@@ -183,7 +183,16 @@ impl Runtime {
             // uids are allocated under the lock of the whole root, so two creates never share one.
             let _all = self.jail.as_ref().map(|_| self.lock_root()).transpose()?;
             let jail_uid = self.jail.as_ref().map(|j| self.free_uid(j.uid_base)).transpose()?;
-            let record = Record { state: State::Stopped, created_unix_ms: unix_ms_now(), started_unix_ms: None, stopped_unix_ms: None, last_stop: None, crash: None, jail_uid };
+            let record = Record {
+                state: State::Stopped,
+                created_unix_ms: unix_ms_now(),
+                started_unix_ms: None,
+                stopped_unix_ms: None,
+                last_stop: None,
+                crash: None,
+                jail_uid,
+                hibernated_unix_ms: None,
+            };
             write_json(&layout.state(), &record)?;
             // Last: a directory without spec.json is a creation that did not finish.
             write_json(&layout.spec(), &spec)
@@ -239,7 +248,7 @@ impl Workstation {
 
     /// Its directory lock; `NotFound` once it is deleted, also when that happened while
     /// this waited for the lock ([`Workstation::delete`] moves the directory away under it).
-    fn lock(&self) -> Result<DirLock, RuntimeError> {
+    pub(crate) fn lock(&self) -> Result<DirLock, RuntimeError> {
         let lock = match DirLock::acquire_existing(&self.layout.dir) {
             Ok(lock) => lock,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RuntimeError::NotFound(self.id.clone())),
@@ -251,7 +260,7 @@ impl Workstation {
         Ok(lock)
     }
 
-    fn conflict(&self, state: State, op: &'static str) -> RuntimeError {
+    pub(crate) fn conflict(&self, state: State, op: &'static str) -> RuntimeError {
         RuntimeError::Conflict { id: self.id.clone(), state: state.to_string(), op }
     }
 
@@ -264,10 +273,28 @@ impl Workstation {
     }
 
     /// Reads the record and checks it against the process; call with the lock held.
-    fn reconcile(&self) -> Result<(Record, Option<Vm>), RuntimeError> {
+    pub(crate) fn reconcile(&self) -> Result<(Record, Option<Vm>), RuntimeError> {
         let mut record: Record = read_json(&self.layout.state())?;
-        let vm = Vm::attach(&self.layout.vm());
-        if matches!(record.state, State::Running | State::Paused) && vm.is_none() {
+        let mut vm = Vm::attach(&self.layout.vm());
+        let snapshot = self.layout.snapshot().is_dir();
+        if record.state == State::Hibernated && vm.is_some() {
+            // Killed between the record and the kill: the snapshot is complete, so the
+            // paused VM goes.
+            if let Some(vm) = vm.take() {
+                vm.kill();
+            }
+        } else if record.state == State::Hibernated && !snapshot {
+            record.state = State::Crashed;
+            record.crash = Some("hibernated, but its snapshot is gone".into());
+            record.hibernated_unix_ms = None;
+            write_json(&self.layout.state(), &record)?;
+        } else if matches!(record.state, State::Running | State::Paused) && vm.is_none() && snapshot {
+            // The server ended after the snapshot was complete and before the record said so.
+            record.state = State::Hibernated;
+            record.hibernated_unix_ms = Some(unix_ms_now());
+            Vm::forget_dir(&self.layout.vm());
+            write_json(&self.layout.state(), &record)?;
+        } else if matches!(record.state, State::Running | State::Paused) && vm.is_none() {
             let why = Vm::exit_reason(&self.layout.vm());
             record.state = State::Crashed;
             record.crash = Some(format!("Firecracker exited without being stopped ({why})"));
@@ -306,7 +333,7 @@ impl Workstation {
         Ok(read_json::<Record>(&self.layout.state())?.jail_uid)
     }
 
-    fn vm_config(&self, record: &Record) -> Result<VmConfig, RuntimeError> {
+    pub(crate) fn vm_config(&self, record: &Record) -> Result<VmConfig, RuntimeError> {
         let network = self.network()?.map(|n| n.vm_config());
         let a = &self.rt.artifacts;
         let jail = match (&self.rt.jail, record.jail_uid) {
@@ -355,15 +382,13 @@ impl Workstation {
     pub fn start_with(&self, extra_boot_args: &[String]) -> Result<LaunchTimings, RuntimeError> {
         let _lock = self.lock()?;
         let (mut record, _) = self.reconcile()?;
-        if matches!(record.state, State::Running | State::Paused) {
+        if matches!(record.state, State::Running | State::Paused | State::Hibernated) {
             return Err(self.conflict(record.state, "start"));
         }
-        if !self.spec.base_image.is_file() {
-            return Err(RuntimeError::Io {
-                what: format!("starting {}", self.id),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("base image {} is gone", self.spec.base_image.display())),
-            });
-        }
+        self.check_base_image()?;
+        // Never left behind by a stop or a wake; if one were, the disk about to move on
+        // would make its memory a lie.
+        remove_tree(&self.layout.snapshot())?;
         let mut cfg = self.vm_config(&record)?;
         cfg.extra_boot_args.extend_from_slice(extra_boot_args);
         let (_, timings) = Vm::launch_timed(&self.layout.vm(), &cfg, self.rt.ready_timeout)?;
@@ -374,8 +399,25 @@ impl Workstation {
         Ok(timings)
     }
 
+    /// Fails when the base image it boots from is gone.
+    pub(crate) fn check_base_image(&self) -> Result<(), RuntimeError> {
+        if self.spec.base_image.is_file() {
+            return Ok(());
+        }
+        Err(RuntimeError::Io {
+            what: format!("starting {}", self.id),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("base image {} is gone", self.spec.base_image.display())),
+        })
+    }
+
+    /// The runtime it belongs to.
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
     /// Stops it: the agent's ordered shutdown, else Ctrl-Alt-Del, else SIGKILL. Stopping a
-    /// stopped or crashed workstation makes it stopped and says `NotRunning`.
+    /// stopped, crashed or hibernated workstation (its snapshot discarded) makes it stopped
+    /// and says `NotRunning`.
     pub fn stop(&self) -> Result<StopKind, RuntimeError> {
         let _lock = self.lock()?;
         let (mut record, vm) = self.reconcile()?;
@@ -389,7 +431,11 @@ impl Workstation {
             }
             None => StopKind::NotRunning,
         };
+        // A hibernated one's memory is dropped (before the record leaves hibernated: a
+        // snapshot must never outlive it).
+        remove_tree(&self.layout.snapshot())?;
         record.state = State::Stopped;
+        record.hibernated_unix_ms = None;
         record.stopped_unix_ms = Some(unix_ms_now());
         record.last_stop = Some(kind.as_str().into());
         write_json(&self.layout.state(), &record)?;
@@ -454,12 +500,12 @@ impl Workstation {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    fn runtime(data: &Path) -> (Runtime, Spec) {
+    pub(crate) fn runtime(data: &Path) -> (Runtime, Spec) {
         let base = data.join("base.ext4");
         fs::write(&base, b"").unwrap();
         let artifacts = Artifacts { firecracker: "/nonexistent".into(), kernel: "/nonexistent".into(), mkfs: "/nonexistent".into() };

@@ -35,8 +35,9 @@ pub struct ServeOptions {
     /// Also stop serving when stdin reaches EOF (the server inside the box: the outer
     /// `hearth serve` closes it to stop the server).
     pub until_stdin_eof: bool,
-    /// On the way out, stop running workstations cleanly and mark them to be booted again at
-    /// the next start (the box is about to go down, and its VMs with it).
+    /// On the way out, hibernate running workstations (the box is about to go down, and its
+    /// VMs with it; or `--hibernate-on-stop`); one that cannot be is stopped and marked to be
+    /// booted again at the next start.
     pub suspend_on_exit: bool,
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use hearth_exec::ExecClient;
 use hearth_image::{refs, Cache};
-use hearth_runtime::{NetSpec, Runtime, RuntimeError, Spec, State};
+use hearth_runtime::{NetSpec, Runtime, RuntimeError, Spec, State, Wake};
 use hearth_vmm::vm::StopKind;
 
 /// A workstation's state as its VM has it, with why it crashed when it did.
@@ -39,6 +39,10 @@ pub trait Backend: Send + Sync + 'static {
     fn stop(&self, id: &str) -> Result<StopKind, RuntimeError>;
     fn pause(&self, id: &str) -> Result<(), RuntimeError>;
     fn resume(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Saves its whole VM to disk and ends it (hearth_runtime::hibernate).
+    fn hibernate(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Brings a hibernated one back (or cold-boots it when its snapshot does not load).
+    fn wake(&self, id: &str) -> Result<Wake, RuntimeError>;
     /// The uid its jailed VMM runs as (its tap must belong to it); none unjailed.
     fn jail_uid(&self, id: &str) -> Result<Option<u32>, RuntimeError>;
     /// Its network from its next start on.
@@ -80,6 +84,12 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn resume(&self, id: &str) -> Result<(), RuntimeError> {
         (**self).resume(id)
+    }
+    fn hibernate(&self, id: &str) -> Result<(), RuntimeError> {
+        (**self).hibernate(id)
+    }
+    fn wake(&self, id: &str) -> Result<Wake, RuntimeError> {
+        (**self).wake(id)
     }
     fn jail_uid(&self, id: &str) -> Result<Option<u32>, RuntimeError> {
         (**self).jail_uid(id)
@@ -140,6 +150,14 @@ impl Backend for Host {
 
     fn resume(&self, id: &str) -> Result<(), RuntimeError> {
         self.runtime.get(id)?.resume()
+    }
+
+    fn hibernate(&self, id: &str) -> Result<(), RuntimeError> {
+        self.runtime.get(id)?.hibernate()
+    }
+
+    fn wake(&self, id: &str) -> Result<Wake, RuntimeError> {
+        self.runtime.get(id)?.wake()
     }
 
     fn jail_uid(&self, id: &str) -> Result<Option<u32>, RuntimeError> {

@@ -257,8 +257,39 @@ impl Service {
         }
     }
 
+    /// Wakes `row` if it is hibernated (admitted like a start: its memory and vCPUs come
+    /// back); `why` opens its event. A wake another caller finished first is fine.
+    fn wake_if_hibernated(&self, row: &Row, why: &str) -> Result<(), Error> {
+        if row.state != WorkstationState::Hibernated {
+            return Ok(());
+        }
+        let _room = self.admit(&row.id, run_need(row))?;
+        match self.backend.wake(&row.id) {
+            Ok(hearth_runtime::Wake::Restored { ms }) => {
+                self.exits.watch(self.backend.as_ref(), &row.id);
+                self.store.record(&row.id, Transition::Woken { why: &format!("{why}: restored from its snapshot in {ms:.0} ms") }, unix_ms_now())?;
+            }
+            Ok(hearth_runtime::Wake::ColdBoot { why: failed, ms }) => {
+                self.exits.watch(self.backend.as_ref(), &row.id);
+                let msg = format!("{why}: its snapshot did not load ({failed}); booted from its disks in {ms:.0} ms, its processes lost");
+                self.store.record(&row.id, Transition::Started { why: &msg }, unix_ms_now())?;
+            }
+            // Woken meanwhile by another call.
+            Err(hearth_runtime::RuntimeError::Conflict { state, .. }) if state == "running" => {}
+            Err(e) => {
+                let err = Error::from(e);
+                let _ = self.store.event(&row.id, "wake_failed", &err.to_string(), unix_ms_now());
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// A control connection to the agent of a workstation `who` may use at `need`, waking
+    /// it first when it is hibernated.
     fn agent(&self, who: &Principal, id: &str, need: Level) -> Result<hearth_exec::ExecClient<std::os::unix::net::UnixStream>, Error> {
-        self.visible_as(who, id, need)?;
+        let row = self.visible_as(who, id, need)?;
+        self.wake_if_hibernated(&row, "woken by a call to it")?;
         Ok(self.backend.agent(id, AGENT_TIMEOUT)?)
     }
 }
@@ -270,6 +301,7 @@ fn state_of(s: hearth_runtime::State) -> WorkstationState {
         hearth_runtime::State::Running => WorkstationState::Running,
         hearth_runtime::State::Paused => WorkstationState::Paused,
         hearth_runtime::State::Crashed => WorkstationState::Crashed,
+        hearth_runtime::State::Hibernated => WorkstationState::Hibernated,
     }
 }
 

@@ -10,11 +10,13 @@
 //! way, one workstation at a time.
 //!
 //! Around a restart of the box (whose VMs go down with it), running workstations are
-//! stopped cleanly and marked; the next start boots them again, through admission like any
-//! other start.
+//! hibernated: the next server wakes each where it was when it is next used. One that
+//! cannot be hibernated is stopped cleanly and marked; the next start boots it again,
+//! through admission like any other start.
 
 use std::collections::BTreeSet;
 
+use hearth_proto::api::WorkstationState;
 use hearth_proto::unix_ms_now;
 
 use crate::error::Error;
@@ -45,7 +47,12 @@ impl Service {
             self.networks(net, &rows, &mut report)?;
         }
         for row in rows {
+            let stored = row.state;
             let row = self.refresh(row)?;
+            if row.state == WorkstationState::Hibernated && stored != WorkstationState::Hibernated {
+                // The last server ended between writing its snapshot and recording it.
+                self.store.record(&row.id, Transition::Hibernated { why: "found hibernated at start (the last server ended as it hibernated)" }, unix_ms_now())?;
+            }
             report.rows += 1;
             if row.state.holds_vm() {
                 report.running += 1;
@@ -142,14 +149,27 @@ impl Service {
         }
     }
 
-    /// Stops every running or paused workstation cleanly and marks it to be booted again at
-    /// the next start: its host (the box) is going down. Blocks.
+    /// Hibernates every running or paused workstation: its host (the box) is going down,
+    /// and the next server wakes each where it was on first use. One that cannot be
+    /// hibernated is stopped cleanly and marked to boot again at the next start. Blocks.
     pub fn suspend_running(&self) {
         let rows = match self.store.list() {
             Ok(r) => r,
             Err(e) => return tracing::warn!("listing workstations to suspend: {e}"),
         };
         for row in rows.into_iter().filter(|r| r.state.holds_vm()) {
+            let t = std::time::Instant::now();
+            match self.backend.hibernate(&row.id) {
+                Ok(()) => {
+                    let msg = format!("its host shut down; saved in {:.1} s, it wakes where it was when next used", t.elapsed().as_secs_f64());
+                    let _ = self.store.record(&row.id, Transition::Hibernated { why: &msg }, unix_ms_now());
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(workstation = %row.id, "hibernating: {e}; stopping it instead");
+                    let _ = self.store.event(&row.id, "hibernate_failed", &e.to_string(), unix_ms_now());
+                }
+            }
             match self.backend.stop(&row.id) {
                 Ok(kind) => {
                     let msg = format!("suspended while its host shuts down ({kind:?}); it boots again with the server");

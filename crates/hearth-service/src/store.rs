@@ -500,6 +500,14 @@ pub enum Transition<'a> {
     },
     Paused,
     Resumed,
+    /// Saved to a snapshot, its VM ended.
+    Hibernated {
+        why: &'a str,
+    },
+    /// Back from a snapshot, every process where it was.
+    Woken {
+        why: &'a str,
+    },
 }
 
 impl Transition<'_> {
@@ -511,6 +519,8 @@ impl Transition<'_> {
             Transition::Crashed { why } => (WorkstationState::Crashed, "crashed", why),
             Transition::Paused => (WorkstationState::Paused, "paused", ""),
             Transition::Resumed => (WorkstationState::Running, "resumed", ""),
+            Transition::Hibernated { why } => (WorkstationState::Hibernated, "hibernated", why),
+            Transition::Woken { why } => (WorkstationState::Running, "woken", why),
         }
     }
 }

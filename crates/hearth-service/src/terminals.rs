@@ -102,7 +102,9 @@ impl Service {
     pub async fn terminals(self: &Arc<Self>, who: &Principal, id: &str) -> Result<Vec<Terminal>, Error> {
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
-            s.visible_as(&who, &id, Level::View)?;
+            // Its terminals live in its memory: a hibernated one is woken to list them.
+            let row = s.visible_as(&who, &id, Level::View)?;
+            s.wake_if_hibernated(&row, "woken to list its terminals")?;
             let live = match s.backend.agent(&id, crate::AGENT_TIMEOUT) {
                 Ok(mut agent) => agent.pty_list().map_err(agent_error)?,
                 // Not running: nothing is live.

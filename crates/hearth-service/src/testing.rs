@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearth_exec::{ExecClient, ServerConfig};
-use hearth_runtime::{NetSpec, RuntimeError, Spec, State};
+use hearth_runtime::{NetSpec, RuntimeError, Spec, State, Wake};
 use hearth_vmm::vm::StopKind;
 
 use crate::backend::{Backend, VmState};
@@ -124,7 +124,7 @@ impl Backend for FakeBackend {
 
     fn start(&self, id: &str) -> Result<f64, RuntimeError> {
         self.with(id, |vm| {
-            if matches!(vm.state, State::Running | State::Paused) {
+            if matches!(vm.state, State::Running | State::Paused | State::Hibernated) {
                 return Err(Self::conflict(id, vm.state, "start"));
             }
             *vm = Vm { state: State::Running, crash: None, agent: Some(Arc::new(agent_config())) };
@@ -138,7 +138,7 @@ impl Backend for FakeBackend {
 
     fn stop(&self, id: &str) -> Result<StopKind, RuntimeError> {
         self.with(id, |vm| {
-            let kind = if vm.agent.is_some() { StopKind::Clean } else { StopKind::NotRunning };
+            let kind = if vm.agent.is_some() && vm.state != State::Hibernated { StopKind::Clean } else { StopKind::NotRunning };
             if let Some(agent) = vm.agent.take() {
                 stop_sessions(&agent);
             }
@@ -164,6 +164,27 @@ impl Backend for FakeBackend {
                 Ok(())
             }
             s => Err(Self::conflict(id, s, "resume")),
+        })
+    }
+
+    /// Its agent and terminals are kept, unreachable until it wakes (as in a snapshot).
+    fn hibernate(&self, id: &str) -> Result<(), RuntimeError> {
+        self.with(id, |vm| match vm.state {
+            State::Running | State::Paused => {
+                vm.state = State::Hibernated;
+                Ok(())
+            }
+            s => Err(Self::conflict(id, s, "hibernate")),
+        })
+    }
+
+    fn wake(&self, id: &str) -> Result<Wake, RuntimeError> {
+        self.with(id, |vm| match vm.state {
+            State::Hibernated => {
+                vm.state = State::Running;
+                Ok(Wake::Restored { ms: 1.0 })
+            }
+            s => Err(Self::conflict(id, s, "wake")),
         })
     }
 

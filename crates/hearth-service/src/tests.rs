@@ -85,13 +85,14 @@ async fn a_restart_refused_for_room_leaves_the_workstation_running() {
 }
 
 #[tokio::test]
-async fn workstations_suspended_with_their_host_resume_within_the_budget() {
+async fn workstations_marked_to_resume_with_their_host_boot_within_the_budget() {
     let (_d, svc, backend) = fixture(Need { mem_mib: 512, ..roomy() });
     let me = Principal::admin("admin");
     let a = svc.create(&me, create("a")).await.unwrap();
     let b = svc.create(&me, CreateWorkstation { start: Some(false), ..create("b") }).await.unwrap();
-    // As a box going down leaves them: stopped and marked (b as if it had been running too).
-    svc.suspend_running();
+    // As a box going down leaves ones it could not hibernate: stopped and marked.
+    svc.act(&me, &a.id, Action::Stop).await.unwrap();
+    svc.store.set_resume(&a.id, true).unwrap();
     svc.store.set_resume(&b.id, true).unwrap();
     let boots = backend.starts.load(std::sync::atomic::Ordering::SeqCst);
     svc.resume_suspended();
@@ -105,6 +106,57 @@ async fn workstations_suspended_with_their_host_resume_within_the_budget() {
     let last = &states[1].1;
     assert_eq!(last.kind, "start_failed");
     assert!(last.message.contains("memory budget"), "{}", last.message);
+}
+
+#[tokio::test]
+async fn a_host_going_down_hibernates_and_the_next_use_wakes_it_where_it_was() {
+    let (_d, svc, backend) = fixture(Need { mem_mib: 512, ..roomy() });
+    let me = Principal::admin("admin");
+    let a = svc.create(&me, create("a")).await.unwrap();
+    let t = svc.open_terminal(&me, &a.id, CreateTerminal::default()).await.unwrap();
+    let boots = backend.starts.load(std::sync::atomic::Ordering::SeqCst);
+    svc.suspend_running();
+    assert_eq!(svc.get(&me, &a.id).await.unwrap().state, WorkstationState::Hibernated);
+    let ev = svc.events(&me, &a.id, Some(1)).await.unwrap().remove(0);
+    assert_eq!(ev.kind, "hibernated");
+    assert!(ev.message.contains("its host shut down"), "{}", ev.message);
+    // Hibernated, it holds its disk only: another workstation's memory fits where its was.
+    let b = svc.create(&me, create("b")).await.unwrap();
+    assert_eq!(b.state, WorkstationState::Running);
+    // Waking needs its memory back: refused while b holds it, with nothing changed.
+    let refused = svc.exec(&me, &a.id, ExecRequest { argv: vec!["true".into()], ..ExecRequest::default() }).await.unwrap_err();
+    assert!(matches!(refused, Error::Unavailable { what: Unavailable::Memory, .. }), "{refused:?}");
+    assert_eq!(svc.get(&me, &a.id).await.unwrap().state, WorkstationState::Hibernated);
+    svc.act(&me, &b.id, Action::Stop).await.unwrap();
+    // The next use wakes it: its terminal is the one it had, and it did not boot again.
+    let terms = svc.terminals(&me, &a.id).await.unwrap();
+    assert_eq!(terms.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), [t.id.as_str()]);
+    assert_eq!(svc.get(&me, &a.id).await.unwrap().state, WorkstationState::Running);
+    assert_eq!(backend.starts.load(std::sync::atomic::Ordering::SeqCst), boots + 1, "only b booted");
+    let ev = svc.events(&me, &a.id, Some(1)).await.unwrap().remove(0);
+    assert_eq!(ev.kind, "woken");
+    assert!(ev.message.contains("restored from its snapshot"), "{}", ev.message);
+}
+
+#[tokio::test]
+async fn hibernate_is_an_action_and_start_or_resume_wake() {
+    let (_d, svc, backend) = fixture(roomy());
+    let me = Principal::admin("admin");
+    let a = svc.create(&me, create("a")).await.unwrap();
+    for wake in [Action::Start, Action::Resume] {
+        assert_eq!(svc.act(&me, &a.id, Action::Hibernate).await.unwrap().state, WorkstationState::Hibernated);
+        // Twice is a conflict, as pausing a paused one is.
+        assert!(matches!(svc.act(&me, &a.id, Action::Hibernate).await, Err(Error::Conflict(_))));
+        assert!(matches!(svc.act(&me, &a.id, Action::Pause).await, Err(Error::Conflict(_))));
+        let boots = backend.starts.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(svc.act(&me, &a.id, wake).await.unwrap().state, WorkstationState::Running);
+        assert_eq!(backend.starts.load(std::sync::atomic::Ordering::SeqCst), boots, "{wake:?} woke it, not a boot");
+    }
+    // A paused one hibernates too; stopping a hibernated one drops what it held.
+    svc.act(&me, &a.id, Action::Pause).await.unwrap();
+    svc.act(&me, &a.id, Action::Hibernate).await.unwrap();
+    assert_eq!(svc.act(&me, &a.id, Action::Stop).await.unwrap().state, WorkstationState::Stopped);
+    assert!(matches!(svc.act(&me, &a.id, Action::Hibernate).await, Err(Error::Conflict(_))));
 }
 
 #[tokio::test]

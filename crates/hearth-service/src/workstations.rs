@@ -23,10 +23,11 @@ pub enum Action {
     Restart,
     Pause,
     Resume,
+    Hibernate,
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [Action::Start, Action::Stop, Action::Restart, Action::Pause, Action::Resume];
+    pub const ALL: [Action; 6] = [Action::Start, Action::Stop, Action::Restart, Action::Pause, Action::Resume, Action::Hibernate];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,6 +36,7 @@ impl Action {
             Action::Restart => "restart",
             Action::Pause => "pause",
             Action::Resume => "resume",
+            Action::Hibernate => "hibernate",
         }
     }
 }
@@ -43,7 +45,7 @@ impl std::str::FromStr for Action {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Action, Error> {
-        Action::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| Error::NotFound(format!("no action `{s}` (start, stop, restart, pause, resume)")))
+        Action::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| Error::NotFound(format!("no action `{s}` (start, stop, restart, pause, resume, hibernate)")))
     }
 }
 
@@ -246,6 +248,8 @@ impl Service {
             let row = s.current(&who, &id, Level::Use)?;
             let now = unix_ms_now();
             match action {
+                // Start or resume a hibernated one: where it was, not a fresh boot.
+                Action::Start | Action::Resume if row.state == WorkstationState::Hibernated => s.wake_if_hibernated(&row, action.as_str())?,
                 Action::Start => {
                     let _room = s.admit(&id, run_need(&row))?;
                     s.boot(&id, "")?;
@@ -269,6 +273,12 @@ impl Service {
                 Action::Resume => {
                     s.backend.resume(&id)?;
                     s.store.record(&id, Transition::Resumed, now)?;
+                }
+                Action::Hibernate => {
+                    let t = std::time::Instant::now();
+                    s.backend.hibernate(&id)?;
+                    let why = format!("asked; saved in {:.1} s", t.elapsed().as_secs_f64());
+                    s.store.record(&id, Transition::Hibernated { why: &why }, now)?;
                 }
             }
             s.audit(&who.user, action.as_str(), &id, "");

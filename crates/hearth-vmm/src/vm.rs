@@ -460,34 +460,45 @@ impl Vm {
         Ok(ExecClient::hello(stream, None, timeout)?)
     }
 
-    /// Pauses the VM and writes a full snapshot (device state + guest memory). The VM stays
-    /// paused; resume it or kill it.
+    /// Pauses the VM and writes a full snapshot (device state + guest memory) to `state` and
+    /// `mem` on the host. The VM stays paused; resume it or kill it. A jailed Firecracker
+    /// writes inside its chroot (all it can see); the files are then moved to where asked,
+    /// which must be on the same filesystem as the VM's directory.
     pub fn snapshot(&self, state: &Path, mem: &Path) -> Result<(), VmmError> {
         self.pause()?;
-        self.api().with_timeout(SNAPSHOT_TIMEOUT).put(
-            "/snapshot/create",
-            &serde_json::json!({
-                "snapshot_type": "Full",
-                "snapshot_path": path_str(state),
-                "mem_file_path": path_str(mem),
-            }),
-        )?;
+        let run = self.run_dir();
+        let jailed = run != self.dir;
+        let (state_arg, mem_arg) = if jailed { (format!("/{SNAPSHOT_STATE}"), format!("/{SNAPSHOT_MEM}")) } else { (path_str(state), path_str(mem)) };
+        self.api().with_timeout(SNAPSHOT_TIMEOUT).put("/snapshot/create", &serde_json::json!({ "snapshot_type": "Full", "snapshot_path": state_arg, "mem_file_path": mem_arg }))?;
+        if jailed {
+            for (name, to) in [(SNAPSHOT_STATE, state), (SNAPSHOT_MEM, mem)] {
+                fs::rename(run.join(name), to).map_err(|source| VmmError::Io { what: format!("moving the snapshot's {name} out of the jail to {}", to.display()), source })?;
+            }
+        }
         Ok(())
     }
 
     /// Starts a fresh Firecracker for `dir` from a snapshot of a VM that lived in the same
-    /// directory (its disks and vsock path are restored as they were) and resumes it;
-    /// returns once the agent answers.
-    /// A guest with a network is restored in the same namespace (`netns`), where its tap is.
-    pub fn restore(dir: &Path, firecracker: &Path, netns: Option<&Path>, state: &Path, mem: &Path, timeout: Duration) -> Result<Vm, VmmError> {
-        let (vm, _) = Vm::spawn(dir, firecracker, netns, None)?;
+    /// directory with the same `cfg` (its disks, vsock path and tap are restored by the names
+    /// it had, jailed or not) and resumes it; returns once the agent answers, its clock and
+    /// randomness refreshed. A jailed one sees the snapshot's files bound into its chroot.
+    pub fn restore(dir: &Path, cfg: &VmConfig, state: &Path, mem: &Path, timeout: Duration) -> Result<Vm, VmmError> {
+        let netns = cfg.network.as_ref().and_then(|n| n.netns.as_deref());
+        let jail = cfg.jail.as_ref().map(|j| {
+            let mut files = jail_files(cfg);
+            files.push(BindFile { host: state.to_path_buf(), name: SNAPSHOT_STATE, writable: false });
+            files.push(BindFile { host: mem.to_path_buf(), name: SNAPSHOT_MEM, writable: false });
+            (j, files)
+        });
+        let (state_arg, mem_arg) = if jail.is_some() { (format!("/{SNAPSHOT_STATE}"), format!("/{SNAPSHOT_MEM}")) } else { (path_str(state), path_str(mem)) };
+        let (vm, _) = Vm::spawn(dir, &cfg.firecracker, netns, jail)?;
         let restored = vm.wait_api().and_then(|()| {
             // Loading maps and restores the guest's memory: as long as a snapshot takes.
             vm.api().with_timeout(SNAPSHOT_TIMEOUT).put(
                 "/snapshot/load",
                 &serde_json::json!({
-                    "snapshot_path": path_str(state),
-                    "mem_backend": {"backend_type": "File", "backend_path": path_str(mem)},
+                    "snapshot_path": state_arg,
+                    "mem_backend": {"backend_type": "File", "backend_path": mem_arg},
                     "resume_vm": true,
                 }),
             )?;
@@ -498,7 +509,7 @@ impl Vm {
                 match vm.agent(Duration::from_secs(5)) {
                     // It woke with the clock of the moment it was snapshotted.
                     Ok(_) => return vm.sync_guest(),
-                    Err(e) if Instant::now() > deadline => return Err(e),
+                    Err(e) if Instant::now() > deadline || !vm.is_running() => return Err(e),
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             }
@@ -615,6 +626,9 @@ fn exit_reason_of(log: &str) -> String {
 const KERNEL_NAME: &str = "vmlinux";
 const BASE_NAME: &str = "base.ext4";
 const OVERLAY_NAME: &str = "overlay.ext4";
+/// Names of a snapshot's files inside a jail.
+const SNAPSHOT_STATE: &str = "snapshot.state";
+const SNAPSHOT_MEM: &str = "snapshot.mem";
 
 /// The files a jailed VM needs bind-mounted into its chroot.
 fn jail_files(cfg: &VmConfig) -> Vec<BindFile> {

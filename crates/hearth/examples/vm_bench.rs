@@ -92,7 +92,7 @@ fn main() {
     let mut restore = vec![];
     for _ in 0..boots {
         let t = Instant::now();
-        let vm = Vm::restore(&root.join("snap"), &ro.firecracker, None, &state, &mem, Duration::from_secs(60)).expect("restore");
+        let vm = Vm::restore(&root.join("snap"), &ro, &state, &mem, Duration::from_secs(60)).expect("restore");
         restore.push(ms(t.elapsed()));
         let (exit, _, _) = vm.agent(Duration::from_secs(10)).unwrap().exec_collect(ExecSpec::new(["true"])).unwrap();
         assert_eq!(exit.status(), 0);

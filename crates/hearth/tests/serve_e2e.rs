@@ -1,11 +1,12 @@
 //! `hearth serve` on a host whose KVM cannot run guests: the same server runs inside the box
-//! with its port forwarded on loopback; stopping it (SIGTERM) suspends the running
+//! with its port forwarded on loopback; stopping it (SIGTERM) hibernates the running
 //! workstations and shuts the box down cleanly; the next `hearth serve` finds everything on
-//! the box's disk and boots what was running.
+//! the box's disk and the first call to a workstation wakes it where it was: the same boot,
+//! the same processes, the same terminals.
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{serve, stop};
 
@@ -25,40 +26,49 @@ fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
 }
 
 #[test]
-fn serve_runs_in_the_box_and_a_restart_boots_what_was_running() {
+fn serve_runs_in_the_box_and_a_restart_keeps_what_was_running() {
     if std::env::var_os("HEARTH_IN_BOX").is_some() {
         return; // this test is about the host side of the box
     }
-    common::with_outer_box_retried(serve_restart_resume);
+    common::with_outer_box_retried(serve_restart_wake);
 }
 
-fn serve_restart_resume(data: &std::path::Path) {
+/// Runs `sh -c script` in the workstation at `one`; its stdout.
+fn sh(one: &str, script: &str) -> String {
+    let (s, r) = call("POST", &format!("{one}/exec"), Some(json!({"argv": ["sh", "-c", script]})));
+    assert_eq!((s, r["exit_code"].as_i64()), (200, Some(0)), "{script}: {r}");
+    r["stdout"].as_str().unwrap().to_string()
+}
+
+fn serve_restart_wake(data: &std::path::Path) {
     let o = serve(data);
     let ws_url = format!("{}/api/v1/workstations", o.base);
     let (s, ws) = call("POST", &ws_url, Some(json!({"name": "kept", "mem_size_mib": 512, "disk_size_gib": 1})));
     assert_eq!((s, ws["state"].as_str()), (201, Some("running")), "{ws}");
     let one = format!("{ws_url}/{}", ws["id"].as_str().unwrap());
-    let (s, r) = call("POST", &format!("{one}/exec"), Some(json!({"argv": ["sh", "-c", "echo across-restarts > ~/f"]})));
-    assert_eq!((s, r["exit_code"].as_i64()), (200, Some(0)), "{r}");
+    sh(&one, "echo across-restarts > ~/f");
+    let boot = sh(&one, "cat /proc/sys/kernel/random/boot_id");
+    // A process of the user's, and a terminal: both must outlive the server.
+    let pid = sh(&one, "setsid sleep 100000 </dev/null >/dev/null 2>&1 & echo $!");
+    let (s, term) = call("POST", &format!("{one}/terminals"), Some(json!({})));
+    assert_eq!(s, 201, "{term}");
     stop(o);
 
     let o = serve(data);
     let one = one.replacen(&one[..one.find("/api").unwrap()], &o.base, 1);
-    // Boots of suspended workstations run after the server answers: wait for it.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let (_, w) = call("GET", &one, None);
-        if w["state"] == "running" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not running again: {w}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let (_, r) = call("POST", &format!("{one}/exec"), Some(json!({"argv": ["cat", "/home/scientist/f"]})));
-    assert_eq!(r["stdout"], "across-restarts\n");
+    let (_, w) = call("GET", &one, None);
+    assert_eq!(w["state"], "hibernated", "{w}");
+    // The first call wakes it: the same boot, the same process, the same terminal.
+    assert_eq!(sh(&one, "cat /proc/sys/kernel/random/boot_id"), boot, "it booted again");
+    sh(&one, &format!("kill -0 {}", pid.trim()));
+    assert_eq!(sh(&one, "cat ~/f"), "across-restarts\n");
+    let (_, terms) = call("GET", &format!("{one}/terminals"), None);
+    let live: Vec<&Value> = terms["terminals"].as_array().unwrap().iter().filter(|t| t["id"] == term["id"]).collect();
+    assert_eq!(live.len(), 1, "{terms}");
+    assert!(live[0]["exited"] == false && live[0]["ended_unix_ms"].is_null(), "{terms}");
     let (_, ev) = call("GET", &format!("{one}/events"), None);
     let kinds: Vec<&str> = ev["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["created", "started", "stopped", "started"]);
+    assert_eq!(kinds, ["created", "started", "hibernated", "woken"]);
     assert_eq!(call("DELETE", &one, None).0, 204);
     stop(o);
 }

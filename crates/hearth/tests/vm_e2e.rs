@@ -83,7 +83,7 @@ fn a_vm_pauses_snapshots_and_restores_with_its_memory_and_clock() {
     vm.kill();
     // Long enough that a guest waking with its snapshot's clock would be visibly behind.
     std::thread::sleep(Duration::from_secs(8));
-    let vm = Vm::restore(&root.join("rw"), &rw.firecracker, None, &state, &mem, Duration::from_secs(60)).unwrap();
+    let vm = Vm::restore(&root.join("rw"), &rw, &state, &mem, Duration::from_secs(60)).unwrap();
     assert_eq!(sh(&vm, Some("scientist"), "cat /tmp/marker ~/notes").1, "in-memory\nkept\n");
     assert_eq!(sh(&vm, None, TICKLESS_CPUS), (0, "2\n".into()), "timers after a restore");
     // The guest's wall clock follows the host's, after boot and after a restore.

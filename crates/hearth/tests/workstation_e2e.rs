@@ -1,6 +1,6 @@
 //! Workstations through the hearth-runtime library, with the real Firecracker, in the box:
-//! the lifecycle a user goes through, the faults an operator meets, and what a delete leaves
-//! (nothing).
+//! the lifecycle a user goes through (hibernation included), the faults an operator meets,
+//! and what a delete leaves (nothing).
 //!
 //! On a host whose KVM cannot run guests each test re-runs itself inside the box
 //! (`hearth box run --host-bin -- <this test binary> --exact <test>`).
@@ -16,7 +16,7 @@ use hearth_exec::{ErrorKind, ExecError, PtyEvent, PtyStream, WriteFile};
 use hearth_image::{refs, Cache};
 use hearth_proto::control::{Event, ExecSpec, PtySpec, TAG_CONTROL};
 use hearth_proto::frame::{read_frame, write_frame};
-use hearth_runtime::{Artifacts, Jail, Limits, Runtime, RuntimeError, Spec, State, Workstation};
+use hearth_runtime::{Artifacts, Jail, Limits, Runtime, RuntimeError, Spec, State, Wake, Workstation};
 use hearth_vmm::vm::StopKind;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -226,6 +226,86 @@ fn a_workstation_lives_works_and_vanishes() {
     assert_nothing_left(&rt, "ro");
     assert_eq!(hearth_image::hash::sha256_file(&base).unwrap(), base_sum);
     std::fs::remove_dir_all(rt.root().parent().unwrap()).unwrap();
+}
+
+/// The counts a counter printed (`tick N` lines), in order.
+fn ticks(seen: &[u8]) -> Vec<u64> {
+    String::from_utf8_lossy(seen).split("\r\n").filter_map(|l| l.trim().strip_prefix("tick ")?.parse().ok()).collect()
+}
+
+#[test]
+fn a_workstation_hibernates_and_wakes_where_it_was() {
+    if common::delegated_to_box("a_workstation_hibernates_and_wakes_where_it_was") {
+        return;
+    }
+    let (rt, base) = runtime("ws-hib");
+    let ws = rt.create("hib", spec("Sleeper", &base, false)).unwrap();
+    ws.start().unwrap();
+    let boot_id = |ws: &Workstation| sh(ws, None, "cat /proc/sys/kernel/random/boot_id").1;
+    let first_boot = boot_id(&ws);
+
+    // A Python counter in a terminal: a process that must go on where it was.
+    let script = "import itertools, time\nfor i in itertools.count():\n    print('tick', i, flush=True)\n    time.sleep(0.3)\n";
+    let up = WriteFile { path: "/home/scientist/count.py", size: script.len() as u64, user: Some("scientist"), ..WriteFile::default() };
+    ws.agent(WAIT).unwrap().write_file(up, &mut script.as_bytes()).unwrap();
+    let info = ws.agent(WAIT).unwrap().pty_open(PtySpec { user: Some("scientist".into()), rows: 24, cols: 80, ..PtySpec::default() }).unwrap();
+    let mut t = ws.agent(WAIT).unwrap().pty_attach(&info.id, None, false).unwrap();
+    let mut w = Watcher::new(&t);
+    t.input().unwrap().write(b"python3 ~/count.py\n").unwrap();
+    w.read_until(&mut t, "tick 3\r\n");
+    let before = *ticks(&w.seen).last().unwrap();
+    t.detach();
+
+    ws.hibernate().unwrap();
+    let st = ws.status().unwrap();
+    assert_eq!((st.record.state, st.pid), (State::Hibernated, None));
+    assert_eq!(cgroups_of("hib"), Vec::<String>::new(), "a hibernated workstation runs nothing");
+    assert!(ws.layout().snapshot().join("vm.mem").is_file());
+    assert!(matches!(ws.agent(WAIT), Err(RuntimeError::Conflict { .. })));
+    // Long enough that a counter that kept counting, or a clock left behind, would show.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let woke = ws.wake().unwrap();
+    assert!(matches!(woke, Wake::Restored { .. }), "{woke:?}");
+    assert!(!ws.layout().snapshot().exists(), "a snapshot outlived its wake");
+    assert_eq!(ws.status().unwrap().record.state, State::Running);
+    assert_eq!(boot_id(&ws), first_boot, "it booted again");
+    let guest_now: u64 = sh(&ws, None, "date +%s").1.trim().parse().unwrap();
+    let host_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(guest_now.abs_diff(host_now) <= 5, "guest clock {guest_now}, host {host_now}");
+    // The same terminal, its screen replayed, and the same counter going on from where it was.
+    let mut again = ws.agent(WAIT).unwrap().pty_attach(&info.id, None, false).unwrap();
+    let mut w2 = Watcher::new(&again);
+    let replay = format!("{}{}", String::from_utf8_lossy(&again.scrollback), w2.screen.screen().contents());
+    assert!(replay.lines().any(|l| l.trim() == format!("tick {before}")), "{replay}");
+    let deadline = Instant::now() + WAIT;
+    while ticks(&w2.seen).len() < 3 {
+        assert!(Instant::now() < deadline, "the counter stopped: {:?}", String::from_utf8_lossy(&w2.seen));
+        w2.apply(again.next(Some(WAIT)).unwrap());
+    }
+    let after = ticks(&w2.seen);
+    assert!(after[0] > before && after.windows(2).all(|p| p[1] == p[0] + 1), "before {before}, after {after:?}");
+    again.detach();
+
+    // A snapshot that does not load: a clear reason, a cold boot from the disk, and what was
+    // written before hibernating (the hibernation syncs the guest's disks) is there.
+    assert_eq!(sh(&ws, Some("scientist"), "echo kept > ~/kept && cat ~/kept").1, "kept\n");
+    ws.hibernate().unwrap();
+    std::fs::OpenOptions::new().write(true).open(ws.layout().snapshot().join("vm.state")).unwrap().set_len(64).unwrap();
+    match ws.wake().unwrap() {
+        Wake::ColdBoot { why, .. } => assert!(!why.is_empty()),
+        other => panic!("a truncated snapshot loaded: {other:?}"),
+    }
+    assert!(!ws.layout().snapshot().exists());
+    assert_ne!(boot_id(&ws), first_boot, "a cold boot is a new boot");
+    assert_eq!(sh(&ws, Some("scientist"), "cat ~/kept").1, "kept\n");
+
+    // Stopping a hibernated one drops its snapshot; deleting leaves nothing.
+    ws.hibernate().unwrap();
+    assert_eq!(ws.stop().unwrap(), StopKind::NotRunning);
+    assert!(!ws.layout().snapshot().exists());
+    ws.delete().unwrap();
+    assert_nothing_left(&rt, "hib");
 }
 
 #[test]

@@ -56,9 +56,10 @@ pub async fn delete(State(svc): State<SharedService>, Caller(who): Caller, ApiPa
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A lifecycle action: `start`, `stop`, `restart`, `pause` or `resume`.
+/// A lifecycle action: `start`, `stop`, `restart`, `pause`, `resume` or `hibernate` (start
+/// or resume of a hibernated workstation wakes it where it was).
 #[utoipa::path(post, path = "/api/v1/workstations/{id}/{action}",
-    params(("id" = String, Path), ("action" = String, Path, description = "start, stop, restart, pause or resume")),
+    params(("id" = String, Path), ("action" = String, Path, description = "start, stop, restart, pause, resume or hibernate")),
     responses((status = 200, body = Workstation), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn action(State(svc): State<SharedService>, Caller(who): Caller, ApiPath((id, action)): ApiPath<(String, String)>) -> Result<Json<Workstation>, HttpError> {
     let action: Action = action.parse()?;

@@ -48,8 +48,13 @@ pub(crate) struct ServeArgs {
     /// (adds to the config's `auth.allow_emails`).
     #[arg(long, value_delimiter = ',')]
     allow_email: Vec<String>,
-    /// Run as the server inside the box: stop at stdin's EOF, suspending running workstations
-    /// (they boot again at the next start).
+    /// When the server stops, hibernate running workstations (each wakes where it was when
+    /// next used) instead of leaving them running. Always so in the box, which goes down
+    /// with the server.
+    #[arg(long)]
+    hibernate_on_stop: bool,
+    /// Run as the server inside the box: stop at stdin's EOF, hibernating running
+    /// workstations.
     #[arg(long, hide = true)]
     box_child: bool,
     #[command(flatten)]
@@ -83,7 +88,7 @@ pub(crate) fn run(a: ServeArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
         }
     };
     if direct {
-        let opts = hearth_server::ServeOptions { until_stdin_eof: a.box_child, suspend_on_exit: a.box_child };
+        let opts = hearth_server::ServeOptions { until_stdin_eof: a.box_child, suspend_on_exit: a.box_child || a.hibernate_on_stop };
         serve_here(config, paths, opts)
     } else {
         serve_in_box(config, paths, &a.r#box)
@@ -115,7 +120,7 @@ fn serve_here(config: Config, paths: &Paths, opts: hearth_server::ServeOptions) 
         }
     }))?;
     if opts.suspend_on_exit {
-        eprintln!("hearth: stopped serving; running workstations were suspended and boot again with the server");
+        eprintln!("hearth: stopped serving; running workstations were hibernated and wake where they were when next used");
     } else {
         eprintln!("hearth: stopped serving; workstations keep running");
     }
@@ -182,7 +187,7 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
         while !boxcmd::STOP.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(200));
         }
-        eprintln!("hearth: stopping the server in the box (suspending running workstations)");
+        eprintln!("hearth: stopping the server in the box (hibernating running workstations)");
         drop(stdin_write);
     });
     let out = Rewrite { out: std::io::stdout(), from: inside, to: outside + " (workstations run in the box)" };

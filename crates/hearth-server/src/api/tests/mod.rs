@@ -177,6 +177,12 @@ async fn lifecycle_actions_and_their_refusals() {
     error(act("pause").await, 409, "conflict", None);
     assert_eq!(act("resume").await.1["state"], "running");
     error(act("start").await, 409, "conflict", None);
+    assert_eq!(act("hibernate").await.1["state"], "hibernated");
+    error(act("hibernate").await, 409, "conflict", None);
+    // An exec wakes it.
+    let (s, r) = api.call(Method::POST, format!("/api/v1/workstations/{id}/exec"), Some(json!({"argv": ["true"]}))).await;
+    assert_eq!((s, r["exit_code"].as_i64()), (200, Some(0)), "{r}");
+    assert_eq!(api.call(Method::GET, format!("/api/v1/workstations/{id}"), None).await.1["state"], "running");
     assert_eq!(act("restart").await.1["state"], "running");
     assert_eq!(act("stop").await.1["state"], "stopped");
     error(act("resume").await, 409, "conflict", None);
@@ -191,7 +197,7 @@ async fn lifecycle_actions_and_their_refusals() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(kinds, ["created", "started", "paused", "resumed", "stopped", "started", "stopped"]);
+    assert_eq!(kinds, ["created", "started", "paused", "resumed", "hibernated", "woken", "stopped", "started", "stopped"]);
     let (s, last) = api.call(Method::GET, &format!("/api/v1/workstations/{id}/events?limit=1"), None).await;
     assert_eq!((s, last["events"].as_array().unwrap().len()), (200, 1));
     error(api.call(Method::GET, &format!("/api/v1/workstations/{id}/events?limit=0"), None).await, 400, "invalid_field", Some("limit"));

@@ -52,6 +52,11 @@ enum WsCmd {
     Resume {
         id: String,
     },
+    /// Save its whole VM to disk and end it; any later use (a terminal, exec, start) wakes it
+    /// where it was.
+    Hibernate {
+        id: String,
+    },
     /// Run a command to its end; its output and exit status are passed through.
     Exec {
         id: String,
@@ -244,6 +249,7 @@ pub(crate) fn run(a: WsArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
         WsCmd::Restart { id } => action(&api, &id, "restart", json)?,
         WsCmd::Pause { id } => action(&api, &id, "pause", json)?,
         WsCmd::Resume { id } => action(&api, &id, "resume", json)?,
+        WsCmd::Hibernate { id } => action(&api, &id, "hibernate", json)?,
         WsCmd::Exec { id, user, timeout, argv } => {
             let req = ExecRequest { argv, user, timeout_secs: timeout, ..ExecRequest::default() };
             let r: ExecResult = api.post(&format!("{}/exec", ws_path(&id)), &req)?;
