@@ -212,6 +212,34 @@ pub mod proc {
         }
     }
 
+    /// The CPU time `pid` has used, all its threads, user and system; none when it is gone.
+    pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        cpu_time_of(&stat)
+    }
+
+    /// utime + stime from a `/proc/<pid>/stat` line (fields 14 and 15, counted past the
+    /// command name, which may hold spaces and parentheses).
+    fn cpu_time_of(stat: &str) -> Option<std::time::Duration> {
+        let (_, rest) = stat.rsplit_once(") ")?;
+        let mut f = rest.split_whitespace().skip(11);
+        let ticks: u64 = f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?;
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().filter(|&h| h > 0).unwrap_or(100) as u64;
+        Some(std::time::Duration::from_millis(ticks * 1000 / hz))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn cpu_time_reads_utime_and_stime_past_an_odd_name() {
+            let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap().unwrap() as u64;
+            let line = format!("42 (fire cracker) (x)) S 1 42 42 0 -1 4194560 100 0 0 0 {} {} 0 0 20 0 3 0", 3 * hz, hz / 2);
+            assert_eq!(super::cpu_time_of(&line), Some(std::time::Duration::from_millis(3500)));
+            assert_eq!(super::cpu_time_of("garbage"), None);
+            assert!(super::cpu_time(std::process::id()).is_some());
+        }
+    }
+
     /// Waits up to `timeout` for `pid` to stop being alive.
     pub fn wait_gone(pid: u32, name: &str, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;

@@ -46,6 +46,7 @@ pub struct ServeOptions {
 pub async fn serve(svc: Service, opts: ServeOptions, ready: impl FnOnce(std::net::SocketAddr)) -> Result<(), ServeError> {
     let svc = Arc::new(svc);
     tokio::spawn(svc.clone().record_exits());
+    tokio::spawn(svc.clone().watch_idle());
     let report = {
         let svc = svc.clone();
         tokio::task::spawn_blocking(move || svc.reconcile()).await.map_err(|e| setup("reconciling")(e.to_string()))?

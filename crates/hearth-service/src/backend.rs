@@ -54,6 +54,8 @@ pub trait Backend: Send + Sync + 'static {
     /// A descriptor that becomes readable when its VM exits (a pidfd); none when it does not
     /// run or cannot be watched.
     fn exit_fd(&self, id: &str) -> Option<std::io::Result<OwnedFd>>;
+    /// The CPU time its VMM has used (all its threads); none when it does not run.
+    fn cpu_time(&self, id: &str) -> Option<Duration>;
 }
 
 /// A backend shared (a test keeps a handle on the one its service uses).
@@ -105,6 +107,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn exit_fd(&self, id: &str) -> Option<std::io::Result<OwnedFd>> {
         (**self).exit_fd(id)
+    }
+    fn cpu_time(&self, id: &str) -> Option<Duration> {
+        (**self).cpu_time(id)
     }
 }
 
@@ -178,5 +183,9 @@ impl Backend for Host {
 
     fn exit_fd(&self, id: &str) -> Option<std::io::Result<OwnedFd>> {
         Some(self.runtime.get(id).ok()?.vm()?.exit_fd())
+    }
+
+    fn cpu_time(&self, id: &str) -> Option<Duration> {
+        hearth_init::proc::cpu_time(self.runtime.get(id).ok()?.vm()?.pid())
     }
 }

@@ -40,6 +40,23 @@ pub struct Config {
     pub hypha: Hypha,
     pub quotas: Quotas,
     pub tls: Tls,
+    pub idle: Idle,
+}
+
+/// When a running workstation nobody uses is hibernated (crate::idle).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Idle {
+    /// Seconds without use before it is hibernated (0: never).
+    pub hibernate_after_secs: u64,
+    /// CPU use (percent of one CPU, between two checks) above which it is in use.
+    pub cpu_percent: u32,
+}
+
+impl Default for Idle {
+    fn default() -> Self {
+        Self { hibernate_after_secs: 30 * 60, cpu_percent: 10 }
+    }
 }
 
 /// Bounds on what a client may ask for.
@@ -115,6 +132,7 @@ impl Default for Config {
             auth: Auth::default(),
             hypha: Hypha::default(),
             quotas: Quotas::default(),
+            idle: Idle::default(),
             tls: Tls::default(),
         }
     }

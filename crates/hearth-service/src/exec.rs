@@ -36,6 +36,7 @@ impl Service {
         self.run(move |s| {
             let agent = s.agent(&who, &id, Level::Use)?;
             let _slot = s.exec_slot(&who)?;
+            let _in_use = s.activity.using(&id);
             s.audit(&who.user, "exec", &id, &format!("as {}: {}", spec.user.as_deref().unwrap_or_default(), spec.argv.join(" ")));
             let (mut out, mut err) = (Vec::new(), Vec::new());
             let exit = match stdin {

@@ -58,6 +58,7 @@ impl Service {
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
             let agent = s.agent(&who, &id, Level::Use)?;
+            let _in_use = s.activity.using(&id);
             let spec = WriteFile { path: &up.path, size: up.size, mode: up.mode, user: Some(&s.config.defaults.user), create_dirs: true };
             agent.write_file(spec, &mut src).map_err(agent_error)?;
             s.audit(&who.user, "upload", &id, &format!("{} ({} bytes)", up.path, up.size));
@@ -74,7 +75,9 @@ impl Service {
         let max = self.config.limits.max_file_bytes;
         let (who, id, path) = (who.clone(), id.to_string(), path.to_string());
         self.run(move |s| {
-            let n = s.agent(&who, &id, Level::View)?.read_file(&path, Some(max), &mut out).map_err(agent_error)?;
+            let agent = s.agent(&who, &id, Level::View)?;
+            let _in_use = s.activity.using(&id);
+            let n = agent.read_file(&path, Some(max), &mut out).map_err(agent_error)?;
             s.audit(&who.user, "download", &id, &format!("{path} ({n} bytes)"));
             Ok(n)
         })

@@ -38,6 +38,7 @@ pub mod error;
 pub mod exec;
 pub mod exits;
 pub mod files;
+pub mod idle;
 pub mod network;
 pub mod principal;
 pub mod quota;
@@ -51,8 +52,9 @@ pub mod testing;
 mod tests;
 pub mod workstations;
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearth_image::{refs, Cache};
@@ -96,6 +98,11 @@ pub struct Service {
     access: access::Access,
     /// Commands running now, per user (their quota's `max_execs`).
     execs: quota::Running,
+    /// Each running workstation's use, for idle hibernation.
+    activity: idle::Activity,
+    /// One wake at a time per workstation: callers that find it hibernated at once wait for
+    /// the first one's wake instead of each reserving its room again.
+    waking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +160,8 @@ impl Service {
             exits: Default::default(),
             access,
             execs: Default::default(),
+            activity: Default::default(),
+            waking: Default::default(),
         }
     }
 
@@ -263,6 +272,19 @@ impl Service {
         if row.state != WorkstationState::Hibernated {
             return Ok(());
         }
+        let gate = self.waking.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(row.id.clone()).or_default().clone();
+        let _one = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let woken = self.wake_now(row, why);
+        self.waking.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&row.id);
+        woken
+    }
+
+    /// [`Service::wake_if_hibernated`] once it is this caller's turn.
+    fn wake_now(&self, row: &Row, why: &str) -> Result<(), Error> {
+        // Another caller's wake may have finished while this one waited.
+        if self.store.get(&row.id)?.is_none_or(|r| r.state != WorkstationState::Hibernated) {
+            return Ok(());
+        }
         let _room = self.admit(&row.id, run_need(row))?;
         match self.backend.wake(&row.id) {
             Ok(hearth_runtime::Wake::Restored { ms }) => {
@@ -289,6 +311,7 @@ impl Service {
     /// it first when it is hibernated.
     fn agent(&self, who: &Principal, id: &str, need: Level) -> Result<hearth_exec::ExecClient<std::os::unix::net::UnixStream>, Error> {
         let row = self.visible_as(who, id, need)?;
+        drop(self.activity.using(id));
         self.wake_if_hibernated(&row, "woken by a call to it")?;
         Ok(self.backend.agent(id, AGENT_TIMEOUT)?)
     }

@@ -41,13 +41,15 @@ pub struct FakeBackend {
     pub starts: AtomicUsize,
     /// How long making a workstation takes, milliseconds (the real one makes a disk).
     pub create_ms: AtomicU64,
+    /// The CPU time each VM has used, as tests set it.
+    pub cpu: Mutex<HashMap<String, Duration>>,
 }
 
 impl FakeBackend {
     /// Keeps its files (base image, console logs) under `dir`.
     pub fn new(dir: &Path) -> FakeBackend {
         std::fs::write(dir.join("base.ext4"), b"").expect("writing the fake base image");
-        FakeBackend { dir: dir.to_path_buf(), vms: Mutex::default(), starts: AtomicUsize::new(0), create_ms: AtomicU64::new(0) }
+        FakeBackend { dir: dir.to_path_buf(), vms: Mutex::default(), starts: AtomicUsize::new(0), create_ms: AtomicU64::new(0), cpu: Mutex::default() }
     }
 
     fn vms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vm>> {
@@ -214,6 +216,10 @@ impl Backend for FakeBackend {
 
     fn exit_fd(&self, _: &str) -> Option<std::io::Result<OwnedFd>> {
         None
+    }
+
+    fn cpu_time(&self, id: &str) -> Option<Duration> {
+        self.cpu.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).copied()
     }
 }
 

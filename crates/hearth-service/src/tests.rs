@@ -301,3 +301,69 @@ async fn live_lists_are_limited() {
     drop(first);
     svc.follow_list(&Principal::user("bob")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_workstation_hibernates_and_one_in_use_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.idle.hibernate_after_secs = 1;
+    let (svc, backend) = service(dir.path(), config, roomy());
+    let me = Principal::admin("admin");
+    let [idle, watched, busy, working] = ["idle", "watched", "busy", "working"].map(|n| n.to_string());
+    let mut ids = Vec::new();
+    for name in [&idle, &watched, &busy, &working] {
+        ids.push(svc.create(&me, create(name)).await.unwrap().id);
+    }
+    let paused = svc.create(&me, create("paused")).await.unwrap().id;
+    svc.act(&me, &paused, Action::Pause).await.unwrap();
+    // Someone watches a terminal of one; another runs a command; the third works its CPU.
+    let t = svc.open_terminal(&me, &ids[1], CreateTerminal::default()).await.unwrap();
+    let _watching = svc.attach_terminal(&me, &ids[1], &t.id, crate::terminals::AttachMode::Write).await.unwrap();
+    let exec = {
+        let (svc, me, id) = (svc.clone(), me.clone(), ids[2].clone());
+        tokio::spawn(async move { svc.exec(&me, &id, ExecRequest { argv: vec!["sleep".into(), "3".into()], ..ExecRequest::default() }).await })
+    };
+    backend.cpu.lock().unwrap().insert(ids[3].clone(), std::time::Duration::ZERO);
+    // First seen: as good as used now.
+    assert_eq!(svc.hibernate_idle(), Vec::<String>::new());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // Two seconds of CPU in just over one: in use.
+    backend.cpu.lock().unwrap().insert(ids[3].clone(), std::time::Duration::from_secs(2));
+    assert_eq!(svc.hibernate_idle(), [ids[0].clone()]);
+    let got = svc.get(&me, &ids[0]).await.unwrap();
+    assert_eq!(got.state, WorkstationState::Hibernated);
+    let ev = svc.events(&me, &ids[0], Some(1)).await.unwrap().remove(0);
+    assert!(ev.kind == "hibernated" && ev.message.starts_with("idle for"), "{ev:?}");
+    for id in &ids[1..] {
+        assert_eq!(svc.get(&me, id).await.unwrap().state, WorkstationState::Running, "{id}");
+    }
+    assert_eq!(svc.get(&me, &paused).await.unwrap().state, WorkstationState::Paused);
+    // The command ends: idle a while after, that one goes too (its CPU stopped growing).
+    assert_eq!(exec.await.unwrap().unwrap().exit_code, Some(0));
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let mut second = svc.hibernate_idle();
+    second.sort();
+    let mut want = vec![ids[2].clone(), ids[3].clone()];
+    want.sort();
+    assert_eq!(second, want);
+    assert_eq!(svc.get(&me, &ids[1]).await.unwrap().state, WorkstationState::Running, "a watched terminal keeps it awake");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_at_once_to_a_hibernated_workstation_wake_it_once() {
+    // Room for exactly this workstation: a second reservation of it would be refused.
+    let (_d, svc, _backend) = fixture(Need { mem_mib: 512, ..roomy() });
+    let me = Principal::admin("admin");
+    let a = svc.create(&me, create("a")).await.unwrap();
+    svc.act(&me, &a.id, Action::Hibernate).await.unwrap();
+    let mut all = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (svc, me, id) = (svc.clone(), me.clone(), a.id.clone());
+        all.spawn(async move { svc.exec(&me, &id, ExecRequest { argv: vec!["true".into()], ..ExecRequest::default() }).await.map(|r| r.exit_code) });
+    }
+    for r in all.join_all().await {
+        assert_eq!(r.unwrap(), Some(0));
+    }
+    let kinds: Vec<String> = svc.events(&me, &a.id, None).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["created", "started", "hibernated", "woken"]);
+}

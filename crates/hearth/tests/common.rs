@@ -306,11 +306,17 @@ pub(crate) struct Outer {
 /// `hearth serve` on this host, serving from the box (its KVM cannot run guests); returns
 /// once it serves, signed in as its administrator.
 pub(crate) fn serve(data: &std::path::Path) -> Outer {
+    serve_with(data, &[])
+}
+
+/// [`serve`] with more environment (configuration overrides).
+pub(crate) fn serve_with(data: &std::path::Path, env: &[(&str, &str)]) -> Outer {
     let mut child = hearth(data)
         .args(["serve", "--listen", "127.0.0.1:0", "--mem-mib", "4096"])
         .env("HEARTH_LOG", "warn")
         // Workstations without egress keep the box's QEMU network closed (restrict=on).
         .env("HEARTH_NETWORK__EGRESS", "none")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

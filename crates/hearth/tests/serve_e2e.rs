@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{serve, stop};
+use common::{serve, serve_with, stop};
 
 use serde_json::{json, Value};
 
@@ -54,7 +54,8 @@ fn serve_restart_wake(data: &std::path::Path) {
     assert_eq!(s, 201, "{term}");
     stop(o);
 
-    let o = serve(data);
+    // This time, a workstation nobody uses hibernates after a few seconds.
+    let o = serve_with(data, &[("HEARTH_IDLE__HIBERNATE_AFTER_SECS", "10")]);
     let one = one.replacen(&one[..one.find("/api").unwrap()], &o.base, 1);
     let (_, w) = call("GET", &one, None);
     assert_eq!(w["state"], "hibernated", "{w}");
@@ -66,9 +67,22 @@ fn serve_restart_wake(data: &std::path::Path) {
     let live: Vec<&Value> = terms["terminals"].as_array().unwrap().iter().filter(|t| t["id"] == term["id"]).collect();
     assert_eq!(live.len(), 1, "{terms}");
     assert!(live[0]["exited"] == false && live[0]["ended_unix_ms"].is_null(), "{terms}");
+
+    // Left alone, it hibernates by itself; the next call wakes it, still the same boot.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while call("GET", &one, None).1["state"] != "hibernated" {
+        assert!(std::time::Instant::now() < deadline, "never hibernated while idle: {}", call("GET", &format!("{one}/events"), None).1);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let (_, terms) = call("GET", &format!("{one}/terminals"), None);
+    assert!(terms["terminals"].as_array().unwrap().iter().any(|t| t["id"] == term["id"] && t["ended_unix_ms"].is_null()), "{terms}");
+    assert_eq!(sh(&one, "cat /proc/sys/kernel/random/boot_id"), boot, "it booted again");
+    sh(&one, &format!("kill -0 {}", pid.trim()));
     let (_, ev) = call("GET", &format!("{one}/events"), None);
-    let kinds: Vec<&str> = ev["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["created", "started", "hibernated", "woken"]);
+    let events = ev["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["created", "started", "hibernated", "woken", "hibernated", "woken"], "{ev}");
+    assert!(events[4]["message"].as_str().unwrap().starts_with("idle for"), "{ev}");
     assert_eq!(call("DELETE", &one, None).0, 204);
     stop(o);
 }
