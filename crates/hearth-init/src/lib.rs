@@ -228,18 +228,6 @@ pub mod proc {
         Some(std::time::Duration::from_millis(ticks * 1000 / hz))
     }
 
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn cpu_time_reads_utime_and_stime_past_an_odd_name() {
-            let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap().unwrap() as u64;
-            let line = format!("42 (fire cracker) (x)) S 1 42 42 0 -1 4194560 100 0 0 0 {} {} 0 0 20 0 3 0", 3 * hz, hz / 2);
-            assert_eq!(super::cpu_time_of(&line), Some(std::time::Duration::from_millis(3500)));
-            assert_eq!(super::cpu_time_of("garbage"), None);
-            assert!(super::cpu_time(std::process::id()).is_some());
-        }
-    }
-
     /// Waits up to `timeout` for `pid` to stop being alive.
     pub fn wait_gone(pid: u32, name: &str, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
@@ -250,5 +238,17 @@ pub mod proc {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         !is_alive(pid, name)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn cpu_time_reads_utime_and_stime_past_an_odd_name() {
+            let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap().unwrap() as u64;
+            let line = format!("42 (fire cracker) (x)) S 1 42 42 0 -1 4194560 100 0 0 0 {} {} 0 0 20 0 3 0", 3 * hz, hz / 2);
+            assert_eq!(super::cpu_time_of(&line), Some(std::time::Duration::from_millis(3500)));
+            assert_eq!(super::cpu_time_of("garbage"), None);
+            assert!(super::cpu_time(std::process::id()).is_some());
+        }
     }
 }
