@@ -218,6 +218,13 @@ pub mod proc {
         cpu_time_of(&stat)
     }
 
+    /// The memory `pid` holds in RAM (its VmRSS); none when it is gone.
+    pub fn rss_bytes(pid: u32) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib << 10)
+    }
+
     /// utime + stime from a `/proc/<pid>/stat` line (fields 14 and 15, counted past the
     /// command name, which may hold spaces and parentheses).
     fn cpu_time_of(stat: &str) -> Option<std::time::Duration> {
@@ -249,6 +256,7 @@ pub mod proc {
             assert_eq!(super::cpu_time_of(&line), Some(std::time::Duration::from_millis(3500)));
             assert_eq!(super::cpu_time_of("garbage"), None);
             assert!(super::cpu_time(std::process::id()).is_some());
+            assert!(super::rss_bytes(std::process::id()).is_some_and(|b| b > 0));
         }
     }
 }

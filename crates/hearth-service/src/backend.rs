@@ -56,6 +56,8 @@ pub trait Backend: Send + Sync + 'static {
     fn exit_fd(&self, id: &str) -> Option<std::io::Result<OwnedFd>>;
     /// The CPU time its VMM has used (all its threads); none when it does not run.
     fn cpu_time(&self, id: &str) -> Option<Duration>;
+    /// The host memory its VMM holds (RSS); none when it does not run.
+    fn rss_bytes(&self, id: &str) -> Option<u64>;
 }
 
 /// A backend shared (a test keeps a handle on the one its service uses).
@@ -110,6 +112,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn cpu_time(&self, id: &str) -> Option<Duration> {
         (**self).cpu_time(id)
+    }
+    fn rss_bytes(&self, id: &str) -> Option<u64> {
+        (**self).rss_bytes(id)
     }
 }
 
@@ -187,5 +192,9 @@ impl Backend for Host {
 
     fn cpu_time(&self, id: &str) -> Option<Duration> {
         hearth_init::proc::cpu_time(self.runtime.get(id).ok()?.vm()?.pid())
+    }
+
+    fn rss_bytes(&self, id: &str) -> Option<u64> {
+        hearth_init::proc::rss_bytes(self.runtime.get(id).ok()?.vm()?.pid())
     }
 }

@@ -39,6 +39,7 @@ pub mod exec;
 pub mod exits;
 pub mod files;
 pub mod idle;
+pub mod metrics;
 pub mod network;
 pub mod principal;
 pub mod quota;
@@ -103,6 +104,8 @@ pub struct Service {
     /// One wake at a time per workstation: callers that find it hibernated at once wait for
     /// the first one's wake instead of each reserving its room again.
     waking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// The lifecycle's timings, for `GET /metrics`.
+    metrics: metrics::Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +165,7 @@ impl Service {
             execs: Default::default(),
             activity: Default::default(),
             waking: Default::default(),
+            metrics: Default::default(),
         }
     }
 
@@ -253,8 +257,12 @@ impl Service {
 
     /// Boots `id` and records the outcome either way.
     fn boot(&self, id: &str, why: &str) -> Result<(), Error> {
+        let t = std::time::Instant::now();
         match self.backend.start(id) {
-            Ok(ready_ms) => self.record_started(id, &format!("{why}agent ready {ready_ms:.0} ms after InstanceStart")),
+            Ok(ready_ms) => {
+                self.metrics.ready("cold", t.elapsed().as_secs_f64());
+                self.record_started(id, &format!("{why}agent ready {ready_ms:.0} ms after InstanceStart"))
+            }
             Err(e) => {
                 let err = Error::from(e);
                 // A refused start (already running) changed nothing; a failed boot is history.
@@ -288,10 +296,12 @@ impl Service {
         let _room = self.admit(&row.id, run_need(row))?;
         match self.backend.wake(&row.id) {
             Ok(hearth_runtime::Wake::Restored { ms }) => {
+                self.metrics.ready("wake", ms / 1000.0);
                 self.exits.watch(self.backend.as_ref(), &row.id);
                 self.store.record(&row.id, Transition::Woken { why: &format!("{why}: restored from its snapshot in {ms:.0} ms") }, unix_ms_now())?;
             }
             Ok(hearth_runtime::Wake::ColdBoot { why: failed, ms }) => {
+                self.metrics.ready("wake_cold", ms / 1000.0);
                 self.exits.watch(self.backend.as_ref(), &row.id);
                 let msg = format!("{why}: its snapshot did not load ({failed}); booted from its disks in {ms:.0} ms, its processes lost");
                 self.store.record(&row.id, Transition::Started { why: &msg }, unix_ms_now())?;

@@ -161,6 +161,7 @@ impl Service {
             let t = std::time::Instant::now();
             match self.backend.hibernate(&row.id) {
                 Ok(()) => {
+                    self.metrics.hibernated(t.elapsed().as_secs_f64());
                     let msg = format!("its host shut down; saved in {:.1} s, it wakes where it was when next used", t.elapsed().as_secs_f64());
                     let _ = self.store.record(&row.id, Transition::Hibernated { why: &msg }, unix_ms_now());
                     continue;

@@ -218,6 +218,11 @@ impl Backend for FakeBackend {
         None
     }
 
+    /// No process of its own to measure.
+    fn rss_bytes(&self, _: &str) -> Option<u64> {
+        None
+    }
+
     fn cpu_time(&self, id: &str) -> Option<Duration> {
         self.cpu.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).copied()
     }

@@ -17,62 +17,20 @@
 //!   and the floor under it here: the same command through a plain exec over vsock;
 //! - `GET /api/v1/workstations` with 100 records (and `GET /health` beside it).
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tungstenite::stream::MaybeTlsStream;
+
+#[path = "bench_common/mod.rs"]
+mod bench_common;
+use bench_common::{authorization, call, ms, start, stats, Reaped, TOKEN};
 use tungstenite::{Message, WebSocket};
 
 type Sock = WebSocket<MaybeTlsStream<TcpStream>>;
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// (p50, p99, max) of a sample.
-fn stats(mut v: Vec<f64>) -> Value {
-    v.sort_by(f64::total_cmp);
-    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-    json!({"n": v.len(), "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": q(1.0)})
-}
-
-/// A child process killed and reaped when dropped.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a server and returns it with the first line it printed.
-fn start(cmd: &mut Command) -> (Reaped, String) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawning a server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    (Reaped(child), line.trim().to_string())
-}
-
-/// The administrator token of the server under test (read from its data directory).
-static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-fn authorization() -> String {
-    format!("Bearer {}", TOKEN.get().map_or("", String::as_str))
-}
-
-fn call(method: &str, url: &str, body: Option<Value>) -> Value {
-    let req = ureq::request(method, url).timeout(Duration::from_secs(300)).set("Authorization", &authorization());
-    let r = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    r.unwrap_or_else(|e| panic!("{method} {url}: {e}")).into_json().unwrap_or(Value::Null)
-}
 
 /// A terminal peer as the client sees it: send keys, receive output.
 trait Peer {

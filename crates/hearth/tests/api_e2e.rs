@@ -241,6 +241,7 @@ fn the_api_drives_workstations_end_to_end() {
         "GET /api/v1/workstations/{id}/terminals",
         "GET /api/v1/workstations/{id}/terminals/{tid}/ws",
         "GET /auth/link",
+        "GET /metrics",
         "PATCH /api/v1/users/{id}",
         "POST /api/v1/auth/hypha/check",
         "POST /api/v1/auth/hypha/start",

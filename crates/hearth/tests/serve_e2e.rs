@@ -48,10 +48,11 @@ fn serve_restart_wake(data: &std::path::Path) {
     let one = format!("{ws_url}/{}", ws["id"].as_str().unwrap());
     sh(&one, "echo across-restarts > ~/f");
     let boot = sh(&one, "cat /proc/sys/kernel/random/boot_id");
-    // A process of the user's, and a terminal: both must outlive the server.
-    let pid = sh(&one, "setsid sleep 100000 </dev/null >/dev/null 2>&1 & echo $!");
-    let (s, term) = call("POST", &format!("{one}/terminals"), Some(json!({})));
+    // A terminal and the process in it: both must outlive the server.
+    let (s, term) = call("POST", &format!("{one}/terminals"), Some(json!({"argv": ["sleep", "100000"]})));
     assert_eq!(s, 201, "{term}");
+    let pid = sh(&one, "pgrep -x sleep");
+    assert!(!pid.trim().is_empty() && !pid.trim().contains('\n'), "{pid:?}");
     stop(o);
 
     // This time, a workstation nobody uses hibernates after a few seconds.
@@ -61,7 +62,7 @@ fn serve_restart_wake(data: &std::path::Path) {
     assert_eq!(w["state"], "hibernated", "{w}");
     // The first call wakes it: the same boot, the same process, the same terminal.
     assert_eq!(sh(&one, "cat /proc/sys/kernel/random/boot_id"), boot, "it booted again");
-    sh(&one, &format!("kill -0 {}", pid.trim()));
+    assert_eq!(sh(&one, "pgrep -x sleep"), pid, "the terminal's process");
     assert_eq!(sh(&one, "cat ~/f"), "across-restarts\n");
     let (_, terms) = call("GET", &format!("{one}/terminals"), None);
     let live: Vec<&Value> = terms["terminals"].as_array().unwrap().iter().filter(|t| t["id"] == term["id"]).collect();
@@ -77,7 +78,7 @@ fn serve_restart_wake(data: &std::path::Path) {
     let (_, terms) = call("GET", &format!("{one}/terminals"), None);
     assert!(terms["terminals"].as_array().unwrap().iter().any(|t| t["id"] == term["id"] && t["ended_unix_ms"].is_null()), "{terms}");
     assert_eq!(sh(&one, "cat /proc/sys/kernel/random/boot_id"), boot, "it booted again");
-    sh(&one, &format!("kill -0 {}", pid.trim()));
+    assert_eq!(sh(&one, "pgrep -x sleep"), pid, "the terminal's process");
     let (_, ev) = call("GET", &format!("{one}/events"), None);
     let events = ev["events"].as_array().unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();

@@ -44,7 +44,12 @@ const KEYS_LOST: End = End { why: "keystrokes could not be written to the agent"
 
 /// Sends with a deadline; false when the client is gone or stalled.
 async fn send_timed<S: Sink<Message> + Unpin>(socket: &mut S, m: Message) -> bool {
-    matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(m)).await, Ok(Ok(())))
+    let data = if let Message::Binary(b) = &m { b.len() } else { 0 };
+    let sent = matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(m)).await, Ok(Ok(())));
+    if sent && data > 0 {
+        super::metrics::terminal_bytes("out", data);
+    }
+    sent
 }
 
 /// Returns once the server begins to stop (the guard `wait_for` gives is not kept: it is not `Send`).
@@ -200,7 +205,10 @@ enum Reply {
 /// viewer), a ping answered, a close.
 fn from_client(msg: Message, id: &str, read_only: bool, keys: &mut Keys) -> Reply {
     match msg {
-        Message::Binary(b) if !read_only => keys.pending.extend_from_slice(&keys_bytes(&b)),
+        Message::Binary(b) if !read_only => {
+            super::metrics::terminal_bytes("in", b.len());
+            keys.pending.extend_from_slice(&keys_bytes(&b));
+        }
         Message::Text(t) => match serde_json::from_str::<WsClientMessage>(&t) {
             Ok(WsClientMessage::Resize { rows, cols }) if !read_only => {
                 if validate_size(rows, cols).is_ok() {
@@ -254,6 +262,7 @@ pub async fn pump<S, E>(mut socket: S, mut stream: PtyStream<UnixStream>, read_o
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
 {
+    let _attached = super::metrics::Attached::new();
     let mut replay = std::mem::take(&mut stream.scrollback);
     replay.extend_from_slice(&stream.screen);
     let head = WsServerMessage::Attached { rows: stream.info.rows, cols: stream.info.cols, title: stream.info.title.clone(), read_only, replay_bytes: replay.len() as u64 };

@@ -73,6 +73,7 @@ impl HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
+        super::metrics::refused(self.code);
         if self.status.is_server_error() {
             tracing::warn!(code = self.code, "{}", self.message);
         }

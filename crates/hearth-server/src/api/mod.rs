@@ -15,6 +15,7 @@ pub mod extract;
 pub mod files;
 pub mod layers;
 pub mod listen;
+pub mod metrics;
 pub mod shares;
 pub mod terminals;
 #[cfg(test)]
@@ -82,6 +83,7 @@ fn routes() -> OpenApiRouter<SharedService> {
         .routes(routes!(users::quota, users::set_quota))
         .routes(routes!(users::allowlist, users::set_allowlist))
         .routes(routes!(users::host))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(audit::read))
         .routes(routes!(shares::list))
         .routes(routes!(shares::set, shares::remove))

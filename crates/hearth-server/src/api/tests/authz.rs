@@ -58,6 +58,7 @@ const DECISIONS: &[(&str, &str, Who, &str)] = &[
     ("get", "/api/v1/audit", Who::SignedIn, ""),
     ("get", "/api/v1/allowlist", Who::Admin, ""),
     ("get", "/api/v1/host", Who::Admin, ""),
+    ("get", "/metrics", Who::Admin, ""),
     ("put", "/api/v1/allowlist", Who::Admin, r#"{"managed": ["*@lab.org"]}"#),
     ("get", "/api/v1/workstations/{id}/shares", Who::Owner, ""),
     ("put", "/api/v1/workstations/{id}/shares/{user}", Who::Owner, r#"{"role": "viewer"}"#),

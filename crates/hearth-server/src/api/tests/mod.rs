@@ -328,6 +328,37 @@ async fn the_sign_in_methods_say_whether_hypha_is_offered() {
 }
 
 #[tokio::test]
+async fn metrics_say_what_runs_how_long_it_took_and_what_was_refused() {
+    let api = api();
+    let a = api.create(json!({"name": "a", "vcpu_count": 2, "mem_size_mib": 1024})).await["id"].as_str().unwrap().to_string();
+    let b = api.create(json!({"name": "b", "mem_size_mib": 512})).await["id"].as_str().unwrap().to_string();
+    api.backend.cpu.lock().unwrap().insert(a.clone(), std::time::Duration::from_millis(2500));
+    assert_eq!(api.call(Method::POST, format!("/api/v1/workstations/{b}/hibernate"), None).await.0, 200);
+    assert_eq!(api.call(Method::POST, format!("/api/v1/workstations/{b}/start"), None).await.0, 200);
+    assert_eq!(api.call(Method::POST, format!("/api/v1/workstations/{b}/start"), None).await.0, 409);
+    let (s, ctype, body) = api.send(Request::builder().uri("/metrics").body(Body::empty()).unwrap()).await;
+    let text = String::from_utf8(body).unwrap();
+    assert_eq!(s, 200, "{text}");
+    assert!(ctype.unwrap().starts_with("application/openmetrics-text"));
+    for line in [
+        "hearth_workstations{state=\"running\"} 2",
+        "hearth_workstations{state=\"hibernated\"} 0",
+        "hearth_workstation_ready_seconds_count{path=\"cold\"} 2",
+        "hearth_workstation_ready_seconds_count{path=\"wake\"} 1",
+        "hearth_workstation_hibernate_seconds_count 1",
+        "hearth_host_in_use{resource=\"memory_mib\"} 1536",
+        "hearth_host_budget{resource=\"vcpus\"} 64",
+        &format!("hearth_workstation_vmm_cpu_seconds{{workstation=\"{a}\"}} 2.5"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    // Refusals are counted process-wide (other tests add theirs): at least this one.
+    let conflicts = text.lines().find_map(|l| l.strip_prefix("hearth_api_errors_total{code=\"conflict\"} ")).and_then(|n| n.parse::<u64>().ok());
+    assert!(conflicts.is_some_and(|n| n >= 1), "{text}");
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[tokio::test]
 async fn the_host_says_what_its_workstations_hold_of_its_budget() {
     let api = api();
     api.create(json!({"name": "a", "vcpu_count": 2, "mem_size_mib": 1024, "disk_size_gib": 3})).await;
