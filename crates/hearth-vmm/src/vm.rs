@@ -468,10 +468,10 @@ impl Vm {
         self.pause()?;
         let run = self.run_dir();
         let jailed = run != self.dir;
-        let (state_arg, mem_arg) = if jailed { (format!("/{SNAPSHOT_STATE}"), format!("/{SNAPSHOT_MEM}")) } else { (path_str(state), path_str(mem)) };
+        let (state_arg, mem_arg) = if jailed { (format!("/{SNAPSHOT_OUT_STATE}"), format!("/{SNAPSHOT_OUT_MEM}")) } else { (path_str(state), path_str(mem)) };
         self.api().with_timeout(SNAPSHOT_TIMEOUT).put("/snapshot/create", &serde_json::json!({ "snapshot_type": "Full", "snapshot_path": state_arg, "mem_file_path": mem_arg }))?;
         if jailed {
-            for (name, to) in [(SNAPSHOT_STATE, state), (SNAPSHOT_MEM, mem)] {
+            for (name, to) in [(SNAPSHOT_OUT_STATE, state), (SNAPSHOT_OUT_MEM, mem)] {
                 fs::rename(run.join(name), to).map_err(|source| VmmError::Io { what: format!("moving the snapshot's {name} out of the jail to {}", to.display()), source })?;
             }
         }
@@ -626,9 +626,14 @@ fn exit_reason_of(log: &str) -> String {
 const KERNEL_NAME: &str = "vmlinux";
 const BASE_NAME: &str = "base.ext4";
 const OVERLAY_NAME: &str = "overlay.ext4";
-/// Names of a snapshot's files inside a jail.
+/// Names of a snapshot's files inside a jail: the one it was restored from (bound in from the
+/// host) and the one it writes. Never the same: a restored VM's chroot holds the first pair as
+/// bind mounts of files the host has since removed, and a snapshot written through them would
+/// land in those, not in the chroot.
 const SNAPSHOT_STATE: &str = "snapshot.state";
 const SNAPSHOT_MEM: &str = "snapshot.mem";
+const SNAPSHOT_OUT_STATE: &str = "snapshot-out.state";
+const SNAPSHOT_OUT_MEM: &str = "snapshot-out.mem";
 
 /// The files a jailed VM needs bind-mounted into its chroot.
 fn jail_files(cfg: &VmConfig) -> Vec<BindFile> {

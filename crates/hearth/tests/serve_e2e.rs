@@ -61,7 +61,8 @@ fn serve_restart_wake(data: &std::path::Path) {
     let (_, w) = call("GET", &one, None);
     assert_eq!(w["state"], "hibernated", "{w}");
     // The first call wakes it: the same boot, the same process, the same terminal.
-    assert_eq!(sh(&one, "cat /proc/sys/kernel/random/boot_id"), boot, "it booted again");
+    let now = sh(&one, "cat /proc/sys/kernel/random/boot_id");
+    assert_eq!(now, boot, "it booted again: {}", call("GET", &format!("{one}/events"), None).1);
     assert_eq!(sh(&one, "pgrep -x sleep"), pid, "the terminal's process");
     assert_eq!(sh(&one, "cat ~/f"), "across-restarts\n");
     let (_, terms) = call("GET", &format!("{one}/terminals"), None);
@@ -76,7 +77,7 @@ fn serve_restart_wake(data: &std::path::Path) {
         std::thread::sleep(Duration::from_secs(1));
     }
     let (_, terms) = call("GET", &format!("{one}/terminals"), None);
-    assert!(terms["terminals"].as_array().unwrap().iter().any(|t| t["id"] == term["id"] && t["ended_unix_ms"].is_null()), "{terms}");
+    assert!(terms["terminals"].as_array().unwrap().iter().any(|t| t["id"] == term["id"] && t["ended_unix_ms"].is_null()), "{terms}\n{}", call("GET", &format!("{one}/events"), None).1);
     assert_eq!(sh(&one, "cat /proc/sys/kernel/random/boot_id"), boot, "it booted again");
     assert_eq!(sh(&one, "pgrep -x sleep"), pid, "the terminal's process");
     let (_, ev) = call("GET", &format!("{one}/events"), None);

@@ -287,6 +287,12 @@ fn a_workstation_hibernates_and_wakes_where_it_was() {
     assert!(after[0] > before && after.windows(2).all(|p| p[1] == p[0] + 1), "before {before}, after {after:?}");
     again.detach();
 
+    // Again, from the VM that was itself restored (its jail holds the last snapshot's files).
+    ws.hibernate().unwrap();
+    let woke = ws.wake().unwrap();
+    assert!(matches!(woke, Wake::Restored { .. }), "the second wake: {woke:?}");
+    assert_eq!(boot_id(&ws), first_boot, "it booted again");
+
     // A snapshot that does not load: a clear reason, a cold boot from the disk, and what was
     // written before hibernating (the hibernation syncs the guest's disks) is there.
     assert_eq!(sh(&ws, Some("scientist"), "echo kept > ~/kept && cat ~/kept").1, "kept\n");
