@@ -146,6 +146,10 @@ pub struct Workstation {
     /// `viewer` attaches terminals in view mode only); absent for its owner and administrators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_as: Option<ShareRole>,
+    /// Host memory its Firecracker holds now, MiB (its RSS): in `GET` of one running or
+    /// paused workstation; absent in lists and when no VM runs (a hibernated one holds none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmm_rss_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

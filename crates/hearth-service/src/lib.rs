@@ -364,6 +364,7 @@ impl From<&Row> for Workstation {
             stopped_unix_ms: r.stopped_ms,
             crash: r.crash.clone(),
             shared_as: None,
+            vmm_rss_mib: None,
         }
     }
 }

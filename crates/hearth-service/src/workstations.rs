@@ -212,7 +212,11 @@ impl Service {
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
             let row = s.current(&who, &id, Level::View)?;
-            s.as_seen_by(&who, &row)
+            let mut w = s.as_seen_by(&who, &row)?;
+            if row.state.holds_vm() {
+                w.vmm_rss_mib = s.backend.rss_bytes(&id).map(|b| b >> 20);
+            }
+            Ok(w)
         })
         .await
     }

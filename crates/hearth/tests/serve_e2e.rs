@@ -71,8 +71,15 @@ fn serve_restart_wake(data: &std::path::Path) {
     assert!(live[0]["exited"] == false && live[0]["ended_unix_ms"].is_null(), "{terms}");
 
     // Left alone, it hibernates by itself; the next call wakes it, still the same boot.
+    let rss = call("GET", &one, None).1["vmm_rss_mib"].as_u64().unwrap_or(0);
+    assert!(rss > 0, "a running workstation's Firecracker holds no memory?");
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    while call("GET", &one, None).1["state"] != "hibernated" {
+    loop {
+        let (_, w) = call("GET", &one, None);
+        if w["state"] == "hibernated" {
+            assert!(w.get("vmm_rss_mib").is_none(), "{w}");
+            break;
+        }
         assert!(std::time::Instant::now() < deadline, "never hibernated while idle: {}", call("GET", &format!("{one}/events"), None).1);
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -83,8 +90,8 @@ fn serve_restart_wake(data: &std::path::Path) {
     let (_, ev) = call("GET", &format!("{one}/events"), None);
     let events = ev["events"].as_array().unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["created", "started", "hibernated", "woken", "hibernated", "woken"], "{ev}");
-    assert!(events[4]["message"].as_str().unwrap().starts_with("idle for"), "{ev}");
+    assert_eq!(kinds, ["created", "started", "terminal_opened", "hibernated", "woken", "hibernated", "woken"], "{ev}");
+    assert!(events[5]["message"].as_str().unwrap().starts_with("idle for"), "{ev}");
     assert_eq!(call("DELETE", &one, None).0, 204);
     stop(o);
 }
