@@ -38,7 +38,15 @@ pub struct BoxSpec {
 /// `unknown_nmi_panic panic_print=0x40`: an NMI from QEMU's monitor (nothing else sends the
 /// box one) makes its kernel print every CPU's stack and end, the post-mortem of a wedged box
 /// ([`crate::host::BoxDir::nmi_backtraces`]).
-pub const KERNEL_ARGS: &str = "console=ttyS0 quiet random.trust_cpu=on kvm.tdp_mmu=0 unknown_nmi_panic panic_print=0x40 root=/dev/vda ro rootfstype=ext4 init=/init panic=-1";
+/// `kvm.tsc_tolerance_ppm=10000`: the box calibrates its TSC at each boot, and under the
+/// emulated CPU the result differs from boot to boot by more than KVM's default 250 ppm. A
+/// workstation hibernated in one box run and woken in the next asks for its snapshot's TSC
+/// rate; without TSC scaling (none here) KVM refuses a rate below the box's beyond the
+/// tolerance ("Could not set TSC scaling within the snapshot", seen in 2 of 5 restarts),
+/// and the wake became a cold boot. Within 1 % the guest keeps its rate (kvm-clock keeps its
+/// time right; the agent sets its wall clock at each wake).
+pub const KERNEL_ARGS: &str =
+    "console=ttyS0 quiet random.trust_cpu=on kvm.tdp_mmu=0 kvm.tsc_tolerance_ppm=10000 unknown_nmi_panic panic_print=0x40 root=/dev/vda ro rootfstype=ext4 init=/init panic=-1";
 
 /// On the box's kernel command line when its QEMU lets traffic out.
 pub const EGRESS_ARG: &str = "hearth.box_egress=1";
