@@ -8,6 +8,8 @@
 //!
 //! - [`create_ext4_image`]: a sparse ext4 disk image (the box's data disk, workstations'
 //!   overlay disks), formatted under a temporary name and renamed into place when complete.
+//! - [`punch_zeros`]: gives the file system back the blocks of a file that hold only zeros
+//!   (a VM's memory snapshot: most of a guest's memory is pages it never touched).
 //!
 //! Errors are plain `std::io::Error`s with the path in the message; callers wrap them.
 
@@ -86,6 +88,54 @@ impl DirLock {
     }
 }
 
+/// The block size [`punch_zeros`] looks at: a guest page.
+const ZERO_BLOCK: usize = 4096;
+
+/// Deallocates every aligned 4 KiB block of the file at `path` that holds only zeros (its
+/// size and contents stay the same: those blocks read as zeros from a hole); returns the
+/// bytes given back. Runs of zero blocks are punched together; a file system without hole
+/// punching is an error (the file is unchanged).
+pub fn punch_zeros(path: &Path) -> io::Result<u64> {
+    use nix::fcntl::{fallocate, FallocateFlags};
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut f = fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| with_path(e, "opening", path))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut offset, mut freed) = (0u64, 0u64);
+    // The run of zero blocks not yet punched: (start, length).
+    let mut run: Option<(u64, u64)> = None;
+    let punch = |f: &File, (start, len): (u64, u64)| {
+        fallocate(f.as_raw_fd(), FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE, start as i64, len as i64)
+            .map_err(|e| with_path(e.into(), "punching holes in", path))
+    };
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(with_path(e, "reading", path)),
+        };
+        for block in buf[..n].chunks(ZERO_BLOCK) {
+            let at = offset;
+            offset += block.len() as u64;
+            if block.len() == ZERO_BLOCK && block.iter().all(|&b| b == 0) {
+                run = Some(match run {
+                    Some((start, len)) => (start, len + ZERO_BLOCK as u64),
+                    None => (at, ZERO_BLOCK as u64),
+                });
+            } else if let Some(r) = run.take() {
+                punch(&f, r)?;
+                freed += r.1;
+            }
+        }
+    }
+    if let Some(r) = run {
+        punch(&f, r)?;
+        freed += r.1;
+    }
+    Ok(freed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +187,24 @@ mod tests {
         drop(first);
         t.join().unwrap();
         assert!(got.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn zero_blocks_become_holes_and_the_contents_stay() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("mem");
+        // 4 MiB: zeros, a page of data, zeros, a byte in the last block, and a short tail.
+        let mut data = vec![0u8; 4 << 20];
+        data[(1 << 20)..(1 << 20) + 4096].fill(7);
+        data[(4 << 20) - 1] = 1;
+        data.extend_from_slice(&[0, 0, 3]);
+        fs::write(&p, &data).unwrap();
+        let before = fs::metadata(&p).unwrap().blocks() * 512;
+        let freed = punch_zeros(&p).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), data, "the contents changed");
+        assert_eq!(freed, (4 << 20) - 2 * 4096, "all but the two blocks with data");
+        let after = fs::metadata(&p).unwrap().blocks() * 512;
+        assert!(after <= before - freed + 4096 * 4, "{before} → {after} bytes on disk");
     }
 }

@@ -84,7 +84,11 @@ fn serve_restart_wake(data: &std::path::Path) {
         std::thread::sleep(Duration::from_secs(1));
     }
     let (_, terms) = call("GET", &format!("{one}/terminals"), None);
-    assert!(terms["terminals"].as_array().unwrap().iter().any(|t| t["id"] == term["id"] && t["ended_unix_ms"].is_null()), "{terms}\n{}", call("GET", &format!("{one}/events"), None).1);
+    assert!(
+        terms["terminals"].as_array().unwrap().iter().any(|t| t["id"] == term["id"] && t["ended_unix_ms"].is_null()),
+        "{terms}\n{}",
+        call("GET", &format!("{one}/events"), None).1
+    );
     assert_eq!(sh(&one, "cat /proc/sys/kernel/random/boot_id"), boot, "it booted again");
     assert_eq!(sh(&one, "pgrep -x sleep"), pid, "the terminal's process");
     let (_, ev) = call("GET", &format!("{one}/events"), None);
