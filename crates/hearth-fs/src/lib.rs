@@ -118,7 +118,9 @@ pub fn punch_zeros(path: &Path) -> io::Result<u64> {
         for block in buf[..n].chunks(ZERO_BLOCK) {
             let at = offset;
             offset += block.len() as u64;
-            if block.len() == ZERO_BLOCK && block.iter().all(|&b| b == 0) {
+            // Eight bytes at a time, no early exit: the compiler makes this a vector loop.
+            let zero = block.len() == ZERO_BLOCK && block.chunks_exact(8).fold(0u64, |acc, w| acc | u64::from_ne_bytes(w.try_into().expect("8 bytes"))) == 0;
+            if zero {
                 run = Some(match run {
                     Some((start, len)) => (start, len + ZERO_BLOCK as u64),
                     None => (at, ZERO_BLOCK as u64),

@@ -32,6 +32,36 @@ pub(crate) const MEM_FILE: &str = "vm.mem";
 /// How long the guest may take to write its page cache to its disk before the snapshot.
 const SYNC_SECS: u64 = 60;
 
+/// Where a hibernation's time went, and what it left on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Hibernation {
+    /// The guest writing its dirty pages to its disks.
+    pub sync_ms: f64,
+    /// Firecracker pausing and writing its snapshot.
+    pub snapshot_ms: f64,
+    /// Zero blocks of the memory file punched into holes.
+    pub sparse_ms: f64,
+    /// The files and the directory synced, the snapshot renamed into place.
+    pub fsync_ms: f64,
+    /// The snapshot's bytes on disk.
+    pub disk_bytes: u64,
+}
+
+impl std::fmt::Display for Hibernation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = |ms: f64| ms / 1000.0;
+        write!(
+            f,
+            "guest sync {:.1} s, snapshot {:.1} s, sparse {:.1} s, fsync {:.1} s; {} MiB on disk",
+            s(self.sync_ms),
+            s(self.snapshot_ms),
+            s(self.sparse_ms),
+            s(self.fsync_ms),
+            self.disk_bytes >> 20
+        )
+    }
+}
+
 /// How a wake went.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Wake {
@@ -54,7 +84,7 @@ fn sync_path(p: &Path) -> Result<(), RuntimeError> {
 impl Workstation {
     /// Writes the running (or paused) workstation to a snapshot and ends its Firecracker.
     /// On failure the VM goes on as it was and nothing of the attempt is left.
-    pub fn hibernate(&self) -> Result<(), RuntimeError> {
+    pub fn hibernate(&self) -> Result<Hibernation, RuntimeError> {
         let _lock = self.lock()?;
         let (mut record, vm) = self.reconcile()?;
         let vm = match vm {
@@ -62,6 +92,8 @@ impl Workstation {
             _ => return Err(self.conflict(record.state, "hibernate")),
         };
         let was = record.state;
+        let mut took = Hibernation::default();
+        let t = Instant::now();
         if was == State::Running {
             // The guest's dirty pages go to its disk first: a snapshot that later fails to
             // load then costs the processes, not the files. Best effort: a guest too busy
@@ -72,6 +104,7 @@ impl Workstation {
                 eprintln!("hearth: {}: syncing the guest's disks before hibernating: {e}", self.id());
             }
         }
+        took.sync_ms = ms(t);
         // Recorded paused before the snapshot pauses it: a server that dies from here on
         // leaves a paused VM that the record names, which a resume brings back.
         record.state = State::Paused;
@@ -80,17 +113,28 @@ impl Workstation {
         let snapshot = self.layout().snapshot();
         let written = remove_tree(&partial)
             .and_then(|()| fs::create_dir(&partial).map_err(RuntimeError::io(format!("creating {}", partial.display()))))
-            .and_then(|()| Ok(vm.snapshot(&partial.join(STATE_FILE), &partial.join(MEM_FILE))?))
             .and_then(|()| {
+                let t = Instant::now();
+                vm.snapshot(&partial.join(STATE_FILE), &partial.join(MEM_FILE))?;
+                took.snapshot_ms = ms(t);
+                Ok(())
+            })
+            .and_then(|()| {
+                let t = Instant::now();
                 // Most of a guest's memory is pages it never touched, written out as zeros:
                 // holes instead, before they are synced (a 512 MiB guest's file took 36 MiB on
                 // disk after this instead of 512 in the box: bench/RESULTS.md).
                 let mem = partial.join(MEM_FILE);
                 hearth_fs::punch_zeros(&mem).map_err(RuntimeError::io(format!("making {} sparse", mem.display())))?;
+                took.sparse_ms = ms(t);
+                let t = Instant::now();
+                took.disk_bytes = [STATE_FILE, MEM_FILE].iter().filter_map(|f| fs::metadata(partial.join(f)).ok()).map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).sum();
                 sync_path(&partial.join(STATE_FILE))?;
                 sync_path(&partial.join(MEM_FILE))?;
                 fs::rename(&partial, &snapshot).map_err(RuntimeError::io(format!("renaming {} to {}", partial.display(), snapshot.display())))?;
-                sync_path(&self.layout().dir)
+                sync_path(&self.layout().dir)?;
+                took.fsync_ms = ms(t);
+                Ok(())
             });
         if let Err(e) = written {
             let _ = remove_tree(&partial);
@@ -106,7 +150,7 @@ impl Workstation {
         write_json(&self.layout().state(), &record)?;
         // Paused and written down: nothing in it can notice.
         vm.kill();
-        Ok(())
+        Ok(took)
     }
 
     /// Brings a hibernated workstation back: its snapshot loaded into a fresh Firecracker,

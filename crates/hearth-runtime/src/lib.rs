@@ -25,7 +25,7 @@ pub mod spec;
 pub mod workstation;
 
 pub use error::RuntimeError;
-pub use hibernate::Wake;
+pub use hibernate::{Hibernation, Wake};
 pub use network::NetSpec;
 pub use record::{Record, State};
 pub use spec::{Limits, Spec};

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use hearth_exec::ExecClient;
 use hearth_image::{refs, Cache};
-use hearth_runtime::{NetSpec, Runtime, RuntimeError, Spec, State, Wake};
+use hearth_runtime::{Hibernation, NetSpec, Runtime, RuntimeError, Spec, State, Wake};
 use hearth_vmm::vm::StopKind;
 
 /// A workstation's state as its VM has it, with why it crashed when it did.
@@ -40,7 +40,7 @@ pub trait Backend: Send + Sync + 'static {
     fn pause(&self, id: &str) -> Result<(), RuntimeError>;
     fn resume(&self, id: &str) -> Result<(), RuntimeError>;
     /// Saves its whole VM to disk and ends it (hearth_runtime::hibernate).
-    fn hibernate(&self, id: &str) -> Result<(), RuntimeError>;
+    fn hibernate(&self, id: &str) -> Result<Hibernation, RuntimeError>;
     /// Brings a hibernated one back (or cold-boots it when its snapshot does not load).
     fn wake(&self, id: &str) -> Result<Wake, RuntimeError>;
     /// The uid its jailed VMM runs as (its tap must belong to it); none unjailed.
@@ -89,7 +89,7 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     fn resume(&self, id: &str) -> Result<(), RuntimeError> {
         (**self).resume(id)
     }
-    fn hibernate(&self, id: &str) -> Result<(), RuntimeError> {
+    fn hibernate(&self, id: &str) -> Result<Hibernation, RuntimeError> {
         (**self).hibernate(id)
     }
     fn wake(&self, id: &str) -> Result<Wake, RuntimeError> {
@@ -162,7 +162,7 @@ impl Backend for Host {
         self.runtime.get(id)?.resume()
     }
 
-    fn hibernate(&self, id: &str) -> Result<(), RuntimeError> {
+    fn hibernate(&self, id: &str) -> Result<Hibernation, RuntimeError> {
         self.runtime.get(id)?.hibernate()
     }
 

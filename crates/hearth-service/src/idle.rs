@@ -137,10 +137,10 @@ impl Service {
             }
             let t = Instant::now();
             match self.backend.hibernate(&id) {
-                Ok(()) => {
+                Ok(took) => {
                     self.metrics.hibernated(t.elapsed().as_secs_f64());
                     let idle_for = if after.as_secs() < 120 { format!("{} s", after.as_secs()) } else { format!("{} min", after.as_secs() / 60) };
-                    let why = format!("idle for {idle_for}; saved in {:.1} s", t.elapsed().as_secs_f64());
+                    let why = format!("idle for {idle_for}; saved in {:.1} s ({took})", t.elapsed().as_secs_f64());
                     let _ = self.store.record(&id, Transition::Hibernated { why: &why }, unix_ms_now());
                     self.activity.seen().remove(&id);
                     done.push(id);

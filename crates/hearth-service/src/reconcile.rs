@@ -160,9 +160,9 @@ impl Service {
         for row in rows.into_iter().filter(|r| r.state.holds_vm()) {
             let t = std::time::Instant::now();
             match self.backend.hibernate(&row.id) {
-                Ok(()) => {
+                Ok(took) => {
                     self.metrics.hibernated(t.elapsed().as_secs_f64());
-                    let msg = format!("its host shut down; saved in {:.1} s, it wakes where it was when next used", t.elapsed().as_secs_f64());
+                    let msg = format!("its host shut down; saved in {:.1} s ({took}), it wakes where it was when next used", t.elapsed().as_secs_f64());
                     let _ = self.store.record(&row.id, Transition::Hibernated { why: &msg }, unix_ms_now());
                     continue;
                 }

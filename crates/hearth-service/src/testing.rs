@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearth_exec::{ExecClient, ServerConfig};
-use hearth_runtime::{NetSpec, RuntimeError, Spec, State, Wake};
+use hearth_runtime::{Hibernation, NetSpec, RuntimeError, Spec, State, Wake};
 use hearth_vmm::vm::StopKind;
 
 use crate::backend::{Backend, VmState};
@@ -170,11 +170,11 @@ impl Backend for FakeBackend {
     }
 
     /// Its agent and terminals are kept, unreachable until it wakes (as in a snapshot).
-    fn hibernate(&self, id: &str) -> Result<(), RuntimeError> {
+    fn hibernate(&self, id: &str) -> Result<Hibernation, RuntimeError> {
         self.with(id, |vm| match vm.state {
             State::Running | State::Paused => {
                 vm.state = State::Hibernated;
-                Ok(())
+                Ok(Hibernation::default())
             }
             s => Err(Self::conflict(id, s, "hibernate")),
         })

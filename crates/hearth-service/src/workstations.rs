@@ -280,9 +280,9 @@ impl Service {
                 }
                 Action::Hibernate => {
                     let t = std::time::Instant::now();
-                    s.backend.hibernate(&id)?;
+                    let took = s.backend.hibernate(&id)?;
                     s.metrics.hibernated(t.elapsed().as_secs_f64());
-                    let why = format!("asked; saved in {:.1} s", t.elapsed().as_secs_f64());
+                    let why = format!("asked; saved in {:.1} s ({took})", t.elapsed().as_secs_f64());
                     s.store.record(&id, Transition::Hibernated { why: &why }, now)?;
                 }
             }

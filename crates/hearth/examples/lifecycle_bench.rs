@@ -108,10 +108,12 @@ fn main() {
         assert_eq!(w["state"], "hibernated", "{w}");
         assert_eq!(vmm_rss_mib(&vm_dir), 0.0, "a Firecracker runs while hibernated");
         snap.push(disk_bytes(&snapshot) as f64 / f64::from(1 << 20));
+        // Where the hibernation's time went, as its event says.
+        let said = call("GET", &format!("{one}/events?limit=1"), None);
         let (f, e) = attach(&url, &format!("woke-{i}"));
         first.push(f);
         echo.push(e);
-        phase(&format!("wake {i}"));
+        phase(&format!("wake {i} (hibernated: {})", said["events"][0]["message"].as_str().unwrap_or_default()));
     }
     let (mut cold_start, mut cold_first, mut cold_echo) = (vec![], vec![], vec![]);
     for i in 0..rounds.div_ceil(4) {
