@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use hearth_proto::api::WorkstationState;
 use hearth_proto::unix_ms_now;
 
-use crate::store::Transition;
 use crate::Service;
 
 /// What the service has seen of each running workstation's use.
@@ -105,17 +104,20 @@ impl Service {
                 return Vec::new();
             }
         };
-        let running: Vec<String> = rows.into_iter().filter(|r| r.state == WorkstationState::Running).map(|r| r.id).collect();
+        // Each VMM's CPU time read before taking the lock that every call to a guest takes
+        // too: reading /proc for thousands of workstations must not hold those calls up.
+        let running: HashMap<String, Option<Duration>> =
+            rows.into_iter().filter(|r| r.state == WorkstationState::Running).map(|r| (r.id.clone(), self.backend.cpu_time(&r.id))).collect();
         let now = Instant::now();
         let mut due = Vec::new();
         {
             let mut seen = self.activity.seen();
             // Forget what no longer runs: it starts afresh when it runs again.
-            seen.retain(|id, s| s.busy > 0 || running.contains(id));
-            for id in &running {
+            seen.retain(|id, s| s.busy > 0 || running.contains_key(id));
+            for (id, cpu) in &running {
                 // First seen (just started, or this server just started): as good as used now.
                 let s = seen.entry(id.clone()).or_insert_with(|| Seen::new(now));
-                if verdict(s, now, self.backend.cpu_time(id), after, f64::from(idle.cpu_percent)).is_none() {
+                if verdict(s, now, *cpu, after, f64::from(idle.cpu_percent)).is_none() {
                     due.push(id.clone());
                 }
             }
@@ -135,13 +137,9 @@ impl Service {
                     continue;
                 }
             }
-            let t = Instant::now();
-            match self.backend.hibernate(&id) {
-                Ok(took) => {
-                    self.metrics.hibernated(t.elapsed().as_secs_f64());
-                    let idle_for = if after.as_secs() < 120 { format!("{} s", after.as_secs()) } else { format!("{} min", after.as_secs() / 60) };
-                    let why = format!("idle for {idle_for}; saved in {:.1} s ({took})", t.elapsed().as_secs_f64());
-                    let _ = self.store.record(&id, Transition::Hibernated { why: &why }, unix_ms_now());
+            let idle_for = if after.as_secs() < 120 { format!("{} s", after.as_secs()) } else { format!("{} min", after.as_secs() / 60) };
+            match self.hibernate_now(&id, &format!("idle for {idle_for}")) {
+                Ok(_recorded) => {
                     self.activity.seen().remove(&id);
                     done.push(id);
                 }

@@ -184,12 +184,7 @@ impl Service {
     pub async fn host(self: &Arc<Self>, who: &Principal) -> Result<hearth_proto::api::HostStatus, Error> {
         who.must_be_admin()?;
         self.run(|s| {
-            // The records are read under the reservations' lock (as admission reads them).
-            let mut rows = Vec::new();
-            let used = s.admission.in_use(|| {
-                rows = s.store.list()?;
-                Ok::<_, Error>(rows.clone())
-            })?;
+            let (rows, used) = s.holdings()?;
             let mut by_state = std::collections::BTreeMap::new();
             for r in &rows {
                 *by_state.entry(r.state.as_str().to_string()).or_insert(0) += 1;
@@ -198,6 +193,29 @@ impl Service {
             Ok(hearth_proto::api::HostStatus { budget: res(s.admission.budget), in_use: res(used), workstations: by_state })
         })
         .await
+    }
+
+    /// Every record, and what they hold of the budgets counted as admission counts it: the
+    /// records are read under the reservations' lock.
+    fn holdings(&self) -> Result<(Vec<Row>, Need), Error> {
+        let mut rows = Vec::new();
+        let used = self.admission.in_use(|| {
+            rows = self.store.list()?;
+            Ok::<_, Error>(rows.clone())
+        })?;
+        Ok((rows, used))
+    }
+
+    /// Saves workstation `id` to its snapshot and records it, `why` opening its event (the
+    /// time it took and where it went follow); counted in the metrics. The outer error is
+    /// the hibernation's (the VM runs on as it was); the inner one the record's, of a
+    /// workstation that did hibernate (a caller must not then stop it: that drops its memory).
+    fn hibernate_now(&self, id: &str, why: &str) -> Result<Result<(), Error>, hearth_runtime::RuntimeError> {
+        let t = std::time::Instant::now();
+        let took = self.backend.hibernate(id)?;
+        let secs = t.elapsed().as_secs_f64();
+        self.metrics.hibernated(secs);
+        Ok(self.store.record(id, Transition::Hibernated { why: &format!("{why}; saved in {secs:.1} s ({took})") }, unix_ms_now()).map_err(Error::from))
     }
 
     /// How many workstations the server holds (all owners').

@@ -77,11 +77,7 @@ impl Service {
         reg.register("hearth_workstation_hibernate_seconds", "How long hibernating a workstation took (guest sync, snapshot written and synced)", m.hibernate.clone());
         let now = self
             .run(|s| {
-                let mut rows = Vec::new();
-                let used = s.admission.in_use(|| {
-                    rows = s.store.list()?;
-                    Ok::<_, Error>(rows.clone())
-                })?;
+                let (rows, used) = s.holdings()?;
                 let usage: Vec<(String, Option<std::time::Duration>, Option<u64>)> =
                     rows.iter().filter(|r| r.state.holds_vm()).map(|r| (r.id.clone(), s.backend.cpu_time(&r.id), s.backend.rss_bytes(&r.id))).collect();
                 Ok((rows, used, usage))

@@ -158,14 +158,8 @@ impl Service {
             Err(e) => return tracing::warn!("listing workstations to suspend: {e}"),
         };
         for row in rows.into_iter().filter(|r| r.state.holds_vm()) {
-            let t = std::time::Instant::now();
-            match self.backend.hibernate(&row.id) {
-                Ok(took) => {
-                    self.metrics.hibernated(t.elapsed().as_secs_f64());
-                    let msg = format!("its host shut down; saved in {:.1} s ({took}), it wakes where it was when next used", t.elapsed().as_secs_f64());
-                    let _ = self.store.record(&row.id, Transition::Hibernated { why: &msg }, unix_ms_now());
-                    continue;
-                }
+            match self.hibernate_now(&row.id, "its host shut down; it wakes where it was when next used") {
+                Ok(_recorded) => continue,
                 Err(e) => {
                     tracing::warn!(workstation = %row.id, "hibernating: {e}; stopping it instead");
                     let _ = self.store.event(&row.id, "hibernate_failed", &e.to_string(), unix_ms_now());

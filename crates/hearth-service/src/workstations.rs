@@ -278,13 +278,7 @@ impl Service {
                     s.backend.resume(&id)?;
                     s.store.record(&id, Transition::Resumed, now)?;
                 }
-                Action::Hibernate => {
-                    let t = std::time::Instant::now();
-                    let took = s.backend.hibernate(&id)?;
-                    s.metrics.hibernated(t.elapsed().as_secs_f64());
-                    let why = format!("asked; saved in {:.1} s ({took})", t.elapsed().as_secs_f64());
-                    s.store.record(&id, Transition::Hibernated { why: &why }, now)?;
-                }
+                Action::Hibernate => s.hibernate_now(&id, "asked")??,
             }
             s.audit(&who.user, action.as_str(), &id, "");
             Ok(Workstation::from(&s.current(&who, &id, Level::Use)?))

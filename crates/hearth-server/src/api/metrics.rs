@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use hearth_proto::api::ErrorBody;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -16,8 +17,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::caller::Caller;
-use hearth_proto::api::ErrorBody;
-
 use super::error::HttpError;
 use super::SharedService;
 
