@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use hearth_proto::control::{
-    DirEntry, ErrorKind, Event, ExecSpec, PtyInfo, PtySpec, Request, DATA_CHUNK, PROTOCOL_VERSION, TAG_CONTROL, TAG_DATA, TAG_SCREEN, TAG_SCROLLBACK, TAG_STDERR, TAG_STDIN,
-    TAG_STDOUT,
+    DirEntry, ErrorKind, Event, ExecSpec, ExitStatus, PtyInfo, PtySpec, Request, DATA_CHUNK, MAX_PTY_READ, PROTOCOL_VERSION, TAG_CONTROL, TAG_DATA, TAG_SCREEN, TAG_SCROLLBACK,
+    TAG_STDERR, TAG_STDIN, TAG_STDOUT,
 };
 use hearth_proto::frame::{read_frame, write_frame};
 
@@ -270,6 +270,31 @@ impl<C: Conn> ExecClient<C> {
         }
     }
 
+    /// A session's output from offset `after` (see [`Request::PtyRead`]).
+    pub fn pty_read(&mut self, id: &str, after: u64, max_bytes: Option<u32>, wait_ms: u32) -> Result<PtyOutput, ExecError> {
+        let (start, end, exited) = match self.request(&Request::PtyRead { id: id.into(), after, max_bytes, wait_ms })? {
+            Event::PtyOutput { start, end, exited } => (start, end, exited),
+            other => return Err(unexpected("pty_output", other)),
+        };
+        let len = end.checked_sub(start).filter(|&n| n <= u64::from(MAX_PTY_READ)).ok_or_else(|| ExecError::Protocol(format!("pty_output from {start} to {end}")))?;
+        let mut data = Vec::with_capacity(len as usize);
+        while (data.len() as u64) < len {
+            match read_frame(&mut self.conn)? {
+                Some(f) if f.tag == TAG_DATA && (data.len() + f.payload.len()) as u64 <= len => data.extend_from_slice(&f.payload),
+                other => return Err(ExecError::Protocol(format!("expected {len} bytes of pty output, got {other:?}"))),
+            }
+        }
+        Ok(PtyOutput { start, end, exited, data })
+    }
+
+    /// What a session's screen shows now.
+    pub fn pty_screen(&mut self, id: &str) -> Result<Event, ExecError> {
+        match self.request(&Request::PtyScreen { id: id.into() })? {
+            ev @ Event::PtyScreen { .. } => Ok(ev),
+            other => Err(unexpected("pty_screen", other)),
+        }
+    }
+
     /// Attaches to a session: its replay now, its live output from [`PtyStream::next`].
     pub fn pty_attach(mut self, id: &str, scrollback_lines: Option<usize>, read_only: bool) -> Result<PtyStream<C>, ExecError> {
         let (info, scrollback_bytes, screen_bytes) = match self.request(&Request::PtyAttach { id: id.into(), scrollback_lines, read_only })? {
@@ -290,6 +315,18 @@ impl<C: Conn> ExecClient<C> {
         let screen = replay(TAG_SCREEN, screen_bytes)?;
         Ok(PtyStream { id: id.into(), conn: self.conn, decoder: Decoder::new(), info, scrollback, screen })
     }
+}
+
+/// A piece of a session's output (see [`Request::PtyRead`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PtyOutput {
+    /// The offset of `data`'s first byte: past the one asked for when what lay between is
+    /// no longer kept.
+    pub start: u64,
+    /// Where the next read goes on from.
+    pub end: u64,
+    pub exited: Option<ExitStatus>,
+    pub data: Vec<u8>,
 }
 
 /// A file to write: where, how big, how.

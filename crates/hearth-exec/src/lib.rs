@@ -29,7 +29,7 @@ pub mod server;
 pub mod stream;
 pub mod user;
 
-pub use client::{ExecClient, ExecError, ExecExit, PtyInput, PtyStream, WriteFile};
+pub use client::{ExecClient, ExecError, ExecExit, PtyInput, PtyOutput, PtyStream, WriteFile};
 pub use conn::Conn;
 pub use hearth_proto::control::ErrorKind;
 pub use refusal::Refusal;

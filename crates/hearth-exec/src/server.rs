@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_proto::control::{capability, validate_path, ErrorKind, Event, Request, PROTOCOL_VERSION, TAG_CONTROL};
-use hearth_proto::frame::read_frame;
+use hearth_proto::control::{capability, validate_path, ErrorKind, Event, Request, DATA_CHUNK, PROTOCOL_VERSION, TAG_CONTROL, TAG_DATA};
+use hearth_proto::frame::{read_frame, write_frame};
 
 use crate::conn::Conn;
 use crate::files::{self, WriteSpec};
@@ -148,6 +148,19 @@ pub fn serve_conn<C: Conn>(mut conn: C, cfg: &ServerConfig) -> Result<(), Refusa
             Request::WriteFile { path, size, mode, user, create_dirs } => {
                 return files::write_file(conn, WriteSpec { path: &path, size, mode, user: user.as_deref(), create_dirs })
             }
+            // Short, but its answer carries bytes in data frames after the event.
+            Request::PtyRead { id, after, max_bytes, wait_ms } => {
+                match cfg.ptys.read(&id, after, max_bytes, wait_ms) {
+                    Ok((event, bytes)) => {
+                        send(&mut conn, &event)?;
+                        for chunk in bytes.chunks(DATA_CHUNK) {
+                            write_frame(&mut conn, TAG_DATA, chunk).map_err(Refusal::from)?;
+                        }
+                    }
+                    Err(r) => send(&mut conn, &r.event())?,
+                }
+                continue;
+            }
             Request::PtyAttach { id, scrollback_lines, read_only } => {
                 conn.set_read_timeout_conn(None)?;
                 return cfg.ptys.attach(conn, &id, scrollback_lines, read_only);
@@ -166,9 +179,13 @@ pub fn serve_conn<C: Conn>(mut conn: C, cfg: &ServerConfig) -> Result<(), Refusa
             Request::AddEntropy { seed } if cfg.allow_machine_settings => add_entropy(&seed).map_or_else(|r| r.event(), |()| Event::Ok),
             Request::AddEntropy { .. } => Refusal::new(ErrorKind::Denied, "this server does not take entropy").event(),
             Request::ListDir { path } => files::list_dir(&path).unwrap_or_else(|r| r.event()),
-            req @ (Request::PtyOpen(_) | Request::PtyList | Request::PtyResize { .. } | Request::PtySignal { .. } | Request::PtyClose { .. }) => {
-                pty::handle(&cfg.ptys, &cfg.env, req)
-            }
+            req @ (Request::PtyOpen(_)
+            | Request::PtyList
+            | Request::PtyResize { .. }
+            | Request::PtySignal { .. }
+            | Request::PtyClose { .. }
+            | Request::PtyWrite { .. }
+            | Request::PtyScreen { .. }) => pty::handle(&cfg.ptys, &cfg.env, req),
             Request::Hello { .. } => return refuse(&mut conn, Refusal::invalid("hello was already said")),
         };
         send(&mut conn, &answer)?;

@@ -301,3 +301,69 @@ fn limits_and_unknown_sessions_are_clear_errors() {
     }
     assert!(c.pty_list().unwrap().is_empty());
 }
+
+/// Reads by offset until the output holds `want`: what came, and the offset to go on from.
+fn poll_until(s: &support::Server, id: &str, mut after: u64, want: &str) -> (String, u64) {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while !text(&seen).contains(want) {
+        assert!(Instant::now() < deadline, "no {want:?} in {:?}", text(&seen));
+        let out = s.client().pty_read(id, after, None, 1000).unwrap();
+        assert_eq!(out.start, after, "nothing was skipped");
+        seen.extend_from_slice(&out.data);
+        after = out.end;
+    }
+    (text(&seen), after)
+}
+
+#[test]
+fn a_client_that_polls_types_reads_every_byte_once_and_sees_the_screen() {
+    let s = support::server();
+    s.client().pty_open(shell("p")).unwrap();
+    let (_, mut at) = poll_until(&s, "p", 0, "$ ");
+    s.client().pty_ok(&Request::PtyWrite { id: "p".into(), data: "echo poll-$((6*7))\n".into() }).unwrap();
+    let (seen, next) = poll_until(&s, "p", at, "poll-42\r\n$ ");
+    assert_eq!(seen.matches("poll-").count(), 2, "the echoed line and its output, once each: {seen:?}");
+    at = next;
+    // Nothing new: a read that waits comes back empty, where it was.
+    let idle = s.client().pty_read("p", at, None, 50).unwrap();
+    assert_eq!((idle.start, idle.end, idle.data.len()), (at, at, 0));
+    // Reads are bounded; the rest is there for the next read.
+    s.client().pty_ok(&Request::PtyWrite { id: "p".into(), data: "seq 1 2000\n".into() }).unwrap();
+    let (seen, _) = poll_until(&s, "p", at, "2000\r\n$ ");
+    let numbers: Vec<u32> = seen.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(numbers, (1..=2000).collect::<Vec<_>>());
+    let small = s.client().pty_read("p", at, Some(10), 0).unwrap();
+    assert_eq!((small.start, small.data.len()), (at, 10));
+
+    // The screen, from the agent's terminal: the last lines and the prompt, the cursor after it.
+    let hearth_proto::control::Event::PtyScreen { rows, cols, cursor_row, cursor_col, text: screen, .. } = s.client().pty_screen("p").unwrap() else { unreachable!() };
+    assert_eq!((rows, cols), (24, 80));
+    let lines: Vec<&str> = screen.lines().collect();
+    assert_eq!((lines.len(), lines[22], lines[23]), (24, "2000", "$ "), "{screen}");
+    assert_eq!((cursor_row, cursor_col), (23, 2));
+
+    // Too much at once, and a session that is gone, are refused as such.
+    let big = "x".repeat(hearth_proto::control::MAX_PTY_WRITE + 1);
+    let refused = s.client().pty_ok(&Request::PtyWrite { id: "p".into(), data: big }).unwrap_err();
+    assert!(matches!(refused, ExecError::Refused { kind: ErrorKind::TooLarge, .. }), "{refused:?}");
+    s.client().pty_ok(&Request::PtyClose { id: "p".into() }).unwrap();
+    for e in [s.client().pty_read("p", 0, None, 0).unwrap_err(), s.client().pty_screen("p").unwrap_err()] {
+        assert!(matches!(e, ExecError::Refused { kind: ErrorKind::NotFound, .. }), "{e:?}");
+    }
+}
+
+#[test]
+fn a_write_to_a_program_that_reads_nothing_gives_up_instead_of_hanging() {
+    let s = support::server();
+    // `sleep` reads no input and the terminal is raw: the PTY fills up.
+    let spec = PtySpec { id: Some("w".into()), argv: vec!["/bin/sh".into(), "-c".into(), "stty raw -echo; sleep 60".into()], ..shell("w") };
+    let info = s.client().pty_open(spec).unwrap();
+    wait_for_child(info.pid, "sleep");
+    let chunk = "y".repeat(hearth_proto::control::MAX_PTY_WRITE);
+    let e = (0..64).find_map(|_| s.client().pty_ok(&Request::PtyWrite { id: "w".into(), data: chunk.clone() }).err()).expect("the PTY never filled");
+    assert!(matches!(e, ExecError::Refused { kind: ErrorKind::Busy, .. }), "{e:?}");
+    // The session still answers.
+    s.client().pty_screen("w").unwrap();
+    s.client().pty_ok(&Request::PtyClose { id: "w".into() }).unwrap();
+}

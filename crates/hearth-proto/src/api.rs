@@ -309,6 +309,58 @@ pub struct TerminalList {
     pub terminals: Vec<Terminal>,
 }
 
+/// Keystrokes or a command for a terminal, typed as if at its keyboard (`\r` is Enter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TerminalInput {
+    /// At most 64 KiB.
+    pub data: String,
+}
+
+/// A terminal's new size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TerminalSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// A terminal's output from an offset on, for clients that poll instead of attaching a
+/// WebSocket: pass `next` as the following read's `after` and every byte comes once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TerminalOutput {
+    /// The output, as UTF-8 (invalid bytes replaced; a character cut at the end is left for
+    /// the next read).
+    pub data: String,
+    /// The offset `data` starts at: past the `after` asked for when the output between was
+    /// more than the terminal keeps (1 MiB).
+    pub start: u64,
+    /// Where the next read goes on from.
+    pub next: u64,
+    /// Bytes between `after` and `start` no longer kept.
+    pub missed: u64,
+    /// Its command ended (nothing more will come once `data` is empty).
+    pub exited: bool,
+}
+
+/// What a terminal's screen shows now, from the workstation's own terminal emulator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TerminalScreen {
+    /// The visible rows joined by `\n`.
+    pub text: String,
+    pub rows: u16,
+    pub cols: u16,
+    /// Where the cursor is, 0-based.
+    pub cursor_row: u16,
+    pub cursor_col: u16,
+    pub title: String,
+    pub exited: bool,
+}
+
 /// The read buffer each end of a WebSocket terminal gives its WebSocket library (tungstenite,
 /// under axum on the server). That library zeroes its whole read buffer before every read
 /// from the socket, and its default is 128 KiB: a bare axum echo server spent 217,000

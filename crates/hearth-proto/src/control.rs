@@ -57,6 +57,15 @@ pub const DEFAULT_SCROLLBACK_LINES: usize = 1000;
 pub const MAX_SCROLLBACK_LINES: usize = 10_000;
 /// Longest PTY session id; ids are `[A-Za-z0-9_.-]`.
 pub const MAX_PTY_ID_LEN: usize = 64;
+/// Largest `pty_write`: keystrokes or a pasted command, not a file (the files API is for those).
+pub const MAX_PTY_WRITE: usize = 64 << 10;
+/// Output a session keeps for `pty_read`, bytes: the newest this many are readable by offset.
+pub const PTY_LOG_BYTES: usize = 1 << 20;
+/// Bytes one `pty_read` returns: default and cap.
+pub const DEFAULT_PTY_READ: u32 = 64 << 10;
+pub const MAX_PTY_READ: u32 = PTY_LOG_BYTES as u32;
+/// Longest a `pty_read` waits for output, milliseconds.
+pub const MAX_PTY_WAIT_MS: u32 = 20_000;
 
 /// Capabilities a server may announce in its hello.
 pub mod capability {
@@ -272,6 +281,30 @@ pub enum Request {
     PtyClose {
         id: String,
     },
+    /// Types `data` into the session as if at its keyboard; answered by `ok` once all of it is
+    /// in, or by a `busy` error when the session's program takes no input for a few seconds.
+    /// At most [`MAX_PTY_WRITE`] bytes.
+    PtyWrite {
+        id: String,
+        data: String,
+    },
+    /// The session's output from byte offset `after` on (offsets count every byte it ever
+    /// wrote; the newest [`PTY_LOG_BYTES`] are kept): answered by `pty_output`, then its
+    /// bytes in `TAG_DATA` frames. Waits up to `wait_ms` (at most [`MAX_PTY_WAIT_MS`]) for
+    /// output when there is none past `after` yet.
+    PtyRead {
+        id: String,
+        #[serde(default)]
+        after: u64,
+        #[serde(default)]
+        max_bytes: Option<u32>,
+        #[serde(default)]
+        wait_ms: u32,
+    },
+    /// What the session's screen shows now; answered by `pty_screen`.
+    PtyScreen {
+        id: String,
+    },
     /// Turns this connection into a stream of the session: `pty_attached`, the scrollback and
     /// screen (`TAG_SCROLLBACK`, `TAG_SCREEN`, as many bytes as announced), then live output
     /// in `TAG_PTY` frames; the client's `TAG_PTY` frames are typed in (unless `read_only`).
@@ -360,6 +393,25 @@ pub enum Event {
     },
     /// On an attach stream: this reader fell too far behind and is dropped (attach again).
     PtyLagged,
+    /// Answers `pty_read`: the output from offset `start` to `end` follows (`end - start`
+    /// bytes in `TAG_DATA` frames). `start` is past the asked offset when what lay between
+    /// is no longer kept; `end` is where the next read goes on from.
+    PtyOutput {
+        start: u64,
+        end: u64,
+        exited: Option<ExitStatus>,
+    },
+    /// Answers `pty_screen`: the visible screen as text (rows joined by `\n`, cells never
+    /// written to left out), its size, where the cursor is (0-based) and the window title.
+    PtyScreen {
+        rows: u16,
+        cols: u16,
+        cursor_row: u16,
+        cursor_col: u16,
+        text: String,
+        title: String,
+        exited: Option<ExitStatus>,
+    },
 }
 
 impl ExecSpec {

@@ -1,14 +1,15 @@
-//! Terminals in a workstation: open, list, close, attach. A terminal lives in the
-//! workstation's agent, not here: a server restart or a browser reconnect re-attaches and
-//! gets the exact screen back. The store keeps records of them, so ended ones can still be
-//! listed.
+//! Terminals in a workstation: open, list, close, attach, and for clients that poll rather
+//! than attach (scripts, AI agents, the Hypha bridge): type, read output by offset, read the
+//! screen, resize. A terminal lives in the workstation's agent, not here: a server restart or
+//! a browser reconnect re-attaches and gets the exact screen back. The store keeps records of
+//! them, so ended ones can still be listed.
 
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
 use hearth_exec::PtyStream;
-use hearth_proto::api::{CreateTerminal, Terminal};
-use hearth_proto::control::{validate_size, PtyInfo, PtySpec, Request, MAX_ROWS};
+use hearth_proto::api::{CreateTerminal, Terminal, TerminalOutput, TerminalScreen};
+use hearth_proto::control::{validate_size, Event, PtyInfo, PtySpec, Request, MAX_PTY_WAIT_MS, MAX_PTY_WRITE, MAX_ROWS};
 use hearth_proto::unix_ms_now;
 
 use crate::error::{agent_error, Error};
@@ -25,6 +26,36 @@ pub enum AttachMode {
     Write,
     /// Reads only: its keystrokes and resizes are ignored.
     View,
+}
+
+/// Where to read a terminal's output from, and how long to wait for some.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadFrom {
+    /// The offset: the `next` of the previous read (0: from the oldest output kept).
+    pub after: u64,
+    /// At most this many bytes (default 64 KiB, at most 1 MiB).
+    pub max_bytes: Option<u32>,
+    /// When nothing is past `after` yet, wait this long for output, milliseconds.
+    pub wait_ms: u32,
+}
+
+/// How many of `bytes`' trailing bytes start a UTF-8 character they do not finish: those are
+/// left for the next read, so a character cut by a read's end is not mangled.
+fn unfinished_char(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(3) {
+        let b = bytes[bytes.len() - back];
+        if b & 0xC0 == 0x80 {
+            continue; // a continuation byte: its lead is further back
+        }
+        let len = match b {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => return 0,
+        };
+        return if len > back { back } else { 0 };
+    }
+    0
 }
 
 /// A new terminal id: `t` and 16 random hex digits, so one cannot be guessed from another.
@@ -152,5 +183,82 @@ impl Service {
             Ok(stream)
         })
         .await
+    }
+
+    /// Types `data` into a terminal.
+    pub async fn terminal_input(self: &Arc<Self>, who: &Principal, id: &str, tid: &str, data: String) -> Result<(), Error> {
+        who.may(Scope::Write)?;
+        if data.len() > MAX_PTY_WRITE {
+            return Err(Error::TooLarge(format!("data: {} bytes; at most {MAX_PTY_WRITE} at once", data.len())));
+        }
+        let (who, id, tid) = (who.clone(), id.to_string(), tid.to_string());
+        self.run(move |s| {
+            let mut agent = s.agent(&who, &id, Level::Use)?;
+            let _in_use = s.activity.using(&id);
+            agent.pty_ok(&Request::PtyWrite { id: tid, data }).map_err(agent_error)
+        })
+        .await
+    }
+
+    /// A terminal's output from an offset on (see [`ReadFrom`]).
+    pub async fn terminal_output(self: &Arc<Self>, who: &Principal, id: &str, tid: &str, from: ReadFrom) -> Result<TerminalOutput, Error> {
+        if from.wait_ms > MAX_PTY_WAIT_MS {
+            return Err(Error::invalid("wait_ms", format!("at most {MAX_PTY_WAIT_MS}")));
+        }
+        let (who, id, tid) = (who.clone(), id.to_string(), tid.to_string());
+        self.run(move |s| {
+            let mut agent = s.agent(&who, &id, Level::View)?;
+            let _in_use = s.activity.using(&id);
+            let out = agent.pty_read(&tid, from.after, from.max_bytes, from.wait_ms).map_err(agent_error)?;
+            let keep = if out.exited.is_some() { 0 } else { unfinished_char(&out.data) };
+            let used = out.data.len() - keep;
+            Ok(TerminalOutput {
+                data: String::from_utf8_lossy(&out.data[..used]).into_owned(),
+                start: out.start,
+                next: out.start + used as u64,
+                missed: out.start.saturating_sub(from.after),
+                exited: out.exited.is_some(),
+            })
+        })
+        .await
+    }
+
+    /// What a terminal's screen shows now.
+    pub async fn terminal_screen(self: &Arc<Self>, who: &Principal, id: &str, tid: &str) -> Result<TerminalScreen, Error> {
+        let (who, id, tid) = (who.clone(), id.to_string(), tid.to_string());
+        self.run(move |s| match s.agent(&who, &id, Level::View)?.pty_screen(&tid).map_err(agent_error)? {
+            Event::PtyScreen { rows, cols, cursor_row, cursor_col, text, title, exited } => {
+                Ok(TerminalScreen { text, rows, cols, cursor_row, cursor_col, title, exited: exited.is_some() })
+            }
+            other => Err(Error::internal(format!("the agent answered a screen with {other:?}"))),
+        })
+        .await
+    }
+
+    /// Resizes a terminal (its program gets SIGWINCH; attached clients are told).
+    pub async fn resize_terminal(self: &Arc<Self>, who: &Principal, id: &str, tid: &str, rows: u16, cols: u16) -> Result<(), Error> {
+        who.may(Scope::Write)?;
+        validate_size(rows, cols).map_err(|m| Error::invalid(if rows == 0 || rows > MAX_ROWS { "rows" } else { "cols" }, m))?;
+        let (who, id, tid) = (who.clone(), id.to_string(), tid.to_string());
+        self.run(move |s| s.agent(&who, &id, Level::Use)?.pty_ok(&Request::PtyResize { id: tid, rows, cols }).map_err(agent_error)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unfinished_char;
+
+    #[test]
+    fn a_character_cut_at_the_end_is_left_for_the_next_read() {
+        let euro = "€".as_bytes(); // three bytes
+        assert_eq!(unfinished_char(b"abc"), 0);
+        assert_eq!(unfinished_char(euro), 0);
+        assert_eq!(unfinished_char(&euro[..1]), 1);
+        assert_eq!(unfinished_char(&[b"a", &euro[..2]].concat()), 2);
+        assert_eq!(unfinished_char("é".as_bytes()), 0);
+        assert_eq!(unfinished_char(&"😀".as_bytes()[..3]), 3);
+        // Not UTF-8 at all: nothing is held back (it is shown replaced).
+        assert_eq!(unfinished_char(&[0x80, 0x80, 0x80]), 0);
+        assert_eq!(unfinished_char(&[0xFF]), 0);
     }
 }

@@ -129,6 +129,8 @@ impl Session {
             // once its writer wrote what it has.
             st.readers.retain(|r| r.out.output(&buf[..n]));
             self.parse_or_queue(&mut st, &buf[..n]);
+            st.log.push(&buf[..n]);
+            self.output.notify_all();
         }
         let status = match child.wait() {
             Ok(s) => ExitStatus { code: s.code(), signal: s.signal() },
@@ -138,6 +140,7 @@ impl Session {
         st.exited = Some(status);
         st.ended = true;
         self.queued.notify_one();
+        self.output.notify_all();
         for r in st.readers.drain(..) {
             r.out.push(Out::Exited(status));
             r.out.close();

@@ -18,22 +18,31 @@
 //! idle attachment by the reader itself (see outlet.rs); a flood is gathered into 32 KiB
 //! writes.
 //!
+//! Clients that poll instead of attaching (the REST API's terminal calls, the Hypha bridge)
+//! type with `pty_write`, read the output by offset from [`log`] with `pty_read`, and ask
+//! the parsed screen with `pty_screen`.
+//!
 //! Layout: this module keeps the sessions and answers the short `pty_*` requests;
 //! [`screen`] is the parser's queue and the headless terminal, [`attach`] the PTY reader
-//! and the attach streams, [`spawn`] starting the command on a new PTY.
+//! and the attach streams, [`log`] the output by offset, [`spawn`] starting the command on
+//! a new PTY.
 
 mod attach;
+mod log;
 mod screen;
 mod spawn;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use hearth_proto::control::{validate_size, ErrorKind, Event, PtyInfo, PtySpec, Request, DEFAULT_SCROLLBACK_LINES, MAX_PTYS};
+use hearth_proto::control::{
+    validate_size, ErrorKind, Event, PtyInfo, PtySpec, Request, DEFAULT_PTY_READ, DEFAULT_SCROLLBACK_LINES, MAX_PTYS, MAX_PTY_READ, MAX_PTY_WAIT_MS, MAX_PTY_WRITE,
+};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
@@ -45,6 +54,11 @@ pub use screen::{FLOOD_BEHIND, MAX_UNPARSED};
 
 /// After `pty_close` hangs a session up, what is left of it is killed this much later.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long `pty_write` waits for a program that takes no input before it gives up.
+const WRITE_STALL: Duration = Duration::from_secs(5);
+/// `pty_write` writes in pieces this big, each once the PTY has room: a PTY takes a few KiB
+/// at once, and a larger write would block past [`WRITE_STALL`].
+const WRITE_PIECE: usize = 512;
 
 /// The sessions one server keeps.
 #[derive(Default, Clone)]
@@ -65,6 +79,8 @@ struct Session {
     state: Mutex<State>,
     /// Wakes the parser: output queued, or the session ended.
     queued: Condvar,
+    /// Wakes `pty_read`s waiting for output: output came, or the session ended.
+    output: Condvar,
     parsed: Mutex<Parsed>,
 }
 
@@ -114,6 +130,7 @@ impl Sessions {
             input: Mutex::new(File::from(master)),
             state: Mutex::new(State::new(spec.rows, spec.cols, lines)),
             queued: Condvar::new(),
+            output: Condvar::new(),
             parsed: Mutex::new(Parsed::new(spec.rows, spec.cols, lines)),
         });
         let s = session.clone();
@@ -126,6 +143,72 @@ impl Sessions {
 
     pub fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), Refusal> {
         self.get(id)?.resize(rows, cols)
+    }
+
+    /// Types `data` into the session (see [`Request::PtyWrite`]).
+    pub fn write(&self, id: &str, data: &[u8]) -> Result<(), Refusal> {
+        if data.len() > MAX_PTY_WRITE {
+            return Err(Refusal::new(ErrorKind::TooLarge, format!("{} bytes to type; at most {MAX_PTY_WRITE} at once", data.len())));
+        }
+        let s = self.get(id)?;
+        if s.state.lock().expect("no panics while held").exited.is_some() {
+            return Err(Refusal::new(ErrorKind::Busy, format!("pty session `{id}` has exited; it takes no more input")));
+        }
+        let mut input = s.input.lock().expect("no panics while held");
+        let deadline = std::time::Instant::now() + WRITE_STALL;
+        let mut left = data;
+        while !left.is_empty() {
+            let wait = deadline.saturating_duration_since(std::time::Instant::now());
+            let mut fds = [nix::poll::PollFd::new(input.as_fd(), nix::poll::PollFlags::POLLOUT)];
+            let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+            if !matches!(nix::poll::poll(&mut fds, ms), Ok(1..)) {
+                let done = data.len() - left.len();
+                return Err(Refusal::new(ErrorKind::Busy, format!("the terminal took {done} of {} bytes; its program is not reading input", data.len())));
+            }
+            let n = input.write(&left[..left.len().min(WRITE_PIECE)]).map_err(|e| Refusal::io("typing into the terminal", &e))?;
+            left = &left[n..];
+        }
+        Ok(())
+    }
+
+    /// The session's output from offset `after` (see [`Request::PtyRead`]): the event and
+    /// the bytes that follow it.
+    pub fn read(&self, id: &str, after: u64, max_bytes: Option<u32>, wait_ms: u32) -> Result<(Event, Vec<u8>), Refusal> {
+        let s = self.get(id)?;
+        let max = max_bytes.unwrap_or(DEFAULT_PTY_READ).clamp(1, MAX_PTY_READ) as usize;
+        let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_PTY_WAIT_MS)));
+        let mut st = s.state.lock().expect("no panics while held");
+        let deadline = std::time::Instant::now() + wait;
+        while st.log.end() <= after && st.exited.is_none() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = s.output.wait_timeout(st, left).expect("no panics while held").0;
+        }
+        let (start, bytes) = st.log.read(after, max);
+        Ok((Event::PtyOutput { start, end: start + bytes.len() as u64, exited: st.exited }, bytes))
+    }
+
+    /// What the session's screen shows (see [`Request::PtyScreen`]).
+    pub fn screen(&self, id: &str) -> Result<Event, Refusal> {
+        let s = self.get(id)?;
+        let mut st = s.state.lock().expect("no panics while held");
+        let mut parsed = s.parsed.lock().expect("no panics while held");
+        // Output the parser has not seen yet is on the screen already.
+        parsed.catch_up(&mut st);
+        let screen = parsed.term.screen();
+        let (rows, cols) = screen.size();
+        let (cursor_row, cursor_col) = screen.cursor_position();
+        Ok(Event::PtyScreen {
+            rows: rows.get(),
+            cols: cols.get(),
+            cursor_row,
+            cursor_col,
+            text: screen.contents(),
+            title: parsed.term.callbacks().title.clone(),
+            exited: st.exited,
+        })
     }
 
     pub fn signal(&self, id: &str, signal: i32) -> Result<(), Refusal> {
@@ -236,6 +319,8 @@ pub(crate) fn handle(sessions: &Sessions, env: &[(String, String)], req: Request
         Request::PtyResize { id, rows, cols } => ok(sessions.resize(&id, rows, cols)),
         Request::PtySignal { id, signal } => ok(sessions.signal(&id, signal)),
         Request::PtyClose { id } => ok(sessions.close(&id)),
+        Request::PtyWrite { id, data } => ok(sessions.write(&id, data.as_bytes())),
+        Request::PtyScreen { id } => sessions.screen(&id).unwrap_or_else(|r| r.event()),
         other => Refusal::invalid(format!("not a pty request: {other:?}")).event(),
     }
 }

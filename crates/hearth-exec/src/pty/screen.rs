@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use hearth_proto::control::ExitStatus;
 
+use super::log::OutputLog;
 use super::{Reader, Session};
 
 /// Output the terminal may have left to parse; beyond it the oldest is dropped unparsed.
@@ -124,12 +125,26 @@ pub(super) struct State {
     scrollback_lines: usize,
     /// No more output will come: the parser ends once the queue is empty.
     pub(super) ended: bool,
+    /// The output by offset, for `pty_read`.
+    pub(super) log: OutputLog,
 }
 
 impl State {
     /// A session's state at its start: no readers, nothing queued.
     pub(super) fn new(rows: u16, cols: u16, scrollback_lines: usize) -> Self {
-        Self { rows, cols, readers: Vec::new(), exited: None, unparsed: VecDeque::new(), unparsed_bytes: 0, queued_total: 0, restart: false, scrollback_lines, ended: false }
+        Self {
+            rows,
+            cols,
+            readers: Vec::new(),
+            exited: None,
+            unparsed: VecDeque::new(),
+            unparsed_bytes: 0,
+            queued_total: 0,
+            restart: false,
+            scrollback_lines,
+            ended: false,
+            log: OutputLog::default(),
+        }
     }
 
     pub(super) fn queue(&mut self, item: Unparsed) {
@@ -301,6 +316,7 @@ mod tests {
             restart: false,
             scrollback_lines: 100,
             ended: false,
+            log: OutputLog::default(),
         }
     }
 

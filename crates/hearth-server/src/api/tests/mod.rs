@@ -394,6 +394,56 @@ async fn terminals_are_opened_listed_and_closed() {
     assert_eq!(api.call(Method::GET, &terms, None).await.0, 200, "a stopped workstation lists its ended terminals");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_polls_types_reads_the_output_and_the_screen_and_resizes() {
+    let api = api();
+    let (id, tid) = api.with_terminal("p").await;
+    let t = format!("/api/v1/workstations/{id}/terminals/{tid}");
+    // Reads output from where the last one ended until `want` came; the offset after it.
+    let read_until = |mut after: u64, want: &'static str| {
+        let (api, t) = (&api, t.clone());
+        async move {
+            let mut seen = String::new();
+            for _ in 0..100 {
+                let (s, o) = api.call(Method::GET, format!("{t}/output?after={after}&wait_ms=200"), None).await;
+                assert_eq!((s, o["start"].as_u64()), (200, Some(after)), "{o}");
+                seen += o["data"].as_str().unwrap();
+                after = o["next"].as_u64().unwrap();
+                if seen.contains(want) {
+                    return (seen, after);
+                }
+            }
+            panic!("no {want:?} in {seen:?}")
+        }
+    };
+    let (_, at) = read_until(0, "$ ").await;
+    let (s, _) = api.call(Method::POST, format!("{t}/input"), Some(json!({"data": "echo poll-$((6*7)) €\n"}))).await;
+    assert_eq!(s, 204);
+    let (seen, at) = read_until(at, "poll-42 €\r\n$ ").await;
+    assert_eq!(seen.matches("poll-").count(), 2, "typed once, echoed once, printed once: {seen:?}");
+    let (s, o) = api.call(Method::GET, format!("{t}/output?after={at}"), None).await;
+    assert_eq!((s, o["data"].as_str(), o["next"].as_u64(), o["missed"].as_u64()), (200, Some(""), Some(at), Some(0)), "{o}");
+
+    let (s, _) = api.call(Method::POST, format!("{t}/resize"), Some(json!({"rows": 30, "cols": 90}))).await;
+    assert_eq!(s, 204);
+    api.call(Method::POST, format!("{t}/input"), Some(json!({"data": "stty size\n"}))).await;
+    read_until(at, "30 90").await;
+    let (s, screen) = api.call(Method::GET, format!("{t}/screen"), None).await;
+    assert_eq!((s, screen["rows"].as_u64(), screen["cols"].as_u64()), (200, Some(30), Some(90)), "{screen}");
+    let text = screen["text"].as_str().unwrap();
+    assert!(text.contains("poll-42 €") && text.contains("30 90"), "{text}");
+
+    // Refusals name what is wrong.
+    error(api.call(Method::POST, format!("{t}/resize"), Some(json!({"rows": 0, "cols": 90}))).await, 400, "invalid_field", Some("rows"));
+    error(api.call(Method::GET, format!("{t}/output?wait_ms=999999"), None).await, 400, "invalid_field", Some("wait_ms"));
+    let big = "x".repeat(hearth_proto::control::MAX_PTY_WRITE + 1);
+    error(api.call(Method::POST, format!("{t}/input"), Some(json!({"data": big}))).await, 413, "payload_too_large", None);
+    let gone = format!("/api/v1/workstations/{id}/terminals/tnope");
+    error(api.call(Method::POST, format!("{gone}/input"), Some(json!({"data": "x"}))).await, 404, "not_found", None);
+    error(api.call(Method::GET, format!("{gone}/screen"), None).await, 404, "not_found", None);
+    error(api.call(Method::GET, format!("{gone}/output"), None).await, 404, "not_found", None);
+}
+
 #[tokio::test]
 async fn files_go_up_and_come_down() {
     let api = api();
