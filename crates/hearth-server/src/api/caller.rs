@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
-use hearth_service::access::{Authenticated, Credential};
+use hearth_service::access::{Authenticated, Credential, HyphaCaller};
 use hearth_service::{Error, Principal};
 
 use super::error::HttpError;
@@ -23,6 +23,12 @@ use super::SharedService;
 pub const SESSION_COOKIE: &str = "hearth_session";
 /// The header a cookie-authenticated request that changes something carries its CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The header the Hypha bridge names the Hypha user it calls for in (JSON, as the Hypha
+/// server gave it: `{id, email, roles, is_anonymous}`), with the bridge's key as its bearer
+/// token (see `Service::authenticate_bridged`).
+pub const HYPHA_CALLER_HEADER: &str = "x-hearth-hypha-caller";
+/// Longest [`HYPHA_CALLER_HEADER`] taken, bytes.
+const MAX_HYPHA_CALLER: usize = 4096;
 
 /// Operations any client may call without a credential: the server's health and its
 /// document, and the sign-ins themselves. Every other operation takes a [`Caller`] or a
@@ -49,6 +55,9 @@ impl FromRequestParts<SharedService> for Signed {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, svc: &SharedService) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.headers.get(HYPHA_CALLER_HEADER) {
+            return bridged(&parts.headers, caller, svc).await.map(Signed);
+        }
         let presented = credential(&parts.headers)?;
         let auth = svc.authenticate(presented).await.map_err(HttpError::from)?;
         if matches!(presented, Credential::Session(_)) && changes_something(&parts.method) {
@@ -70,6 +79,19 @@ impl FromRequestParts<SharedService> for Caller {
     async fn from_request_parts(parts: &mut Parts, svc: &SharedService) -> Result<Self, Self::Rejection> {
         Signed::from_request_parts(parts, svc).await.map(|Signed(a)| Caller(a.principal))
     }
+}
+
+/// A call the Hypha bridge makes for a Hypha user: its bearer token must be the bridge's key.
+async fn bridged(headers: &HeaderMap, caller: &HeaderValue, svc: &SharedService) -> Result<Authenticated, HttpError> {
+    let Credential::Bearer(key) = credential(headers)? else {
+        return Err(Error::Unauthenticated(format!("{HYPHA_CALLER_HEADER} comes with the bridge's bearer key only")).into());
+    };
+    let bad = || HttpError::from(Error::Unauthenticated(format!("{HYPHA_CALLER_HEADER} must be JSON {{id, email, roles, is_anonymous}}")));
+    if caller.len() > MAX_HYPHA_CALLER {
+        return Err(bad());
+    }
+    let caller: HyphaCaller = serde_json::from_slice(caller.as_bytes()).map_err(|_| bad())?;
+    Ok(svc.authenticate_bridged(key, caller).await?)
 }
 
 /// Whether a request of method `m` may change something (what CSRF and Origin checks guard).

@@ -115,13 +115,36 @@ pub struct Bootstrap {
 pub struct Access {
     limiter: limiter::Limiter,
     hypha: Option<hypha::Verifier>,
+    /// The key the Hypha bridge acts for its callers with (see [`Service::bridge_key`]):
+    /// made when first asked for, never stored.
+    bridge_key: std::sync::OnceLock<String>,
 }
 
 impl Access {
     pub fn new(config: &crate::config::Auth, hypha: &crate::config::Hypha) -> Access {
-        Access { limiter: limiter::Limiter::new(config.max_failed_sign_ins, config.max_failed_sign_ins_per_address), hypha: hypha.enabled().then(|| hypha::Verifier::new(hypha)) }
+        Access {
+            limiter: limiter::Limiter::new(config.max_failed_sign_ins, config.max_failed_sign_ins_per_address),
+            hypha: hypha.enabled().then(|| hypha::Verifier::new(hypha)),
+            bridge_key: std::sync::OnceLock::new(),
+        }
     }
 }
+
+/// The caller of a Hypha service call, as the Hypha server put it in the call's context
+/// (`context.user`) and the bridge passes it on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct HyphaCaller {
+    pub id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub is_anonymous: bool,
+}
+
+/// The credential id the bridge's calls are recorded under.
+pub const BRIDGE_CREDENTIAL: &str = "hypha-bridge";
 
 /// Accounts of Hypha users are `hypha:<their Hypha id>` (local ids never hold `:`).
 pub const HYPHA_PREFIX: &str = "hypha:";
@@ -190,6 +213,37 @@ impl Service {
         let (user, id) = self.hypha_account(token)?;
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
         Ok(Authenticated { principal: principal_of(&user), credential: format!("{HYPHA_PREFIX}{}", &digest[..24]), csrf: None, expires_ms: id.expires_at.map(|s| s * 1000) })
+    }
+
+    /// The key the Hypha bridge presents to act for the Hypha users who call it (only the
+    /// process `hearth serve` starts is given it). 64 random hex digits, made at first ask,
+    /// the same for the life of this service.
+    pub fn bridge_key(&self) -> Result<String, Error> {
+        if let Some(k) = self.access.bridge_key.get() {
+            return Ok(k.clone());
+        }
+        let made = crate::random_hex(32)?;
+        Ok(self.access.bridge_key.get_or_init(|| made).clone())
+    }
+
+    /// The caller of a call the Hypha bridge makes for `caller`, when `key` is the bridge's:
+    /// held to exactly what a Hypha sign-in is (anonymous users refused, the allowlist, the
+    /// account made at first use, disabled accounts refused).
+    pub async fn authenticate_bridged(self: &Arc<Self>, key: &str, caller: HyphaCaller) -> Result<Authenticated, Error> {
+        use subtle::ConstantTimeEq;
+        let ours = self.access.bridge_key.get().filter(|_| self.access.hypha.is_some()).ok_or_else(unauthenticated)?;
+        if !bool::from(ours.as_bytes().ct_eq(key.as_bytes())) {
+            return Err(unauthenticated());
+        }
+        if caller.is_anonymous || caller.roles.iter().any(|r| r == "anonymous") {
+            return Err(Error::Forbidden("anonymous Hypha users cannot use this service; log in to Hypha first".into()));
+        }
+        let id = hypha::Identity { id: caller.id, email: caller.email, roles: caller.roles, expires_at: None };
+        self.run(move |s| {
+            let user = s.admit_identity(&id)?;
+            Ok(Authenticated { principal: principal_of(&user), credential: BRIDGE_CREDENTIAL.into(), csrf: None, expires_ms: None })
+        })
+        .await
     }
 
     /// The account of a Hypha identity, if the allowlist admits it: made at its first

@@ -444,6 +444,61 @@ async fn a_client_that_polls_types_reads_the_output_and_the_screen_and_resizes()
     error(api.call(Method::GET, format!("{gone}/output"), None).await, 404, "not_found", None);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hypha_bridge_acts_for_hypha_users_held_to_the_rules_of_a_hypha_sign_in() {
+    let mut config = Config::default();
+    // Never asked: the bridge vouches for its callers, the Hypha server for the bridge.
+    config.hypha.server_url = "http://127.0.0.1:9".into();
+    config.auth.allow_emails = vec!["*@lab.org".into()];
+    let api = api_with(config, Need { mem_mib: 8192, vcpus: 64, disk_gib: 64 });
+    let as_bridge = |key: &str, caller: &str, method: Method, uri: &str, body: Option<Value>| {
+        let mut req = Request::builder().method(method).uri(uri).header(header::AUTHORIZATION, format!("Bearer {key}")).header("x-hearth-hypha-caller", caller);
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).unwrap();
+        let api = &api;
+        async move {
+            let (status, _, bytes) = api.send(req).await;
+            (status.as_u16(), serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+        }
+    };
+    let ann = r#"{"id": "ann-1", "email": "ann@lab.org", "roles": ["user"], "is_anonymous": false}"#;
+    // Before the server made the bridge's key, no key is one.
+    error(as_bridge("", ann, Method::GET, "/api/v1/auth/session", None).await, 401, "unauthenticated", None);
+    let key = api.svc.bridge_key().unwrap();
+    assert_eq!(api.svc.bridge_key().unwrap(), key, "one key for the service's life");
+    let (s, me) = as_bridge(&key, ann, Method::GET, "/api/v1/auth/session", None).await;
+    assert_eq!((s, me["user"].as_str(), me["admin"].as_bool()), (200, Some("hypha:ann-1"), Some(false)), "{me}");
+    let (s, w) = as_bridge(&key, ann, Method::POST, "/api/v1/workstations", Some(json!({"name": "anns"}))).await;
+    assert_eq!((s, w["owner"].as_str()), (201, Some("hypha:ann-1")), "{w}");
+    // Another Hypha user does not see it.
+    let bob = r#"{"id": "bob-2", "email": "bob@lab.org", "roles": []}"#;
+    let (s, list) = as_bridge(&key, bob, Method::GET, "/api/v1/workstations", None).await;
+    assert_eq!((s, list["workstations"].as_array().map(Vec::len)), (200, Some(0)), "{list}");
+    let uri = format!("/api/v1/workstations/{}", w["id"].as_str().unwrap());
+    error(as_bridge(&key, bob, Method::GET, &uri, None).await, 404, "not_found", None);
+
+    let wrong = key.replace(|c: char| c.is_ascii_digit(), "a");
+    error(as_bridge(&wrong, ann, Method::GET, "/api/v1/auth/session", None).await, 401, "unauthenticated", None);
+    // An API token cannot vouch for a Hypha user.
+    let admin = api.token.clone();
+    error(as_bridge(&admin, ann, Method::GET, "/api/v1/auth/session", None).await, 401, "unauthenticated", None);
+    for (why, caller) in [
+        ("anonymous", r#"{"id": "anonymouz", "is_anonymous": true}"#),
+        ("anonymous by role", r#"{"id": "anon-7", "roles": ["anonymous"]}"#),
+        ("not on the allowlist", r#"{"id": "eve-3", "email": "eve@elsewhere.org"}"#),
+        ("no email, with an allowlist", r#"{"id": "nomail-4"}"#),
+    ] {
+        let (s, body) = as_bridge(&key, caller, Method::GET, "/api/v1/auth/session", None).await;
+        assert_eq!(s, 403, "{why}: {body}");
+    }
+    for (why, caller) in [("not JSON", "ann"), ("no id", r#"{"email": "ann@lab.org"}"#), ("an id with a space", r#"{"id": "a b", "email": "ann@lab.org"}"#)] {
+        let (s, body) = as_bridge(&key, caller, Method::GET, "/api/v1/auth/session", None).await;
+        assert_eq!(s, 401, "{why}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn files_go_up_and_come_down() {
     let api = api();
