@@ -3,8 +3,11 @@
 //! its login service (start, a login reported, check), are accepted through the API and
 //! mapped to the right user and email; forged, expired, wrong-audience and anonymous ones are
 //! refused; the email allowlist admits and refuses; with the Hypha server stopped, Hypha
-//! sign-ins fail with a clear 503 while local accounts still work. The workstations behind the
-//! API are the fake backend's (hearth_service::testing): this is about identity.
+//! sign-ins fail with a clear 503 while local accounts still work. hearth as a Hypha service:
+//! the bridge (crates/hearth-hypha) registered on it, driven by other `hypha-rpc` clients
+//! (hypha_client.py) as different Hypha users, across a restart of the Hypha server. The
+//! workstations behind the API are the fake backend's (hearth_service::testing), their
+//! terminals real: this is about identity and the bridge.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -48,8 +51,14 @@ fn python() -> PathBuf {
 }
 
 fn start_hypha() -> Hypha {
-    let python = python();
+    // The probe's socket is closed before the server binds the port.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    start_hypha_on(port)
+}
+
+/// A Hypha server on loopback port `port` (again, after one there stopped).
+fn start_hypha_on(port: u16) -> Hypha {
+    let python = python();
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(&python)
         .args(["-m", "hypha.server", "--host", "127.0.0.1", "--port", &port.to_string()])
@@ -274,6 +283,94 @@ async fn the_web_page_signs_in_with_hypha_in_a_popup() {
     .await
     .unwrap();
     assert!(status.success(), "the browser run failed ({status}); its steps are above");
+    let _ = stop.send(());
+    server.await.unwrap();
+}
+
+/// Runs a scenario of hypha_client.py as the holder of `token` (None: anonymously); its
+/// output. The scenario checks its own steps; `want` are steps it must have said were ok.
+fn client(hypha: &Hypha, token: Option<&str>, scenario: &str, arg: Option<&str>, want: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hypha_client.py");
+    let service = format!("ws-user-{BRIDGE_USER}/hearth-terminal");
+    let out = Command::new(&hypha.python).arg(script).args([hypha.url.as_str(), token.unwrap_or("-"), &service, scenario]).args(arg).stderr(Stdio::inherit()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "scenario {scenario} failed ({}); it said:\n{text}", out.status);
+    for step in want {
+        assert!(text.lines().any(|l| l == format!("ok {step}")), "scenario {scenario} did not say `ok {step}`:\n{text}");
+    }
+    text
+}
+
+/// The Hypha user the bridge registers as.
+const BRIDGE_USER: &str = "hearth-bridge";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hearth_serves_as_a_hypha_service_to_each_caller_as_themselves() {
+    // The bridge's log (its output and its supervisor's) in the test's output.
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
+    let hypha = tokio::task::spawn_blocking(start_hypha).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, _) = hearth_service::testing::service(dir.path(), config(&hypha, None, &["*@lab.org"]), Need { mem_mib: 1 << 20, vcpus: 1 << 10, disk_gib: 1 << 10 });
+    svc.bootstrap(dir.path(), None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(hearth_server::api::listen::serve(listener, hearth_server::api::router(svc.clone()), Duration::from_secs(30), None, async {
+        let _ = stopped.await;
+    }));
+    // The bridge's Python environment is the cached venv it makes itself (pinned hypha-rpc).
+    let cache = std::env::var_os("HEARTH_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::var_os("HEARTH_DATA_DIR").map_or_else(|| PathBuf::from("/var/lib/hearth"), PathBuf::from).join("cache"));
+    let spec = hearth_hypha::BridgeSpec {
+        python: None,
+        cache_dir: cache,
+        run_dir: dir.path().to_path_buf(),
+        hearth_url: base,
+        key: svc.bridge_key().unwrap(),
+        server_url: hypha.url.clone(),
+        token: hypha.mint(BRIDGE_USER, Some("bridge@lab.org"), &["user"], 3600, AUDIENCE, SECRET),
+        workspace: String::new(),
+        service_id: "hearth-terminal".into(),
+        visibility: "public".into(),
+    };
+    let bridge = hearth_hypha::Bridge::start(spec);
+
+    let ann = hypha.mint("ann-1", Some("ann@lab.org"), &["user"], 3600, AUDIENCE, SECRET);
+    let bob = hypha.mint("bob-2", Some("bob@lab.org"), &["user"], 3600, AUDIENCE, SECRET);
+    let eve = hypha.mint("eve-3", Some("eve@elsewhere.org"), &["user"], 3600, AUDIENCE, SECRET);
+    let hypha = std::sync::Arc::new(hypha);
+    let h = hypha.clone();
+    let (ann2, bob2, eve2) = (ann.clone(), bob.clone(), eve.clone());
+    let tid = tokio::task::spawn_blocking(move || {
+        let out = client(&h, Some(&ann2), "owner", None, &["create_terminal", "write and read: 42", "screen", "resize: stty size says 30 100", "list_terminals"]);
+        let tid = out.lines().find_map(|l| l.strip_prefix("terminal ")).expect("the owner scenario names its terminal").to_string();
+        client(&h, Some(&bob2), "intruder", Some(&tid), &["another user's terminals are not listed", "write to another user's terminal refused: not_found"]);
+        client(&h, Some(&eve2), "not_allowed", None, &["an email off the allowlist refused: not_on_allowlist"]);
+        client(&h, None, "anonymous", None, &["an anonymous caller refused: forbidden"]);
+        client(&h, Some(&ann2), "bad", Some(&tid), &["a 10 MB write refused: payload_too_large", "exec", "upload_file and download_file", "the bridge still answers"]);
+        client(&h, Some(&ann2), "seed", None, &["the seed's sequence"]);
+        tid
+    })
+    .await
+    .unwrap();
+
+    // A terminal made through Hypha is the caller's hearth terminal, there for the web UI too.
+    let api = Api { router: hearth_server::api::router(svc.clone()), _dir: tempfile::tempdir().unwrap() };
+    let (ws, t) = tid.split_once(':').unwrap();
+    let (s, list, _) = api.call(Method::GET, &format!("/api/v1/workstations/{ws}/terminals"), Some(&ann), None).await;
+    assert_eq!(s, 200, "{list}");
+    assert!(list["terminals"].as_array().unwrap().iter().any(|x| x["id"] == t && x["ended_unix_ms"].is_null()), "{list}");
+    let (s, w, _) = api.call(Method::GET, &format!("/api/v1/workstations/{ws}"), Some(&ann), None).await;
+    assert_eq!((s, w["owner"].as_str()), (200, Some("hypha:ann-1")), "{w}");
+
+    // The Hypha server restarts: the bridge is back on its own, the next calls work.
+    let port: u16 = hypha.url.rsplit(':').next().unwrap().parse().unwrap();
+    drop(std::sync::Arc::into_inner(hypha).expect("no other holder"));
+    let hypha = tokio::task::spawn_blocking(move || start_hypha_on(port)).await.unwrap();
+    tokio::task::spawn_blocking(move || client(&hypha, Some(&ann), "seed", None, &["the seed's sequence"])).await.unwrap();
+
+    bridge.stop();
     let _ = stop.send(());
     server.await.unwrap();
 }

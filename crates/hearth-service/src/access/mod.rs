@@ -143,6 +143,11 @@ pub struct HyphaCaller {
     pub is_anonymous: bool,
 }
 
+/// A new key for the Hypha bridge: 64 random hex digits.
+pub fn new_bridge_key() -> Result<String, Error> {
+    crate::random_hex(32)
+}
+
 /// The credential id the bridge's calls are recorded under.
 pub const BRIDGE_CREDENTIAL: &str = "hypha-bridge";
 
@@ -222,8 +227,14 @@ impl Service {
         if let Some(k) = self.access.bridge_key.get() {
             return Ok(k.clone());
         }
-        let made = crate::random_hex(32)?;
+        let made = new_bridge_key()?;
         Ok(self.access.bridge_key.get_or_init(|| made).clone())
+    }
+
+    /// Takes `key` as the bridge's (serving from the box, the host runs the bridge and hands
+    /// the server inside the key); false when this service already has another.
+    pub fn use_bridge_key(&self, key: String) -> bool {
+        self.access.bridge_key.get_or_init(|| key.clone()) == &key
     }
 
     /// The caller of a call the Hypha bridge makes for `caller`, when `key` is the bridge's:

@@ -23,6 +23,8 @@ const BOX_API_PORT: u16 = 8080;
 /// How the box's server is handed its host's administrator token, so that this host's CLI
 /// reaches it with the token in this host's data directory.
 const ADMIN_TOKEN_ENV: &str = "HEARTH_ADMIN_TOKEN";
+/// The Hypha bridge's key, handed to the server in the box (whose bridge runs on the host).
+const BRIDGE_KEY_ENV: &str = "HEARTH_HYPHA_BRIDGE_KEY";
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Mode {
@@ -100,7 +102,11 @@ fn serve_here(config: Config, paths: &Paths, opts: hearth_server::ServeOptions) 
     let workers = config.worker_threads();
     let public_url = config.auth.public_url.trim_end_matches('/').to_string();
     let scheme = if config.tls.enabled() { "https" } else { "http" };
+    let serves_hypha = config.hypha.serves();
     let svc = hearth_service::Service::open(config, &paths.data_dir, &paths.cache_dir).context("starting the server")?;
+    if let Ok(key) = std::env::var(BRIDGE_KEY_ENV) {
+        anyhow::ensure!(svc.use_bridge_key(key), "the Hypha bridge's key was set twice");
+    }
     // The box's server is handed its host's administrator token (see serve_in_box).
     let given = std::env::var(ADMIN_TOKEN_ENV).ok();
     let boot = svc.bootstrap(&paths.data_dir, given.as_deref()).context("setting up the administrator's access")?;
@@ -108,7 +114,12 @@ fn serve_here(config: Config, paths: &Paths, opts: hearth_server::ServeOptions) 
         eprintln!("hearth: the administrator's API token is in {} (the CLI on this host uses it)", boot.admin_token_file.display());
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().context("starting the async runtime")?;
+    let mut bridge = None;
+    let hypha = serves_hypha.then(|| (svc.config.hypha.clone(), svc.bridge_key())).map(|(h, k)| k.map(|k| (h, k))).transpose()?;
     rt.block_on(hearth_server::serve(svc, opts, |addr| {
+        if let Some((h, key)) = hypha {
+            bridge = Some(start_bridge(paths, &h, key, format!("{scheme}://{}", loopback(addr))));
+        }
         // The line scripts and tests wait for.
         println!("hearth: serving on {scheme}://{addr}");
         let _ = std::io::stdout().flush();
@@ -119,12 +130,41 @@ fn serve_here(config: Config, paths: &Paths, opts: hearth_server::ServeOptions) 
             eprintln!("hearth: then set one: hearth user passwd admin");
         }
     }))?;
+    if let Some(b) = bridge {
+        b.stop();
+    }
     if opts.suspend_on_exit {
         eprintln!("hearth: stopped serving; running workstations were hibernated and wake where they were when next used");
     } else {
         eprintln!("hearth: stopped serving; workstations keep running");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the Hypha bridge (crates/hearth-hypha) for the server at `hearth_url`.
+fn start_bridge(paths: &Paths, h: &hearth_service::config::Hypha, key: String, hearth_url: String) -> hearth_hypha::Bridge {
+    eprintln!("hearth: serving as Hypha service `{}` on {} (the bridge starts now)", h.service_id, h.server_url);
+    hearth_hypha::Bridge::start(hearth_hypha::BridgeSpec {
+        python: (!h.bridge_python.is_empty()).then(|| PathBuf::from(&h.bridge_python)),
+        cache_dir: paths.cache_dir.clone(),
+        run_dir: paths.data_dir.clone(),
+        hearth_url,
+        key,
+        server_url: h.server_url.clone(),
+        token: h.service_token.clone(),
+        workspace: h.service_workspace.clone(),
+        service_id: h.service_id.clone(),
+        visibility: h.service_visibility.clone(),
+    })
+}
+
+/// Where a server listening on `addr` is reached from this host.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
+    }
 }
 
 fn init_logging() {
@@ -165,6 +205,11 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
     }
     // The shared Hypha secret goes by the environment, not into the share's file.
     let jwt_secret = std::mem::take(&mut config.hypha.jwt_secret);
+    // The Hypha bridge runs here, on the host (which has the Python and the way out to the
+    // Hypha server), calling the server inside through the forwarded port with a key it is
+    // handed; the service token stays here.
+    let hypha = config.hypha.serves().then(|| config.hypha.clone());
+    config.hypha.service_token.clear();
     let toml = toml::to_string(&config).context("writing the configuration for the box")?;
     let config_path = dir.share_file("serve.toml", toml.as_bytes())?;
     let mut spec = ExecSpec::new(["hearth", "serve", "--mode", "direct", "--box-child", "--config", &config_path]);
@@ -176,6 +221,15 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
     if !jwt_secret.is_empty() {
         spec.env.push(("HEARTH_HYPHA__JWT_SECRET".into(), jwt_secret));
     }
+    let bridge = match hypha {
+        Some(h) => {
+            init_logging();
+            let key = hearth_service::access::new_bridge_key().context("a key for the Hypha bridge")?;
+            spec.env.push((BRIDGE_KEY_ENV.into(), key.clone()));
+            Some(start_bridge(paths, &h, key, format!("http://127.0.0.1:{port}")))
+        }
+        None => None,
+    };
     eprintln!("hearth: the administrator's API token is in {} (the CLI on this host uses it)", token_file.display());
     boxcmd::stop_on_signals()?;
     let inside = format!("http://0.0.0.0:{BOX_API_PORT}");
@@ -193,6 +247,9 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
     let out = Rewrite { out: std::io::stdout(), from: inside, to: outside + " (workstations run in the box)" };
     let never = AtomicBool::new(false);
     let result = boxcmd::exec_watched(&dir, spec, Some(Box::new(std::fs::File::from(stdin_read))), Box::new(out), &never, boxcmd::WEDGED_AFTER);
+    if let Some(b) = bridge {
+        b.stop();
+    }
     eprintln!("hearth: stopping the box");
     dir.stop(Duration::from_secs(60)).context("stopping the box")?;
     let exit = result?.context("interrupted")?;
