@@ -14,6 +14,8 @@
 
 mod python;
 mod supervise;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use python::{python_env, BRIDGE_PINS};
 pub use supervise::{Bridge, BridgeSpec};

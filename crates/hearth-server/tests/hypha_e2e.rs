@@ -9,10 +9,9 @@
 //! workstations behind the API are the fake backend's (hearth_service::testing), their
 //! terminals real: this is about identity and the bridge.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request};
@@ -24,80 +23,10 @@ use tower::ServiceExt;
 use hearth_service::config::Config;
 use hearth_service::Need;
 
-const SECRET: &str = "hearth-test-secret";
-const AUDIENCE: &str = "https://amun-ai.eu.auth0.com/api/v2/";
-
-/// A Hypha server on a free loopback port; killed when dropped.
-struct Hypha {
-    child: Child,
-    url: String,
-    python: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Hypha {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The venv's python (made on first use by the script, then cached by its pins' hash).
-fn python() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/hypha-env.sh");
-    let out = Command::new("bash").arg(script).stderr(Stdio::inherit()).output().expect("running scripts/hypha-env.sh");
-    assert!(out.status.success(), "scripts/hypha-env.sh failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
+use hearth_hypha::testing::{Hypha, AUDIENCE, SECRET};
 
 fn start_hypha() -> Hypha {
-    // The probe's socket is closed before the server binds the port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    start_hypha_on(port)
-}
-
-/// A Hypha server on loopback port `port` (again, after one there stopped).
-fn start_hypha_on(port: u16) -> Hypha {
-    let python = python();
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(&python)
-        .args(["-m", "hypha.server", "--host", "127.0.0.1", "--port", &port.to_string()])
-        .env("HYPHA_JWT_SECRET", SECRET)
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Its log, kept for a failure's message.
-    let stderr = child.stderr.take().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if ureq::get(&format!("{url}/health/readiness")).call().ok().and_then(|r| r.into_string().ok()).is_some_and(|b| b.contains("OK")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the Hypha server was not ready within 120 s:\n{}", log.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    Hypha { child, url, python, _dir: dir }
-}
-
-impl Hypha {
-    /// A token signed with the server's secret, as Hypha makes them (for the users a test needs;
-    /// Hypha's own sign-up wants a verified email).
-    fn mint(&self, sub: &str, email: Option<&str>, roles: &[&str], exp_in: i64, aud: &str, secret: &str) -> String {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-        let claims = json!({"iss": "https://amun.ai/", "aud": aud, "sub": sub, "iat": now, "exp": now + exp_in,
-            "scope": format!("ws:ws-user-{sub}#a wid:ws-user-{sub}"), "https://amun.ai/roles": roles, "https://amun.ai/email": email});
-        jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
-    }
+    Hypha::start()
 }
 
 /// A token from the server at `url` itself: a `hypha-rpc` client connected with `token`
@@ -287,20 +216,6 @@ async fn the_web_page_signs_in_with_hypha_in_a_popup() {
     server.await.unwrap();
 }
 
-/// Runs a scenario of hypha_client.py as the holder of `token` (None: anonymously); its
-/// output. The scenario checks its own steps; `want` are steps it must have said were ok.
-fn client(hypha: &Hypha, token: Option<&str>, scenario: &str, arg: Option<&str>, want: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hypha_client.py");
-    let service = format!("ws-user-{BRIDGE_USER}/hearth-terminal");
-    let out = Command::new(&hypha.python).arg(script).args([hypha.url.as_str(), token.unwrap_or("-"), &service, scenario]).args(arg).stderr(Stdio::inherit()).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "scenario {scenario} failed ({}); it said:\n{text}", out.status);
-    for step in want {
-        assert!(text.lines().any(|l| l == format!("ok {step}")), "scenario {scenario} did not say `ok {step}`:\n{text}");
-    }
-    text
-}
-
 /// The Hypha user the bridge registers as.
 const BRIDGE_USER: &str = "hearth-bridge";
 
@@ -341,15 +256,22 @@ async fn hearth_serves_as_a_hypha_service_to_each_caller_as_themselves() {
     let eve = hypha.mint("eve-3", Some("eve@elsewhere.org"), &["user"], 3600, AUDIENCE, SECRET);
     let hypha = std::sync::Arc::new(hypha);
     let h = hypha.clone();
-    let (ann2, bob2, eve2) = (ann.clone(), bob.clone(), eve.clone());
+    let service = format!("ws-user-{BRIDGE_USER}/hearth-terminal");
+    let (ann2, bob2, eve2, service2) = (ann.clone(), bob.clone(), eve.clone(), service.clone());
     let tid = tokio::task::spawn_blocking(move || {
-        let out = client(&h, Some(&ann2), "owner", None, &["create_terminal", "write and read: 42", "screen", "resize: stty size says 30 100", "list_terminals"]);
+        let client = |token: Option<&str>, scenario: &str, arg: Option<&str>, want: &[&str]| h.client(&service2, token, scenario, arg, want);
+        let out = client(Some(&ann2), "owner", None, &["create_terminal", "write and read: 42", "screen", "resize: stty size says 30 100", "list_terminals"]);
         let tid = out.lines().find_map(|l| l.strip_prefix("terminal ")).expect("the owner scenario names its terminal").to_string();
-        client(&h, Some(&bob2), "intruder", Some(&tid), &["another user's terminals are not listed", "write to another user's terminal refused: not_found"]);
-        client(&h, Some(&eve2), "not_allowed", None, &["an email off the allowlist refused: not_on_allowlist"]);
-        client(&h, None, "anonymous", None, &["an anonymous caller refused: forbidden"]);
-        client(&h, Some(&ann2), "bad", Some(&tid), &["a 10 MB write refused: payload_too_large", "exec", "upload_file and download_file", "the bridge still answers"]);
-        client(&h, Some(&ann2), "seed", None, &["the seed's sequence"]);
+        client(Some(&bob2), "intruder", Some(&tid), &["another user's terminals are not listed", "write to another user's terminal refused: not_found"]);
+        client(Some(&eve2), "not_allowed", None, &["an email off the allowlist refused: not_on_allowlist"]);
+        client(None, "anonymous", None, &["an anonymous caller refused: forbidden"]);
+        client(Some(&ann2), "bad", Some(&tid), &["a 10 MB write refused: payload_too_large", "exec", "upload_file and download_file", "the bridge still answers"]);
+        client(Some(&ann2), "seed", None, &["the seed's sequence"]);
+        // The examples in docs/ work as they are.
+        let py = h.python_example(&service2, &ann2);
+        assert!(py.contains("python3 says 42") && py.contains("after close: not_found"), "{py}");
+        let js = h.js_example(&service2, &ann2);
+        assert!(js.contains("got 42") && js.contains("unknown terminal -> error code: not_found"), "{js}");
         tid
     })
     .await
@@ -365,10 +287,10 @@ async fn hearth_serves_as_a_hypha_service_to_each_caller_as_themselves() {
     assert_eq!((s, w["owner"].as_str()), (200, Some("hypha:ann-1")), "{w}");
 
     // The Hypha server restarts: the bridge is back on its own, the next calls work.
-    let port: u16 = hypha.url.rsplit(':').next().unwrap().parse().unwrap();
+    let port = hypha.port;
     drop(std::sync::Arc::into_inner(hypha).expect("no other holder"));
-    let hypha = tokio::task::spawn_blocking(move || start_hypha_on(port)).await.unwrap();
-    tokio::task::spawn_blocking(move || client(&hypha, Some(&ann), "seed", None, &["the seed's sequence"])).await.unwrap();
+    let hypha = tokio::task::spawn_blocking(move || Hypha::start_on(port)).await.unwrap();
+    tokio::task::spawn_blocking(move || hypha.client(&service, Some(&ann), "seed", None, &["the seed's sequence"])).await.unwrap();
 
     bridge.stop();
     let _ = stop.send(());

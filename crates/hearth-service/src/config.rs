@@ -225,8 +225,8 @@ impl Config {
         for (key, value) in env {
             let Some(rest) = key.strip_prefix("HEARTH_") else { continue };
             // Paths, the log filter and the box's own settings are not config keys.
-            // (and credentials: the CLI's token, the box's server's administrator token).
-            if matches!(rest, "DATA_DIR" | "CACHE_DIR" | "IN_BOX" | "CONFIG" | "LOG" | "TOKEN" | "ADMIN_TOKEN" | "SERVER") {
+            // (and credentials: the CLI's token, the box's server's administrator token and Hypha bridge key).
+            if matches!(rest, "DATA_DIR" | "CACHE_DIR" | "IN_BOX" | "CONFIG" | "LOG" | "TOKEN" | "ADMIN_TOKEN" | "HYPHA_BRIDGE_KEY" | "SERVER") {
                 continue;
             }
             let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
