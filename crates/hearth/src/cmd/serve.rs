@@ -236,7 +236,9 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
     let outside = format!("http://127.0.0.1:{port}");
     // The server inside stops at its stdin's EOF: closing this pipe is how we stop it, so it
     // can suspend the workstations before the box goes down.
-    let (stdin_read, stdin_write) = nix::unistd::pipe().context("making a pipe")?;
+    // Close-on-exec: a child started meanwhile (the Hypha bridge) holding the write end
+    // would keep the EOF from ever coming.
+    let (stdin_read, stdin_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("making a pipe")?;
     std::thread::spawn(move || {
         while !boxcmd::STOP.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(200));
