@@ -186,15 +186,8 @@ async fn hypha_identities_sign_in_and_are_held_to_the_allowlist() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_page_signs_in_with_hypha_in_a_popup() {
     let hypha = tokio::task::spawn_blocking(start_hypha).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (svc, _) = hearth_service::testing::service(dir.path(), config(&hypha, None, &["*@lab.org"]), Need { mem_mib: 1 << 20, vcpus: 1 << 10, disk_gib: 1 << 10 });
-    svc.bootstrap(dir.path(), None).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(hearth_server::api::listen::serve(listener, hearth_server::api::router(svc), Duration::from_secs(30), None, async {
-        let _ = stopped.await;
-    }));
+    let served = Served::start(&hypha).await;
+    let base = served.base.clone();
     let ann = hypha.mint("ann-1", Some("ann@lab.org"), &["user"], 600, AUDIENCE, SECRET);
     let bob = hypha.mint("bob-2", Some("bob@elsewhere.org"), &["user"], 600, AUDIENCE, SECRET);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/test/hypha-signin.mjs");
@@ -212,8 +205,37 @@ async fn the_web_page_signs_in_with_hypha_in_a_popup() {
     .await
     .unwrap();
     assert!(status.success(), "the browser run failed ({status}); its steps are above");
-    let _ = stop.send(());
-    server.await.unwrap();
+    served.stop().await;
+}
+
+/// hearth's API over the fake backend on a loopback port, with Hypha sign-in from `hypha`
+/// and an allowlist of `*@lab.org`.
+struct Served {
+    base: String,
+    svc: std::sync::Arc<hearth_service::Service>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+    dir: tempfile::TempDir,
+}
+
+impl Served {
+    async fn start(hypha: &Hypha) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, _) = hearth_service::testing::service(dir.path(), config(hypha, None, &["*@lab.org"]), Need { mem_mib: 1 << 20, vcpus: 1 << 10, disk_gib: 1 << 10 });
+        svc.bootstrap(dir.path(), None).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(hearth_server::api::listen::serve(listener, hearth_server::api::router(svc.clone()), Duration::from_secs(30), None, async {
+            let _ = stopped.await;
+        }));
+        Served { base, svc, stop, server, dir }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.unwrap();
+    }
 }
 
 /// The Hypha user the bridge registers as.
@@ -224,15 +246,8 @@ async fn hearth_serves_as_a_hypha_service_to_each_caller_as_themselves() {
     // The bridge's log (its output and its supervisor's) in the test's output.
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
     let hypha = tokio::task::spawn_blocking(start_hypha).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (svc, _) = hearth_service::testing::service(dir.path(), config(&hypha, None, &["*@lab.org"]), Need { mem_mib: 1 << 20, vcpus: 1 << 10, disk_gib: 1 << 10 });
-    svc.bootstrap(dir.path(), None).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(hearth_server::api::listen::serve(listener, hearth_server::api::router(svc.clone()), Duration::from_secs(30), None, async {
-        let _ = stopped.await;
-    }));
+    let served = Served::start(&hypha).await;
+    let svc = served.svc.clone();
     // The bridge's Python environment is the cached venv it makes itself (pinned hypha-rpc).
     let cache = std::env::var_os("HEARTH_CACHE_DIR")
         .map(PathBuf::from)
@@ -240,8 +255,8 @@ async fn hearth_serves_as_a_hypha_service_to_each_caller_as_themselves() {
     let spec = hearth_hypha::BridgeSpec {
         python: None,
         cache_dir: cache,
-        run_dir: dir.path().to_path_buf(),
-        hearth_url: base,
+        run_dir: served.dir.path().to_path_buf(),
+        hearth_url: served.base.clone(),
         key: svc.bridge_key().unwrap(),
         server_url: hypha.url.clone(),
         token: hypha.mint(BRIDGE_USER, Some("bridge@lab.org"), &["user"], 3600, AUDIENCE, SECRET),
@@ -293,6 +308,5 @@ async fn hearth_serves_as_a_hypha_service_to_each_caller_as_themselves() {
     tokio::task::spawn_blocking(move || hypha.client(&service, Some(&ann), "seed", None, &["the seed's sequence"])).await.unwrap();
 
     bridge.stop();
-    let _ = stop.send(());
-    server.await.unwrap();
+    served.stop().await;
 }

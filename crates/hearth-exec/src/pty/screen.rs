@@ -305,19 +305,7 @@ mod tests {
     use super::*;
 
     fn state() -> State {
-        State {
-            rows: 24,
-            cols: 80,
-            readers: Vec::new(),
-            exited: None,
-            unparsed: VecDeque::new(),
-            unparsed_bytes: 0,
-            queued_total: 0,
-            restart: false,
-            scrollback_lines: 100,
-            ended: false,
-            log: OutputLog::default(),
-        }
+        State::new(24, 80, 100)
     }
 
     #[test]
