@@ -329,6 +329,12 @@ impl Service {
             Err(e) => {
                 let err = Error::from(e);
                 let _ = self.store.event(&row.id, "wake_failed", &err.to_string(), unix_ms_now());
+                // A snapshot that did not load is gone, and the boot tried after it failed:
+                // the runtime says stopped, and so must the record (it is no longer
+                // hibernated; a start boots it from its disks).
+                if self.backend.state(&row.id).is_ok_and(|vm| vm.state == hearth_runtime::State::Stopped) {
+                    self.store.record(&row.id, Transition::Stopped { why: "its snapshot did not load and a boot from its disks failed" }, unix_ms_now())?;
+                }
                 return Err(err);
             }
         }

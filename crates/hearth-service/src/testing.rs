@@ -43,13 +43,23 @@ pub struct FakeBackend {
     pub create_ms: AtomicU64,
     /// The CPU time each VM has used, as tests set it.
     pub cpu: Mutex<HashMap<String, Duration>>,
+    /// Wakes fail as a snapshot that does not load and a cold boot after it that fails
+    /// do: the VM is left stopped, its snapshot gone.
+    pub wakes_fail: std::sync::atomic::AtomicBool,
 }
 
 impl FakeBackend {
     /// Keeps its files (base image, console logs) under `dir`.
     pub fn new(dir: &Path) -> FakeBackend {
         std::fs::write(dir.join("base.ext4"), b"").expect("writing the fake base image");
-        FakeBackend { dir: dir.to_path_buf(), vms: Mutex::default(), starts: AtomicUsize::new(0), create_ms: AtomicU64::new(0), cpu: Mutex::default() }
+        FakeBackend {
+            dir: dir.to_path_buf(),
+            vms: Mutex::default(),
+            starts: AtomicUsize::new(0),
+            create_ms: AtomicU64::new(0),
+            cpu: Mutex::default(),
+            wakes_fail: Default::default(),
+        }
     }
 
     fn vms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vm>> {
@@ -181,7 +191,12 @@ impl Backend for FakeBackend {
     }
 
     fn wake(&self, id: &str) -> Result<Wake, RuntimeError> {
+        let fail = self.wakes_fail.load(Ordering::SeqCst);
         self.with(id, |vm| match vm.state {
+            State::Hibernated if fail => {
+                vm.state = State::Stopped;
+                Err(RuntimeError::Io { what: "booting after its snapshot did not load".into(), source: std::io::Error::other("the guest died") })
+            }
             State::Hibernated => {
                 vm.state = State::Running;
                 Ok(Wake::Restored { ms: 1.0 })

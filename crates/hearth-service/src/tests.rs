@@ -160,6 +160,23 @@ async fn hibernate_is_an_action_and_start_or_resume_wake() {
 }
 
 #[tokio::test]
+async fn a_wake_that_fails_both_ways_leaves_it_stopped_and_a_start_boots_it() {
+    let (_d, svc, backend) = fixture(roomy());
+    let me = Principal::admin("admin");
+    let a = svc.create(&me, create("a")).await.unwrap();
+    svc.act(&me, &a.id, Action::Hibernate).await.unwrap();
+    backend.wakes_fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(svc.exec(&me, &a.id, ExecRequest { argv: vec!["true".into()], ..ExecRequest::default() }).await.is_err(), "the call that woke it is told");
+    // The record says what the runtime does: stopped, not hibernated.
+    let listed = svc.list(&me).await.unwrap();
+    assert_eq!(listed.iter().find(|w| w.id == a.id).unwrap().state, WorkstationState::Stopped);
+    let events: Vec<String> = svc.events(&me, &a.id, None).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert!(events.ends_with(&["wake_failed".to_string(), "stopped".to_string()]), "{events:?}");
+    backend.wakes_fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(svc.act(&me, &a.id, Action::Start).await.unwrap().state, WorkstationState::Running);
+}
+
+#[tokio::test]
 async fn ids_are_random_and_terminal_ids_unguessable() {
     let (_d, svc, _b) = fixture(roomy());
     let me = Principal::admin("admin");
