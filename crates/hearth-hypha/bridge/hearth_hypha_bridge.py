@@ -125,33 +125,23 @@ class Bridge:
         """A new terminal. No recipe: in the caller's workstation `hypha` (made and started
         when needed); a recipe name: in `hypha-<recipe>`, of that image recipe; a dict (the
         seed's `{name, python_packages, startup_script}`, or any of hearth's create fields): a
-        new workstation of its own, where the packages are installed and the script is run
-        in the terminal, in sight."""
-        typed = []
+        new workstation of its own, whose packages and script run once at its first boot
+        in its terminal `setup` (hearth's `setup`)."""
         if isinstance(recipe, dict):
             spec = dict(recipe)
             packages = spec.pop("python_packages", None) or []
             script = spec.pop("startup_script", None) or ""
-            if not isinstance(packages, list) or not all(isinstance(p, str) for p in packages):
-                raise HearthError("invalid_field", "python_packages must be a list of strings", 400, "python_packages")
-            if not isinstance(script, str):
-                raise HearthError("invalid_field", "startup_script must be a string", 400, "startup_script")
+            if packages or script:
+                spec["setup"] = {"python_packages": packages, "script": script}
             spec.setdefault("name", "hypha-" + secrets.token_hex(3))
             ws = await self.json(context, "POST", "/workstations", json=spec)
-            if packages:
-                typed.append("pip install " + " ".join(_shell_quote(p) for p in packages) + "\r")
-            if script.strip():
-                typed.append(script.rstrip("\n").replace("\n", "\r") + "\r")
         elif recipe is None or isinstance(recipe, str):
             name = "hypha" if not recipe else f"hypha-{recipe}"
             ws = await self.ensure_workstation(context, name, recipe or None)
         else:
             raise HearthError("invalid_field", "recipe must be a recipe name, a dict or None", 400, "recipe")
         t = await self.json(context, "POST", f"/workstations/{quote(ws['id'])}/terminals", json={})
-        terminal_id = f"{ws['id']}:{t['id']}"
-        for line in typed:
-            await self.call(context, "POST", f"/workstations/{quote(ws['id'])}/terminals/{quote(t['id'])}/input", json={"data": line})
-        return {"success": True, "terminal_id": terminal_id, "workstation_id": ws["id"], "name": ws.get("name")}
+        return {"success": True, "terminal_id": f"{ws['id']}:{t['id']}", "workstation_id": ws["id"], "name": ws.get("name")}
 
     async def ensure_workstation(self, context, name, recipe):
         listed = await self.json(context, "GET", "/workstations")
@@ -296,10 +286,6 @@ def raise_for(resp):
 
 def caller_id(context):
     return ((context or {}).get("user") or {}).get("id")
-
-
-def _shell_quote(s):
-    return "'" + s.replace("'", "'\\''") + "'"
 
 
 FUNCTIONS = [

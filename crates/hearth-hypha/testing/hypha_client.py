@@ -168,6 +168,15 @@ async def seed(svc):
     ok("the seed's sequence")
 
 
-SCENARIOS = {"owner": owner, "intruder": intruder, "not_allowed": not_allowed, "anonymous": anonymous, "bad": bad, "seed": seed}
+async def setup(svc):
+    """The seed's create with a startup script: it runs once at the first boot, in the
+    workstation's terminal `setup`, whose output the caller reads."""
+    t = await svc.create_terminal({"name": "seeded", "startup_script": "echo seeded-$((6*7))"})
+    await read_until(svc, f"{t['workstation_id']}:setup", "seeded-42")
+    assert (await svc.delete_workstation(t["workstation_id"]))["success"]
+    ok("the startup script ran in terminal setup")
+
+
+SCENARIOS = {"setup": setup, "owner": owner, "intruder": intruder, "not_allowed": not_allowed, "anonymous": anonymous, "bad": bad, "seed": seed}
 
 asyncio.run(main())

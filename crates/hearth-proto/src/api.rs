@@ -64,6 +64,71 @@ pub struct CreateWorkstation {
     /// Start it right away (default true).
     #[serde(default)]
     pub start: Option<bool>,
+    /// Run once at its first boot, as the image's user, in a terminal named `setup` whose
+    /// output stays readable (docs/api.md).
+    #[serde(default)]
+    pub setup: Option<Setup>,
+}
+
+/// What a new workstation runs once, at its first boot: extra Python packages (`pip
+/// install` into the image's environment), then a script (bash, as the image's user).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Setup {
+    /// Requirement specifiers (`pandas==2.2.3`, `requests[socks]`): at most 64.
+    #[serde(default)]
+    pub python_packages: Vec<String>,
+    /// At most 64 KiB.
+    #[serde(default)]
+    pub script: String,
+}
+
+impl Setup {
+    pub const MAX_PACKAGES: usize = 64;
+    pub const MAX_PACKAGE_LEN: usize = 200;
+    pub const MAX_SCRIPT: usize = 64 << 10;
+
+    /// Nothing to run.
+    pub fn is_empty(&self) -> bool {
+        self.python_packages.is_empty() && self.script.trim().is_empty()
+    }
+
+    /// The field and the reason, for a setup over a limit or with a package that is not a
+    /// requirement specifier.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.python_packages.len() > Self::MAX_PACKAGES {
+            return Err(("setup.python_packages", format!("at most {} packages", Self::MAX_PACKAGES)));
+        }
+        let ok = |p: &str| {
+            (1..=Self::MAX_PACKAGE_LEN).contains(&p.len())
+                && p.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.[],<>=!~+:/@".contains(&b))
+        };
+        if let Some(bad) = self.python_packages.iter().find(|p| !ok(p)) {
+            return Err(("setup.python_packages", format!("`{bad}` is not a requirement specifier (a name, extras and versions; no spaces or quotes)")));
+        }
+        if self.script.len() > Self::MAX_SCRIPT || self.script.contains('\0') {
+            return Err(("setup.script", format!("at most {} bytes, no NUL", Self::MAX_SCRIPT)));
+        }
+        Ok(())
+    }
+
+    /// The bash program that does it: the packages installed (each quoted; none holds a
+    /// quote), then the script.
+    pub fn program(&self) -> String {
+        let mut p = String::new();
+        if !self.python_packages.is_empty() {
+            let pkgs: Vec<String> = self.python_packages.iter().map(|x| format!("'{x}'")).collect();
+            p += &format!("echo '== pip install {}'\npython3 -m pip install --disable-pip-version-check {} || exit $?\n", pkgs.join(" ").replace('\'', ""), pkgs.join(" "));
+        }
+        if !self.script.trim().is_empty() {
+            p += "echo '== setup script'\n";
+            p += &self.script;
+            p += "\n";
+        }
+        p
+    }
 }
 
 /// Where a workstation is in its life.

@@ -282,6 +282,7 @@ async fn hearth_serves_as_a_hypha_service_to_each_caller_as_themselves() {
         client(None, "anonymous", None, &["an anonymous caller refused: forbidden"]);
         client(Some(&ann2), "bad", Some(&tid), &["a 10 MB write refused: payload_too_large", "exec", "upload_file and download_file", "the bridge still answers"]);
         client(Some(&ann2), "seed", None, &["the seed's sequence"]);
+        client(Some(&ann2), "setup", None, &["the startup script ran in terminal setup"]);
         // The examples in docs/ work as they are.
         let py = h.python_example(&service2, &ann2);
         assert!(py.contains("python3 says 42") && py.contains("after close: not_found"), "{py}");

@@ -76,6 +76,8 @@ use crate::store::{Row, Store, Transition};
 /// load, 2026-12-07) has kept a healthy guest's agent from answering its handshake for over
 /// 10 s: slow is not broken, and a caller waits rather than gets a 500.
 const AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The terminal a workstation's setup runs in.
+pub const SETUP_TERMINAL: &str = "setup";
 
 /// Everything the operations share.
 pub struct Service {
@@ -264,7 +266,38 @@ impl Service {
     fn record_started(&self, id: &str, why: &str) -> Result<(), Error> {
         self.exits.watch(self.backend.as_ref(), id);
         self.store.record(id, Transition::Started { why }, unix_ms_now())?;
+        self.run_setup(id);
         Ok(())
+    }
+
+    /// At a workstation's first boot, starts what it was created to run once (its setup) in
+    /// a terminal named `setup`, as the image's user: its output stays there to read and
+    /// attach to, and its end (and exit code) shows in the terminal list. A setup that cannot
+    /// be started is an event, not a failed boot.
+    fn run_setup(&self, id: &str) {
+        let setup = match self.store.take_setup(id, unix_ms_now()) {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => return tracing::warn!(workstation = id, "reading its setup: {e}"),
+        };
+        let spec = hearth_proto::control::PtySpec {
+            id: Some(SETUP_TERMINAL.into()),
+            argv: vec!["bash".into(), "-lc".into(), setup.program()],
+            user: Some(self.config.defaults.user.clone()),
+            rows: 24,
+            cols: 100,
+            ..Default::default()
+        };
+        let opened = self.backend.agent(id, AGENT_TIMEOUT).map_err(Error::from).and_then(|mut a| a.pty_open(spec).map_err(crate::error::agent_error));
+        let now = unix_ms_now();
+        let _ = match opened {
+            Ok(info) => {
+                let record =
+                    store::TerminalRow { id: info.id, argv: info.argv, user: info.user, rows: info.rows, cols: info.cols, created_ms: info.created_unix_ms, ended_ms: None };
+                self.store.open_terminal(id, &record, now).and_then(|()| self.store.event(id, "setup_started", "in terminal `setup`", now))
+            }
+            Err(e) => self.store.event(id, "setup_failed", &e.to_string(), now),
+        };
     }
 
     /// Holds room for workstation `id` to hold `need` (see [`Admission`]) until the

@@ -112,6 +112,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX shares_by_user ON shares (user);",
     // The email allowlist administrators keep through the API (the configuration's adds to it).
     "CREATE TABLE allow_emails (pattern TEXT PRIMARY KEY);",
+    // What a workstation runs once, at its first boot (api::Setup as JSON), and when it
+    // was started (null: not yet).
+    "CREATE TABLE setups (
+        workstation_id TEXT PRIMARY KEY REFERENCES workstations (id) ON DELETE CASCADE,
+        spec TEXT NOT NULL,
+        ran_ms INTEGER
+    );",
 ];
 
 /// Ended terminal records kept per workstation (the oldest go first).
@@ -388,6 +395,22 @@ impl Store {
             st.query_map(params![id, limit], |r| Ok(Event { id: r.get(0)?, at_unix_ms: r.get(1)?, kind: r.get(2)?, message: r.get(3)? }))?.collect::<Result<Vec<_>, _>>()?;
         v.reverse();
         Ok(v)
+    }
+
+    /// Keeps what `ws` is to run at its first boot.
+    pub fn set_setup(&self, ws: &str, setup: &hearth_proto::api::Setup) -> Result<(), StoreError> {
+        let spec = serde_json::to_string(setup).expect("a setup serializes");
+        self.conn().execute("INSERT OR REPLACE INTO setups (workstation_id, spec, ran_ms) VALUES (?1, ?2, NULL)", params![ws, spec])?;
+        Ok(())
+    }
+
+    /// The setup `ws` has not run yet, marked run as of `now_ms` (once: a second call, or a
+    /// call beside this one, gets none).
+    pub fn take_setup(&self, ws: &str, now_ms: u64) -> Result<Option<hearth_proto::api::Setup>, StoreError> {
+        let conn = self.conn();
+        let spec: Option<String> =
+            conn.query_row("UPDATE setups SET ran_ms = ?2 WHERE workstation_id = ?1 AND ran_ms IS NULL RETURNING spec", params![ws, now_ms], |r| r.get(0)).optional()?;
+        Ok(spec.and_then(|s| serde_json::from_str(&s).ok()))
     }
 
     /// Records a terminal opened in `ws` (replacing an ended one with its id: a restarted

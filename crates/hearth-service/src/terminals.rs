@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use hearth_exec::PtyStream;
 use hearth_proto::api::{CreateTerminal, Terminal, TerminalOutput, TerminalScreen};
-use hearth_proto::control::{validate_size, Event, PtyInfo, PtySpec, Request, MAX_PTY_WAIT_MS, MAX_PTY_WRITE, MAX_ROWS};
+use hearth_proto::control::{validate_size, Event, PtyInfo, PtySpec, Request, MAX_PTY_READ, MAX_PTY_WAIT_MS, MAX_PTY_WRITE, MAX_ROWS};
 use hearth_proto::unix_ms_now;
 
 use crate::error::{agent_error, Error};
@@ -204,6 +204,9 @@ impl Service {
     pub async fn terminal_output(self: &Arc<Self>, who: &Principal, id: &str, tid: &str, from: ReadFrom) -> Result<TerminalOutput, Error> {
         if from.wait_ms > MAX_PTY_WAIT_MS {
             return Err(Error::invalid("wait_ms", format!("at most {MAX_PTY_WAIT_MS}")));
+        }
+        if from.max_bytes.is_some_and(|n| n == 0 || n > MAX_PTY_READ) {
+            return Err(Error::invalid("max_bytes", format!("1-{MAX_PTY_READ}")));
         }
         let (who, id, tid) = (who.clone(), id.to_string(), tid.to_string());
         self.run(move |s| {

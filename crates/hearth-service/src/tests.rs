@@ -4,13 +4,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use hearth_proto::api::{CreateTerminal, CreateWorkstation, ExecRequest, WorkstationState};
+use hearth_proto::api::{CreateTerminal, CreateWorkstation, ExecRequest, Setup, WorkstationState};
 
 use crate::backend::Backend as _;
 use crate::config::Config;
+use crate::terminals::ReadFrom;
 use crate::testing::{service, FakeBackend};
 use crate::workstations::Action;
-use crate::{Error, Need, Principal, Service, Unavailable};
+use crate::{Error, Need, Principal, Service, Unavailable, SETUP_TERMINAL};
 
 fn create(name: &str) -> CreateWorkstation {
     CreateWorkstation { name: name.into(), mem_size_mib: Some(512), vcpu_count: Some(1), disk_size_gib: Some(1), ..CreateWorkstation::default() }
@@ -174,6 +175,49 @@ async fn a_wake_that_fails_both_ways_leaves_it_stopped_and_a_start_boots_it() {
     assert!(events.ends_with(&["wake_failed".to_string(), "stopped".to_string()]), "{events:?}");
     backend.wakes_fail.store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(svc.act(&me, &a.id, Action::Start).await.unwrap().state, WorkstationState::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setup_runs_once_at_the_first_boot_in_a_terminal_whose_output_stays() {
+    let (_d, svc, _b) = fixture(roomy());
+    let me = Principal::admin("admin");
+    let setup = Setup { python_packages: vec![], script: "echo set-up-$((6*7))\nexit 3".into() };
+    // Not started: nothing runs until the first boot.
+    let a = svc.create(&me, CreateWorkstation { start: Some(false), setup: Some(setup), ..create("a") }).await.unwrap();
+    assert!(svc.terminals(&me, &a.id).await.unwrap().is_empty());
+    svc.act(&me, &a.id, Action::Start).await.unwrap();
+    let mut out = String::new();
+    let mut after = 0;
+    let exited = loop {
+        let o = svc.terminal_output(&me, &a.id, SETUP_TERMINAL, ReadFrom { after, max_bytes: None, wait_ms: 1000 }).await.unwrap();
+        out += &o.data;
+        after = o.next;
+        if o.exited && o.data.is_empty() {
+            break true;
+        }
+    };
+    assert!(exited && out.contains("set-up-42"), "{out:?}");
+    let t = svc.terminals(&me, &a.id).await.unwrap().into_iter().find(|t| t.id == SETUP_TERMINAL).unwrap();
+    assert_eq!((t.exited, t.exit_code), (true, Some(3)), "its end and exit code are shown: {t:?}");
+    let events: Vec<String> = svc.events(&me, &a.id, None).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert!(events.contains(&"setup_started".to_string()), "{events:?}");
+    // Once: a restart does not run it again.
+    svc.close_terminal(&me, &a.id, SETUP_TERMINAL).await.unwrap();
+    svc.act(&me, &a.id, Action::Restart).await.unwrap();
+    assert!(svc.terminals(&me, &a.id).await.unwrap().iter().all(|t| t.ended_unix_ms.is_some()), "nothing runs at the second boot");
+
+    // Refused, naming the field: a package that is not a requirement, too many, a read-only
+    // workstation (nothing it installs would stay).
+    for (setup, read_only, field) in [
+        (Setup { python_packages: vec!["numpy; rm -rf /".into()], script: String::new() }, None, "setup.python_packages"),
+        (Setup { python_packages: vec!["-e".into()], script: String::new() }, None, "setup.python_packages"),
+        (Setup { python_packages: vec!["x".into(); 65], script: String::new() }, None, "setup.python_packages"),
+        (Setup { python_packages: vec![], script: "x".repeat(Setup::MAX_SCRIPT + 1) }, None, "setup.script"),
+        (Setup { python_packages: vec!["pandas".into()], script: String::new() }, Some(true), "setup"),
+    ] {
+        let r = svc.create(&me, CreateWorkstation { setup: Some(setup), read_only, ..create("b") }).await;
+        assert!(matches!(&r, Err(Error::Invalid { field: f, .. }) if f == field), "{field}: {r:?}");
+    }
 }
 
 #[tokio::test]

@@ -95,6 +95,12 @@ impl Service {
                 return Err(Error::invalid("recipe", "must be 1-64 characters of [A-Za-z0-9_-]"));
             }
         }
+        if let Some(setup) = &req.setup {
+            setup.check().map_err(|(field, message)| Error::invalid(field, message))?;
+            if !setup.is_empty() && req.read_only == Some(true) {
+                return Err(Error::invalid("setup", "a read-only workstation keeps nothing a setup would install"));
+            }
+        }
         Ok(())
     }
 
@@ -171,6 +177,9 @@ impl Service {
         };
         let row = self.store.insert(&row, self.config.limits.max_workstations, &quota, self.network.as_ref().map(|n| n.range()), now)?;
         undo.push("record", || self.store.delete(&id).map(drop));
+        if let Some(setup) = req.setup.as_ref().filter(|s| !s.is_empty()) {
+            self.store.set_setup(&id, setup)?;
+        }
         // 5. Its network, and the VM's spec of it.
         if let (Some(net), Some(slot)) = (&self.network, row.slot) {
             net.setup(&id, slot, from_api(row.egress), self.backend.jail_uid(&id)?)?;

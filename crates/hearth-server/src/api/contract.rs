@@ -8,7 +8,8 @@
 //! What no schema can say, each field's description does: a recipe must have been built on
 //! this server; `smt_enabled` needs an even `vcpu_count` (also an `if`/`then` below).
 
-use hearth_proto::control::{MAX_ARGS, MAX_COLS, MAX_ENV, MAX_ROWS};
+use hearth_proto::api::Setup;
+use hearth_proto::control::{MAX_ARGS, MAX_COLS, MAX_ENV, MAX_PTY_READ, MAX_PTY_WAIT_MS, MAX_PTY_WRITE, MAX_ROWS};
 use hearth_service::config::Config;
 use hearth_service::console::MAX_TAIL;
 use hearth_service::files::{MAX_PATH_CHARS, MODE_PATTERN};
@@ -79,6 +80,24 @@ fn bounds(doc: &mut Value, cfg: &Config) {
     constrain(doc, &property("CreateTerminal", "cols"), json!({"minimum": 1, "maximum": MAX_COLS}));
     for s in query_params(doc, "tail_bytes") {
         constrain(s, "", json!({"maximum": MAX_TAIL}));
+    }
+    constrain(
+        doc,
+        &property("Setup", "python_packages"),
+        json!({"minItems": 0, "maxItems": Setup::MAX_PACKAGES,
+               "items": {"type": "string", "pattern": format!("^[A-Za-z0-9][-A-Za-z0-9_.\\[\\],<>=!~+:/@]{{0,{}}}$", Setup::MAX_PACKAGE_LEN - 1)}}),
+    );
+    constrain(doc, &property("Setup", "script"), json!({"maxLength": Setup::MAX_SCRIPT, "description": format!("At most {} bytes.", Setup::MAX_SCRIPT)}));
+    constrain(doc, &property("TerminalInput", "data"), json!({"maxLength": MAX_PTY_WRITE, "description": format!("At most {MAX_PTY_WRITE} bytes.")}));
+    for f in ["rows", "cols"] {
+        let max = if f == "rows" { MAX_ROWS } else { MAX_COLS };
+        constrain(doc, &property("TerminalSize", f), json!({"minimum": 1, "maximum": max}));
+    }
+    for s in query_params(doc, "max_bytes") {
+        constrain(s, "", json!({"minimum": 1, "maximum": MAX_PTY_READ}));
+    }
+    for s in query_params(doc, "wait_ms") {
+        constrain(s, "", json!({"minimum": 0, "maximum": MAX_PTY_WAIT_MS}));
     }
     for (path, item) in doc["paths"].as_object_mut().into_iter().flatten() {
         let max = if path == "/api/v1/audit" { u64::from(hearth_service::audit::MAX_READ) } else { MAX_EVENTS as u64 };

@@ -806,7 +806,8 @@ async fn the_documents_bounds_are_the_servers() {
                 let mut body = base.clone();
                 match path.split_once('.') {
                     Some((outer, inner)) => {
-                        body[outer] = json!({"rx_mbps": 1, "tx_mbps": 1});
+                        // The nested object's other fields, valid.
+                        body[outer] = if outer == "bandwidth" { json!({"rx_mbps": 1, "tx_mbps": 1}) } else { json!({}) };
                         body[outer][inner] = value.clone();
                     }
                     None => body[&path] = value.clone(),
@@ -820,13 +821,17 @@ async fn the_documents_bounds_are_the_servers() {
         }
     }
     // Query parameters with bounds: every operation's.
+    let (_, t) = api.call(Method::POST, format!("/api/v1/workstations/{id}/terminals"), Some(json!({"argv": ["sh"]}))).await;
+    let tid = t["id"].as_str().unwrap().to_string();
     let queries = [
         (format!("/api/v1/workstations/{id}/console"), "tail_bytes"),
         (format!("/api/v1/workstations/{id}/events"), "limit"),
         (format!("/api/v1/workstations/{id}/files"), "path"),
+        (format!("/api/v1/workstations/{id}/terminals/{tid}/output"), "max_bytes"),
+        (format!("/api/v1/workstations/{id}/terminals/{tid}/output"), "wait_ms"),
     ];
     for (uri, param) in queries {
-        let op = &doc["paths"][uri.replace(&id, "{id}")]["get"];
+        let op = &doc["paths"][uri.replace(&id, "{id}").replace(&tid, "{tid}")]["get"];
         let s = &op["parameters"].as_array().unwrap().iter().find(|p| p["name"] == param).unwrap_or_else(|| panic!("{uri} documents no {param}"))["schema"];
         let mut cases = Vec::new();
         if param == "path" {

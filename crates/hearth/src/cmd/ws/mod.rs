@@ -153,6 +153,13 @@ struct CreateArgs {
     recipe: Option<String>,
     #[arg(long)]
     no_start: bool,
+    /// A Python package to install at its first boot (repeat for more): `--pip pandas==2.2.3`.
+    #[arg(long = "pip", value_name = "REQUIREMENT")]
+    pip: Vec<String>,
+    /// A bash script file to run once at its first boot, as the image's user (its output
+    /// is in its terminal `setup`: hearth ws attach <id> --terminal setup).
+    #[arg(long, value_name = "FILE")]
+    setup_script: Option<std::path::PathBuf>,
 }
 
 fn parse_egress(s: &str) -> Result<hearth_proto::api::Egress, String> {
@@ -194,6 +201,11 @@ pub(crate) fn run(a: WsArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
     let ws_path = |id: &str| format!("/workstations/{id}");
     match a.cmd {
         WsCmd::Create(c) => {
+            let script = match &c.setup_script {
+                Some(f) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+                None => String::new(),
+            };
+            let setup = hearth_proto::api::Setup { python_packages: c.pip, script };
             let req = CreateWorkstation {
                 name: c.name,
                 vcpu_count: c.vcpus,
@@ -205,6 +217,7 @@ pub(crate) fn run(a: WsArgs, paths: &Paths) -> anyhow::Result<ExitCode> {
                 egress: c.egress,
                 recipe: c.recipe,
                 start: c.no_start.then_some(false),
+                setup: (!setup.is_empty()).then_some(setup),
             };
             let w: Workstation = api.post("/workstations", &req)?;
             show_workstations(&[w], json);
