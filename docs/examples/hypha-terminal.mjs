@@ -4,8 +4,8 @@
 //   npm install hypha-rpc@0.21.40
 //   HYPHA_SERVER_URL=https://hypha.example.org HYPHA_TOKEN=<your token> node hypha-terminal.mjs
 //
-// Optional: HEARTH_SERVICE=<workspace>/<service id>
-//   (default: ws-user-hearth-bridge/hearth-terminal).
+// And HEARTH_SERVICE=<workspace>/hearth-terminal-service (hearth logs it when it
+// registers).
 //
 // hypha-rpc needs a global WebSocket. Node >= 22 has one built in. On Node 20/21
 // either run `node --experimental-websocket hypha-terminal.mjs`, or
@@ -27,7 +27,7 @@ const { hyphaWebsocketClient } = await import("hypha-rpc");
 
 const SERVER_URL = process.env.HYPHA_SERVER_URL;
 const TOKEN = process.env.HYPHA_TOKEN;
-const SERVICE_ID = process.env.HEARTH_SERVICE || "ws-user-hearth-bridge/hearth-terminal";
+const SERVICE_ID = process.env.HEARTH_SERVICE;
 const DEADLINE = Date.now() + 60_000;
 
 // Hearth reports errors as remote exceptions whose message contains a line
@@ -62,7 +62,7 @@ async function waitForOutput(hearth, terminalId, test, what) {
 }
 
 async function main() {
-  if (!SERVER_URL || !TOKEN) throw new Error("set HYPHA_SERVER_URL and HYPHA_TOKEN");
+  if (!SERVER_URL || !TOKEN || !SERVICE_ID) throw new Error("set HYPHA_SERVER_URL, HYPHA_TOKEN and HEARTH_SERVICE");
 
   const server = await hyphaWebsocketClient.connectToServer({
     server_url: SERVER_URL,

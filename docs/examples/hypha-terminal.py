@@ -2,7 +2,7 @@
 
     pip install hypha-rpc
     HYPHA_SERVER_URL=https://hypha.aicell.io HYPHA_TOKEN=… \
-    HEARTH_SERVICE=<workspace>/hearth-terminal python hypha-terminal.py
+    HEARTH_SERVICE=<workspace>/hearth-terminal-service python hypha-terminal.py
 
 HYPHA_TOKEN is your own Hypha token: hearth acts as you (docs/hypha.md).
 """
@@ -35,7 +35,8 @@ async def read_until(svc, tid, wanted, seen="", timeout=60):
 
 async def main():
     server = await connect_to_server({"server_url": os.environ["HYPHA_SERVER_URL"], "token": os.environ["HYPHA_TOKEN"]})
-    svc = await server.get_service(os.environ.get("HEARTH_SERVICE", "ws-user-hearth-bridge/hearth-terminal"))
+    # `<workspace>/<service id>`: hearth logs it when it registers.
+    svc = await server.get_service(os.environ["HEARTH_SERVICE"])
 
     t = await svc.create_terminal()  # in your workstation `hypha`, made if needed
     tid = t["terminal_id"]

@@ -128,6 +128,8 @@ function CreateDialog({ onClose }: { onClose: () => void }) {
     rx_mbps: 0,
     tx_mbps: 0,
     start: true,
+    packages: "",
+    script: "",
   });
   const [error, setError] = useState<string | null>(null);
   const [field, setField] = useState<string | null>(null);
@@ -159,6 +161,8 @@ function CreateDialog({ onClose }: { onClose: () => void }) {
     };
     if (f.egress) body.egress = f.egress;
     if (f.rx_mbps > 0 || f.tx_mbps > 0) body.bandwidth = { rx_mbps: f.rx_mbps, tx_mbps: f.tx_mbps };
+    const packages = f.packages.split(/[\s,]+/).filter((p) => p);
+    if (packages.length || f.script.trim()) body.setup = { python_packages: packages, script: f.script };
     try {
       const w = await call<Workstation>("POST", "/api/v1/workstations", body);
       onClose();
@@ -235,6 +239,14 @@ function CreateDialog({ onClose }: { onClose: () => void }) {
           <label class="check">
             <input type="checkbox" name="start" checked={f.start} onChange={(e) => set("start", e.currentTarget.checked)} />
             Boot it now
+          </label>
+          <label>
+            Extra Python packages (installed at its first boot; its terminal “setup” shows how it went)
+            <input name="packages" value={f.packages} onInput={(e) => set("packages", e.currentTarget.value)} placeholder="polars scikit-learn==1.5.2" {...invalid("setup.python_packages")} />
+          </label>
+          <label>
+            Startup script (bash, run once at its first boot as scientist)
+            <textarea name="script" rows={4} value={f.script} onInput={(e) => set("script", e.currentTarget.value)} placeholder="git clone https://github.com/me/project" {...invalid("setup.script")} />
           </label>
         </details>
         <ErrorLine error={error} />

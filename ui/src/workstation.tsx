@@ -109,8 +109,10 @@ function Terminals({ w, selected, canWrite }: { w: Workstation; selected?: strin
     }
     setWaking(false);
     if (!running) return setTerms([]);
+    // A shell to land in: the setup's terminal (its first boot's packages and script) is
+    // a tab beside it, not the place to type.
     void refresh().then((live) => {
-      if (live && live.length === 0 && canWrite) void open();
+      if (live && !live.some((t) => t.id !== "setup") && canWrite) void open();
     });
   }, [w.id, running, hibernated]);
 
@@ -137,7 +139,7 @@ function Terminals({ w, selected, canWrite }: { w: Workstation; selected?: strin
         {terms?.map((t, i) => (
           <span key={t.id} class={t.id === current?.id ? "termtab on" : "termtab"}>
             <a role="tab" aria-selected={t.id === current?.id} href={`/w/${w.id}/t/${t.id}`} onClick={(e) => go(e, `/w/${w.id}/t/${t.id}`)}>
-              {t.title || `Terminal ${i + 1}`}
+              {t.id === "setup" ? "Setup" : t.title || `Terminal ${i + 1}`}
             </a>
             {canWrite && (
               <button class="ghost x" aria-label={`Close terminal ${i + 1}`} title="Close (ends its shell)" onClick={() => setClosing(t)}>

@@ -63,6 +63,7 @@ await trial.main(async (browser) => {
   await page.getByText("Small", { exact: true }).click();
   await page.getByText("More settings").click();
   await page.getByLabel("Network").selectOption("none"); // tests send no traffic off the host
+  await page.getByLabel(/Startup script/).fill("echo from-setup-$((6*7)) > ~/setup-ran");
   await page.getByRole("button", { name: "Create", exact: true }).click();
   await page.waitForURL(/\/w\/w[0-9a-f]+\/t\/t[0-9a-f]+$/);
   const [, wsId] = page.url().match(/\/w\/(w[0-9a-f]+)\//);
@@ -75,6 +76,11 @@ await trial.main(async (browser) => {
   await run(page, `python3 -c "import numpy; print(numpy.arange(3).sum())"`);
   await waitText(page, (t) => /^3$/m.test(t), "numpy's 3");
   await page.screenshot({ path: join(shots, "terminal.png") });
+
+  say("the startup script ran once, as scientist, in its own terminal");
+  await run(page, "until [ -e ~/setup-ran ]; do sleep 0.2; done; cat ~/setup-ran; stat -c %U ~/setup-ran");
+  await waitText(page, (t) => /^from-setup-42$/m.test(t) && /^scientist$/m.test(t), "the setup's file");
+  await page.getByRole("tab", { name: "Setup", exact: true }).waitFor();
 
   say("resizing the window resizes the terminal");
   await run(page, "stty size");

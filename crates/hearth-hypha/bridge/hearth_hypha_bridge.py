@@ -28,7 +28,7 @@ KEY = os.environ["HEARTH_BRIDGE_KEY"]
 SERVER_URL = os.environ["HYPHA_SERVER_URL"]
 TOKEN = os.environ["HYPHA_TOKEN"]
 WORKSPACE = os.environ.get("HYPHA_WORKSPACE", "")
-SERVICE_ID = os.environ.get("HEARTH_SERVICE_ID", "hearth-terminal")
+SERVICE_ID = os.environ.get("HEARTH_SERVICE_ID", "hearth-terminal-service")
 VISIBILITY = os.environ.get("HEARTH_SERVICE_VISIBILITY", "public")
 
 API = "/api/v1"

@@ -261,7 +261,7 @@ async fn hearth_serves_as_a_hypha_service_to_each_caller_as_themselves() {
         server_url: hypha.url.clone(),
         token: hypha.mint(BRIDGE_USER, Some("bridge@lab.org"), &["user"], 3600, AUDIENCE, SECRET),
         workspace: String::new(),
-        service_id: "hearth-terminal".into(),
+        service_id: "hearth-terminal-service".into(),
         visibility: "public".into(),
     };
     let bridge = hearth_hypha::Bridge::start(spec);
@@ -271,7 +271,7 @@ async fn hearth_serves_as_a_hypha_service_to_each_caller_as_themselves() {
     let eve = hypha.mint("eve-3", Some("eve@elsewhere.org"), &["user"], 3600, AUDIENCE, SECRET);
     let hypha = std::sync::Arc::new(hypha);
     let h = hypha.clone();
-    let service = format!("ws-user-{BRIDGE_USER}/hearth-terminal");
+    let service = format!("ws-user-{BRIDGE_USER}/hearth-terminal-service");
     let (ann2, bob2, eve2, service2) = (ann.clone(), bob.clone(), eve.clone(), service.clone());
     let tid = tokio::task::spawn_blocking(move || {
         let client = |token: Option<&str>, scenario: &str, arg: Option<&str>, want: &[&str]| h.client(&service2, token, scenario, arg, want);

@@ -29,7 +29,7 @@ fn a_hypha_user_drives_a_real_workstation_through_hearth_serve() {
         let o = common::serve_with(data, &env);
         let ann = hypha.user("ann-1", "ann@lab.org");
         let out = hypha.client(
-            "ws-user-hearth-bridge/hearth-terminal",
+            "ws-user-hearth-bridge/hearth-terminal-service",
             Some(&ann),
             "owner",
             None,

@@ -40,7 +40,7 @@ impl Default for Hypha {
             admin_roles: Vec::new(),
             cache_secs: 60,
             service_token: String::new(),
-            service_id: "hearth-terminal".into(),
+            service_id: "hearth-terminal-service".into(),
             service_visibility: "public".into(),
             service_workspace: String::new(),
             bridge_python: String::new(),
