@@ -15,7 +15,7 @@ mod quotas;
 mod tls;
 pub use auth::{email_matches, email_pattern_ok, Auth};
 pub use hypha::Hypha;
-pub use network::{parse_egress, Network, MAX_NET_LIST};
+pub use network::{parse_egress, Network, HOST_CA_DIR, MAX_NET_LIST};
 pub use quotas::{Quotas, RoleQuota};
 pub use tls::Tls;
 

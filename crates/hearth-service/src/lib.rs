@@ -51,6 +51,7 @@ pub mod terminals;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+pub mod trust;
 pub mod workstations;
 
 use std::collections::HashMap;
@@ -108,6 +109,8 @@ pub struct Service {
     waking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// The lifecycle's timings, for `GET /metrics`.
     metrics: metrics::Metrics,
+    /// The extra CA certificates guests trust (PEM; empty: none), see [`trust`].
+    guest_cas: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +156,7 @@ impl Service {
         let console_followers = Arc::new(tokio::sync::Semaphore::new(config.limits.max_console_followers));
         let list_followers = Arc::new(tokio::sync::Semaphore::new(config.limits.max_list_followers));
         let access = access::Access::new(&config.auth, &config.hypha);
+        let guest_cas = trust::load(&config.network.ca_certificates);
         Service {
             config,
             store,
@@ -168,6 +172,7 @@ impl Service {
             activity: Default::default(),
             waking: Default::default(),
             metrics: Default::default(),
+            guest_cas,
         }
     }
 
@@ -266,6 +271,10 @@ impl Service {
     fn record_started(&self, id: &str, why: &str) -> Result<(), Error> {
         self.exits.watch(self.backend.as_ref(), id);
         self.store.record(id, Transition::Started { why }, unix_ms_now())?;
+        // Before its setup, whose pip install may need them.
+        if let Err(e) = self.trust_cas(id) {
+            let _ = self.store.event(id, "ca_certificates_failed", &e.to_string(), unix_ms_now());
+        }
         self.run_setup(id);
         Ok(())
     }

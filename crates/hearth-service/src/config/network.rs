@@ -27,14 +27,31 @@ pub struct Network {
     pub allow: Vec<String>,
     /// The guests' MTU (the host side's links are 1500).
     pub mtu: u16,
+    /// Extra CA certificates guests trust (PEM files, or directories whose `*.crt` files
+    /// are), put into each guest's store at every boot: behind a TLS-intercepting proxy
+    /// `pip install` in a guest fails without the proxy's CA. Default: the host's own extra
+    /// CAs, `/usr/local/share/ca-certificates` (missing: none).
+    pub ca_certificates: Vec<String>,
 }
+
+/// Where Debian and Ubuntu keep a host's own extra CA certificates.
+pub const HOST_CA_DIR: &str = "/usr/local/share/ca-certificates";
 
 /// Entries in `network.allow` and `network.dns` at most: each is a rule or set element.
 pub const MAX_NET_LIST: usize = 256;
 
 impl Default for Network {
     fn default() -> Self {
-        Self { enabled: None, range: hearth_net::alloc::DEFAULT_RANGE.into(), uplink: String::new(), egress: "nat".into(), dns: vec![], allow: vec![], mtu: 1500 }
+        Self {
+            enabled: None,
+            range: hearth_net::alloc::DEFAULT_RANGE.into(),
+            uplink: String::new(),
+            egress: "nat".into(),
+            dns: vec![],
+            allow: vec![],
+            mtu: 1500,
+            ca_certificates: vec![HOST_CA_DIR.into()],
+        }
     }
 }
 

@@ -210,6 +210,9 @@ fn serve_in_box(mut config: Config, paths: &Paths, start: &StartArgs) -> anyhow:
     // handed; the service token stays here.
     let hypha = config.hypha.serves().then(|| config.hypha.clone());
     config.hypha.service_token.clear();
+    // The CA certificates guests are to trust are this host's: handed in through the share.
+    let cas = hearth_service::trust::load(&config.network.ca_certificates);
+    config.network.ca_certificates = if cas.is_empty() { Vec::new() } else { vec![dir.share_file("ca-certificates.crt", &cas)?] };
     let toml = toml::to_string(&config).context("writing the configuration for the box")?;
     let config_path = dir.share_file("serve.toml", toml.as_bytes())?;
     let mut spec = ExecSpec::new(["hearth", "serve", "--mode", "direct", "--box-child", "--config", &config_path]);
