@@ -177,6 +177,13 @@ async def setup(svc):
     ok("the startup script ran in terminal setup")
 
 
-SCENARIOS = {"setup": setup, "owner": owner, "intruder": intruder, "not_allowed": not_allowed, "anonymous": anonymous, "bad": bad, "seed": seed}
+async def empty(svc):
+    """A caller new to hearth: nothing of theirs yet."""
+    assert (await svc.list_terminals())["terminals"] == []
+    assert (await svc.list_workstations())["workstations"] == []
+    ok("nothing listed")
+
+
+SCENARIOS = {"empty": empty, "setup": setup, "owner": owner, "intruder": intruder, "not_allowed": not_allowed, "anonymous": anonymous, "bad": bad, "seed": seed}
 
 asyncio.run(main())

@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
 use std::time::Duration;
 
 use hearth_hypha::testing::Hypha;
@@ -43,4 +45,46 @@ fn a_hypha_user_drives_a_real_workstation_through_hearth_serve() {
         assert_eq!((got["owner"].as_str(), got["state"].as_str()), (Some("hypha:ann-1"), Some("running")), "{got}");
         common::stop(o);
     });
+}
+
+/// Serving directly (no box: this host runs no guests, and none is booted), `hearth serve`
+/// starts the bridge beside itself, the bridge answers a Hypha user through the server, and
+/// stopping the server stops and reaps the bridge.
+#[test]
+fn serving_directly_the_bridge_runs_beside_the_server_and_ends_with_it() {
+    if std::env::var_os("HEARTH_IN_BOX").is_some() {
+        return; // the box has no Hypha server to reach
+    }
+    let hypha = Hypha::start();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = common::hearth(data.path())
+        .args(["serve", "--mode", "direct", "--listen", "127.0.0.1:0"])
+        // Nothing of the host's networking is touched, no jailer.
+        .env("HEARTH_NETWORK__ENABLED", "false")
+        .env("HEARTH_JAIL", "false")
+        .env("HEARTH_HYPHA__SERVER_URL", &hypha.url)
+        .env("HEARTH_HYPHA__SERVICE_TOKEN", hypha.user("hearth-bridge", "bridge@lab.org"))
+        .env("HEARTH_HYPHA__BRIDGE_PYTHON", &hypha.python)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("hearth: serving on "), "{line:?}");
+    let ann = hypha.user("ann-1", "ann@lab.org");
+    hypha.client("ws-user-hearth-bridge/hearth-terminal-service", Some(&ann), "empty", None, &["nothing listed"]);
+    let script = data.path().join("hypha-bridge.py");
+    let bridge_pids = || -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(script.to_str().unwrap())))
+            .collect()
+    };
+    assert_eq!(bridge_pids().len(), 1, "one bridge runs beside the server");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    assert!(child.wait().unwrap().success());
+    assert!(bridge_pids().is_empty(), "the bridge ended with the server");
 }
