@@ -155,18 +155,20 @@ fn take_text(buf: &mut Vec<u8>) -> String {
     text
 }
 
-/// How many bytes at the end of `b` start a UTF-8 sequence that is not complete yet.
-fn cut_tail(b: &[u8]) -> usize {
+/// How many bytes at the end of `b` start a UTF-8 character they do not finish: a reader
+/// leaves those for its next read, so a character cut by a read's end is not mangled. A
+/// byte that can start no character (a stray continuation, 0xF8 and above) is not held back.
+pub(crate) fn cut_tail(b: &[u8]) -> usize {
     for back in 1..=b.len().min(3) {
         let c = b[b.len() - back];
         if c & 0xC0 == 0x80 {
             continue; // a continuation byte: look further back for the lead
         }
         let need = match c {
-            0xF0.. => 4,
-            0xE0.. => 3,
-            0xC0.. => 2,
-            _ => 1,
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => return 0,
         };
         return if need > back { back } else { 0 };
     }
@@ -176,6 +178,20 @@ fn cut_tail(b: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_character_cut_at_the_end_is_left_for_the_next_read() {
+        let euro = "€".as_bytes(); // three bytes
+        assert_eq!(cut_tail(b"abc"), 0);
+        assert_eq!(cut_tail(euro), 0);
+        assert_eq!(cut_tail(&euro[..1]), 1);
+        assert_eq!(cut_tail(&[b"a", &euro[..2]].concat()), 2);
+        assert_eq!(cut_tail("é".as_bytes()), 0);
+        assert_eq!(cut_tail(&"😀".as_bytes()[..3]), 3);
+        // Not UTF-8 at all: nothing is held back (it is shown replaced).
+        assert_eq!(cut_tail(&[0x80, 0x80, 0x80]), 0);
+        assert_eq!(cut_tail(&[0xFF]), 0);
+    }
 
     #[test]
     fn text_cut_mid_character_is_completed_by_the_next_read() {

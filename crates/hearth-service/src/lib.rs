@@ -300,12 +300,8 @@ impl Service {
         let opened = self.backend.agent(id, AGENT_TIMEOUT).map_err(Error::from).and_then(|mut a| a.pty_open(spec).map_err(crate::error::agent_error));
         let now = unix_ms_now();
         let _ = match opened {
-            Ok(info) => {
-                let record =
-                    store::TerminalRow { id: info.id, argv: info.argv, user: info.user, rows: info.rows, cols: info.cols, created_ms: info.created_unix_ms, ended_ms: None };
-                self.store.open_terminal(id, &record, now).and_then(|()| self.store.event(id, "setup_started", "in terminal `setup`", now))
-            }
-            Err(e) => self.store.event(id, "setup_failed", &e.to_string(), now),
+            Ok(info) => self.record_opened(id, &info).and_then(|()| Ok(self.store.event(id, "setup_started", "in terminal `setup`", now)?)),
+            Err(e) => self.store.event(id, "setup_failed", &e.to_string(), now).map_err(Error::from),
         };
     }
 

@@ -12,6 +12,7 @@ use hearth_proto::api::{CreateTerminal, Terminal, TerminalOutput, TerminalScreen
 use hearth_proto::control::{validate_size, Event, PtyInfo, PtySpec, Request, MAX_PTY_READ, MAX_PTY_WAIT_MS, MAX_PTY_WRITE, MAX_ROWS};
 use hearth_proto::unix_ms_now;
 
+use crate::console::cut_tail;
 use crate::error::{agent_error, Error};
 use crate::principal::{Principal, Scope};
 use crate::sharing::Level;
@@ -37,25 +38,6 @@ pub struct ReadFrom {
     pub max_bytes: Option<u32>,
     /// When nothing is past `after` yet, wait this long for output, milliseconds.
     pub wait_ms: u32,
-}
-
-/// How many of `bytes`' trailing bytes start a UTF-8 character they do not finish: those are
-/// left for the next read, so a character cut by a read's end is not mangled.
-fn unfinished_char(bytes: &[u8]) -> usize {
-    for back in 1..=bytes.len().min(3) {
-        let b = bytes[bytes.len() - back];
-        if b & 0xC0 == 0x80 {
-            continue; // a continuation byte: its lead is further back
-        }
-        let len = match b {
-            0xC0..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            0xF0..=0xF7 => 4,
-            _ => return 0,
-        };
-        return if len > back { back } else { 0 };
-    }
-    0
 }
 
 /// A new terminal id: `t` and 16 random hex digits, so one cannot be guessed from another.
@@ -100,28 +82,38 @@ fn ended(ws: &str, r: TerminalRow) -> Terminal {
     }
 }
 
+/// A terminal's size, checked, the field at fault named.
+fn check_size(rows: u16, cols: u16) -> Result<(), Error> {
+    validate_size(rows, cols).map_err(|m| Error::invalid(if rows == 0 || rows > MAX_ROWS { "rows" } else { "cols" }, m))
+}
+
 impl Service {
+    /// Records a session the agent of workstation `ws` opened (its event too).
+    pub(crate) fn record_opened(&self, ws: &str, info: &PtyInfo) -> Result<(), Error> {
+        let record = TerminalRow {
+            id: info.id.clone(),
+            argv: info.argv.clone(),
+            user: info.user.clone(),
+            rows: info.rows,
+            cols: info.cols,
+            created_ms: info.created_unix_ms,
+            ended_ms: None,
+        };
+        Ok(self.store.open_terminal(ws, &record, unix_ms_now())?)
+    }
+
     /// Opens a terminal in a running workstation.
     pub async fn open_terminal(self: &Arc<Self>, who: &Principal, id: &str, req: CreateTerminal) -> Result<Terminal, Error> {
         who.may(Scope::Write)?;
         let (rows, cols) = (req.rows.unwrap_or(24), req.cols.unwrap_or(80));
-        validate_size(rows, cols).map_err(|m| Error::invalid(if rows == 0 || rows > MAX_ROWS { "rows" } else { "cols" }, m))?;
+        check_size(rows, cols)?;
         let user = req.user.unwrap_or_else(|| self.config.defaults.user.clone());
         let spec = PtySpec { id: Some(new_terminal_id()?), argv: req.argv, user: Some(user), rows, cols, ..PtySpec::default() };
         spec.validate().map_err(|m| Error::invalid("argv", m))?;
         let (who, id) = (who.clone(), id.to_string());
         self.run(move |s| {
             let info = s.agent(&who, &id, Level::Use)?.pty_open(spec).map_err(agent_error)?;
-            let record = TerminalRow {
-                id: info.id.clone(),
-                argv: info.argv.clone(),
-                user: info.user.clone(),
-                rows: info.rows,
-                cols: info.cols,
-                created_ms: info.created_unix_ms,
-                ended_ms: None,
-            };
-            s.store.open_terminal(&id, &record, unix_ms_now())?;
+            s.record_opened(&id, &info)?;
             s.audit(&who.user, "open_terminal", &id, &format!("{}: {}", info.id, info.argv.join(" ")));
             Ok(to_api(&id, info))
         })
@@ -213,7 +205,7 @@ impl Service {
             let mut agent = s.agent(&who, &id, Level::View)?;
             let _in_use = s.activity.using(&id);
             let out = agent.pty_read(&tid, from.after, from.max_bytes, from.wait_ms).map_err(agent_error)?;
-            let keep = if out.exited.is_some() { 0 } else { unfinished_char(&out.data) };
+            let keep = if out.exited.is_some() { 0 } else { cut_tail(&out.data) };
             let used = out.data.len() - keep;
             Ok(TerminalOutput {
                 data: String::from_utf8_lossy(&out.data[..used]).into_owned(),
@@ -241,27 +233,8 @@ impl Service {
     /// Resizes a terminal (its program gets SIGWINCH; attached clients are told).
     pub async fn resize_terminal(self: &Arc<Self>, who: &Principal, id: &str, tid: &str, rows: u16, cols: u16) -> Result<(), Error> {
         who.may(Scope::Write)?;
-        validate_size(rows, cols).map_err(|m| Error::invalid(if rows == 0 || rows > MAX_ROWS { "rows" } else { "cols" }, m))?;
+        check_size(rows, cols)?;
         let (who, id, tid) = (who.clone(), id.to_string(), tid.to_string());
         self.run(move |s| s.agent(&who, &id, Level::Use)?.pty_ok(&Request::PtyResize { id: tid, rows, cols }).map_err(agent_error)).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::unfinished_char;
-
-    #[test]
-    fn a_character_cut_at_the_end_is_left_for_the_next_read() {
-        let euro = "€".as_bytes(); // three bytes
-        assert_eq!(unfinished_char(b"abc"), 0);
-        assert_eq!(unfinished_char(euro), 0);
-        assert_eq!(unfinished_char(&euro[..1]), 1);
-        assert_eq!(unfinished_char(&[b"a", &euro[..2]].concat()), 2);
-        assert_eq!(unfinished_char("é".as_bytes()), 0);
-        assert_eq!(unfinished_char(&"😀".as_bytes()[..3]), 3);
-        // Not UTF-8 at all: nothing is held back (it is shown replaced).
-        assert_eq!(unfinished_char(&[0x80, 0x80, 0x80]), 0);
-        assert_eq!(unfinished_char(&[0xFF]), 0);
     }
 }
