@@ -88,6 +88,9 @@ impl Setup {
     pub const MAX_PACKAGES: usize = 64;
     pub const MAX_PACKAGE_LEN: usize = 200;
     pub const MAX_SCRIPT: usize = 64 << 10;
+    /// What a requirement specifier may hold besides ASCII letters and digits (which it
+    /// starts with): no spaces, quotes or shell characters.
+    pub const PACKAGE_PUNCTUATION: &'static str = "-_.[],<>=!~+:/@";
 
     /// Nothing to run.
     pub fn is_empty(&self) -> bool {
@@ -103,7 +106,7 @@ impl Setup {
         let ok = |p: &str| {
             (1..=Self::MAX_PACKAGE_LEN).contains(&p.len())
                 && p.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.[],<>=!~+:/@".contains(&b))
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || Self::PACKAGE_PUNCTUATION.as_bytes().contains(&b))
         };
         if let Some(bad) = self.python_packages.iter().find(|p| !ok(p)) {
             return Err(("setup.python_packages", format!("`{bad}` is not a requirement specifier (a name, extras and versions; no spaces or quotes)")));

@@ -42,6 +42,13 @@ fn query_params<'a>(doc: &'a mut Value, name: &'a str) -> impl Iterator<Item = &
         .flat_map(move |op| op["parameters"].as_array_mut().into_iter().flatten().filter(move |p| p["in"] == "query" && p["name"] == name).map(|p| &mut p["schema"]))
 }
 
+/// A requirement specifier as `Setup::check` takes one: a letter or digit, then those or
+/// `Setup::PACKAGE_PUNCTUATION`, at most `Setup::MAX_PACKAGE_LEN` in all.
+fn package_pattern() -> String {
+    let punct: String = Setup::PACKAGE_PUNCTUATION.chars().map(|c| if "\\]^-[".contains(c) { format!("\\{c}") } else { c.to_string() }).collect();
+    format!("^[A-Za-z0-9][A-Za-z0-9{punct}]{{0,{}}}$", Setup::MAX_PACKAGE_LEN - 1)
+}
+
 /// Writes the enforced bounds into the document.
 fn bounds(doc: &mut Value, cfg: &Config) {
     let l = &cfg.limits;
@@ -76,8 +83,10 @@ fn bounds(doc: &mut Value, cfg: &Config) {
     constrain(doc, &format!("{}/items/prefixItems/0", property("ExecRequest", "env")), json!({"pattern": "^[^=]+$"}));
     constrain(doc, &property("ExecRequest", "timeout_secs"), json!({"minimum": 1, "maximum": l.max_exec_timeout_secs}));
     constrain(doc, &property("CreateTerminal", "argv"), argv(0));
-    constrain(doc, &property("CreateTerminal", "rows"), json!({"minimum": 1, "maximum": MAX_ROWS}));
-    constrain(doc, &property("CreateTerminal", "cols"), json!({"minimum": 1, "maximum": MAX_COLS}));
+    for schema in ["CreateTerminal", "TerminalSize"] {
+        constrain(doc, &property(schema, "rows"), json!({"minimum": 1, "maximum": MAX_ROWS}));
+        constrain(doc, &property(schema, "cols"), json!({"minimum": 1, "maximum": MAX_COLS}));
+    }
     for s in query_params(doc, "tail_bytes") {
         constrain(s, "", json!({"maximum": MAX_TAIL}));
     }
@@ -85,14 +94,10 @@ fn bounds(doc: &mut Value, cfg: &Config) {
         doc,
         &property("Setup", "python_packages"),
         json!({"minItems": 0, "maxItems": Setup::MAX_PACKAGES,
-               "items": {"type": "string", "pattern": format!("^[A-Za-z0-9][-A-Za-z0-9_.\\[\\],<>=!~+:/@]{{0,{}}}$", Setup::MAX_PACKAGE_LEN - 1)}}),
+               "items": {"type": "string", "pattern": package_pattern()}}),
     );
     constrain(doc, &property("Setup", "script"), json!({"maxLength": Setup::MAX_SCRIPT, "description": format!("At most {} bytes.", Setup::MAX_SCRIPT)}));
     constrain(doc, &property("TerminalInput", "data"), json!({"maxLength": MAX_PTY_WRITE, "description": format!("At most {MAX_PTY_WRITE} bytes.")}));
-    for f in ["rows", "cols"] {
-        let max = if f == "rows" { MAX_ROWS } else { MAX_COLS };
-        constrain(doc, &property("TerminalSize", f), json!({"minimum": 1, "maximum": max}));
-    }
     for s in query_params(doc, "max_bytes") {
         constrain(s, "", json!({"minimum": 1, "maximum": MAX_PTY_READ}));
     }

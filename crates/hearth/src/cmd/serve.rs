@@ -102,7 +102,6 @@ fn serve_here(config: Config, paths: &Paths, opts: hearth_server::ServeOptions) 
     let workers = config.worker_threads();
     let public_url = config.auth.public_url.trim_end_matches('/').to_string();
     let scheme = if config.tls.enabled() { "https" } else { "http" };
-    let serves_hypha = config.hypha.serves();
     let svc = hearth_service::Service::open(config, &paths.data_dir, &paths.cache_dir).context("starting the server")?;
     if let Ok(key) = std::env::var(BRIDGE_KEY_ENV) {
         anyhow::ensure!(svc.use_bridge_key(key), "the Hypha bridge's key was set twice");
@@ -115,7 +114,7 @@ fn serve_here(config: Config, paths: &Paths, opts: hearth_server::ServeOptions) 
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().context("starting the async runtime")?;
     let mut bridge = None;
-    let hypha = serves_hypha.then(|| (svc.config.hypha.clone(), svc.bridge_key())).map(|(h, k)| k.map(|k| (h, k))).transpose()?;
+    let hypha = if svc.config.hypha.serves() { Some((svc.config.hypha.clone(), svc.bridge_key()?)) } else { None };
     rt.block_on(hearth_server::serve(svc, opts, |addr| {
         if let Some((h, key)) = hypha {
             bridge = Some(start_bridge(paths, &h, key, format!("{scheme}://{}", loopback(addr))));
