@@ -26,12 +26,19 @@ from hypha_rpc import connect_to_server
 
 HYPHA_URL, BRIDGE_TOKEN, USER_TOKEN, HEARTH_URL, ADMIN_TOKEN, ROUNDS = sys.argv[1:7]
 ROUNDS = int(ROUNDS)
-PROMPT = ("$ ", "# ")
 
 
 def summary(samples):
     s = sorted(samples)
     return {"n": len(s), "p50_ms": round(statistics.median(s), 2), "p95_ms": round(s[int(len(s) * 0.95) - 1], 2), "min_ms": round(s[0], 2)}
+
+
+async def read_until(read, want=("$ ", "# ")):
+    """Calls `read` (new output as text) until one of `want` came."""
+    seen = ""
+    while not any(w in seen for w in want):
+        seen += await read()
+    return seen
 
 
 async def echo_rounds(write, read_until_echo):
@@ -74,16 +81,13 @@ async def main():
     base = f"/workstations/{ws['id']}/terminals/{t['id']}"
     cursor = {"at": 0}
 
-    async def rest_read(want=PROMPT):
-        seen = ""
-        while not any(w in seen for w in want):
-            o = (await http.get(base + "/output", params={"after": cursor["at"], "wait_ms": 5000})).json()
-            cursor["at"] = o["next"]
-            seen += o["data"]
-        return seen
+    async def rest_read():
+        o = (await http.get(base + "/output", params={"after": cursor["at"], "wait_ms": 5000})).json()
+        cursor["at"] = o["next"]
+        return o["data"]
 
-    await rest_read()
-    results["rest"] = summary(await echo_rounds(lambda d: http.post(base + "/input", json={"data": d}), lambda: rest_read(("x",))))
+    await read_until(rest_read)
+    results["rest"] = summary(await echo_rounds(lambda d: http.post(base + "/input", json={"data": d}), lambda: read_until(rest_read, ("x",))))
 
     # The same through Hypha and the bridge, as a Hypha user.
     user = await connect_to_server({"server_url": HYPHA_URL, "token": USER_TOKEN})
@@ -97,14 +101,11 @@ async def main():
     term = await svc.create_terminal({"name": "bench-hypha", "mem_size_mib": 512, "disk_size_gib": 1})
     tid = term["terminal_id"]
 
-    async def hypha_read(want=PROMPT):
-        seen = ""
-        while not any(w in seen for w in want):
-            seen += (await svc.read_from_terminal(tid))["output"]
-        return seen
+    async def hypha_read():
+        return (await svc.read_from_terminal(tid))["output"]
 
-    await hypha_read()
-    results["hypha"] = summary(await echo_rounds(lambda d: svc.write_to_terminal(tid, d), lambda: hypha_read(("x",))))
+    await read_until(hypha_read)
+    results["hypha"] = summary(await echo_rounds(lambda d: svc.write_to_terminal(tid, d), lambda: read_until(hypha_read, ("x",))))
     await svc.delete_workstation(term["workstation_id"])
 
     # The seed's design on the same Hypha server.
@@ -113,14 +114,11 @@ async def main():
     await provider.register_service(service)
     seed = await user.get_service("ws-user-hearth-bridge/seed-style-terminal")
 
-    async def seed_read(want=PROMPT):
-        seen = ""
-        while not any(w in seen for w in want):
-            seen += (await seed.read_from_terminal("t"))["output"]
-        return seen
+    async def seed_read():
+        return (await seed.read_from_terminal("t"))["output"]
 
-    await seed_read()
-    results["seed"] = summary(await echo_rounds(lambda d: seed.write_to_terminal("t", d), lambda: seed_read(("x",))))
+    await read_until(seed_read)
+    results["seed"] = summary(await echo_rounds(lambda d: seed.write_to_terminal("t", d), lambda: read_until(seed_read, ("x",))))
     os.kill(pid, 9)
     os.waitpid(pid, 0)
 

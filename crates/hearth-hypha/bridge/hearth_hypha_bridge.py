@@ -61,6 +61,12 @@ class HearthError(Exception):
         super().__init__(json.dumps(body))
 
 
+def as_caller(context):
+    """The headers that make a request to hearth the caller's: the bridge's key, and who
+    called as the Hypha server says."""
+    return {"authorization": f"Bearer {KEY}", "x-hearth-hypha-caller": caller_of(context)}
+
+
 def caller_of(context):
     """Who called, as the Hypha server says: the header hearth reads it from."""
     user = (context or {}).get("user") or {}
@@ -107,9 +113,8 @@ class Bridge:
 
     async def call(self, context, method, path, **kw):
         """hearth's answer to one API call as the caller, or a HearthError with its code."""
-        headers = {"authorization": f"Bearer {KEY}", "x-hearth-hypha-caller": caller_of(context)}
         try:
-            resp = await self.http.request(method, API + path, headers=headers, **kw)
+            resp = await self.http.request(method, API + path, headers=as_caller(context), **kw)
         except httpx.HTTPError as e:
             raise HearthError("unavailable", f"hearth did not answer: {e}", 503) from None
         raise_for(resp)
@@ -258,9 +263,8 @@ class Bridge:
 
     async def download_file(self, workstation_id, path, context=None):
         ws = quote(need_str("workstation_id", workstation_id, 200))
-        headers = {"authorization": f"Bearer {KEY}", "x-hearth-hypha-caller": caller_of(context)}
         url = f"{API}/workstations/{ws}/files"
-        async with self.http.stream("GET", url, params={"path": need_str("path", path)}, headers=headers) as resp:
+        async with self.http.stream("GET", url, params={"path": need_str("path", path)}, headers=as_caller(context)) as resp:
             if resp.status_code >= 400:
                 await resp.aread()
                 raise_for(resp)
