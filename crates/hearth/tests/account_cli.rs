@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 
 struct Served {
@@ -23,20 +23,7 @@ impl Drop for Served {
 }
 
 fn serve(data: &std::path::Path) -> Served {
-    let mut child = common::hearth(data)
-        .args(["serve", "--mode", "direct", "--listen", "127.0.0.1:0"])
-        // Nothing of the host's networking is touched, no jailer: accounts only.
-        .env("HEARTH_NETWORK__ENABLED", "false")
-        .env("HEARTH_JAIL", "false")
-        .env("HEARTH_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    out.read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    let (mut child, base) = common::serve_direct(data, &[("HEARTH_LOG", "info")], Stdio::piped());
     let stderr = child.stderr.take();
     Served { child, base, stderr }
 }

@@ -309,6 +309,26 @@ pub(crate) fn serve(data: &std::path::Path) -> Outer {
     serve_with(data, &[])
 }
 
+/// `hearth serve` on this host in direct mode, on a loopback port, with `env` and its stderr
+/// to `stderr`: for what needs no workstation to boot here (nothing of the host's networking
+/// is touched, no jailer). The process (its stdout read up to the line that says it serves)
+/// and the server's base URL.
+pub(crate) fn serve_direct(data: &std::path::Path, env: &[(&str, &str)], stderr: Stdio) -> (std::process::Child, String) {
+    let mut child = hearth(data)
+        .args(["serve", "--mode", "direct", "--listen", "127.0.0.1:0"])
+        .env("HEARTH_NETWORK__ENABLED", "false")
+        .env("HEARTH_JAIL", "false")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("hearth: serving on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    (child, base)
+}
+
 /// [`serve`] with more environment (configuration overrides).
 pub(crate) fn serve_with(data: &std::path::Path, env: &[(&str, &str)]) -> Outer {
     let mut child = hearth(data)

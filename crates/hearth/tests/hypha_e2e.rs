@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -57,21 +56,9 @@ fn serving_directly_the_bridge_runs_beside_the_server_and_ends_with_it() {
     }
     let hypha = Hypha::start();
     let data = tempfile::tempdir().unwrap();
-    let mut child = common::hearth(data.path())
-        .args(["serve", "--mode", "direct", "--listen", "127.0.0.1:0"])
-        // Nothing of the host's networking is touched, no jailer.
-        .env("HEARTH_NETWORK__ENABLED", "false")
-        .env("HEARTH_JAIL", "false")
-        .env("HEARTH_HYPHA__SERVER_URL", &hypha.url)
-        .env("HEARTH_HYPHA__SERVICE_TOKEN", hypha.user("hearth-bridge", "bridge@lab.org"))
-        .env("HEARTH_HYPHA__BRIDGE_PYTHON", &hypha.python)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("hearth: serving on "), "{line:?}");
+    let token = hypha.user("hearth-bridge", "bridge@lab.org");
+    let env = [("HEARTH_HYPHA__SERVER_URL", hypha.url.as_str()), ("HEARTH_HYPHA__SERVICE_TOKEN", token.as_str()), ("HEARTH_HYPHA__BRIDGE_PYTHON", hypha.python.to_str().unwrap())];
+    let (mut child, _base) = common::serve_direct(data.path(), &env, Stdio::null());
     let ann = hypha.user("ann-1", "ann@lab.org");
     hypha.client("ws-user-hearth-bridge/hearth-terminal-service", Some(&ann), "empty", None, &["nothing listed"]);
     let script = data.path().join("hypha-bridge.py");
